@@ -1,0 +1,82 @@
+"""The `quantrisk` command line. Thin: each sub-command lives in `quantrisk.commands.<name>`,
+parses its options and calls a library function. Heavy imports (torch, transformers) happen
+inside the command bodies so that `quantrisk --help` is instant.
+
+Errors: a `QuantriskError` prints one line and exits 2 (usage/data) or 1 (runtime); any other
+exception prints one line naming it; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+from quantrisk.errors import QuantriskError
+
+app = typer.Typer(
+    name="quantrisk",
+    help="Measure what quantization does to a code LM: quality, membership-inference leakage, trojans.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# One module per command group; each defines `register(app)`. Add a line to add a command.
+COMMAND_MODULES: tuple[str, ...] = (
+    "quantrisk.commands.precisions",
+    "quantrisk.commands.probe",
+    "quantrisk.commands.pretrain",
+    "quantrisk.commands.privacy",
+    "quantrisk.commands.trojan",
+    "quantrisk.commands.experiments",
+)
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(_name)
+    except ModuleNotFoundError as _exc:  # a command group not built yet in this checkout
+        if _exc.name != _name:
+            raise
+        continue
+    _module.register(app)
+
+
+def _error(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        result = app(args=args, prog_name="quantrisk", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.ClickException as exc:  # bad option or argument: click's own message
+        exc.show()
+        return 2
+    except click.exceptions.Abort:
+        _error("aborted")
+        return 130
+    except QuantriskError as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if debug:
+            raise
+        _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`quantrisk probe MODEL --precision P`: load once, print what it cost and the NLL on a fixed snippet."""
+
+from __future__ import annotations
+
+import typer
+
+# A fixed, built-in code snippet (plain Python, written for this purpose) scored by `probe`.
+PROBE_SNIPPET = '''def moving_average(values, window):
+    """Return the simple moving average of `values` over `window` items."""
+    if window <= 0:
+        raise ValueError("window must be positive")
+    total = 0.0
+    out = []
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        if i + 1 >= window:
+            out.append(total / window)
+    return out
+'''
+
+
+def probe(source: str, precision: str, device: str = "cpu", *, allow_pickle: bool = False,
+          trust_remote_code: bool = False) -> dict:
+    """Load `source` at `precision`; return the load record plus the mean NLL (nats/token) on the snippet."""
+    import time
+
+    import torch
+
+    from quantrisk.models.load import load_model
+
+    lm = load_model(source, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    ids = lm.tokenizer(PROBE_SNIPPET, return_tensors="pt").input_ids
+    ctx = int(getattr(lm.model.config, "max_position_embeddings", 0) or getattr(lm.model.config, "n_positions", 0) or 2048)
+    ids = ids[:, :ctx].to(lm.record.device if lm.record.backend != "bnb" else lm.model.device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        loss = lm.model(input_ids=ids, labels=ids).loss.float().item()
+    return {**lm.record.to_dict(), "snippet_tokens": int(ids.shape[1]), "snippet_nll": loss,
+            "forward_seconds": round(time.perf_counter() - start, 4)}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("probe")
+    def probe_cmd(
+        model: str = typer.Argument(..., help="Local model directory or hub id."),
+        precision: str = typer.Option("fp32", "--precision", "-p", help="Precision string (see `quantrisk precisions`)."),
+        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+        allow_pickle: bool = typer.Option(False, help="Allow pickle (.bin) weights. Unsafe for untrusted models."),
+        trust_remote_code: bool = typer.Option(False, help="Allow code shipped with the model. Unsafe."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Load MODEL at a precision; print back-end, weight memory, load time and NLL on a built-in snippet."""
+        from quantrisk.commands._output import print_json, print_table
+
+        info = probe(model, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        if as_json:
+            print_json(info)
+            return
+        print_table(f"probe {model} @ {precision}", ["field", "value"], [[k, v] for k, v in info.items()])

@@ -1,0 +1,57 @@
+"""What a run records about where it ran: package versions, device, Python, platform."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES: tuple[str, ...] = (
+    "quantrisk", "torch", "transformers", "tokenizers", "peft", "accelerate", "optimum-quanto",
+    "bitsandbytes", "codebleu", "sqlparse", "rapidfuzz", "scikit-learn", "numpy", "dask", "distributed",
+)
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of distribution `name`, or None."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def describe_device(device: str) -> str:
+    """Human name of a torch device, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu (2 threads)'."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Versions of every relevant package, Python, platform and the device description."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device,
+        "device_name": describe_device(device),
+        "packages": {p: v for p in PACKAGES if (v := package_version(p)) is not None},
+    }
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a string's UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

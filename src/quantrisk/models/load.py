@@ -1,0 +1,292 @@
+"""Load a causal LM + tokenizer from a local directory or a hub id, at a precision, on a device.
+
+Safety: weights load from safetensors only unless the caller opts into pickle (`allow_pickle`);
+`trust_remote_code` stays off unless asked, and a config that needs remote code is refused with a
+clear message. Offline, a hub id that is not in the local cache fails fast and says to pass a
+local directory.
+
+Adapters (LoRA, from the trojan study): for back-ends that quantize a model in memory
+(int8-dynamic, quanto, rtn) and for plain dtypes, the adapter is merged into the fp32 base first and
+the merged model is then quantized — the deployment path "merge, then compress". For bitsandbytes
+the adapter is attached, unmerged, to the quantized base (as QLoRA inference does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from quantrisk.errors import ModelLoadError, UsageError
+from quantrisk.models.memory import nominal_bytes, weight_memory
+from quantrisk.models.quantizers import get_quantizer
+from quantrisk.precision import Precision, device_type, require_available
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@dataclass
+class LoadRecord:
+    """What `load_model` did. Bytes are of the weights really held; fp16_bytes is the fp16 baseline."""
+
+    source: str
+    precision: str
+    backend: str
+    library: str | None
+    library_version: str | None
+    device: str
+    compute_dtype: str
+    weight_bytes: int
+    fp16_bytes: int
+    nominal_bytes: int
+    n_params: int
+    load_seconds: float
+    model_type: str
+    adapter: str | None = None
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    record: LoadRecord
+
+
+def resolve_device(device: str | None) -> str:
+    """`None`/`auto` -> `cuda` if torch sees a GPU, else `cpu`; otherwise validates and returns `device`."""
+    if device is None or device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    device_type(device)
+    return device
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARS)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_model_dir(path: Path, *, allow_pickle: bool, trust_remote_code: bool) -> dict[str, Any]:
+    """Validate a local model directory before anything reads its weights; returns its config.json."""
+    if not path.exists():
+        raise ModelLoadError(f"model directory {path} does not exist")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is a file, not a model directory (expected config.json + *.safetensors)")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"{path} is not a model directory: no config.json")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{config_file}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{config_file}: expected a JSON object")
+    if config.get("auto_map") and not trust_remote_code:
+        raise ModelLoadError(
+            f"{config_file} asks for remote code (auto_map); refused. Pass --trust-remote-code only if you trust it"
+        )
+    files = [p.name for p in path.iterdir()]
+    has_safetensors = any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in files)
+    has_pickle = any(f.endswith(PICKLE_SUFFIXES) and f != "training_args.bin" for f in files)
+    if not has_safetensors:
+        if has_pickle and not allow_pickle:
+            raise ModelLoadError(
+                f"{path} holds only pickle weights ({', '.join(f for f in files if f.endswith(PICKLE_SUFFIXES))}); "
+                "refused because unpickling can run arbitrary code. Convert to safetensors, or pass --allow-pickle"
+            )
+        if not has_pickle:
+            raise ModelLoadError(f"{path} has a config.json but no weights (*.safetensors)")
+    return config
+
+
+def resolve_source(source: str | Path, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> str:
+    """Local directory (validated) or hub id (cached, or reachable) -> what `from_pretrained` should get."""
+    text = str(source).strip()
+    if not text:
+        raise ModelLoadError("empty model source; pass a local directory or a hub id like EleutherAI/pythia-160m")
+    path = Path(text).expanduser()
+    looks_local = path.exists() or text.startswith((".", "/", "~")) or os.sep + os.sep in text or text.count("/") > 1
+    if looks_local or not HUB_ID.match(text):
+        check_model_dir(path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        return str(path)
+    # a hub id: the local cache first, the network only when allowed and reachable
+    try:
+        from huggingface_hub import snapshot_download
+
+        cached = Path(snapshot_download(text, local_files_only=True))
+        check_model_dir(cached, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        return str(cached)
+    except ModelLoadError:
+        raise
+    except Exception:  # noqa: BLE001 - not in the cache
+        pass
+    if _offline():
+        raise ModelLoadError(
+            f"{text!r} is a hub id that is not in the local cache and offline mode is on; pass a local model directory"
+        )
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"{text!r} looks like a hub id, but the hub is unreachable from here and it is not cached; "
+            "pass a local model directory (or `quantrisk pretrain` one)"
+        )
+    return text
+
+
+def load_tokenizer(source: str, *, trust_remote_code: bool = False) -> Any:
+    """The model's tokenizer, with a pad token (eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not load a tokenizer from {source}: {str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ModelLoadError(f"tokenizer of {source} has neither a pad nor an eos token")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _from_pretrained(source: str, kwargs: dict[str, Any], *, allow_pickle: bool, trust_remote_code: bool) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            source,
+            use_safetensors=None if allow_pickle else True,
+            trust_remote_code=trust_remote_code,
+            **kwargs,
+        )
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors/transformers errors become one clear line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load a causal LM from {source}: {first}") from None
+
+
+def _apply_adapter(model: Any, adapter: str, *, merge: bool) -> Any:
+    from peft import PeftModel
+
+    try:
+        wrapped = PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not apply adapter {adapter}: {str(exc).splitlines()[0]}") from None
+    return wrapped.merge_and_unload() if merge else wrapped
+
+
+def check_adapter_dir(adapter: str | Path, *, allow_pickle: bool) -> str:
+    """Validate a peft adapter directory (adapter_config.json + safetensors weights)."""
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{path} is not a LoRA adapter directory: no adapter_config.json")
+    if not (path / "adapter_model.safetensors").is_file():
+        if any(path.glob("adapter_model.bin")) and not allow_pickle:
+            raise ModelLoadError(f"{path} holds a pickle adapter (adapter_model.bin); refused without --allow-pickle")
+        if not any(path.glob("adapter_model.bin")):
+            raise ModelLoadError(f"{path} has no adapter weights (adapter_model.safetensors)")
+    return str(path)
+
+
+def quantize_model(model: Any, precision: Precision | str, device: str = "cpu") -> Any:
+    """Apply an in-memory back-end (int8-dynamic, quanto, rtn, dtype casts) to an fp32 model; returns it on `device`."""
+    p = require_available(precision, device)
+    quantizer = get_quantizer(p)
+    if p.backend == "bnb":
+        raise UsageError(f"{p.name} quantizes while loading; use load_model(source, '{p.name}') instead")
+    dtype = quantizer.compute_dtype(p, device)
+    if p.backend != "torch_dynamic":
+        model = model.to(dtype)
+    model = quantizer.apply(model, p, device)
+    return model.to(device) if p.backend != "torch_dynamic" else model
+
+
+def load_model(
+    source: str | Path,
+    precision: Precision | str = "fp32",
+    device: str = "cpu",
+    *,
+    adapter: str | Path | None = None,
+    for_training: bool = False,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load `source` at `precision` on `device` (optionally with a LoRA `adapter`) and say what was done."""
+    device = resolve_device(device)
+    p = require_available(precision, device)
+    if for_training and not p.trainable:
+        raise UsageError(
+            f"{p.name} cannot be a fine-tuning base: its quantized Linear layers have no autograd/LoRA support; "
+            "fine-tune at fp32/bf16/rtn-*/bnb-* and quantize for inference instead"
+        )
+    start = time.perf_counter()
+    resolved = resolve_source(source, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    adapter_path = check_adapter_dir(adapter, allow_pickle=allow_pickle) if adapter is not None else None
+    quantizer = get_quantizer(p)
+    tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
+
+    if p.backend == "bnb":
+        model = _from_pretrained(resolved, quantizer.load_kwargs(p, device), allow_pickle=allow_pickle,
+                                 trust_remote_code=trust_remote_code)
+        if for_training:
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        if adapter_path:
+            model = _apply_adapter(model, adapter_path, merge=False)
+    else:
+        import torch
+
+        first_dtype = torch.float32 if (adapter_path or p.backend != "dtype") else quantizer.compute_dtype(p, device)
+        model = _from_pretrained(resolved, {"dtype": first_dtype}, allow_pickle=allow_pickle,
+                                 trust_remote_code=trust_remote_code)
+        if adapter_path:
+            model = _apply_adapter(model, adapter_path, merge=True)
+        model = quantize_model(model, p, device)
+    model.train(for_training)
+    if not for_training:
+        model.requires_grad_(False)
+
+    memory = weight_memory(model)
+    held_dtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), None)
+    record = LoadRecord(
+        source=str(source),
+        precision=p.name,
+        backend=p.backend,
+        library=quantizer.library or "torch",
+        library_version=quantizer.library_version(),
+        device=device,
+        compute_dtype=str(held_dtype).replace("torch.", "") if held_dtype is not None else "int8",
+        weight_bytes=memory.bytes,
+        fp16_bytes=memory.fp16_bytes,
+        nominal_bytes=nominal_bytes(model, p.bits, p.group_size) if p.backend == "rtn" else memory.bytes,
+        n_params=memory.logical_params,
+        load_seconds=round(time.perf_counter() - start, 4),
+        model_type=str(getattr(getattr(model, "config", None), "model_type", "unknown")),
+        adapter=adapter_path,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+    )
+    return LoadedModel(model=model, tokenizer=tokenizer, record=record)

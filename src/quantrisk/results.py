@@ -1,0 +1,114 @@
+"""The one shape every study returns: metric rows + per-sample rows + artifacts + environment.
+
+Studies (privacy, trojan) are library functions returning a `StudyResult`; the CLI writes it to a
+directory (`write_dir`), the runner stores it in the results store. Values are plain JSON types.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class MetricRow:
+    """One number. `labels` say what it is about, e.g. {"precision": "int8-dynamic", "attack": "zlib"}.
+
+    `value` is never NaN: a metric that cannot be computed is left out and counted in `StudyResult.skipped`.
+    """
+
+    name: str
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, (int, float)) or math.isnan(float(self.value)):
+            raise ValueError(f"metric {self.name} {self.labels} has no numeric value ({self.value!r})")
+        self.value = float(self.value)
+
+
+@dataclass
+class StudyResult:
+    """Everything a study produced.
+
+    Attributes:
+        study: "privacy" | "trojan" | ...
+        metrics: aggregate numbers.
+        samples: per-sample rows (flat JSON dicts; each has at least the labels that identify it).
+        artifacts: name -> path of files the study wrote (adapters, manifests).
+        environment: versions, device, seeds, data hashes (see `quantrisk.environment`).
+        skipped: reason -> count of samples or metrics left out (never silently).
+        seconds: wall time of the study.
+    """
+
+    study: str
+    metrics: list[MetricRow] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of the one metric row named `name` whose labels include `labels`."""
+        rows = [m for m in self.metrics if m.name == name and all(m.labels.get(k) == v for k, v in labels.items())]
+        if len(rows) != 1:
+            raise KeyError(f"{len(rows)} metric rows match {name} {labels}")
+        return rows[0].value
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudyResult:
+        return cls(
+            study=d["study"],
+            metrics=[MetricRow(**m) for m in d.get("metrics", [])],
+            samples=list(d.get("samples", [])),
+            artifacts=dict(d.get("artifacts", {})),
+            environment=dict(d.get("environment", {})),
+            skipped=dict(d.get("skipped", {})),
+            seconds=float(d.get("seconds", 0.0)),
+        )
+
+    def merge(self, other: StudyResult) -> StudyResult:
+        """Concatenate another result of the same study into this one (returns self)."""
+        self.metrics.extend(other.metrics)
+        self.samples.extend(other.samples)
+        self.artifacts.update(other.artifacts)
+        for k, v in other.skipped.items():
+            self.skipped[k] = self.skipped.get(k, 0) + v
+        self.seconds += other.seconds
+        return self
+
+    def write_dir(self, out: str | Path) -> Path:
+        """Write `metrics.json` (everything but samples) and `samples.jsonl` under `out`, atomically."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        head = self.to_dict()
+        samples = head.pop("samples")
+        atomic_write_text(out / "metrics.json", json.dumps(head, indent=2, sort_keys=True))
+        atomic_write_text(out / "samples.jsonl", "".join(json.dumps(s, sort_keys=True) + "\n" for s in samples))
+        return out
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file + rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
