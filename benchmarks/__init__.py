@@ -1,0 +1,1 @@
+"""quantrisk benchmarks: `python -m benchmarks <name> [options]` appends dated rows to BENCHMARKS.md."""
