@@ -39,7 +39,7 @@ def run(model_dir: str, device: str, precisions: list[str] | None, repeats: int,
         p = parse_precision(name)
         holder: dict[str, Any] = {}
 
-        def load() -> None:
+        def load(holder: dict[str, Any] = holder, name: str = name) -> None:
             holder["lm"] = load_model(model_dir, name, device)
 
         t = time_it(load, repeats=repeats, warmup=1, device=device)

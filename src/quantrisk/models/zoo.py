@@ -53,7 +53,7 @@ class Shape:
 
 
 SHAPES: dict[str, Shape] = {
-    "tiny": Shape(hidden=192, layers=4, heads=4, intermediate=768, context=512),
+    "tiny": Shape(hidden=128, layers=4, heads=4, intermediate=512, context=512),
     "small": Shape(hidden=512, layers=6, heads=8, intermediate=2048, context=1024),  # Pythia-70m
     "base": Shape(hidden=768, layers=12, heads=12, intermediate=3072, context=2048),  # Pythia-160m
 }

@@ -1,0 +1,234 @@
+"""Code corpora with an exact, seeded member / non-member / reference split.
+
+Default corpus: the running interpreter's standard library (`sysconfig.get_paths()["stdlib"]`,
+PSF licence), test suites excluded. A sample is a top-level function or method (unit `function`,
+via `ast`, dedented) or a whole file (unit `file`). Also: any folder of `.py` files, or a JSONL
+file with a `text` field (and optional `id`).
+
+The split is a pure function of (seed, sample id): u = sha256(f"{seed}:{id}") / 2**256 falls in
+[0, f_member) → member, [f_member, f_member + f_nonmember) → nonmember, else reference. The
+manifest `split.jsonl` records id, path, sha256, split and the text itself, so the study reads
+exactly what the model was (or was not) trained on, on any machine.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sys
+import sysconfig
+import textwrap
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from quantrisk.errors import DataError, UsageError
+from quantrisk.results import atomic_write_text
+
+SPLITS: tuple[str, ...] = ("member", "nonmember", "reference", "extra")
+UNITS: tuple[str, ...] = ("function", "file")
+EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3",
+                 "ensurepip", "turtledemo", "venv", "idlelib", "tkinter", "pydoc_data"}
+
+
+@dataclass(frozen=True)
+class CodeSample:
+    """One code sample. `id` is unique within a corpus; `sha256` is of `text` (UTF-8)."""
+
+    id: str
+    path: str
+    text: str
+    sha256: str
+    split: str = ""
+
+    def with_split(self, split: str) -> CodeSample:
+        return CodeSample(self.id, self.path, self.text, self.sha256, split)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def stdlib_root() -> Path:
+    """The running interpreter's standard library directory."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def _python_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).parts
+        if any(part in EXCLUDED_DIRS for part in rel[:-1]) or rel[-1].startswith("test_") or rel[-1] == "__main__.py":
+            continue
+        yield path
+
+
+def _functions(source: str) -> Iterator[tuple[str, str]]:
+    """(qualname, dedented source) of top-level functions and methods of top-level classes."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return
+    lines = source.splitlines(keepends=True)
+
+    def segment(node: ast.AST) -> str:
+        start = node.lineno - 1  # type: ignore[attr-defined]
+        end = node.end_lineno or node.lineno  # type: ignore[attr-defined]
+        return textwrap.dedent("".join(lines[start:end]))
+
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, segment(node)
+        elif isinstance(node, ast.ClassDef):
+            for sub in node.body:
+                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    yield f"{node.name}.{sub.name}", segment(sub)
+
+
+def folder_samples(root: Path, *, unit: str = "function", min_chars: int = 150, max_chars: int = 1200) -> list[CodeSample]:
+    """Samples from every `.py` file under `root` (test suites excluded), exact duplicates dropped."""
+    if unit not in UNITS:
+        raise UsageError(f"unknown unit {unit!r}; valid: {', '.join(UNITS)}")
+    if not root.is_dir():
+        raise UsageError(f"corpus folder {root} does not exist")
+    seen: set[str] = set()
+    ids: set[str] = set()
+    out: list[CodeSample] = []
+    for path in _python_files(root):
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        rel = path.relative_to(root).as_posix()
+        items = [(rel, source)] if unit == "file" else [(f"{rel}::{q}", s) for q, s in _functions(source)]
+        for sid, text in items:
+            if not (min_chars <= len(text) <= max_chars) or not text.strip():
+                continue
+            digest = sha256_text(text)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            base, n = sid, 2
+            while sid in ids:
+                sid, n = f"{base}#{n}", n + 1
+            ids.add(sid)
+            out.append(CodeSample(sid, rel, text, digest))
+    return out
+
+
+def jsonl_samples(path: Path) -> list[CodeSample]:
+    """Samples from a JSONL file with a non-empty string `text` field (optional `id`)."""
+    out: list[CodeSample] = []
+    seen: set[str] = set()
+    for lineno, obj in read_jsonl(path):
+        text = obj.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path}:{lineno}: field 'text' must be a non-empty string")
+        sid = str(obj.get("id", f"{path.name}:{lineno}"))
+        if sid in seen:
+            raise DataError(f"{path}:{lineno}: duplicate id {sid!r}")
+        seen.add(sid)
+        out.append(CodeSample(sid, str(obj.get("path", path.name)), text, sha256_text(text)))
+    if not out:
+        raise DataError(f"{path}: no samples (empty file)")
+    return out
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; DataError naming file:line on bad JSON or non-objects."""
+    try:
+        handle = path.open("r", encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    with handle:
+        lineno = 0
+        try:
+            for lineno, line in enumerate(handle, 1):  # noqa: B007 - lineno used after a decode error
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                yield lineno, obj
+        except UnicodeDecodeError:
+            raise DataError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+
+
+def load_corpus(corpus: str | Path | None = None, *, unit: str = "function") -> list[CodeSample]:
+    """`None`/"stdlib" → the standard library; a folder → its .py files; a .jsonl file → its `text` rows."""
+    if corpus is None or str(corpus) == "stdlib":
+        return folder_samples(stdlib_root(), unit=unit)
+    path = Path(corpus).expanduser()
+    if path.is_dir():
+        return folder_samples(path, unit=unit)
+    if path.suffix == ".jsonl" or path.is_file():
+        return jsonl_samples(path)
+    raise UsageError(f"corpus {corpus} is neither 'stdlib', a folder of .py files, nor a .jsonl file")
+
+
+def split_fraction(seed: int, sample_id: str) -> float:
+    """Deterministic u in [0, 1) from (seed, id)."""
+    digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_splits(
+    samples: Iterable[CodeSample],
+    *,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3),
+    cap: int | None = None,
+) -> list[CodeSample]:
+    """Split samples into member / nonmember / reference by the seeded hash of their id.
+
+    `cap` keeps at most that many per split: those with the smallest second hash (seeded, so the
+    choice is reproducible). Returns samples sorted by (split, id).
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise UsageError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    buckets: dict[str, list[CodeSample]] = {"member": [], "nonmember": [], "reference": []}
+    for s in samples:
+        u = split_fraction(seed, s.id)
+        split = "member" if u < fractions[0] else "nonmember" if u < fractions[0] + fractions[1] else "reference"
+        buckets[split].append(s.with_split(split))
+    out: list[CodeSample] = []
+    for items in buckets.values():
+        items.sort(key=lambda s: split_fraction(seed + 7919, s.id))
+        out.extend(sorted(items[:cap] if cap is not None else items, key=lambda s: s.id))
+    return out
+
+
+def write_split(path: str | Path, samples: Iterable[CodeSample]) -> None:
+    """Write the manifest: one JSON object per sample (id, path, sha256, split, text), atomically."""
+    atomic_write_text(Path(path), "".join(json.dumps(asdict(s), sort_keys=True) + "\n" for s in samples))
+
+
+def load_split(model_dir: str | Path) -> list[CodeSample]:
+    """Read `model_dir/split.jsonl` (or a manifest path); checks fields, splits and sha256 of each text."""
+    path = Path(model_dir)
+    path = path / "split.jsonl" if path.is_dir() else path
+    if not path.is_file():
+        raise DataError(f"{path}: no split manifest (models pretrained by quantrisk have one)")
+    out = []
+    for lineno, obj in read_jsonl(path):
+        for field in ("id", "path", "sha256", "split", "text"):
+            if not isinstance(obj.get(field), str):
+                raise DataError(f"{path}:{lineno}: field {field!r} missing or not a string")
+        if obj["split"] not in SPLITS:
+            raise DataError(f"{path}:{lineno}: field 'split' is {obj['split']!r}; valid: {', '.join(SPLITS)}")
+        if sha256_text(obj["text"]) != obj["sha256"]:
+            raise DataError(f"{path}:{lineno}: sha256 does not match the text of {obj['id']!r}")
+        out.append(CodeSample(obj["id"], obj["path"], obj["text"], obj["sha256"], obj["split"]))
+    if not out:
+        raise DataError(f"{path}: empty split manifest")
+    return out
+
+
+def corpus_description(corpus: str | Path | None) -> dict[str, str]:
+    """What a corpus is, for the record: kind, root, Python version (the stdlib differs between versions)."""
+    if corpus is None or str(corpus) == "stdlib":
+        return {"kind": "stdlib", "root": str(stdlib_root()), "python": sys.version.split()[0], "licence": "PSF"}
+    return {"kind": "path", "root": str(Path(corpus).expanduser().resolve())}
