@@ -101,7 +101,7 @@ class PretrainReport:
 def _encode(tokenizer: Any, texts: Sequence[str], seq_len: int) -> list[list[int]]:
     eos = tokenizer.eos_token_id
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [([eos] + x + [eos])[:seq_len] for x in ids]
+    return [(x + [eos])[:seq_len] for x in ids]
 
 
 def _batches(encoded: list[list[int]], batch_size: int, rng: random.Random):

@@ -1,0 +1,153 @@
+"""Membership-inference attacks: each a small function from one sample's token scores to one
+number, **higher = more likely a member**. Found by name in a registry (a new attack is one
+function + one test).
+
+Names: `loss`, `zlib`, `lowercase`, `mink` / `mink-<k>`, `minkpp` / `minkpp-<k>`, `reference`,
+`recall`. `k` is a fraction in (0, 1] (default 0.2). Formulas (ℓ_i = log p(t_i | t_<i), i = 2..n):
+
+- loss:      mean ℓ                                  (negative NLL; Yeom et al. 2018)
+- zlib:      mean ℓ / |zlib(x)|  (bytes)             (Carlini et al. 2021)
+- lowercase: −mean ℓ(x) / mean ℓ(lower(x))           (Carlini et al. 2021: ppl ratio, lower = member,
+                                                       sign flipped so higher = member)
+- mink:      mean of the ⌈k·m⌉ smallest ℓ_i (m = number of scored tokens)   (Shi et al. 2024)
+- minkpp:    mean of the ⌈k·m⌉ smallest z_i = (ℓ_i − μ_i) / σ_i             (Zhang et al. 2024)
+- reference: mean ℓ_target(x) − mean ℓ_reference(x)  (Carlini et al. 2021, reference model)
+- recall:    mean ℓ(x | P) / mean ℓ(x), P = a fixed non-member prefix       (ReCaLL, Xie et al. 2024)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quantrisk.errors import UsageError
+from quantrisk.scoring import TokenScores
+
+SIGMA_FLOOR = 1e-6
+
+
+@dataclass
+class AttackInput:
+    """What an attack may look at for one sample."""
+
+    text: str
+    target: TokenScores
+    lower: TokenScores | None = None         # scores of text.lower() (lowercase attack)
+    reference: TokenScores | None = None     # scores under the reference model (reference attack)
+    conditioned: TokenScores | None = None   # scores of the text after a non-member prefix (recall)
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    fn: Callable[[AttackInput, float], float]
+    needs: frozenset[str] = field(default_factory=frozenset)
+    takes_k: bool = False
+    description: str = ""
+
+
+ATTACKS: dict[str, Attack] = {}
+DEFAULT_K = 0.2
+
+
+def register_attack(name: str, *, needs: tuple[str, ...] = (), takes_k: bool = False, description: str = ""):
+    """Decorator: add `fn(sample, k) -> float` to the registry under `name`."""
+
+    def wrap(fn: Callable[[AttackInput, float], float]) -> Callable[[AttackInput, float], float]:
+        ATTACKS[name] = Attack(name, fn, frozenset(needs), takes_k, description or (fn.__doc__ or "").strip())
+        return fn
+
+    return wrap
+
+
+def _smallest_mean(values: np.ndarray, k: float) -> float:
+    m = values.shape[0]
+    count = max(1, math.ceil(k * m))
+    return float(np.sort(values)[:count].mean())
+
+
+@register_attack("loss", description="mean token log-prob (negative NLL)")
+def loss_score(s: AttackInput, k: float) -> float:
+    return float(s.target.logprobs.mean())
+
+
+@register_attack("zlib", description="mean log-prob / zlib-compressed size in bytes")
+def zlib_score(s: AttackInput, k: float) -> float:
+    return float(s.target.logprobs.mean()) / len(zlib.compress(s.text.encode("utf-8")))
+
+
+@register_attack("lowercase", needs=("lower",), description="-mean ℓ(x) / mean ℓ(lower(x))")
+def lowercase_score(s: AttackInput, k: float) -> float:
+    assert s.lower is not None
+    return -float(s.target.logprobs.mean()) / float(s.lower.logprobs.mean())
+
+
+@register_attack("mink", takes_k=True, description="mean of the k% lowest token log-probs")
+def mink_score(s: AttackInput, k: float) -> float:
+    return _smallest_mean(s.target.logprobs, k)
+
+
+@register_attack("minkpp", takes_k=True, description="mean of the k% lowest standardised log-probs (ℓ-μ)/σ")
+def minkpp_score(s: AttackInput, k: float) -> float:
+    z = (s.target.logprobs - s.target.mu) / np.sqrt(np.maximum(s.target.var, SIGMA_FLOOR**2))
+    return _smallest_mean(z, k)
+
+
+@register_attack("reference", needs=("reference",), description="mean ℓ target − mean ℓ reference model")
+def reference_score(s: AttackInput, k: float) -> float:
+    assert s.reference is not None
+    return float(s.target.logprobs.mean()) - float(s.reference.logprobs.mean())
+
+
+@register_attack("recall", needs=("conditioned",), description="ReCaLL: mean ℓ(x | non-member prefix) / mean ℓ(x)")
+def recall_score(s: AttackInput, k: float) -> float:
+    assert s.conditioned is not None
+    return float(s.conditioned.logprobs.mean()) / float(s.target.logprobs.mean())
+
+
+_NAME = re.compile(r"^([a-z]+)(?:-([0-9.]+))?$")
+DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "zlib", "lowercase", "mink", "minkpp", "reference", "recall")
+
+
+@dataclass(frozen=True)
+class AttackChoice:
+    """A parsed attack name: the attack and its k."""
+
+    label: str
+    attack: Attack
+    k: float
+
+    def __call__(self, sample: AttackInput) -> float:
+        return self.attack.fn(sample, self.k)
+
+
+def parse_attack(name: str) -> AttackChoice:
+    """`mink-0.1` → (mink, k=0.1). UsageError for unknown names or a k outside (0, 1]."""
+    m = _NAME.match(name.strip().lower())
+    if not m or m.group(1) not in ATTACKS:
+        raise UsageError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)} (mink/minkpp take -k, e.g. mink-0.1)")
+    attack = ATTACKS[m.group(1)]
+    if m.group(2) is not None and not attack.takes_k:
+        raise UsageError(f"attack {attack.name!r} takes no k (got {name!r})")
+    k = float(m.group(2)) if m.group(2) is not None else DEFAULT_K
+    if not 0 < k <= 1:
+        raise UsageError(f"attack {name!r}: k must be in (0, 1]")
+    label = f"{attack.name}-{k:g}" if attack.takes_k else attack.name
+    return AttackChoice(label, attack, k)
+
+
+def parse_attacks(names: str | list[str]) -> list[AttackChoice]:
+    """Comma-separated or list of attack names → parsed choices (duplicates rejected)."""
+    items = [n for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    if not items:
+        raise UsageError(f"no attack given; valid: {', '.join(ATTACKS)}")
+    out = [parse_attack(n) for n in items]
+    labels = [c.label for c in out]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"attack listed twice: {', '.join(sorted({x for x in labels if labels.count(x) > 1}))}")
+    return out

@@ -1,0 +1,198 @@
+"""Batched token log-prob engine shared by every attack and metric (the hot path).
+
+For a text x = t_1..t_n (the tokenizer's ids, no special tokens added), the engine returns
+ℓ_i = log p(t_i | t_<i) for i = 2..n (the first token is unscored) and, from the same forward pass,
+the mean μ_i = Σ_v p_v log p_v and variance σ_i² = Σ_v p_v (log p_v)² − μ_i² of log p over the
+vocabulary at each scored position (for Min-K%++).
+
+How: texts are sorted by length and packed into batches under a token budget (length bucketing);
+batches are right-padded with an attention mask (real tokens first, so positions are unchanged);
+only real positions go through the output head, in chunks, and their statistics come from
+`vocab_stats` (no full-vocabulary fp32 log-softmax for the whole batch). Texts longer than the
+context are truncated (default) or scored with a sliding window of stride `stride`, where each
+token is scored once with as much left context as the window allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from quantrisk.vocab_stats import vocab_stats
+
+# model_type -> the body returns final-normed hidden states and the output head is a plain projection
+FAST_PATH_TYPES = {"gpt_neox", "codegen", "gpt_neo", "llama", "mistral", "qwen2", "gpt2", "gpt_bigcode", "starcoder2"}
+
+
+@dataclass
+class TokenScores:
+    """Scores of one text. token_ids (n,); logprobs, mu, var (n-1,), float64."""
+
+    token_ids: np.ndarray
+    logprobs: np.ndarray
+    mu: np.ndarray
+    var: np.ndarray
+
+    @property
+    def n_scored(self) -> int:
+        return int(self.logprobs.shape[0])
+
+
+def model_context(model: Any) -> int:
+    """Longest sequence the model takes (tokens)."""
+    cfg = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048
+
+
+def model_device(model: Any) -> Any:
+    """Device of the model's first parameter (where inputs must go)."""
+    import torch
+
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _body_and_head(model: Any) -> tuple[Any, Any] | None:
+    mtype = getattr(model.config, "model_type", "")
+    if mtype not in FAST_PATH_TYPES:
+        return None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if head is None or body is None or body is model:
+        return None
+    return body, head
+
+
+def _forward_stats(model: Any, ids: Any, mask: Any, chunk: int, compile: bool) -> tuple[Any, Any, Any]:
+    """(target logprob, mu, var) for every (row, position) pair with a real next token; flat (T,)."""
+    import torch
+
+    valid = mask[:, 1:].bool() & mask[:, :-1].bool()  # position j predicts token j+1
+    targets = ids[:, 1:][valid]
+    split = _body_and_head(model)
+    if split is not None:
+        body, head = split
+        hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][valid]
+        outs = []
+        for i in range(0, hidden.shape[0], chunk):
+            logits = head(hidden[i : i + chunk])
+            outs.append(vocab_stats(logits, targets[i : i + chunk], chunk=chunk, compile=compile))
+        if not outs:
+            empty = torch.zeros(0, device=ids.device)
+            return empty, empty, empty
+        return tuple(torch.cat([o[k] for o in outs]) for k in range(3))  # type: ignore[return-value]
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]
+    return vocab_stats(logits, targets, chunk=chunk, compile=compile)
+
+
+def _windows(ids: list[int], max_length: int, stride: int | None) -> list[tuple[list[int], int]]:
+    """(window ids, index within the window of the first token to score) covering `ids`."""
+    if len(ids) <= max_length:
+        return [(ids, 1)]
+    if stride is None:
+        return [(ids[:max_length], 1)]
+    out = [(ids[:max_length], 1)]
+    scored_to = max_length  # tokens [0, scored_to) are scored
+    while scored_to < len(ids):
+        end = min(scored_to + stride, len(ids))
+        start = max(0, end - max_length)
+        out.append((ids[start:end], scored_to - start))
+        scored_to = end
+    return out
+
+
+def score_token_ids(
+    model: Any,
+    sequences: Sequence[Sequence[int]],
+    *,
+    score_from: Sequence[int] | None = None,
+    batch_tokens: int = 8192,
+    max_batch: int = 64,
+    max_length: int | None = None,
+    stride: int | None = None,
+    pad_id: int = 0,
+    chunk: int = 4096,
+    compile: bool = False,
+    progress: bool = False,
+) -> list[TokenScores]:
+    """Score id sequences. `score_from[k]` (default 1) is the first position of sequence k that is
+    scored (e.g. after a ReCaLL prefix); ℓ is returned for positions score_from..n-1."""
+    import torch
+
+    context = min(max_length or model_context(model), model_context(model))
+    device = model_device(model)
+    starts = list(score_from) if score_from is not None else [1] * len(sequences)
+    pieces: list[tuple[int, list[int], int]] = []  # (sequence index, window ids, first scored index)
+    for k, raw in enumerate(sequences):
+        seq, first = list(raw), starts[k]
+        if len(seq) < 2 or first >= len(seq):
+            raise ValueError(f"sequence {k} has {len(seq)} token(s) and scoring starts at {first}: nothing to score")
+        if first > 1:  # conditioned scoring (e.g. after a prefix): keep the tail that fits the context
+            cut = max(0, len(seq) - context)
+            pieces.append((k, seq[cut:], max(1, first - cut)))
+        else:
+            pieces.extend((k, window, start) for window, start in _windows(seq, context, stride))
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = len(pieces[i][1])
+        if current and (len(current) + 1) * width > batch_tokens or len(current) >= max_batch:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+
+    results: dict[int, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    from tqdm.auto import tqdm
+
+    model_was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for batch in tqdm(batches, disable=not progress, desc="scoring", unit="batch", leave=False):
+            width = max(len(pieces[i][1]) for i in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                seq = pieces[i][1]
+                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                mask[row, : len(seq)] = 1
+            lp, mu, var = (t.double().cpu().numpy() for t in _forward_stats(model, ids.to(device), mask.to(device), chunk, compile))
+            offset = 0
+            for i in batch:
+                k, seq, first = pieces[i]
+                n = len(seq) - 1
+                sl = slice(offset + first - 1, offset + n)
+                results.setdefault(k, []).append((i, lp[sl], mu[sl], var[sl]))
+                offset += n
+    model.train(model_was_training)
+    out = []
+    for k, seq in enumerate(sequences):
+        parts = sorted(results[k], key=lambda r: r[0])
+        out.append(TokenScores(
+            token_ids=np.asarray(seq, dtype=np.int64),
+            logprobs=np.concatenate([p[1] for p in parts]),
+            mu=np.concatenate([p[2] for p in parts]),
+            var=np.concatenate([p[3] for p in parts]),
+        ))
+    return out
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, no special tokens added."""
+    return [list(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], **kwargs: Any) -> list[TokenScores]:
+    """Tokenise `texts` and score them with `score_token_ids` (same keyword arguments)."""
+    kwargs.setdefault("pad_id", tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    return score_token_ids(model, tokenize(tokenizer, texts), **kwargs)
