@@ -50,7 +50,7 @@ def test_minkpp_standardises_with_mu_and_sigma():
 
 def test_lowercase_reference_recall():
     s = AttackInput(TEXT, ts([-1.0, -3.0]), lower=ts([-4.0, -4.0]), reference=ts([-3.0, -5.0]), conditioned=ts([-3.0, -3.0]))
-    assert score("lowercase", s) == pytest.approx(-(-2.0) / -4.0)  # = -0.5: x is relatively likelier than lower(x)
+    assert score("lowercase", s) == pytest.approx(2.0 / -4.0)  # = -0.5: x is relatively likelier than lower(x)
     assert score("reference", s) == pytest.approx(-2.0 - (-4.0))
     assert score("recall", s) == pytest.approx(-3.0 / -2.0)
 

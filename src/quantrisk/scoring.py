@@ -6,7 +6,8 @@ the mean μ_i = Σ_v p_v log p_v and variance σ_i² = Σ_v p_v (log p_v)² − 
 vocabulary at each scored position (for Min-K%++).
 
 How: texts are sorted by length and packed into batches under a token budget (length bucketing);
-batches are right-padded with an attention mask (real tokens first, so positions are unchanged);
+batches are right- (default) or left-padded with an attention mask and explicit position ids, so
+every row sees the positions it would see alone;
 only real positions go through the output head, in chunks, and their statistics come from
 `vocab_stats` (no full-vocabulary fp32 log-softmax for the whole batch). Texts longer than the
 context are truncated (default) or scored with a sliding window of stride `stride`, where each
@@ -29,7 +30,9 @@ FAST_PATH_TYPES = {"gpt_neox", "codegen", "gpt_neo", "llama", "mistral", "qwen2"
 
 @dataclass
 class TokenScores:
-    """Scores of one text. token_ids (n,); logprobs, mu, var (n-1,), float64."""
+    """Scores of one text, float64. token_ids (n,): the input ids. logprobs, mu, var (m,): one per scored
+    position, m = n-1 normally; fewer when the text was truncated at the context (m = context-1) or
+    scoring started after a prefix (`score_from`)."""
 
     token_ids: np.ndarray
     logprobs: np.ndarray
@@ -71,7 +74,7 @@ def _body_and_head(model: Any) -> tuple[Any, Any] | None:
     return body, head
 
 
-def _forward_stats(model: Any, ids: Any, mask: Any, chunk: int, compile: bool) -> tuple[Any, Any, Any]:
+def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, compile: bool) -> tuple[Any, Any, Any]:
     """(target logprob, mu, var) for every (row, position) pair with a real next token; flat (T,)."""
     import torch
 
@@ -80,7 +83,7 @@ def _forward_stats(model: Any, ids: Any, mask: Any, chunk: int, compile: bool) -
     split = _body_and_head(model)
     if split is not None:
         body, head = split
-        hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1][valid]
+        hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, :-1][valid]
         outs = []
         for i in range(0, hidden.shape[0], chunk):
             logits = head(hidden[i : i + chunk])
@@ -89,7 +92,7 @@ def _forward_stats(model: Any, ids: Any, mask: Any, chunk: int, compile: bool) -
             empty = torch.zeros(0, device=ids.device)
             return empty, empty, empty
         return tuple(torch.cat([o[k] for o in outs]) for k in range(3))  # type: ignore[return-value]
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1][valid]
     return vocab_stats(logits, targets, chunk=chunk, compile=compile)
 
 
@@ -109,72 +112,105 @@ def _windows(ids: list[int], max_length: int, stride: int | None) -> list[tuple[
     return out
 
 
+def _plan_batches(widths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
+    """Length bucketing: indices sorted by width, packed so rows × widest row ≤ batch_tokens and rows ≤ batch_size."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in sorted(range(len(widths)), key=lambda j: widths[j]):
+        if current and ((len(current) + 1) * widths[i] > batch_tokens or len(current) >= batch_size):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[Any, Any, Any]:
+    """(ids, attention mask, position ids), each (B, W) int64. Position ids count real tokens only, so a
+    left-padded row sees the same positions as it would alone."""
+    import torch
+
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        cols = slice(0, len(seq)) if side == "right" else slice(width - len(seq), width)
+        ids[row, cols] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, cols] = 1
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    return ids, mask, positions
+
+
 def score_token_ids(
     model: Any,
     sequences: Sequence[Sequence[int]],
     *,
     score_from: Sequence[int] | None = None,
+    batch_size: int = 64,
     batch_tokens: int = 8192,
-    max_batch: int = 64,
     max_length: int | None = None,
     stride: int | None = None,
     pad_id: int = 0,
+    padding_side: str = "right",
     chunk: int = 4096,
     compile: bool = False,
+    device: Any = None,
     progress: bool = False,
 ) -> list[TokenScores]:
-    """Score id sequences. `score_from[k]` (default 1) is the first position of sequence k that is
-    scored (e.g. after a ReCaLL prefix); ℓ is returned for positions score_from..n-1."""
+    """Score token-id sequences; one `TokenScores` per sequence, in input order.
+
+    `score_from[k]` (default 1) is the first position of sequence k that is scored (e.g. after a
+    ReCaLL prefix): ℓ is returned for positions score_from..n-1 (0-based). A batch holds at most
+    `batch_size` rows and `batch_tokens` padded tokens. `max_length` caps the context (default: the
+    model's); longer texts are truncated, or scored in sliding windows when `stride` is set.
+    `padding_side` "right" (default) or "left": both give the same scores (positions are explicit).
+    """
     import torch
 
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if batch_size < 1 or batch_tokens < 1:
+        raise ValueError("batch_size and batch_tokens must be positive")
+    if stride is not None and stride < 1:
+        raise ValueError(f"stride must be positive, got {stride}")
     context = min(max_length or model_context(model), model_context(model))
-    device = model_device(model)
+    if context < 2:
+        raise ValueError(f"max_length must be at least 2, got {context}")
+    device = device if device is not None else model_device(model)
     starts = list(score_from) if score_from is not None else [1] * len(sequences)
     pieces: list[tuple[int, list[int], int]] = []  # (sequence index, window ids, first scored index)
     for k, raw in enumerate(sequences):
         seq, first = list(raw), starts[k]
-        if len(seq) < 2 or first >= len(seq):
+        if len(seq) < 2 or first >= len(seq) or first < 1:
             raise ValueError(f"sequence {k} has {len(seq)} token(s) and scoring starts at {first}: nothing to score")
         if first > 1:  # conditioned scoring (e.g. after a prefix): keep the tail that fits the context
             cut = max(0, len(seq) - context)
             pieces.append((k, seq[cut:], max(1, first - cut)))
         else:
             pieces.extend((k, window, start) for window, start in _windows(seq, context, stride))
-    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        width = len(pieces[i][1])
-        if current and (len(current) + 1) * width > batch_tokens or len(current) >= max_batch:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
+    batches = _plan_batches([len(p[1]) for p in pieces], batch_size, batch_tokens)
 
     results: dict[int, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {}
     from tqdm.auto import tqdm
 
     model_was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        for batch in tqdm(batches, disable=not progress, desc="scoring", unit="batch", leave=False):
-            width = max(len(pieces[i][1]) for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                seq = pieces[i][1]
-                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[row, : len(seq)] = 1
-            lp, mu, var = (t.double().cpu().numpy() for t in _forward_stats(model, ids.to(device), mask.to(device), chunk, compile))
-            offset = 0
-            for i in batch:
-                k, seq, first = pieces[i]
-                n = len(seq) - 1
-                sl = slice(offset + first - 1, offset + n)
-                results.setdefault(k, []).append((i, lp[sl], mu[sl], var[sl]))
-                offset += n
-    model.train(model_was_training)
+    try:
+        with torch.no_grad():
+            for batch in tqdm(batches, disable=not progress, desc="scoring", unit="batch", leave=False):
+                ids, mask, positions = _pad([pieces[i][1] for i in batch], pad_id, padding_side)
+                stats = _forward_stats(model, ids.to(device), mask.to(device), positions.to(device), chunk, compile)
+                lp, mu, var = (t.double().cpu().numpy() for t in stats)
+                offset = 0
+                for i in batch:  # flat outputs are row-major over the real (position, next token) pairs
+                    k, seq, first = pieces[i]
+                    n = len(seq) - 1
+                    sl = slice(offset + first - 1, offset + n)
+                    results.setdefault(k, []).append((i, lp[sl], mu[sl], var[sl]))
+                    offset += n
+    finally:
+        model.train(model_was_training)
     out = []
     for k, seq in enumerate(sequences):
         parts = sorted(results[k], key=lambda r: r[0])
@@ -189,10 +225,28 @@ def score_token_ids(
 
 def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text, no special tokens added."""
+    if not texts:
+        return []
     return [list(x) for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
-def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], **kwargs: Any) -> list[TokenScores]:
-    """Tokenise `texts` and score them with `score_token_ids` (same keyword arguments)."""
-    kwargs.setdefault("pad_id", tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    return score_token_ids(model, tokenize(tokenizer, texts), **kwargs)
+def score_texts(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    batch_tokens: int = 8192,
+    max_length: int | None = None,
+    stride: int | None = None,
+    padding_side: str = "right",
+    device: Any = None,
+    progress: bool = False,
+) -> list[TokenScores]:
+    """Tokenise `texts` (no special tokens) and score them with `score_token_ids`.
+
+    Every text must have at least 2 tokens (ValueError otherwise; callers filter and count skips)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return score_token_ids(model, tokenize(tokenizer, texts), batch_size=batch_size, batch_tokens=batch_tokens,
+                           max_length=max_length, stride=stride, pad_id=pad, padding_side=padding_side,
+                           device=device, progress=progress)

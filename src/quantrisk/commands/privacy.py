@@ -1,0 +1,96 @@
+"""`quantrisk privacy`: membership-inference risk and completion quality across precisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEFAULT_PRECISIONS = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("privacy")
+    def privacy_cmd(
+        model: str = typer.Option(..., help="Model directory (a quantrisk-pretrained one has its member split) or hub id."),
+        out: Path = typer.Option(..., help="Output directory: metrics.json + samples.jsonl."),
+        precisions: str = typer.Option(DEFAULT_PRECISIONS, help="Comma-separated precision strings."),
+        reference: str = typer.Option(None, help="Reference model dir (default: built for quantrisk-pretrained models)."),
+        data: Path = typer.Option(None, help="Labelled JSONL (text, label) or members JSONL (with --nonmembers)."),
+        nonmembers: Path = typer.Option(None, help="Non-members JSONL (text) when --data holds the members."),
+        n: str = typer.Option("1000", help="Members and non-members each (N + N), or 'all'."),
+        attacks: str = typer.Option(",".join(("loss", "zlib", "lowercase", "mink", "minkpp", "reference", "recall")),
+                                    help="Comma-separated attacks (mink-0.1 sets k)."),
+        completion_n: int = typer.Option(100, help="Non-member functions to complete for CodeBLEU (0: skip)."),
+        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+        batch_size: int = typer.Option(64, help="Most sequences in one scoring batch."),
+        batch_tokens: int = typer.Option(8192, help="Token budget (rows x longest row) of one scoring batch."),
+        max_new_tokens: int = typer.Option(128, help="Cap on the tokens generated per completion."),
+        max_length: int = typer.Option(None, help="Truncate/slide beyond this many tokens (default: model context)."),
+        stride: int = typer.Option(None, help="Sliding-window stride for texts past max_length (default: truncate)."),
+        resamples: int = typer.Option(1000, help="Bootstrap resamples for the AUC CIs."),
+        seed: int = typer.Option(0, help="Seed of the sampling and the bootstrap."),
+        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+        quiet: bool = typer.Option(False, help="No progress bars."),
+    ) -> None:
+        """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision."""
+        from quantrisk.commands._output import print_json, print_table
+        from quantrisk.errors import UsageError
+        from quantrisk.models.load import resolve_device
+        from quantrisk.precision import parse_precisions
+        from quantrisk.privacy.attacks import parse_attacks
+        from quantrisk.privacy.study import PrivacyOptions, check_n, run_privacy
+
+        names = [p.name for p in parse_precisions(precisions)]
+        chosen = tuple(c.label for c in parse_attacks(attacks))
+        if nonmembers is not None and data is None:
+            raise UsageError("--nonmembers needs --data (the members file)")
+        if min(batch_size, batch_tokens, max_new_tokens, resamples) < 1 or completion_n < 0:
+            raise UsageError("--batch-size, --batch-tokens, --max-new-tokens and --resamples must be positive, "
+                             "--completion-n at least 0")
+        opts = PrivacyOptions(attacks=chosen, batch_size=batch_size, batch_tokens=batch_tokens, max_length=max_length,
+                              stride=stride, n_resamples=resamples, seed=seed, completion_n=completion_n,
+                              max_new_tokens=max_new_tokens, progress=not quiet)
+        result = run_privacy(model, names, n=check_n(n), data=data, nonmembers=nonmembers, reference_source=reference,
+                             device=resolve_device(device), options=opts)
+        result.write_dir(out)
+        if as_json:
+            print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
+            return
+        print_privacy_table(result, print_table)
+        if result.skipped:
+            print("skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(result.skipped.items())))
+        print(f"results written to {out} ({result.seconds:.1f} s)")
+
+
+def print_privacy_table(result, print_table) -> None:  # noqa: ANN001 - internal helper
+    """Rows: precision; columns: AUC [CI] per attack, best TPR@1%FPR, CodeBLEU, weight MB."""
+    precs = list(dict.fromkeys(m.labels["precision"] for m in result.metrics if "precision" in m.labels))
+    attacks = list(dict.fromkeys(m.labels["attack"] for m in result.metrics if m.name == "auc"))
+
+    def get(name, prec, attack=None):  # noqa: ANN001, ANN202
+        for m in result.metrics:
+            if m.name == name and m.labels.get("precision") == prec and (attack is None or m.labels.get("attack") == attack):
+                return m
+        return None
+
+    rows = []
+    for p in precs:
+        row = [p]
+        for a in attacks:
+            m = get("auc", p, a)
+            row.append(f"{m.value:.3f} [{m.ci_low:.3f},{m.ci_high:.3f}]" if m else "—")
+        tprs = [(get("tpr@1%fpr", p, a).value, a) for a in attacks if get("tpr@1%fpr", p, a)]
+        best = max(tprs) if tprs else None
+        cb, mb, nominal = get("codebleu", p), get("weight_mb", p), get("nominal_weight_mb", p)
+        size = f"{mb.value:.2f}" if mb else "—"
+        if mb and nominal and abs(nominal.value - mb.value) > 1e-6:  # simulated (rtn): held in fp, counted at its bits
+            size += f" (nominal {nominal.value:.2f})"
+        row += [f"{best[0]:.3f} ({best[1]})" if best else "—", f"{cb.value:.3f}" if cb else "—", size]
+        rows.append(row)
+    print_table("privacy: MI AUC [95% CI] per attack", ["precision", *attacks, "TPR@1%FPR (best)", "CodeBLEU", "weight MB"], rows)
+    corr = [m for m in result.metrics if m.name.endswith("_r")]
+    for m in corr:
+        p = next((x for x in result.metrics if x.name == m.name[:-2] + "_p"), None)
+        print(f"{m.name[:-2]} correlation CodeBLEU vs AUC({m.labels['attack']}): r = {m.value:.3f}"
+              + (f", p = {p.value:.3g}" if p else "") + f" over {m.labels['n']} precisions")

@@ -1,0 +1,295 @@
+"""The privacy study: membership-inference risk and code-completion quality of a model at a precision.
+
+`privacy_at_precision` is one cell (one model at one precision); `run_privacy` loops precisions,
+scores the reference model once, and adds the quality–risk correlation across precisions.
+Code completion is measured on non-member samples (unseen code: quality, not recall).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantrisk.errors import UsageError
+from quantrisk.privacy.attacks import DEFAULT_ATTACKS, AttackChoice, AttackInput, parse_attacks
+from quantrisk.privacy.completion import codebleu, evaluate_completion, make_task
+from quantrisk.privacy.members import MISet, load_mi_set
+from quantrisk.results import MetricRow, StudyResult
+from quantrisk.scoring import TokenScores, score_token_ids, tokenize
+from quantrisk.stats import bootstrap_ci, fast_auc, pearson, spearman, tpr_at_fpr
+
+
+@dataclass
+class PrivacyOptions:
+    """Knobs of the privacy study (defaults follow the seed study where it says)."""
+
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    batch_size: int = 64
+    batch_tokens: int = 8192
+    max_length: int | None = None
+    stride: int | None = None
+    n_resamples: int = 1000
+    seed: int = 0
+    completion_n: int = 100
+    completion_share: float = 0.5
+    max_new_tokens: int = 128
+    completion_batch_size: int = 16
+    prefix_n: int = 3  # ReCaLL: how many known non-member texts form the prefix
+    progress: bool = False
+
+
+def _score(model: Any, tokenizer: Any, ids: Sequence[Sequence[int]], opts: PrivacyOptions, **kw: Any) -> list[TokenScores]:
+    """Score token-id sequences with the study's batching/context settings."""
+    return score_token_ids(
+        model, ids, batch_size=opts.batch_size, batch_tokens=kw.pop("batch_tokens", opts.batch_tokens),
+        max_length=opts.max_length, stride=opts.stride,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, progress=opts.progress, **kw,
+    )
+
+
+def reference_scores(reference_source: str | Path, mi_set: MISet, device: str, opts: PrivacyOptions) -> dict[str, TokenScores]:
+    """Scores of every sample (by id) under the reference model, loaded once at fp32."""
+    from quantrisk.models.load import load_model
+
+    ref = load_model(reference_source, "fp32", device)
+    ids = tokenize(ref.tokenizer, [s.text for s in mi_set.samples])
+    keep = [i for i, x in enumerate(ids) if len(x) >= 2]
+    scores = _score(ref.model, ref.tokenizer, [ids[i] for i in keep], opts)
+    return {mi_set.samples[i].id: sc for i, sc in zip(keep, scores, strict=True)}
+
+
+def _add(skipped: dict[str, int], reason: str, count: int = 1) -> None:
+    if count:
+        skipped[reason] = skipped.get(reason, 0) + count
+
+
+def privacy_at_precision(
+    model_source: str | Path,
+    precision: str,
+    *,
+    samples: MISet,
+    device: str = "cpu",
+    options: PrivacyOptions | None = None,
+    reference: dict[str, TokenScores] | None = None,
+    reference_source: str | Path | None = None,
+    model_label: str | None = None,
+) -> StudyResult:
+    """One cell: `model_source` loaded at `precision`; MI attacks (AUC with bootstrap CI, TPR at 1% and
+    0.1% FPR) and code completion (CodeBLEU) on the member/non-member set `samples`.
+
+    The reference attack uses `reference` (scores by sample id, e.g. from `reference_scores`, so that
+    a loop over precisions scores the reference model once) or else scores `reference_source` here;
+    without either it is skipped and counted."""
+    from quantrisk.environment import environment
+    from quantrisk.models.load import load_model
+
+    opts = options or PrivacyOptions()
+    mi_set = samples
+    choices: list[AttackChoice] = parse_attacks(list(opts.attacks))
+    needs = set().union(*(c.attack.needs for c in choices))
+    start = time.perf_counter()
+    if reference is None and reference_source is not None and "reference" in needs:
+        reference = reference_scores(reference_source, mi_set, device, opts)
+    lm = load_model(model_source, precision, device)
+    label = model_label or Path(str(model_source)).name
+    labels = {"model": label, "precision": lm.record.precision}
+    skipped: dict[str, int] = dict(mi_set.skipped)
+
+    ids = tokenize(lm.tokenizer, [s.text for s in mi_set.samples])
+    keep = [i for i, x in enumerate(ids) if len(x) >= 2]
+    _add(skipped, "sample shorter than 2 tokens", len(ids) - len(keep))
+    kept = [mi_set.samples[i] for i in keep]
+    t0 = time.perf_counter()
+    target = _score(lm.model, lm.tokenizer, [ids[i] for i in keep], opts)
+    score_seconds = time.perf_counter() - t0
+    scored_tokens = sum(t.n_scored for t in target)
+
+    lower: list[TokenScores | None] = [None] * len(kept)
+    if "lower" in needs:
+        low_ids = tokenize(lm.tokenizer, [s.text.lower() for s in kept])
+        ok = [i for i, x in enumerate(low_ids) if len(x) >= 2]
+        for i, sc in zip(ok, _score(lm.model, lm.tokenizer, [low_ids[i] for i in ok], opts), strict=True):
+            lower[i] = sc
+    conditioned: list[TokenScores | None] = [None] * len(kept)
+    if "conditioned" in needs and mi_set.prefix_pool:
+        prefix = tokenize(lm.tokenizer, ["\n\n".join(mi_set.prefix_pool[: opts.prefix_n]) + "\n\n"])[0]
+        seqs = [prefix + ids[i] for i in keep]
+        cond = _score(lm.model, lm.tokenizer, seqs, opts, score_from=[len(prefix) + 1] * len(seqs),
+                      batch_tokens=max(opts.batch_tokens, max(map(len, seqs), default=0)))
+        conditioned = list(cond)
+    samples_ = kept
+    y = np.array([s.label for s in samples_])
+    rows: list[dict[str, Any]] = [
+        {"kind": "mi", "sample_id": s.id, "label": int(s.label), "n_tokens": int(t.n_scored), **labels}
+        for s, t in zip(samples_, target, strict=True)
+    ]
+    metrics: list[MetricRow] = []
+    for c in choices:
+        if "reference" in c.attack.needs and reference is None:
+            _add(skipped, f"{c.label}: no reference model")
+            continue
+        if "conditioned" in c.attack.needs and not mi_set.prefix_pool:
+            _add(skipped, f"{c.label}: no known non-member text left for the prefix (use a smaller --n)")
+            continue
+        values = np.full(len(samples_), np.nan)
+        for i, (s, t) in enumerate(zip(samples_, target, strict=True)):
+            inp = AttackInput(s.text, t, lower[i], reference.get(s.id) if reference else None, conditioned[i])
+            if ("lower" in c.attack.needs and inp.lower is None) or ("reference" in c.attack.needs and inp.reference is None) \
+                    or ("conditioned" in c.attack.needs and inp.conditioned is None):
+                continue
+            v = c(inp)
+            values[i] = v if math.isfinite(v) else np.nan
+        ok = np.isfinite(values)
+        _add(skipped, f"{c.label}: score not computable", int((~ok).sum()))
+        for row, v in zip(rows, values, strict=False):  # rows[:len(values)] are the MI rows
+            row[c.label] = None if not np.isfinite(v) else float(v)
+        if ok.sum() < 2 or len(set(y[ok])) < 2:
+            _add(skipped, f"{c.label}: too few scored samples for an AUC")
+            continue
+        ci = bootstrap_ci(fast_auc, values[ok], y[ok], n_resamples=opts.n_resamples, seed=opts.seed)
+        al = {**labels, "attack": c.label}
+        metrics.append(MetricRow("auc", ci.value, al, ci.low, ci.high))
+        metrics.append(MetricRow("tpr@1%fpr", tpr_at_fpr(values[ok], y[ok], 0.01), al))
+        metrics.append(MetricRow("tpr@0.1%fpr", tpr_at_fpr(values[ok], y[ok], 0.001), al))
+
+    if opts.completion_n > 0:
+        tasks = [t for s in samples_ if s.label == 0 and (t := make_task(s.id, s.text, opts.completion_share))][: opts.completion_n]
+        if tasks:
+            scores = evaluate_completion(lm.model, lm.tokenizer, tasks, max_new_tokens=opts.max_new_tokens,
+                                         batch_size=opts.completion_batch_size)
+            corpus = codebleu([t.prompt + t.reference for t in tasks], [t.prompt + x.completion for t, x in zip(tasks, scores, strict=True)])
+            metrics.append(MetricRow("codebleu", corpus["codebleu"], labels))
+            for part in ("ngram_match_score", "weighted_ngram_match_score", "syntax_match_score", "dataflow_match_score"):
+                metrics.append(MetricRow(f"codebleu_{part.replace('_score', '')}", corpus[part], labels))
+            for name, attr in (("codebleu_mean_per_sample", "codebleu"), ("completion_exact_match", "exact_match"),
+                               ("completion_edit_similarity", "edit_similarity")):
+                metrics.append(MetricRow(name, float(np.mean([getattr(x, attr) for x in scores])), labels))
+            rows += [{"kind": "completion", "sample_id": x.id, "codebleu": x.codebleu, "exact_match": x.exact_match,
+                      "edit_similarity": x.edit_similarity, "completion": x.completion, **labels} for x in scores]
+        else:
+            _add(skipped, "completion: no non-member sample with a body to complete")
+
+    rec = lm.record
+    metrics += [
+        MetricRow("weight_mb", rec.weight_bytes / 2**20, labels),
+        MetricRow("nominal_weight_mb", rec.nominal_bytes / 2**20, labels),
+        MetricRow("fp16_weight_mb", rec.fp16_bytes / 2**20, labels),
+        MetricRow("bits", float(_bits(rec.precision)), labels),
+        MetricRow("load_seconds", rec.load_seconds, labels),
+        MetricRow("score_tokens_per_second", scored_tokens / max(score_seconds, 1e-9), labels),
+        MetricRow("n_samples", float(len(samples_)), labels),
+    ]
+    env = environment(rec.device)
+    env.update({"load": rec.to_dict(), "mi_set_sha256": mi_set.sha256(), "mi_source": mi_set.source,
+                "seed": opts.seed, "n_members": int(y.sum()), "n_nonmembers": int((1 - y).sum())})
+    return StudyResult("privacy", metrics, rows, {}, env, skipped, time.perf_counter() - start)
+
+
+def _bits(precision: str) -> int:
+    from quantrisk.precision import parse_precision
+
+    return parse_precision(precision).bits
+
+
+def best_attack(result: StudyResult) -> str | None:
+    """The attack with the highest mean AUC over the precisions in `result`."""
+    by: dict[str, list[float]] = {}
+    for m in result.metrics:
+        if m.name == "auc":
+            by.setdefault(m.labels["attack"], []).append(m.value)
+    return max(by, key=lambda a: float(np.mean(by[a]))) if by else None
+
+
+def quality_risk_correlation(result: StudyResult) -> list[MetricRow]:
+    """Pearson and Spearman correlation of CodeBLEU vs the best attack's AUC across the (model, precision) cells."""
+    attack = best_attack(result)
+    if attack is None:
+        return []
+    auc = {(m.labels["model"], m.labels["precision"]): m.value for m in result.metrics
+           if m.name == "auc" and m.labels.get("attack") == attack}
+    cb = {(m.labels["model"], m.labels["precision"]): m.value for m in result.metrics if m.name == "codebleu"}
+    keys = sorted(set(auc) & set(cb))
+    rows = []
+    for name, fn in (("pearson", pearson), ("spearman", spearman)):
+        try:
+            c = fn([cb[k] for k in keys], [auc[k] for k in keys])
+        except ValueError as exc:
+            result.skipped[f"{name} correlation: {exc}"] = 1
+            continue
+        labels = {"attack": attack, "x": "codebleu", "y": "auc", "n": str(c.n)}
+        rows += [MetricRow(f"{name}_r", c.r, labels), MetricRow(f"{name}_p", c.p_value, labels)]
+    return rows
+
+
+def resolve_reference(model_source: str | Path, reference_source: str | Path | None, device: str, progress: bool) -> Path | None:
+    """The reference model: the one given, else (for a quantrisk-pretrained model) one of the same family
+    trained on the same corpus's reference split (built and cached on first use), else None."""
+    if reference_source is not None:
+        return Path(reference_source)
+    from quantrisk.models.pretrain import ensure_reference
+
+    return ensure_reference(model_source, device=device, progress=progress)
+
+
+def run_privacy(
+    model_source: str | Path,
+    precisions: Sequence[str],
+    *,
+    n: int | None = 1000,
+    data: str | Path | None = None,
+    nonmembers: str | Path | None = None,
+    reference_source: str | Path | None = None,
+    device: str = "cpu",
+    options: PrivacyOptions | None = None,
+) -> StudyResult:
+    """The whole privacy study of one model over `precisions`: N + N samples from `data` (labelled JSONL,
+    or members with `nonmembers`) or else the model's own split.jsonl; the reference model (given, or
+    built for a quantrisk-pretrained model) scored once at fp32; one `privacy_at_precision` cell per
+    precision; then the Pearson/Spearman correlation of CodeBLEU vs the best attack's AUC across them.
+    Everything is validated (attacks, precisions, model, data) before any model is loaded."""
+    from quantrisk.models.load import resolve_source
+    from quantrisk.precision import parse_precisions, require_available
+
+    opts = options or PrivacyOptions()
+    parse_attacks(list(opts.attacks))
+    resolve_source(model_source)
+    for p in parse_precisions(list(precisions)):
+        require_available(p, device)
+    mi_set = load_mi_set(data or model_source, n, nonmembers=nonmembers, seed=opts.seed)
+    result = StudyResult("privacy")
+    reference = None
+    if any("reference" in c.attack.needs for c in parse_attacks(list(opts.attacks))):
+        ref_dir = resolve_reference(model_source, reference_source, device, opts.progress)
+        if ref_dir is not None:
+            reference = reference_scores(ref_dir, mi_set, device, opts)
+            result.artifacts["reference_model"] = str(ref_dir)
+    for p in precisions:
+        cell = privacy_at_precision(model_source, p, samples=mi_set, device=device, options=opts, reference=reference)
+        if not result.environment:
+            result.environment = {k: v for k, v in cell.environment.items() if k != "load"} | {"loads": {}}
+        result.environment["loads"][cell.environment["load"]["precision"]] = cell.environment["load"]
+        result.merge(cell)
+    if len(precisions) < 3:
+        result.skipped["correlation: fewer than 3 precisions"] = 1
+    else:
+        result.metrics += quality_risk_correlation(result)
+    return result
+
+
+def check_n(n: str) -> int | None:
+    """`--n` parser: a positive integer or `all`."""
+    if n.strip().lower() == "all":
+        return None
+    try:
+        value = int(n)
+    except ValueError:
+        raise UsageError(f"--n must be a positive integer or 'all', got {n!r}") from None
+    if value < 1:
+        raise UsageError(f"--n must be at least 1, got {value}")
+    return value
