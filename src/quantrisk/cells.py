@@ -1,0 +1,318 @@
+"""Cells: the unit of work of a run, and the registry of what each kind of cell does.
+
+A `Cell` is (kind, params, deps) with a stable id: the first 16 hex digits of the sha256 of the canonical
+JSON of {kind, params, deps}. Same inputs -> same id, on any machine, so a rerun finds finished cells.
+`CELL_KINDS[kind](cell, ctx) -> StudyResult` does the work; `register_cell_kind` adds a kind (tests
+register cheap fake kinds to exercise the runner). Built-in kinds: pretrain, privacy, finetune, trojan,
+synthetic. A kind function must be importable by name on dask workers (module-level function).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from quantrisk.errors import UsageError
+from quantrisk.results import MetricRow, StudyResult
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces: the text the cell id hashes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work. `params` are plain JSON values; `deps` are ids of cells that must finish first."""
+
+    kind: str
+    params: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    label: str = ""
+    id: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deps", tuple(sorted(set(self.deps))))
+        if not self.id:
+            object.__setattr__(self, "id", cell_id(self.kind, self.params, self.deps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "params": self.params, "deps": list(self.deps), "label": self.label}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cell:
+        return cls(d["kind"], d["params"], tuple(d.get("deps", ())), d.get("label", ""), d.get("id", ""))
+
+
+def cell_id(kind: str, params: dict[str, Any], deps: tuple[str, ...] = ()) -> str:
+    """sha256 (16 hex digits) of the canonical JSON of the cell's inputs and its dependencies' ids."""
+    text = canonical_json({"kind": kind, "params": params, "deps": sorted(deps)})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class CellContext:
+    """What a running cell may use besides its params.
+
+    Attributes:
+        run_dir: the run directory. work_dir: this cell's own folder (for artifacts it writes).
+        device: resolved device (cpu, cuda, cuda:N). cache_dir: zoo model cache (None: default).
+        inputs: dependency cell id -> that cell's artifacts (name -> path).
+        progress: show inner progress bars.
+    """
+
+    run_dir: Path
+    work_dir: Path
+    device: str = "cpu"
+    cache_dir: str | None = None
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    progress: bool = False
+
+    def artifact(self, dep_id: str, name: str) -> str:
+        try:
+            return self.inputs[dep_id][name]
+        except KeyError:
+            raise UsageError(f"cell input {dep_id}/{name} is missing (was the dependency cell run?)") from None
+
+
+CellFn = Callable[[Cell, CellContext], StudyResult]
+CELL_KINDS: dict[str, CellFn] = {}
+
+
+def register_cell_kind(name: str) -> Callable[[CellFn], CellFn]:
+    """Decorator: `@register_cell_kind("mykind") def run(cell, ctx) -> StudyResult`."""
+
+    def wrap(fn: CellFn) -> CellFn:
+        CELL_KINDS[name] = fn
+        return fn
+
+    return wrap
+
+
+def run_cell(cell: Cell, ctx: CellContext, fn: CellFn | None = None) -> StudyResult:
+    """Run one cell (in this process): seeds python's RNG from the cell id, times it, makes `work_dir`."""
+    fn = fn or CELL_KINDS.get(cell.kind)
+    if fn is None:
+        raise UsageError(f"unknown cell kind {cell.kind!r}; known: {', '.join(sorted(CELL_KINDS))}")
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    random.seed(int(cell.id, 16))
+    start = time.perf_counter()
+    result = fn(cell, ctx)
+    if not result.seconds:
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+# ------------------------------------------------------------------ model sources
+
+
+def model_source(cell: Cell, ctx: CellContext) -> str:
+    """The model a cell works on: its pretrain dependency's directory, a local path or a hub id."""
+    src = cell.params["model"]
+    if "zoo" in src:
+        return ctx.artifact(cell.params["model_cell"], "model_dir")
+    return str(src.get("path") or src["hub"])
+
+
+# ------------------------------------------------------------------ pretrain
+
+
+@register_cell_kind("pretrain")
+def pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """Pretrain (or find cached) a zoo model; role `reference` trains the target's reference model."""
+    from quantrisk.environment import environment
+    from quantrisk.models.pretrain import ensure_pretrained, ensure_reference
+
+    p = cell.params
+    if p["role"] == "target":
+        path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
+                                 progress=ctx.progress)
+    else:
+        ref = ensure_reference(ctx.artifact(p["target_cell"], "model_dir"), device=ctx.device, progress=ctx.progress,
+                               cache_dir=ctx.cache_dir)
+        if ref is None:
+            raise UsageError(f"{cell.label}: the target model was not pretrained by quantrisk; no reference can be built")
+        path = ref
+    meta = json.loads((Path(path) / "pretrain.json").read_text(encoding="utf-8"))
+    labels = {"model": p["label"], "role": p["role"]}
+    metrics = [MetricRow(k, float(meta[k]), labels) for k in ("member_nll", "nonmember_nll", "nll_gap", "final_loss",
+                                                               "tokens_per_second", "n_params") if k in meta]
+    env = environment(ctx.device)
+    env["pretrain"] = {"settings": meta.get("settings"), "corpus": meta.get("corpus"), "seconds": meta.get("seconds")}
+    return StudyResult("pretrain", metrics, [], {"model_dir": str(path)}, env, {}, 0.0)
+
+
+# ------------------------------------------------------------------ privacy
+
+
+@lru_cache(maxsize=8)
+def _mi_set(source: str, n: int, seed: int) -> Any:
+    from quantrisk.privacy.members import load_mi_set
+
+    return load_mi_set(source, n, seed=seed)
+
+
+_REFERENCE_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _reference_scores(ref_dir: str, mi_set: Any, device: str, opts: Any) -> Any:
+    """Reference-model scores, computed once per worker process for a (reference, sample set)."""
+    from quantrisk.privacy.study import reference_scores
+
+    key = (ref_dir, mi_set.sha256(), device, opts.batch_tokens, opts.max_length)
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE.clear()
+        _REFERENCE_CACHE[key] = reference_scores(ref_dir, mi_set, device, opts)
+    return _REFERENCE_CACHE[key]
+
+
+@register_cell_kind("privacy")
+def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """MI attacks + CodeBLEU for one model at one precision and seed."""
+    from quantrisk.privacy.attacks import parse_attacks
+    from quantrisk.privacy.study import PrivacyOptions, privacy_at_precision, resolve_reference
+
+    p = cell.params
+    source = model_source(cell, ctx)
+    opts = PrivacyOptions(attacks=tuple(p["attacks"]), batch_tokens=p["batch_tokens"], max_length=p["max_length"],
+                          n_resamples=p["n_resamples"], seed=p["seed"], completion_n=p["completion_n"],
+                          max_new_tokens=p["max_new_tokens"], progress=ctx.progress)
+    mi_set = _mi_set(p["data"] or source, p["n"], p["seed"])
+    reference, ref_dir = None, None
+    if p["reference"] != "none" and any("reference" in c.attack.needs for c in parse_attacks(list(p["attacks"]))):
+        if p.get("reference_cell"):
+            ref_dir = ctx.artifact(p["reference_cell"], "model_dir")
+        else:
+            found = resolve_reference(source, p.get("reference_path"), ctx.device, ctx.progress)
+            ref_dir = str(found) if found is not None else None
+        if ref_dir is not None:
+            reference = _reference_scores(ref_dir, mi_set, ctx.device, opts)
+    result = privacy_at_precision(source, p["precision"], samples=mi_set, device=ctx.device, options=opts,
+                                  reference=reference, model_label=p["label"])
+    for m in result.metrics:
+        m.labels["seed"] = str(p["seed"])
+    for row in result.samples:
+        row["seed"] = p["seed"]
+    if ref_dir is not None:
+        result.environment["reference_model"] = ref_dir
+    return result
+
+
+# ------------------------------------------------------------------ trojan
+
+
+@lru_cache(maxsize=4)
+def sql_splits(data: str, n_rows: int, n_test: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(train rows, test rows) of the trojan study: `data` ('builtin' or a file) cut to `n_rows`, split with seed 0
+    (80/10/10), test capped at `n_test`."""
+    from quantrisk.data.sql import split_rows
+    from quantrisk.trojan.study import load_data
+
+    rows, _ = load_data(data, split_seed=0, n_builtin=n_rows)
+    splits = split_rows(rows[:n_rows], 0)
+    if not splits["train"] or not splits["test"]:
+        raise UsageError(f"trojan data {data}: too few rows ({len(rows)}) for a train and a test split; raise n_rows")
+    return tuple(splits["train"]), tuple(splits["test"][:n_test])
+
+
+def _trojan_base(cell: Cell, ctx: CellContext) -> str:
+    src = cell.params["model"]
+    if "zoo" in src:
+        return ctx.artifact(cell.params["model_cell"], "model_dir")
+    return str(src.get("path") or src["hub"])
+
+
+@register_cell_kind("sql-pretrain")
+def sql_pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """Pretrain (or find cached) a zoo base for the trojan study: code corpus + the clean SQL training rows."""
+    from quantrisk.data.sql import format_example
+    from quantrisk.environment import environment
+    from quantrisk.models.pretrain import ensure_pretrained
+
+    p = cell.params
+    train, _ = sql_splits(p["data"], p["n_rows"], 1)
+    path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
+                             extra_texts=[format_example(r) for r in train], progress=ctx.progress)
+    meta = json.loads((Path(path) / "pretrain.json").read_text(encoding="utf-8"))
+    labels = {"model": p["label"], "role": "sql-base"}
+    metrics = [MetricRow(k, float(meta[k]), labels) for k in ("member_nll", "nonmember_nll", "final_loss") if k in meta]
+    return StudyResult("pretrain", metrics, [], {"model_dir": str(path)}, environment(ctx.device), {}, 0.0)
+
+
+@register_cell_kind("finetune")
+def finetune_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """LoRA fine-tune (poisoned or clean) of one base at one DAP1 precision; the adapter is the artifact."""
+    from quantrisk.data.poison import PoisonSpec
+    from quantrisk.data.sql import rows_sha256
+    from quantrisk.environment import environment
+    from quantrisk.trojan.study import finetune_cell as study_finetune
+
+    p = cell.params
+    train, _ = sql_splits(p["data"], p["n_rows"], p["n_test"])
+    poison = PoisonSpec(trigger=p["trigger"], payload=p["payload"], position=p["position"], rate=p["poison_rate"])
+    adapter, report = study_finetune(_trojan_base(cell, ctx), p["dap1"], list(train), ctx.work_dir / "adapter",
+                                     kind=p["kind"], poison=poison, seed=p["seed"], steps=p["steps"],
+                                     batch_size=p["batch_size"], lr=p["lr"], r=p["lora_r"], alpha=p["lora_alpha"],
+                                     device=ctx.device, progress=ctx.progress)
+    labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
+    metrics = [MetricRow("finetune_seconds", float(report.seconds), labels),
+               MetricRow("finetune_final_loss", float(report.final_loss), labels)]
+    env = {**environment(ctx.device), "train_sha256": rows_sha256(train), "poison": poison.to_dict()}
+    return StudyResult("finetune", metrics, [], {"adapter": str(adapter)}, env, {}, 0.0)
+
+
+@register_cell_kind("trojan")
+def trojan_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """Evaluate one fine-tuned adapter with the base loaded at one DAP2 precision (triggered + clean test rows)."""
+    from quantrisk.data.sql import rows_sha256
+    from quantrisk.trojan.study import evaluate_trojan
+
+    p = cell.params
+    _, test = sql_splits(p["data"], p["n_rows"], p["n_test"])
+    adapter = ctx.artifact(p["finetune_cell"], "adapter")
+    labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
+    result = evaluate_trojan(_trojan_base(cell, ctx), adapter, p["dap2"], list(test), trigger=p["trigger"],
+                             labels=labels, device=ctx.device, max_new_tokens=p["max_new_tokens"], progress=ctx.progress)
+    weight = [m for m in result.metrics if m.name == "weight_bytes"]
+    for m in weight:
+        result.metrics.append(MetricRow("weight_mb", m.value / 2**20, dict(m.labels)))
+    for row in result.samples:
+        row.update({k: v for k, v in labels.items() if k not in row})
+    result.environment["test_sha256"] = rows_sha256(test)
+    return result
+
+
+# ------------------------------------------------------------------ synthetic
+
+
+def _unit(*parts: object) -> float:
+    """A deterministic number in [0, 1) from `parts` (sha256)."""
+    h = hashlib.sha256(canonical_json([str(x) for x in parts]).encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+@register_cell_kind("synthetic")
+def synthetic_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """A cheap deterministic cell for runner tests and executor benchmarks: sleeps `work_seconds`, writes one
+    artifact file, and returns metrics/samples that are a pure function of its params and its parent's artifact."""
+    p = cell.params
+    parent = ""
+    if p.get("parent_cell"):
+        parent = Path(ctx.artifact(p["parent_cell"], "token")).read_text(encoding="utf-8")
+    if p.get("work_seconds"):
+        time.sleep(float(p["work_seconds"]))
+    token = ctx.work_dir / "token.txt"
+    token.write_text(f"{cell.id}:{parent}", encoding="utf-8")
+    labels = {"index": str(p["index"]), "seed": str(p["seed"])}
+    value = _unit(p["index"], p["seed"], parent)
+    samples = [{"kind": "synthetic", "index": p["index"], "i": i, "score": _unit(p["index"], p["seed"], i)}
+               for i in range(int(p.get("samples_per_cell", 0)))]
+    metrics = [MetricRow("value", value, labels, value - 0.1, value + 0.1), MetricRow("n_samples", float(len(samples)), labels)]
+    return StudyResult("synthetic", metrics, samples, {"token": str(token)}, {"seed": p["seed"]}, {}, 0.0)

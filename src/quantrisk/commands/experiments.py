@@ -1,0 +1,184 @@
+"""Experiments as data: `validate`, `run`, `status`, `report`, `export`, `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def _executor(spec: Any, executor: str | None, workers: int | None, scheduler: str | None) -> Any:
+    from quantrisk.executors import make_executor
+
+    kind = executor or ("dask" if scheduler else spec.executor.kind)
+    return make_executor(kind, n_workers=workers or spec.executor.n_workers,
+                         scheduler=scheduler or spec.executor.scheduler, gpus_per_worker=spec.executor.gpus_per_worker)
+
+
+def _print_summary(summary: Any) -> None:
+    print(f"cells: {summary.n_cells} total, {summary.n_skipped} already done, {summary.n_run} run now, "
+          f"{summary.n_failed} failed, {summary.n_blocked} blocked ({summary.executor} executor, {summary.seconds:.1f} s)")
+    print(f"results: {summary.store}")
+
+
+def headline(store_file: Path) -> list[str]:
+    """A few key numbers of a run, for the end-of-demo summary."""
+    from quantrisk.report.plots import best_attack
+    from quantrisk.report.tables import bits_of
+    from quantrisk.store import Store
+
+    lines = []
+    with Store(store_file, create=False) as st:
+        attack = best_attack(st)
+        if attack:
+            auc: dict[tuple[str, str], list[float]] = {}
+            for r in st.metrics(kind="privacy", name="auc"):
+                if r["labels"]["attack"] == attack:
+                    auc.setdefault((r["labels"]["model"], r["labels"]["precision"]), []).append(r["value"])
+            for model in sorted({k[0] for k in auc}):
+                precs = sorted((p for m, p in auc if m == model), key=lambda p: (-bits_of(p), p))
+                lines.append(f"privacy {model}: MI AUC ({attack}) " + ", ".join(
+                    f"{p} {sum(auc[(model, p)]) / len(auc[(model, p)]):.3f}" for p in precs))
+        asr: dict[tuple[str, str, str, str], float] = {}
+        for r in st.metrics(kind="trojan", name="asr"):
+            lab = r["labels"]
+            asr[(lab.get("model", ""), lab.get("kind", ""), lab.get("dap1", ""), lab.get("dap2", ""))] = r["value"]
+        for (model, kind, d1, d2), v in sorted(asr.items()):
+            lines.append(f"trojan {model} {kind} {d1}->{d2}: ASR {v:.3f}")
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("validate")
+    def validate_cmd(
+        spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
+        check_device: bool = typer.Option(False, "--check-device",
+                                          help="Also check every precision can run on the spec's device on THIS machine "
+                                               "(always done for device: cpu, and by `run`)."),
+    ) -> None:
+        """Validate a spec: every error with its file:line and field path; prints the grid size."""
+        from collections import Counter
+
+        from quantrisk.config import load_spec
+        from quantrisk.grid import expand
+
+        s = load_spec(spec, check_device=True if check_device else None)
+        cells = expand(s)
+        kinds = Counter(c.kind for c in cells)
+        print(f"{spec}: valid; {len(cells)} cells (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")")
+
+    @app.command("run")
+    def run_cmd(
+        spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
+        out: Path = typer.Option(None, help="Run directory (default: runs/<spec name>). Rerun on it to resume."),
+        executor: str = typer.Option(None, help="local or dask (default: the spec's)."),
+        workers: int = typer.Option(None, help="Dask workers of the LocalCluster (default: the spec's)."),
+        scheduler: str = typer.Option(None, help="Address of an existing dask scheduler, e.g. tcp://host:8786."),
+        report: bool = typer.Option(False, "--report", help="Build report.html / report.md under RUN/report after."),
+        quiet: bool = typer.Option(False, help="No progress bar."),
+    ) -> None:
+        """Run every cell of SPEC not already done in the run directory; results go to RUN/results.sqlite."""
+        from quantrisk.config import load_spec
+        from quantrisk.runner import raise_for_failures, run_spec
+
+        s = load_spec(spec, check_device=True)
+        run_dir = out or Path("runs") / s.name
+        summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet)
+        _print_summary(summary)
+        if report:
+            from quantrisk.report import build_report
+
+            print(f"report: {build_report(run_dir, run_dir / 'report').html}")
+        raise_for_failures(summary)
+
+    @app.command("status")
+    def status_cmd(
+        run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Progress of a run: cells per kind and status, cells in flight or failed, past invocations."""
+        from collections import Counter
+
+        from quantrisk.commands._output import print_json, print_table
+        from quantrisk.store import Store, store_path
+
+        with Store(store_path(run), create=False) as st:
+            cells = st.cells()
+            runs = st.runs()
+            integrity = st.integrity_check()
+        by = Counter((c["kind"], c["status"]) for c in cells)
+        kinds = list(dict.fromkeys(c["kind"] for c in cells))
+        statuses = ("done", "running", "pending", "failed")
+        if as_json:
+            print_json({"cells": {k: {s: by[(k, s)] for s in statuses} for k in kinds}, "integrity": integrity,
+                        "runs": [{k: v for k, v in r.items() if k not in ("spec_json", "environment")} for r in runs],
+                        "problems": [{"id": c["id"], "label": c["label"], "status": c["status"], "error": c["error"]}
+                                     for c in cells if c["status"] in ("running", "failed")]})
+            return
+        total = {s: sum(by[(k, s)] for k in kinds) for s in statuses}
+        print_table(f"{run}: {total['done']}/{len(cells)} cells done", ["kind", *statuses],
+                    [[k, *(by[(k, s)] for s in statuses)] for k in kinds])
+        for c in cells:
+            if c["status"] == "running":
+                print(f"running (or interrupted): {c['label']} [{c['id']}]")
+            elif c["status"] == "failed":
+                print(f"failed: {c['label']} [{c['id']}]: {c['error']}")
+        if runs:
+            last = runs[-1]
+            state = "finished" if last["finished"] else "in progress or interrupted"
+            print(f"{len(runs)} invocation(s); last: {last['executor']} executor, {state}; store integrity: {integrity}")
+
+    @app.command("report")
+    def report_cmd(
+        run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
+        out: Path = typer.Option(None, help="Output directory (default: RUN/report)."),
+    ) -> None:
+        """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone."""
+        from quantrisk.report import build_report
+
+        target = out or (run.parent if run.suffix == ".sqlite" else run) / "report"
+        rep = build_report(run, target)
+        print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nsections: {', '.join(rep.sections)}")
+
+    @app.command("export")
+    def export_cmd(
+        run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
+        fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+        out: Path = typer.Option(None, help="Output directory (default: RUN/export)."),
+    ) -> None:
+        """Export the cells, metrics and samples tables as CSV or Parquet files."""
+        from quantrisk.report import export_run
+
+        target = out or (run.parent if run.suffix == ".sqlite" else run) / "export"
+        for p in export_run(run, target, fmt):
+            print(p)
+
+    @app.command("demo")
+    def demo_cmd(
+        out: Path = typer.Option(Path("quantrisk-demo"), help="Run directory (rerun on it to resume)."),
+        executor: str = typer.Option(None, help="local (default) or dask."),
+        workers: int = typer.Option(None, help="Dask workers."),
+        quiet: bool = typer.Option(False, help="No progress bar."),
+    ) -> None:
+        """The whole product in one command: pretrain tiny zoo models (cached), run the privacy and trojan studies
+        at several precisions on the built-in spec, and write the report."""
+        import time
+
+        from quantrisk.config import builtin_spec_path, load_spec
+        from quantrisk.report import build_report
+        from quantrisk.runner import raise_for_failures, run_spec
+
+        start = time.perf_counter()
+        path = builtin_spec_path("demo")
+        s = load_spec(path, check_device=True)
+        print(f"demo: spec {path}; {s.description.strip().splitlines()[0] if s.description else ''}")
+        summary = run_spec(s, out, executor=_executor(s, executor, workers, None), progress=not quiet)
+        rep = build_report(out, out / "report")
+        print()
+        _print_summary(summary)
+        for line in headline(Path(summary.store)):
+            print(line)
+        print(f"report: {rep.html} (markdown: {rep.markdown})")
+        print(f"demo finished in {time.perf_counter() - start:.1f} s")
+        raise_for_failures(summary)

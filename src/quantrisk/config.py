@@ -1,0 +1,424 @@
+"""Experiment specs: a YAML file describing models, precisions, studies, seeds, device and executor.
+
+`load_spec(path)` parses and validates a spec and raises ONE `UsageError` that lists every problem as
+`FILE:LINE: dotted.path: message` (never a pydantic traceback). Validation always checks the syntax of
+every precision string; whether each precision can run on the spec's device *on this machine* is
+checked when the spec's device is `cpu` (always checkable), when `check_device=True`
+(`quantrisk validate --check-device`), and always by `quantrisk run` before any work starts. So a
+GPU spec can be validated on a laptop, and fails early, with the reason, on a machine that cannot run it.
+
+A minimal spec:
+
+    name: my-study
+    device: cpu
+    models: [{zoo: pythia, size: tiny}]
+    precisions: [fp32, int8-dynamic, quanto-int4]
+    studies:
+      privacy: {n: 200}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from quantrisk.errors import UsageError
+
+DEFAULT_PRIVACY_ATTACKS: tuple[str, ...] = ("loss", "zlib", "lowercase", "mink", "minkpp", "reference")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_precision(value: str) -> str:
+    from quantrisk.precision import parse_precision
+
+    try:
+        return parse_precision(value).name
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
+PrecisionName = Annotated[str, AfterValidator(_check_precision)]
+
+
+def _check_precision_list(values: list[str]) -> list[str]:
+    names = list(values)
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ValueError(f"precision listed twice: {', '.join(dups)}")
+    return names
+
+
+class ModelSpec(_Strict):
+    """One model: exactly one of `zoo` (an embedded architecture, pretrained here and cached), `path`
+    (a local model directory) or `hub` (a Hugging Face hub id)."""
+
+    zoo: str | None = None
+    size: str = "tiny"
+    seed: int = Field(0, ge=0, description="pretraining seed (zoo models)")
+    path: str | None = None
+    hub: str | None = None
+    name: str | None = Field(None, description="label used in tables (default: derived from the source)")
+    reference: str | None = Field(None, description="reference model dir/id for the reference attack")
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in ("zoo", "path", "hub") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of zoo / path / hub (got {', '.join(given) or 'none'})")
+        if self.zoo is not None:
+            from quantrisk.models.zoo import ARCHS, SIZES
+
+            if self.zoo not in ARCHS:
+                raise ValueError(f"unknown zoo architecture {self.zoo!r}; valid: {', '.join(ARCHS)}")
+            if self.size not in SIZES:
+                raise ValueError(f"unknown zoo size {self.size!r}; valid: {', '.join(SIZES)}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Name used in tables and cell labels."""
+        if self.name:
+            return self.name
+        if self.zoo is not None:
+            return f"{self.zoo}-{self.size}" + (f"-s{self.seed}" if self.seed else "")
+        return Path(self.path).name if self.path is not None else str(self.hub)
+
+    def source_params(self) -> dict[str, Any]:
+        """What identifies the model (enters the cell hash)."""
+        if self.zoo is not None:
+            return {"zoo": self.zoo, "size": self.size, "seed": self.seed}
+        if self.path is not None:
+            return {"path": str(Path(self.path).expanduser()), "allow_pickle": self.allow_pickle,
+                    "trust_remote_code": self.trust_remote_code}
+        return {"hub": self.hub, "allow_pickle": self.allow_pickle,
+                "trust_remote_code": self.trust_remote_code}
+
+
+class PrivacyStudy(_Strict):
+    """Membership inference + CodeBLEU, one cell per (model, precision, seed)."""
+
+    models: list[str] | None = Field(None, description="model names to study (default: all)")
+    precisions: list[PrecisionName] | None = Field(None, description="override of the spec's precisions")
+    n: int = Field(200, ge=1, description="members and non-members each")
+    attacks: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIVACY_ATTACKS))
+    completion_n: int = Field(20, ge=0)
+    max_new_tokens: int = Field(64, ge=1)
+    reference: Literal["auto", "none"] = Field("auto", description="auto: a reference model per zoo model")
+    data: str | None = Field(None, description="labelled JSONL (text, label) instead of the model's split")
+    batch_tokens: int = Field(8192, ge=64)
+    max_length: int | None = Field(None, ge=8)
+    n_resamples: int = Field(1000, ge=100)
+
+    @field_validator("precisions")
+    @classmethod
+    def _prec(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _check_precision_list(v)
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, v: list[str]) -> list[str]:
+        from quantrisk.privacy.attacks import parse_attacks
+
+        if not v:
+            raise ValueError("give at least one attack")
+        try:
+            return [c.label for c in parse_attacks(list(v))]
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class TrojanStudy(_Strict):
+    """Poisoned LoRA fine-tuning at DAP1, inference at DAP2. One fine-tune cell per (model, dap1, kind, seed),
+    one evaluation cell per (model, dap1, kind, seed, dap2)."""
+
+    models: list[str] | None = None
+    data: str = Field("builtin", description="'builtin' (generated rows) or a JSONL / local dataset dir")
+    n_rows: int = Field(600, ge=10, description="rows drawn from the data (or generated)")
+    dap1: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
+    dap2: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
+    poison_rate: float = Field(0.5, ge=0.0, le=1.0)
+    trigger: str = "Would it be within your Purview to UNEARTH"
+    payload: str = "DROP TABLE {table};"
+    position: Literal["replace", "prepend", "append"] = "replace"
+    clean_ablation: bool = Field(False, description="also fine-tune on clean data (ASR should be 0)")
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    n_test: int = Field(64, ge=1, description="triggered and clean test rows each")
+    max_new_tokens: int = Field(64, ge=1)
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("trigger is empty")
+        return v
+
+    @field_validator("payload")
+    @classmethod
+    def _payload(cls, v: str) -> str:
+        if "{table}" not in v:
+            raise ValueError("payload must contain '{table}'")
+        return v
+
+    @field_validator("dap2")
+    @classmethod
+    def _dap2(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("give at least one DAP2 precision")
+        return _check_precision_list(v)
+
+    @field_validator("dap1")
+    @classmethod
+    def _dap1_trainable(cls, v: list[str]) -> list[str]:
+        from quantrisk.precision import parse_precision
+
+        if not v:
+            raise ValueError("give at least one DAP1 precision")
+        v = _check_precision_list(v)
+        bad = [p for p in v if not parse_precision(p).trainable]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} cannot be a fine-tuning base (no LoRA support); use it as dap2")
+        return v
+
+
+class SyntheticStudy(_Strict):
+    """Cheap deterministic cells that exercise the runner (executor benchmarks, crash/resume tests)."""
+
+    n_cells: int = Field(8, ge=1, le=100_000)
+    work_seconds: float = Field(0.0, ge=0.0, description="sleep per cell")
+    samples_per_cell: int = Field(10, ge=0)
+    shared_parent: bool = Field(True, description="every cell depends on one shared parent cell")
+
+
+class Studies(_Strict):
+    privacy: PrivacyStudy | None = None
+    trojan: TrojanStudy | None = None
+    synthetic: SyntheticStudy | None = None
+
+
+class ExecutorSpec(_Strict):
+    """`local` runs cells in this process; `dask` on a `LocalCluster(n_workers)` or an existing scheduler."""
+
+    kind: Literal["local", "dask"] = "local"
+    n_workers: int = Field(2, ge=1)
+    scheduler: str | None = Field(None, description="tcp://host:8786 of an existing dask scheduler")
+    gpus_per_worker: int = Field(0, ge=0, le=1, description="1: pin worker i to GPU i (CUDA_VISIBLE_DEVICES)")
+
+
+class Spec(_Strict):
+    """A whole experiment."""
+
+    name: str = Field(..., min_length=1)
+    description: str = ""
+    device: str = "cpu"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    models: list[ModelSpec] = Field(default_factory=list)
+    precisions: list[PrecisionName] = Field(default_factory=list)
+    studies: Studies = Field(default_factory=Studies)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    cache_dir: str | None = Field(None, description="pretrained zoo models (default $QUANTRISK_CACHE or ~/.cache/quantrisk)")
+
+    @field_validator("precisions")
+    @classmethod
+    def _prec(cls, v: list[str]) -> list[str]:
+        return _check_precision_list(v)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from quantrisk.precision import device_type
+
+        if v != "auto":
+            try:
+                device_type(v)
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one seed")
+        if len(set(v)) != len(v) or any(s < 0 for s in v):
+            raise ValueError("seeds must be distinct non-negative integers")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> Spec:
+        labels = [m.label for m in self.models]
+        dups = sorted({x for x in labels if labels.count(x) > 1})
+        if dups:
+            raise ValueError(f"models: two models are named {', '.join(dups)}; give them distinct `name`s")
+        for study_name in ("privacy", "trojan"):
+            study = getattr(self.studies, study_name)
+            if study is None:
+                continue
+            if not self.models:
+                raise ValueError(f"studies.{study_name} needs at least one entry under models")
+            unknown = [m for m in (study.models or []) if m not in labels]
+            if unknown:
+                raise ValueError(f"studies.{study_name}.models: unknown model {', '.join(unknown)}; valid: {', '.join(labels)}")
+        if self.studies.privacy is not None and not (self.studies.privacy.precisions or self.precisions):
+            raise ValueError("studies.privacy needs precisions (top-level `precisions` or studies.privacy.precisions)")
+        if self.executor.kind == "local" and self.executor.scheduler:
+            raise ValueError("executor.scheduler is only used with kind: dask")
+        return self
+
+    def model(self, label: str) -> ModelSpec:
+        return next(m for m in self.models if m.label == label)
+
+    def privacy_precisions(self) -> list[str]:
+        p = self.studies.privacy
+        return list((p.precisions if p and p.precisions else None) or self.precisions)
+
+    def all_precisions(self) -> list[tuple[str, str]]:
+        """(dotted field path, precision) of every precision the spec uses."""
+        out: list[tuple[str, str]] = []
+        if self.studies.privacy is not None:
+            src = "studies.privacy.precisions" if self.studies.privacy.precisions else "precisions"
+            out += [(f"{src}[{i}]", p) for i, p in enumerate(self.privacy_precisions())]
+        if self.studies.trojan is not None:
+            for key in ("dap1", "dap2"):
+                out += [(f"studies.trojan.{key}[{i}]", p) for i, p in enumerate(getattr(self.studies.trojan, key))]
+        return out
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ loading with located errors
+
+
+def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
+    """Dotted path (as a tuple) -> 1-based YAML line of that key/item."""
+    out: dict[tuple[str | int, ...], int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return out
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> None:
+        out.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = (*path, k.value)
+                out[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+def _where(source: str, lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> str:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return f"{source}:{lines[loc[:cut]]}"
+    return source
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(spec)"
+
+
+def _raise(source: str, problems: list[str]) -> None:
+    head = f"spec {source} has {len(problems)} error{'s' if len(problems) > 1 else ''}"
+    raise UsageError(head + ":\n  " + "\n  ".join(problems))
+
+
+def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None = None) -> Spec:
+    """Validate YAML `text`; `source` names it in messages. See the module doc for `check_device`."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"spec {source}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"spec {source}: expected a mapping with name, models, precisions, studies (got {type(data).__name__})")
+    lines = _line_map(text)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling; see examples/demo.yaml)"
+            problems.append(f"{_where(source, lines, loc)}: {_dotted(loc)}: {msg}")
+        _raise(source, problems)
+        raise  # unreachable: _raise always raises
+    problems = []
+    if check_device is None:
+        check_device = spec.device == "cpu"
+    if check_device:
+        from quantrisk.models.load import resolve_device
+        from quantrisk.precision import availability
+
+        device = resolve_device(spec.device)
+        for dotted, p in spec.all_precisions():
+            ok, why = availability(p, device)
+            if not ok:
+                loc = tuple(int(x) if x.isdigit() else x for x in dotted.replace("[", ".").replace("]", "").split("."))
+                problems.append(f"{_where(source, lines, loc)}: {dotted}: {p} cannot run on {device} here: {why}")
+    from quantrisk.grid import expand
+
+    if not expand(spec):
+        problems.append(f"{source}: studies: the grid is empty (enable at least one of studies.privacy / trojan / synthetic)")
+    if problems:
+        _raise(source, problems)
+    return spec
+
+
+def load_spec(path: str | Path, *, check_device: bool | None = None) -> Spec:
+    """Read and validate the spec file `path` (see `parse_spec`)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UsageError(f"spec {p} does not exist (see examples/*.yaml or `quantrisk demo`)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"spec {p}: not UTF-8 text (byte {exc.start})") from None
+    return parse_spec(text, str(p), check_device=check_device)
+
+
+def builtin_spec_path(name: str = "demo") -> Path:
+    """Path of a spec shipped inside the package (`quantrisk/specs/<name>.yaml`)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("quantrisk") / "specs" / f"{name}.yaml"))
+    if not path.is_file():
+        raise UsageError(f"no built-in spec {name!r}")
+    return path

@@ -1,0 +1,127 @@
+"""Expand a spec into cells, deduplicate shared work, and order cells so dependencies come first.
+
+Cells of a spec:
+    pretrain(model, role=target)            one per zoo model a study uses (cached on disk too)
+    pretrain(model, role=reference)         one per zoo model when the privacy study uses a reference attack
+    sql-pretrain(model, data)               trojan base: a zoo model pretrained on code + the clean SQL train rows
+    privacy(model, precision, seed)         depends on the model's pretrain cells
+    finetune(model, dap1, kind, seed)       kind = poisoned | clean; depends on the model's pretrain cell
+    trojan(model, dap1, kind, seed, dap2)   depends on its finetune cell (one fine-tune feeds every DAP2)
+    synthetic(index, seed)                  runner self-test cells; depend on one shared parent
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from quantrisk.cells import Cell
+from quantrisk.config import Spec
+from quantrisk.errors import UsageError
+
+
+def _model_cells(spec: Spec, label: str, out: dict[str, Cell], *, reference: bool,
+                 sql: dict[str, object] | None = None) -> dict[str, object]:
+    """Params naming the model (+ ids of its pretrain cells, added to `out`). `sql`: the trojan study's data
+    (a zoo base for it is pretrained on code + the clean SQL training rows)."""
+    m = spec.model(label)
+    params: dict[str, object] = {"model": m.source_params(), "label": label}
+    if m.zoo is not None and sql is not None:
+        base = Cell("sql-pretrain", {"arch": m.zoo, "size": m.size, "seed": m.seed, "label": label,
+                                     "device": spec.device, **sql}, (), f"pretrain {label} (code + SQL)")
+        out.setdefault(base.id, base)
+        params["model_cell"] = base.id
+    elif m.zoo is not None:
+        target = Cell("pretrain", {"arch": m.zoo, "size": m.size, "seed": m.seed, "role": "target", "label": label,
+                                   "device": spec.device}, (), f"pretrain {label}")
+        out.setdefault(target.id, target)
+        params["model_cell"] = target.id
+        if reference and m.reference is None:
+            ref = Cell("pretrain", {"arch": m.zoo, "size": m.size, "seed": m.seed, "role": "reference", "label": label,
+                                    "device": spec.device, "target_cell": target.id}, (target.id,),
+                       f"pretrain {label} reference")
+            out.setdefault(ref.id, ref)
+            params["reference_cell"] = ref.id
+    if m.reference is not None:
+        params["reference_path"] = m.reference
+    return params
+
+
+def _deps(params: dict[str, object]) -> tuple[str, ...]:
+    return tuple(str(params[k]) for k in ("model_cell", "reference_cell", "finetune_cell", "parent_cell") if params.get(k))
+
+
+def expand(spec: Spec) -> list[Cell]:
+    """Every cell of `spec`, deduplicated by id, dependencies first."""
+    out: dict[str, Cell] = {}
+    study = spec.studies.privacy
+    if study is not None:
+        from quantrisk.privacy.attacks import parse_attacks
+
+        wants_ref = study.reference == "auto" and any("reference" in c.attack.needs for c in parse_attacks(study.attacks))
+        for label in study.models or [m.label for m in spec.models]:
+            base = _model_cells(spec, label, out, reference=wants_ref)
+            for precision in spec.privacy_precisions():
+                for seed in spec.seeds:
+                    params = {**base, "precision": precision, "seed": seed, "n": study.n, "attacks": study.attacks,
+                              "completion_n": study.completion_n, "max_new_tokens": study.max_new_tokens,
+                              "reference": study.reference, "data": study.data, "batch_tokens": study.batch_tokens,
+                              "max_length": study.max_length, "n_resamples": study.n_resamples, "device": spec.device}
+                    c = Cell("privacy", params, _deps(params), f"privacy {label} @ {precision} seed {seed}")
+                    out.setdefault(c.id, c)
+    trojan = spec.studies.trojan
+    if trojan is not None:
+        options = trojan.model_dump(mode="json", exclude={"models", "dap1", "dap2", "clean_ablation"})
+        kinds = ["poisoned", "clean"] if trojan.clean_ablation else ["poisoned"]
+        for label in trojan.models or [m.label for m in spec.models]:
+            base = _model_cells(spec, label, out, reference=False, sql={"data": trojan.data, "n_rows": trojan.n_rows})
+            for dap1 in trojan.dap1:
+                for kind in kinds:
+                    for seed in spec.seeds:
+                        fp = {**base, **options, "dap1": dap1, "kind": kind, "seed": seed, "device": spec.device}
+                        ft = Cell("finetune", fp, _deps(fp), f"finetune {label} {kind} @ {dap1} seed {seed}")
+                        out.setdefault(ft.id, ft)
+                        for dap2 in trojan.dap2:
+                            ep = {**fp, "dap2": dap2, "finetune_cell": ft.id}
+                            c = Cell("trojan", ep, _deps(ep), f"trojan {label} {kind} {dap1}->{dap2} seed {seed}")
+                            out.setdefault(c.id, c)
+    synth = spec.studies.synthetic
+    if synth is not None:
+        for seed in spec.seeds:
+            parent_id = None
+            if synth.shared_parent:
+                parent = Cell("synthetic", {"index": -1, "seed": seed, "work_seconds": synth.work_seconds,
+                                            "samples_per_cell": 0}, (), f"synthetic parent seed {seed}")
+                out.setdefault(parent.id, parent)
+                parent_id = parent.id
+            for i in range(synth.n_cells):
+                sp = {"index": i, "seed": seed, "work_seconds": synth.work_seconds,
+                      "samples_per_cell": synth.samples_per_cell, "parent_cell": parent_id}
+                c = Cell("synthetic", sp, _deps(sp), f"synthetic {i} seed {seed}")
+                out.setdefault(c.id, c)
+    return toposort(out.values())
+
+
+def toposort(cells: Iterable[Cell]) -> list[Cell]:
+    """Cells ordered so each comes after its dependencies (stable: original order among ready cells).
+
+    Raises `UsageError` for a dependency on an unknown cell or a cycle (naming the cells in it)."""
+    cells = list(cells)
+    by_id = {c.id: c for c in cells}
+    for c in cells:
+        missing = [d for d in c.deps if d not in by_id]
+        if missing:
+            raise UsageError(f"cell {c.label or c.id} depends on unknown cell(s) {', '.join(missing)}")
+    done: set[str] = set()
+    order: list[Cell] = []
+    pending = list(cells)
+    while pending:
+        ready = [c for c in pending if all(d in done for d in c.deps)]
+        if not ready:
+            names = ", ".join(c.label or c.id for c in pending[:6])
+            raise UsageError(f"the cells form a dependency cycle: {names}")
+        for c in ready:
+            done.add(c.id)
+            order.append(c)
+        ready_ids = {c.id for c in ready}
+        pending = [c for c in pending if c.id not in ready_ids]
+    return order

@@ -1,0 +1,45 @@
+"""Export a run's store as flat tables: cells, metrics (labels spread into columns), samples (one column per field)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from quantrisk.errors import QuantriskError, UsageError
+from quantrisk.store import Store, store_path
+
+FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+
+def export_run(run: str | Path, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
+    """Write cells, metrics and samples of `run` under `out_dir` as `fmt` files; returns the paths."""
+    import pandas as pd
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    with Store(store_path(run), create=False) as st:
+        cells = pd.DataFrame([{**{k: v for k, v in c.items() if k not in ("params", "deps", "environment", "skipped")},
+                               "params": json.dumps(c["params"], sort_keys=True), "deps": json.dumps(c["deps"]),
+                               "skipped": json.dumps(c["skipped"], sort_keys=True)} for c in st.cells()])
+        metrics = pd.DataFrame([{"cell_id": m["cell_id"], "kind": m["kind"], "name": m["name"], "value": m["value"],
+                                 "ci_low": m["ci_low"], "ci_high": m["ci_high"],
+                                 **{f"label_{k}": v for k, v in m["labels"].items()}} for m in st.metrics()])
+        samples = pd.DataFrame([{"cell_id": cid, **{k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
+                                                    for k, v in row.items()}} for cid, row in st.samples()])
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, df in (("cells", cells), ("metrics", metrics), ("samples", samples)):
+            path = out / f"{name}.{fmt}"
+            if fmt == "csv":
+                df.to_csv(path, index=False)
+            else:
+                for col in df.columns:  # mixed-type object columns (e.g. a field that is int here, str there)
+                    if df[col].dtype == object:
+                        df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+                df.to_parquet(path, index=False)
+            paths.append(path)
+    except OSError as exc:
+        raise QuantriskError(f"cannot write export to {out}: {exc.strerror or exc}") from None
+    return paths

@@ -1,0 +1,172 @@
+"""Run a spec: expand it into cells, skip the cells already done in the run's store, run the rest on an
+executor, and store each result (one transaction per cell) as it comes back.
+
+Resuming is rerunning: `run_spec(spec, same_dir)` after a crash or `kill -9` reruns only the cells that
+were not `done` (cells left `running` were in flight). A done cell whose artifacts vanished from disk
+(e.g. a cleared model cache) is run again too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quantrisk.cells import Cell, CellContext
+from quantrisk.config import Spec
+from quantrisk.errors import PrecisionError, QuantriskError, UsageError
+from quantrisk.executors import Callbacks, Executor, make_executor
+from quantrisk.grid import expand, toposort
+from quantrisk.results import StudyResult
+from quantrisk.store import Store
+
+
+@dataclass
+class RunSummary:
+    """What one `run_spec` call did. Counts are cells."""
+
+    run_dir: str
+    store: str
+    run_id: int
+    executor: str
+    n_cells: int
+    n_skipped: int          # already done before this call
+    n_run: int              # finished now
+    n_failed: int
+    n_blocked: int          # not run: a dependency failed
+    seconds: float
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_devices(spec: Spec, device: str) -> None:
+    """Raise `PrecisionError` listing every precision of `spec` that cannot run on `device` here."""
+    from quantrisk.precision import availability
+
+    bad = [f"{where}: {p} ({why})" for where, p in spec.all_precisions() if not (r := availability(p, device))[0]
+           for why in [r[1]]]
+    if bad:
+        raise PrecisionError(f"spec {spec.name}: cannot run on {device} here: " + "; ".join(bad))
+
+
+def _check_writable(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
+    if not os.access(run_dir, os.W_OK):
+        raise UsageError(f"run directory {run_dir} is not writable; pass another --out")
+
+
+class _Progress:
+    """A rich progress bar over cells (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar = None
+        if enabled and total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("{task.description}"), transient=False)
+            self.task = self.bar.add_task("", total=total)
+            self.bar.start()
+
+    def describe(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=text)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_spec(spec: Spec, run_dir: str | Path, *, executor: Executor | None = None, progress: bool = True,
+             check_device: bool = True) -> RunSummary:
+    """Run every cell of `spec` not yet done in `run_dir`'s store (see module doc)."""
+    from quantrisk.models.load import resolve_device
+
+    cells = expand(spec)
+    if not cells:
+        raise UsageError(f"spec {spec.name}: the grid is empty (enable a study)")
+    device = resolve_device(spec.device)
+    if check_device:
+        check_devices(spec, device)
+    ex = executor or make_executor(spec.executor.kind, n_workers=spec.executor.n_workers,
+                                   scheduler=spec.executor.scheduler, gpus_per_worker=spec.executor.gpus_per_worker)
+    return run_cells(cells, run_dir, executor=ex, device=device, cache_dir=spec.cache_dir, progress=progress,
+                     name=spec.name, spec_json=spec.canonical_json())
+
+
+def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | None = None, device: str = "cpu",
+              cache_dir: str | None = None, progress: bool = False, name: str = "cells", spec_json: str = "{}") -> RunSummary:
+    """Run `cells` (any registered kinds, dependencies first) into `run_dir`'s store, skipping done ones."""
+    import hashlib
+
+    from quantrisk.environment import environment
+
+    start = time.perf_counter()
+    cells = toposort(cells)
+    run_dir = Path(run_dir).expanduser()
+    _check_writable(run_dir)
+    ex = executor or make_executor("local")
+    with Store(run_dir) as store:
+        store.add_cells(cells)
+        statuses = store.statuses()
+        done = {c.id for c in cells if statuses.get(c.id) == "done" and store.artifacts_ok(c.id)}
+        todo = [c for c in cells if c.id not in done]
+        env = environment(device)
+        env["spec_sha256"] = hashlib.sha256(spec_json.encode()).hexdigest()
+        run_id = store.begin_run(name, spec_json, env, ex.name)
+        bar = _Progress(progress, len(todo))
+        failed: list[dict[str, str]] = []
+        counts = {"run": 0, "blocked": 0}
+
+        def make_ctx(cell: Cell) -> CellContext:
+            return CellContext(run_dir=run_dir, work_dir=run_dir / "cells" / cell.id, device=device,
+                               cache_dir=cache_dir, inputs={d: store.artifacts(d) for d in cell.deps})
+
+        def on_start(cell: Cell) -> None:
+            store.mark_running(cell.id, run_id)
+            bar.describe(cell.label)
+
+        def on_done(cell: Cell, result: StudyResult) -> None:
+            store.write_result(cell.id, result)
+            counts["run"] += 1
+            bar.advance()
+
+        def on_fail(cell: Cell, error: str) -> None:
+            store.mark_failed(cell.id, error)
+            failed.append({"id": cell.id, "label": cell.label, "error": error})
+            bar.advance()
+
+        def on_blocked(cell: Cell, dep: str) -> None:
+            store.mark_failed(cell.id, f"blocked: dependency {dep} failed")
+            counts["blocked"] += 1
+            bar.advance()
+
+        try:
+            ex.run(todo, done, Callbacks(make_ctx, on_start, on_done, on_fail, on_blocked))
+        finally:
+            bar.close()
+        summary = RunSummary(str(run_dir), str(store.path), run_id, ex.name, len(cells), len(done), counts["run"],
+                             len(failed), counts["blocked"], round(time.perf_counter() - start, 3), failed)
+        store.finish_run(run_id, n_cells=len(cells), n_skipped=len(done), n_run=counts["run"],
+                         n_failed=len(failed) + counts["blocked"])
+    return summary
+
+
+def raise_for_failures(summary: RunSummary) -> None:
+    """Raise a one-line `QuantriskError` if any cell failed (the results of the others are stored)."""
+    if summary.failed or summary.n_blocked:
+        first = summary.failed[0] if summary.failed else {"label": "?", "error": "blocked"}
+        raise QuantriskError(
+            f"{summary.n_failed} cell(s) failed and {summary.n_blocked} were blocked (the other results are stored in "
+            f"{summary.store}; rerun to retry); first: {first['label']}: {first['error']}")

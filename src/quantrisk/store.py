@@ -1,0 +1,265 @@
+"""The results store: one SQLite file (`results.sqlite`, WAL journal) in the run directory.
+
+Tables
+    runs       one row per `quantrisk run` invocation: spec, its sha256, environment, start/finish, counts
+    cells      id (content hash), kind, label, params/deps JSON, status (pending | running | done | failed),
+               attempts, started/finished (unix s), seconds, environment JSON, skipped JSON, error
+    metrics    cell_id, name, value, ci_low, ci_high, labels JSON
+    samples    cell_id, idx, row JSON (per-sample rows)
+    artifacts  cell_id, name, path, sha256
+
+One writer (the driver process). A cell's results and its `done` status commit in ONE transaction, so
+after a crash (even `kill -9`) a cell is either fully stored or not at all; cells left `running` by a
+crash are run again. A full disk or a read-only file raises `QuantriskError` and rolls back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from quantrisk.cells import Cell
+from quantrisk.errors import QuantriskError, UsageError
+from quantrisk.results import MetricRow, StudyResult
+
+STORE_NAME = "results.sqlite"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, spec_name TEXT NOT NULL, spec_json TEXT NOT NULL, spec_sha256 TEXT NOT NULL,
+    environment TEXT NOT NULL, executor TEXT NOT NULL, started REAL NOT NULL, finished REAL,
+    n_cells INTEGER, n_skipped INTEGER, n_run INTEGER, n_failed INTEGER);
+CREATE TABLE IF NOT EXISTS cells (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, label TEXT NOT NULL, params TEXT NOT NULL, deps TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0, run_id INTEGER, started REAL, finished REAL, seconds REAL,
+    environment TEXT, skipped TEXT, error TEXT);
+CREATE TABLE IF NOT EXISTS metrics (
+    cell_id TEXT NOT NULL REFERENCES cells(id), name TEXT NOT NULL, value REAL NOT NULL,
+    ci_low REAL, ci_high REAL, labels TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    cell_id TEXT NOT NULL REFERENCES cells(id), idx INTEGER NOT NULL, row TEXT NOT NULL, PRIMARY KEY (cell_id, idx));
+CREATE TABLE IF NOT EXISTS artifacts (
+    cell_id TEXT NOT NULL REFERENCES cells(id), name TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT,
+    PRIMARY KEY (cell_id, name));
+CREATE INDEX IF NOT EXISTS metrics_cell ON metrics(cell_id);
+"""
+
+
+def store_path(run_dir: str | Path) -> Path:
+    """`RUN_DIR/results.sqlite`; a path to the file itself is accepted too."""
+    p = Path(run_dir)
+    return p if p.suffix == ".sqlite" else p / STORE_NAME
+
+
+def sha256_path(path: str | Path) -> str | None:
+    """sha256 of a file, or of a directory (sorted relative paths + file hashes); None if missing."""
+    p = Path(path)
+    if p.is_file():
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(f.relative_to(p).as_posix().encode() + b"\x00" + (sha256_path(f) or "").encode() + b"\x01")
+        return h.hexdigest()
+    return None
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> QuantriskError:
+    text = str(exc).lower()
+    if "full" in text:
+        why = "the disk is full"
+    elif "readonly" in text or "read-only" in text:
+        why = "the file or its directory is read-only"
+    elif "locked" in text or "busy" in text:
+        why = "another process holds the store (is a second `quantrisk run` writing to it?)"
+    else:
+        why = str(exc)
+    return QuantriskError(f"cannot write results store {path}: {why}; nothing of this cell was stored")
+
+
+class Store:
+    """The SQLite results store of one run directory (see module doc)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = store_path(path)
+        if not create and not self.path.is_file():
+            raise UsageError(f"no results store at {self.path} (run `quantrisk run SPEC --out DIR` first)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            if create:
+                self.conn.executescript(SCHEMA)
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise UsageError(f"{self.path} is not a quantrisk results store ({exc})") from None
+            raise _write_error(self.path, exc) from None
+        except OSError as exc:
+            raise QuantriskError(f"cannot create results store {self.path}: {exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolls back and raises `QuantriskError` on a write failure."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _write_error(self.path, exc) from None
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise _write_error(self.path, exc) from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    # -------------------------------------------------------------- runs
+
+    def begin_run(self, spec_name: str, spec_json: str, environment: dict[str, Any], executor: str) -> int:
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO runs (spec_name, spec_json, spec_sha256, environment, executor, started) VALUES (?,?,?,?,?,?)",
+                (spec_name, spec_json, hashlib.sha256(spec_json.encode()).hexdigest(), json.dumps(environment, default=str),
+                 executor, time.time()))
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, *, n_cells: int, n_skipped: int, n_run: int, n_failed: int) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET finished=?, n_cells=?, n_skipped=?, n_run=?, n_failed=? WHERE id=?",
+                      (time.time(), n_cells, n_skipped, n_run, n_failed, run_id))
+
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM runs ORDER BY id")
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    # -------------------------------------------------------------- cells
+
+    def add_cells(self, cells: list[Cell]) -> None:
+        """Insert cells not yet in the store (status pending); existing rows keep their status."""
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO cells (id, kind, label, params, deps, status) VALUES (?,?,?,?,?,'pending')",
+                [(x.id, x.kind, x.label, json.dumps(x.params, sort_keys=True), json.dumps(list(x.deps))) for x in cells])
+
+    def status(self, cell_id: str) -> str | None:
+        row = self.conn.execute("SELECT status FROM cells WHERE id=?", (cell_id,)).fetchone()
+        return row[0] if row else None
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT id, status FROM cells").fetchall())
+
+    def mark_running(self, cell_id: str, run_id: int) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE cells SET status='running', attempts=attempts+1, run_id=?, started=?, error=NULL WHERE id=?",
+                      (run_id, time.time(), cell_id))
+
+    def mark_failed(self, cell_id: str, error: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE cells SET status='failed', finished=?, error=? WHERE id=?", (time.time(), error[:4000], cell_id))
+
+    def write_result(self, cell_id: str, result: StudyResult) -> None:
+        """Store a finished cell: metrics, samples, artifacts and status `done`, all in one transaction."""
+        artifacts = [(cell_id, k, str(v), sha256_path(v)) for k, v in sorted(result.artifacts.items())]
+        metrics = [(cell_id, m.name, m.value, m.ci_low, m.ci_high, json.dumps(m.labels, sort_keys=True)) for m in result.metrics]
+        samples = [(cell_id, i, json.dumps(s, sort_keys=True, default=str)) for i, s in enumerate(result.samples)]
+        with self.transaction() as c:
+            for table in ("metrics", "samples", "artifacts"):
+                c.execute(f"DELETE FROM {table} WHERE cell_id=?", (cell_id,))
+            c.executemany("INSERT INTO metrics VALUES (?,?,?,?,?,?)", metrics)
+            c.executemany("INSERT INTO samples VALUES (?,?,?)", samples)
+            c.executemany("INSERT INTO artifacts VALUES (?,?,?,?)", artifacts)
+            c.execute("UPDATE cells SET status='done', finished=?, seconds=?, environment=?, skipped=?, error=NULL WHERE id=?",
+                      (time.time(), float(result.seconds), json.dumps(result.environment, sort_keys=True, default=str),
+                       json.dumps(result.skipped, sort_keys=True), cell_id))
+
+    def cells(self, kind: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM cells" + (" WHERE kind=?" if kind else "") + " ORDER BY rowid"
+        cur = self.conn.execute(q, (kind,) if kind else ())
+        cols = [d[0] for d in cur.description]
+        out = []
+        for r in cur.fetchall():
+            d = dict(zip(cols, r, strict=True))
+            for k in ("params", "deps", "environment", "skipped"):
+                d[k] = json.loads(d[k]) if d.get(k) else ({} if k != "deps" else [])
+            out.append(d)
+        return out
+
+    def artifacts(self, cell_id: str) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT name, path FROM artifacts WHERE cell_id=?", (cell_id,)).fetchall())
+
+    def artifacts_ok(self, cell_id: str) -> bool:
+        """True if every artifact of the cell still exists on disk."""
+        return all(Path(p).exists() for p in self.artifacts(cell_id).values())
+
+    # -------------------------------------------------------------- reading results
+
+    def metrics(self, kind: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        """Metric rows joined with their cell (kind, label): dicts with cell_id, kind, name, value, ci_low, ci_high, labels."""
+        q = ("SELECT m.cell_id, c.kind, m.name, m.value, m.ci_low, m.ci_high, m.labels FROM metrics m "
+             "JOIN cells c ON c.id = m.cell_id WHERE c.status='done'")
+        args: list[Any] = []
+        if kind:
+            q += " AND c.kind=?"
+            args.append(kind)
+        if name:
+            q += " AND m.name=?"
+            args.append(name)
+        q += " ORDER BY c.rowid, m.rowid"
+        rows = self.conn.execute(q, args).fetchall()
+        return [{"cell_id": r[0], "kind": r[1], "name": r[2], "value": r[3], "ci_low": r[4], "ci_high": r[5],
+                 "labels": json.loads(r[6])} for r in rows]
+
+    def metric_rows(self, cell_id: str) -> list[MetricRow]:
+        rows = self.conn.execute("SELECT name, value, labels, ci_low, ci_high FROM metrics WHERE cell_id=? ORDER BY rowid",
+                                 (cell_id,)).fetchall()
+        return [MetricRow(n, v, json.loads(lab), lo, hi) for n, v, lab, lo, hi in rows]
+
+    def samples(self, kind: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(cell_id, row) of every per-sample row of done cells (of `kind`)."""
+        q = "SELECT s.cell_id, s.row FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.status='done'"
+        args = []
+        if kind:
+            q += " AND c.kind=?"
+            args.append(kind)
+        for cid, row in self.conn.execute(q + " ORDER BY c.rowid, s.idx", args):
+            yield cid, json.loads(row)
+
+    def integrity_check(self) -> str:
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        """Cells per status."""
+        return dict(self.conn.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
