@@ -46,6 +46,7 @@ def test_function_extraction_excludes_tests_and_duplicates(code_folder):
     assert all(s.sha256 == sha256_text(s.text) for s in samples)
     files = folder_samples(code_folder, unit="file", min_chars=10)
     assert {s.id for s in files} == {"pkg/a.py", "pkg/dup.py"}  # broken.py (8 chars) is below min_chars
+    assert [s.id for s in folder_samples(code_folder, unit="file")] == ["pkg/a.py"]  # default limits 200..20000 chars
     with pytest.raises(UsageError, match="unit"):
         folder_samples(code_folder, unit="line")
 
@@ -53,7 +54,9 @@ def test_function_extraction_excludes_tests_and_duplicates(code_folder):
 def test_stdlib_split_is_deterministic_disjoint_and_seeded():
     samples = load_corpus("stdlib")
     assert len(samples) > 3000
-    assert not any("/test/" in s.path or s.path.startswith("test/") for s in samples)
+    assert not any(part in ("test", "tests", "idle_test", "site-packages") for s in samples for part in s.path.split("/"))
+    assert all(150 <= len(s.text) <= 1200 for s in samples) and len({s.sha256 for s in samples}) == len(samples)
+    assert load_corpus() == samples  # parsed once per process, same answer
     a = assign_splits(samples, seed=0, cap=100)
     b = assign_splits(samples, seed=0, cap=100)
     c = assign_splits(samples, seed=1, cap=100)
@@ -86,9 +89,13 @@ def test_manifest_round_trip_and_errors(tmp_path, code_folder):
 
 def test_jsonl_corpus(tmp_path):
     p = tmp_path / "c.jsonl"
-    p.write_text('{"text": "def f():\\n    return 1\\n", "id": "f"}\n\n{"text": "x = 2\\n"}\n')
+    p.write_text('{"text": "def f():\\n    return 1\\n", "id": "f"}\n\n{"text": "x = 2\\n"}\n{"text": "x = 2\\n"}\n')
     got = jsonl_samples(p)
-    assert [s.id for s in got] == ["f", "c.jsonl:3"]
+    assert [s.id for s in got] == ["f", "c.jsonl:3"]  # blank line skipped, duplicate text (line 4) dropped
+    assert load_corpus(p) == got
+    p.write_text('{"text": "a = 1", "id": "x"}\n{"text": "b = 2", "id": "x"}\n')
+    with pytest.raises(DataError, match=r"c.jsonl:2: duplicate id 'x'"):
+        jsonl_samples(p)
     p.write_text('{"text": ""}\n')
     with pytest.raises(DataError, match=r"c.jsonl:1: field 'text'"):
         jsonl_samples(p)

@@ -21,6 +21,7 @@ import sysconfig
 import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from quantrisk.errors import DataError, UsageError
@@ -28,6 +29,8 @@ from quantrisk.results import atomic_write_text
 
 SPLITS: tuple[str, ...] = ("member", "nonmember", "reference", "extra")
 UNITS: tuple[str, ...] = ("function", "file")
+# Sane sample lengths (characters) per unit: long enough to say something, short enough to fit the context.
+UNIT_LIMITS: dict[str, tuple[int, int]] = {"function": (150, 1200), "file": (200, 20000)}
 EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3",
                  "ensurepip", "turtledemo", "venv", "idlelib", "tkinter", "pydoc_data"}
 
@@ -85,10 +88,16 @@ def _functions(source: str) -> Iterator[tuple[str, str]]:
                     yield f"{node.name}.{sub.name}", segment(sub)
 
 
-def folder_samples(root: Path, *, unit: str = "function", min_chars: int = 150, max_chars: int = 1200) -> list[CodeSample]:
-    """Samples from every `.py` file under `root` (test suites excluded), exact duplicates dropped."""
+def folder_samples(
+    root: Path, *, unit: str = "function", min_chars: int | None = None, max_chars: int | None = None
+) -> list[CodeSample]:
+    """Samples from every `.py` file under `root` (test suites excluded) whose length in characters is in
+    [min_chars, max_chars] (default: `UNIT_LIMITS[unit]`), exact duplicate texts dropped (first kept).
+    Ids are `relative/path.py` (unit file) or `relative/path.py::Class.method` (unit function)."""
     if unit not in UNITS:
         raise UsageError(f"unknown unit {unit!r}; valid: {', '.join(UNITS)}")
+    min_chars = UNIT_LIMITS[unit][0] if min_chars is None else min_chars
+    max_chars = UNIT_LIMITS[unit][1] if max_chars is None else max_chars
     if not root.is_dir():
         raise UsageError(f"corpus folder {root} does not exist")
     seen: set[str] = set()
@@ -117,9 +126,11 @@ def folder_samples(root: Path, *, unit: str = "function", min_chars: int = 150, 
 
 
 def jsonl_samples(path: Path) -> list[CodeSample]:
-    """Samples from a JSONL file with a non-empty string `text` field (optional `id`)."""
+    """Samples from a JSONL file with a non-empty string `text` field (optional `id`, `path`); exact
+    duplicate texts are dropped (first kept), a repeated id is a DataError naming file:line."""
     out: list[CodeSample] = []
     seen: set[str] = set()
+    texts: set[str] = set()
     for lineno, obj in read_jsonl(path):
         text = obj.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -128,7 +139,11 @@ def jsonl_samples(path: Path) -> list[CodeSample]:
         if sid in seen:
             raise DataError(f"{path}:{lineno}: duplicate id {sid!r}")
         seen.add(sid)
-        out.append(CodeSample(sid, str(obj.get("path", path.name)), text, sha256_text(text)))
+        digest = sha256_text(text)
+        if digest in texts:
+            continue
+        texts.add(digest)
+        out.append(CodeSample(sid, str(obj.get("path", path.name)), text, digest))
     if not out:
         raise DataError(f"{path}: no samples (empty file)")
     return out
@@ -160,13 +175,19 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 def load_corpus(corpus: str | Path | None = None, *, unit: str = "function") -> list[CodeSample]:
     """`None`/"stdlib" → the standard library; a folder → its .py files; a .jsonl file → its `text` rows."""
     if corpus is None or str(corpus) == "stdlib":
-        return folder_samples(stdlib_root(), unit=unit)
+        return list(_stdlib_samples(unit))
     path = Path(corpus).expanduser()
     if path.is_dir():
         return folder_samples(path, unit=unit)
     if path.suffix == ".jsonl" or path.is_file():
         return jsonl_samples(path)
     raise UsageError(f"corpus {corpus} is neither 'stdlib', a folder of .py files, nor a .jsonl file")
+
+
+@lru_cache(maxsize=2)
+def _stdlib_samples(unit: str) -> tuple[CodeSample, ...]:
+    """The standard library's samples, parsed once per process (it does not change while we run)."""
+    return tuple(folder_samples(stdlib_root(), unit=unit))
 
 
 def split_fraction(seed: int, sample_id: str) -> float:
