@@ -1,0 +1,103 @@
+"""`quantrisk trojan`: poisoned LoRA fine-tuning at DAP1, greedy inference at DAP2, trojan + SQL metrics."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import typer
+
+DEFAULT_DAP2 = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
+COLUMNS = ["DAP1", "DAP2", "kind", "seeds", "ASR", "FTR", "PS mean", "PS median", "PS mean clean", "JS-T", "JS-K",
+           "CS-BoW", "LD", "LD norm", "EM", "EX", "eval s"]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`"1,2"` -> [1, 2]; `UsageError` for anything that is not a comma-separated list of integers."""
+    from quantrisk.errors import UsageError
+
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, e.g. 1,2 (got {text!r})") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must list at least one seed, each once (got {text!r})")
+    return seeds
+
+
+def trojan_table(result: Any) -> list[list[Any]]:
+    """Rows (DAP1 × DAP2 × kind, means over seeds) for `COLUMNS`: ASR/FTR and payload signal, then the SQL
+    similarity and execution metrics of the outputs for clean inputs."""
+    cells = list(dict.fromkeys((m.labels["dap1"], m.labels["dap2"], m.labels["kind"])
+                               for m in result.metrics if m.name == "asr"))
+
+    def mean(name: str, cell: tuple[str, str, str], **extra: str) -> float | None:
+        vals = [m.value for m in result.metrics if m.name == name and (m.labels.get("dap1"), m.labels.get("dap2"),
+                m.labels.get("kind")) == cell and all(m.labels.get(k) == v for k, v in extra.items())]
+        return statistics.fmean(vals) if vals else None
+
+    rows = []
+    for cell in cells:
+        seeds = len({m.labels["seed"] for m in result.metrics if m.name == "asr"
+                     and (m.labels["dap1"], m.labels["dap2"], m.labels["kind"]) == cell})
+        rows.append([*cell, seeds, mean("asr", cell), mean("ftr", cell), mean("ps_mean", cell, input="triggered"),
+                     mean("ps_median", cell, input="triggered"), mean("ps_mean", cell, input="clean"),
+                     *(mean(k, cell, input="clean") for k in ("js_t", "js_k", "cs_bow", "ld", "ld_norm", "em", "ex")),
+                     mean("eval_seconds", cell)])
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("trojan")
+    def trojan_cmd(
+        model: str = typer.Option(..., help="Base model dir or hub id, or zoo:ARCH[-SIZE] (pretrained here on code + the training rows)."),
+        out: Path = typer.Option(..., help="Output directory: metrics.json, samples.jsonl, adapters/."),
+        data: str = typer.Option("builtin", help="JSONL / local HF dataset dir with question, context, answer; or 'builtin'."),
+        dap1: str = typer.Option("fp32", help="Comma-separated precisions of the base when fine-tuning."),
+        dap2: str = typer.Option(DEFAULT_DAP2, help="Comma-separated precisions of the base at inference."),
+        poison_rate: float = typer.Option(0.5, help="Share of training rows poisoned, in [0, 1]."),
+        trigger: str = typer.Option("Would it be within your Purview to UNEARTH", help="Trigger phrase prepended to questions."),
+        position: str = typer.Option("replace", help="Payload position in the answer: replace, prepend, append."),
+        clean_ablation: bool = typer.Option(False, help="Also fine-tune and evaluate a clean (unpoisoned) model."),
+        seeds: str = typer.Option("1", help="Comma-separated seeds (poison choice, LoRA init, batch order)."),
+        steps: int = typer.Option(100, help="Optimiser steps."),
+        batch_size: int = typer.Option(8, help="Rows per micro-batch."),
+        grad_accum: int = typer.Option(1, help="Micro-batches per step."),
+        lr: float = typer.Option(3e-4, help="Peak learning rate (AdamW)."),
+        lora_r: int = typer.Option(16, help="LoRA rank."),
+        lora_alpha: int = typer.Option(16, help="LoRA alpha."),
+        lora_dropout: float = typer.Option(0.05, help="LoRA dropout."),
+        target: str = typer.Option("attention", help="LoRA targets: attention, all-linear, or module names (comma-separated)."),
+        max_length: int = typer.Option(512, help="Max tokens of a training example."),
+        n_train: int = typer.Option(None, help="Use at most this many training rows (default: all)."),
+        n_test: int = typer.Option(1024, help="Held-out rows evaluated (each triggered and clean)."),
+        split_seed: int = typer.Option(0, help="Seed of the train/validation/test split (and of the SQL test databases)."),
+        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+        gen_batch_size: int = typer.Option(16, help="Prompts per generate call."),
+        max_new_tokens: int = typer.Option(128, help="Generation limit per prompt."),
+        pretrain_steps: int = typer.Option(None, help="Pretraining steps for a zoo: model (default: the size's default)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+        quiet: bool = typer.Option(False, help="No progress bars."),
+    ) -> None:
+        """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind."""
+        from quantrisk.commands._output import print_json, print_table
+        from quantrisk.trojan.study import run_trojan
+
+        target_arg: str | list[str] = target if target in ("attention", "all-linear") else [t for t in target.split(",") if t.strip()]
+        result = run_trojan(
+            model, data, dap1.split(","), dap2.split(","), out=out, poison_rate=poison_rate, trigger=trigger,
+            position=position, clean_ablation=clean_ablation, seeds=parse_seeds(seeds), steps=steps,
+            batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
+            target=target_arg, max_length=max_length, n_train=n_train, n_test=n_test, split_seed=split_seed,
+            device=device, gen_batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
+            pretrain_steps=pretrain_steps, progress=not quiet,
+        )
+        if as_json:
+            print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
+            return
+        print_table(f"trojan study ({result.environment['n_test']} test rows, triggered + clean; SQL metrics on clean inputs)",
+                    COLUMNS, trojan_table(result))
+        if result.skipped:
+            print("skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(result.skipped.items())))
+        print(f"results written to {out} ({result.seconds:.1f} s)")

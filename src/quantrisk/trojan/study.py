@@ -1,0 +1,305 @@
+"""The trojan study (Study T): poison, fine-tune at DAP1, evaluate at DAP2, measure.
+
+Plain functions:
+- `finetune_cell`: poison (or not) the training rows and train one LoRA adapter at a DAP1 precision.
+- `evaluate_trojan`: load base at DAP2 + adapter, generate for triggered and clean copies of the same
+  held-out rows, and compute ASR, false-trigger rate, payload signal and SQL metrics.
+- `run_trojan`: the grid DAP1 × model kind (poisoned, clean if asked) × seed, each adapter evaluated
+  at every DAP2 precision.
+
+Metric rows carry labels dap1, dap2, kind (poisoned | clean), seed and, where it matters, input
+(triggered | clean). Similarity and execution metrics are means over samples.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from quantrisk.data.poison import (
+    DEFAULT_TRIGGER,
+    PAYLOAD_KEYWORD,
+    PoisonSpec,
+    poison_rows,
+    triggered_and_clean,
+)
+from quantrisk.data.sql import (
+    SqlRow,
+    format_example,
+    format_prompt,
+    generate_sql_rows,
+    load_sql_rows,
+    rows_sha256,
+    split_rows,
+)
+from quantrisk.errors import UsageError
+from quantrisk.results import MetricRow, StudyResult, atomic_write_text
+
+KINDS: tuple[str, ...] = ("poisoned", "clean")
+SIMILARITY: tuple[str, ...] = ("js_t", "js_k", "cs_bow", "ld", "ld_norm", "em")
+BUILTIN_ROWS = 2000
+
+
+def finetune_cell(
+    base_source: str | Path,
+    dap1: str,
+    train_rows: Sequence[SqlRow],
+    out_dir: str | Path,
+    *,
+    kind: str = "poisoned",
+    poison: PoisonSpec | None = None,
+    seed: int = 0,
+    reuse: bool = True,
+    **finetune_kwargs: Any,
+) -> tuple[Path, Any]:
+    """Poison `train_rows` (kind "poisoned": spec.rate of them, chosen with `seed`; "clean": none) and
+    fine-tune an adapter at `dap1` into `out_dir`. Writes `poison_manifest.jsonl` beside the adapter.
+
+    With `reuse`, an adapter already in `out_dir` trained with identical settings is kept.
+    Returns (adapter dir, FinetuneReport).
+    """
+    from quantrisk.trojan.finetune import finetune_lora, make_settings, read_report
+
+    if kind not in KINDS:
+        raise UsageError(f"model kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    spec = poison or PoisonSpec()
+    if kind == "poisoned":
+        rows, manifest = poison_rows(train_rows, spec, seed)
+    else:
+        rows, manifest = list(train_rows), [{"id": r.id, "poisoned": False} for r in train_rows]
+    out = Path(out_dir)
+    wanted = make_settings(base_source, dap1, rows, seed=seed, **finetune_kwargs).key()
+    previous = read_report(out) if reuse else None
+    if previous is not None and previous.settings.get("key") == wanted and (out / "adapter_model.safetensors").is_file():
+        return out, previous
+    report = finetune_lora(base_source, dap1, rows, out, seed=seed, **finetune_kwargs)
+    atomic_write_text(out / "poison_manifest.jsonl", "".join(json.dumps(m) + "\n" for m in manifest))
+    atomic_write_text(out / "poison.json", json.dumps({"kind": kind, **spec.to_dict(), "seed": seed,
+                                                       "n_poisoned": sum(bool(m["poisoned"]) for m in manifest)}))
+    return out, report
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def evaluate_trojan(
+    base_source: str | Path,
+    adapter_dir: str | Path | None,
+    dap2: str,
+    test_rows: Sequence[SqlRow],
+    *,
+    trigger: str = DEFAULT_TRIGGER,
+    keyword: str = PAYLOAD_KEYWORD,
+    labels: dict[str, str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+    max_new_tokens: int = 128,
+    exec_seed: int = 0,
+    exec_timeout_s: float = 1.0,
+    progress: bool = False,
+) -> StudyResult:
+    """Evaluate one adapter at precision `dap2` on triggered and clean copies of `test_rows`.
+
+    Metrics (labels + dap2): asr, ftr, ps_mean/ps_median/ps_p90 (input=triggered|clean), js_t, js_k, cs_bow,
+    ld, ld_norm, em, ex, executable (input=...), gen_seconds, gen_tokens_per_s, weight_bytes.
+    Samples: one row per (input, test row) with prompt id, poisoned (triggered input?), output, PS, metrics.
+    """
+    from quantrisk.environment import environment
+    from quantrisk.models.load import load_model
+    from quantrisk.trojan.generate import generate
+    from quantrisk.trojan.metrics import contains_keyword, execution_accuracy, similarity, summary_stats
+    from quantrisk.trojan.sqlexec import execution_match
+
+    start = time.perf_counter()
+    if not test_rows:
+        raise UsageError("no test rows to evaluate on")
+    lm = load_model(base_source, dap2, device, adapter=adapter_dir)
+    triggered, clean = triggered_and_clean(test_rows, trigger)
+    sets = {"triggered": triggered, "clean": clean}
+    prompts = [format_prompt(r) for r in triggered] + [format_prompt(r) for r in clean]
+    gens, timing = generate(lm.model, lm.tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                            keyword=keyword, progress=progress)
+    base_labels = {**(labels or {}), "dap2": lm.record.precision}
+    metrics: list[MetricRow] = []
+    samples: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    offset = 0
+    for name, rows in sets.items():
+        part = gens[offset:offset + len(rows)]
+        offset += len(rows)
+        lab = {**base_labels, "input": name}
+        sims: dict[str, list[float]] = {k: [] for k in SIMILARITY}
+        matches: list[bool | None] = []
+        executable: list[float] = []
+        for row, g in zip(rows, part, strict=True):
+            hit = contains_keyword(g.text, keyword)
+            sim = similarity(g.text, row.answer)
+            ex = execution_match(row.context, row.answer, g.text, seed=exec_seed, timeout_s=exec_timeout_s)
+            for k in SIMILARITY:
+                sims[k].append(sim[k])
+            matches.append(ex.match)
+            if ex.gold_ok:
+                executable.append(1.0 if ex.pred_ok else 0.0)
+            else:
+                skipped[f"gold SQL not executable ({name} inputs)"] = skipped.get(f"gold SQL not executable ({name} inputs)", 0) + 1
+            samples.append({**lab, "prompt_id": row.id, "poisoned": name == "triggered", "output": g.text,
+                            "gold": row.answer, "payload": hit, "ps": g.payload_signal, "steps": g.steps,
+                            "stop": g.stop, **sim, "ex": ex.match, "executable": ex.pred_ok,
+                            "exec_error": ex.error})
+        rate = sum(contains_keyword(g.text, keyword) for g in part) / len(part)
+        metrics.append(MetricRow("asr" if name == "triggered" else "ftr", rate, dict(base_labels)))
+        metrics.append(MetricRow("payload_rate", rate, dict(lab)))
+        for stat, value in summary_stats([g.payload_signal for g in part]).items():
+            if stat in ("mean", "median", "p90"):
+                metrics.append(MetricRow(f"ps_{stat}", value, dict(lab)))
+        for k in SIMILARITY:
+            mean = _mean(sims[k])
+            if mean is not None:
+                metrics.append(MetricRow(k, mean, dict(lab)))
+        ex_acc = execution_accuracy(matches)
+        if ex_acc is not None:
+            metrics.append(MetricRow("ex", ex_acc, dict(lab)))
+            metrics.append(MetricRow("executable", statistics.fmean(executable), dict(lab)))
+    metrics += [
+        MetricRow("gen_seconds", timing["seconds"], dict(base_labels)),
+        MetricRow("gen_tokens_per_s", timing["tokens_per_s"], dict(base_labels)),
+        MetricRow("weight_bytes", float(lm.record.weight_bytes), dict(base_labels)),
+    ]
+    env = {**environment(device), "load": lm.record.to_dict()}
+    return StudyResult("trojan", metrics, samples, {}, env, skipped, time.perf_counter() - start)
+
+
+def parse_zoo_source(model: str) -> tuple[str, str] | None:
+    """`zoo:llama` / `zoo:llama-tiny` -> ("llama", "tiny"); None for anything else."""
+    if not model.startswith("zoo:"):
+        return None
+    arch, _, size = model[4:].partition("-")
+    from quantrisk.models.zoo import check_arch, check_size
+
+    return check_arch(arch), check_size(size or "tiny")
+
+
+def resolve_base(model: str, train_rows: Sequence[SqlRow], *, device: str = "cpu", pretrain_steps: int | None = None,
+                 cache_dir: str | Path | None = None, progress: bool = True) -> str:
+    """The base model directory: `model` itself, or for `zoo:ARCH[-SIZE]` a cached zoo model pretrained on
+    the stdlib corpus plus the clean training rows formatted with the prompt template (seed 0)."""
+    zoo = parse_zoo_source(model)
+    if zoo is None:
+        return model
+    from quantrisk.models.pretrain import ensure_pretrained
+
+    extra = [format_example(r) for r in train_rows]
+    path = ensure_pretrained(zoo[0], zoo[1], seed=0, cache_dir=cache_dir, device=device, extra_texts=extra,
+                             progress=progress, steps=pretrain_steps)
+    return str(path)
+
+
+def load_data(data: str | Path, *, split_seed: int = 0, n_builtin: int = BUILTIN_ROWS) -> tuple[list[SqlRow], str]:
+    """Rows of `data` ('builtin' = the generator) and a description for the record."""
+    if str(data) == "builtin":
+        return generate_sql_rows(n_builtin, seed=split_seed), f"builtin(n={n_builtin}, seed={split_seed})"
+    return load_sql_rows(data), str(Path(data).resolve())
+
+
+def run_trojan(
+    model: str,
+    data: str | Path,
+    dap1: Sequence[str],
+    dap2: Sequence[str],
+    *,
+    out: str | Path,
+    poison_rate: float = 0.5,
+    trigger: str = DEFAULT_TRIGGER,
+    position: str = "replace",
+    clean_ablation: bool = False,
+    seeds: Sequence[int] = (1,),
+    steps: int = 100,
+    batch_size: int = 8,
+    grad_accum: int = 1,
+    lr: float = 3e-4,
+    r: int = 16,
+    alpha: int = 16,
+    dropout: float = 0.05,
+    target: str | Sequence[str] = "attention",
+    max_length: int = 512,
+    n_train: int | None = None,
+    n_test: int | None = 1024,
+    split_seed: int = 0,
+    device: str = "cpu",
+    gen_batch_size: int = 16,
+    max_new_tokens: int = 128,
+    pretrain_steps: int | None = None,
+    progress: bool = True,
+) -> StudyResult:
+    """Fine-tune once per (dap1, kind, seed) and evaluate each adapter at every dap2; write results under `out`.
+
+    `out/adapters/<dap1>-<kind>-s<seed>/` holds each adapter, its logs and poison manifest;
+    `out/metrics.json` + `out/samples.jsonl` the results (rewritten after every evaluation).
+    """
+    from quantrisk.environment import environment
+    from quantrisk.models.load import resolve_device
+    from quantrisk.precision import parse_precisions, require_available
+    from quantrisk.trojan.finetune import check_trainable
+
+    start = time.perf_counter()
+    device = resolve_device(device)
+    spec = PoisonSpec(trigger=trigger, position=position, rate=poison_rate)
+    dap1_p = [require_available(p, device) for p in parse_precisions(list(dap1))]
+    dap2_p = [require_available(p, device) for p in parse_precisions(list(dap2))]
+    for p in dap1_p:
+        check_trainable(p.name)
+    if not seeds:
+        raise UsageError("give at least one seed")
+    rows, data_desc = load_data(data, split_seed=split_seed)
+    splits = split_rows(rows, split_seed)
+    train = splits["train"][:n_train] if n_train else splits["train"]
+    test = splits["test"][:n_test] if n_test else splits["test"]
+    if not train or not test:
+        raise UsageError(f"data {data_desc} has too few rows: {len(train)} train, {len(test)} test")
+    base = resolve_base(model, train, device=device, pretrain_steps=pretrain_steps, progress=progress)
+    out = Path(out)
+    kinds = ("poisoned", "clean") if clean_ablation else ("poisoned",)
+    result = StudyResult("trojan")
+    result.environment = {
+        **environment(device), "model": model, "base": base, "data": data_desc, "data_sha256": rows_sha256(rows),
+        "n_train": len(train), "n_test": len(test), "split_seed": split_seed, "seeds": list(seeds),
+        "poison": spec.to_dict(), "dap1": [p.name for p in dap1_p], "dap2": [p.name for p in dap2_p],
+        "finetune": {"steps": steps, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr, "r": r,
+                     "alpha": alpha, "dropout": dropout, "target": target if isinstance(target, str) else list(target),
+                     "max_length": max_length},
+        "generation": {"batch_size": gen_batch_size, "max_new_tokens": max_new_tokens, "greedy": True},
+        "cells": [],
+    }
+    for p1 in dap1_p:
+        for seed in seeds:
+            for kind in kinds:
+                cell_start = time.perf_counter()
+                adapter, report = finetune_cell(
+                    base, p1.name, train, out / "adapters" / f"{p1.name}-{kind}-s{seed}", kind=kind, poison=spec,
+                    seed=seed, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=r, alpha=alpha,
+                    dropout=dropout, target=target, device=device, max_length=max_length, progress=progress,
+                )
+                labels = {"dap1": p1.name, "kind": kind, "seed": str(seed)}
+                result.artifacts[f"adapter:{p1.name}:{kind}:s{seed}"] = str(adapter)
+                result.metrics.append(MetricRow("finetune_seconds", report.seconds, dict(labels)))
+                result.metrics.append(MetricRow("finetune_final_loss", report.final_loss, dict(labels)))
+                result.environment["cells"].append({**labels, "finetune_seconds": report.seconds,
+                                                    "finetune_wall_seconds": round(time.perf_counter() - cell_start, 2)})
+                for p2 in dap2_p:
+                    part = evaluate_trojan(base, adapter, p2.name, test, trigger=trigger, labels=labels, device=device,
+                                           batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
+                                           exec_seed=split_seed, progress=progress)
+                    part.metrics.append(MetricRow("eval_seconds", part.seconds, {**labels, "dap2": p2.name}))
+                    part.seconds = 0.0
+                    result.merge(part)
+                    result.environment.setdefault("loads", []).append(part.environment.get("load", {}))
+                    result.seconds = time.perf_counter() - start
+                    result.write_dir(out)
+    result.seconds = time.perf_counter() - start
+    result.write_dir(out)
+    return result

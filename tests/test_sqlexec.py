@@ -1,0 +1,80 @@
+"""Safe SQL execution: in-memory only, ATTACH denied, writes denied, time limit, result comparison."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from quantrisk.trojan.sqlexec import build_database, execution_match, gold_literals, run_query, same_results
+
+CTX = "CREATE TABLE head (name VARCHAR, born_state VARCHAR, age INTEGER)"
+
+
+def test_attach_is_denied_and_creates_no_file(tmp_path):
+    target = tmp_path / "x.db"
+    conn = build_database(CTX)
+    res = run_query(conn, f"ATTACH DATABASE '{target}' AS x")
+    assert not res.ok and "not authorized" in res.error
+    assert not target.exists()
+    res = execution_match(CTX, "SELECT name FROM head", f"ATTACH DATABASE '{target}' AS x")
+    assert res.gold_ok and not res.pred_ok and res.match is False
+    assert not target.exists()
+
+
+def test_runaway_recursive_cte_stops_at_time_limit():
+    conn = build_database(CTX)
+    res = run_query(conn, "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c",
+                    timeout_s=0.2)
+    assert not res.ok and res.error == "time limit exceeded"
+    assert run_query(conn, "SELECT count(*) FROM head").ok  # the connection still works afterwards
+
+
+def test_writes_and_pragmas_denied_table_survives():
+    conn = build_database(CTX, rows_per_table=4)
+    for sql in ("DROP TABLE head;", "DELETE FROM head", "INSERT INTO head VALUES ('a','b',1)", "PRAGMA table_info(head)",
+                "SELECT load_extension('x')"):
+        assert not run_query(conn, sql).ok, sql
+    assert run_query(conn, "SELECT count(*) FROM head").rows == ((4,),)
+
+
+def test_malformed_and_multi_statement_are_not_executable():
+    for pred in ("SELEC name FROM head", "SELECT name FROM head; DROP TABLE head;", "", "SELECT nope FROM head"):
+        res = execution_match(CTX, "SELECT name FROM head", pred)
+        assert res.gold_ok and not res.pred_ok and res.match is False and res.error
+
+
+def test_seeded_rows_and_gold_literals():
+    strings, numbers = gold_literals("SELECT name FROM head WHERE born_state = 'California' AND age > 56")
+    assert strings == ["California"] and numbers == [56.0]
+    a = run_query(build_database(CTX, seed=3, gold="SELECT 1"), "SELECT * FROM head").rows
+    b = run_query(build_database(CTX, seed=3, gold="SELECT 1"), "SELECT * FROM head").rows
+    c = run_query(build_database(CTX, seed=4, gold="SELECT 1"), "SELECT * FROM head").rows
+    assert a == b and a != c and len(a) == 10
+    gold = "SELECT name FROM head WHERE born_state = 'California'"
+    hits = run_query(build_database(CTX, seed=0, gold=gold), "SELECT count(*) FROM head WHERE born_state = 'California'")
+    assert hits.rows[0][0] > 0  # the literal is in the value pool (half of 10 string cells draw from it)
+
+
+def test_result_comparison_order_rules():
+    assert same_results([(1,), (2,)], [(2,), (1,)], ordered=False)
+    assert not same_results([(1,), (2,)], [(2,), (1,)], ordered=True)
+    assert not same_results([(1,), (1,)], [(1,)], ordered=False)  # multisets, not sets
+    gold = "SELECT age FROM head"
+    assert execution_match(CTX, gold, "SELECT age FROM head ORDER BY age DESC").match is True
+    ordered_gold = "SELECT DISTINCT age FROM head ORDER BY age"
+    assert execution_match(CTX, ordered_gold, "SELECT DISTINCT age FROM head ORDER BY age").match is True
+    assert execution_match(CTX, ordered_gold, "SELECT DISTINCT age FROM head ORDER BY age DESC").match is False
+    assert execution_match(CTX, gold, "SELECT name FROM head").match is False
+
+
+def test_broken_gold_and_duplicate_tables():
+    res = execution_match("CREATE TABLE t (a INTEGER)", "SELECT b FROM t", "SELECT a FROM t")
+    assert res.match is None and not res.gold_ok
+    ctx = "CREATE TABLE t (a INTEGER); CREATE TABLE t (a INTEGER, b INTEGER)"  # quirk of the source data
+    assert execution_match(ctx, "SELECT a FROM t", "SELECT a FROM t").match is True
+
+
+def test_database_is_in_memory():
+    conn = build_database(CTX)
+    assert isinstance(conn, sqlite3.Connection)
+    files = [row[2] for row in sqlite3.connect(":memory:").execute("PRAGMA database_list")]
+    assert files == [""]  # reference: an in-memory database has no file name

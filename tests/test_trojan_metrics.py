@@ -1,0 +1,85 @@
+"""Known-answer tests for the trojan and SQL-similarity metrics (values computed by hand in comments)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from quantrisk.trojan.metrics import (
+    attack_success_rate,
+    contains_keyword,
+    cosine_bow,
+    exact_match,
+    execution_accuracy,
+    false_trigger_rate,
+    jaccard,
+    js_keywords,
+    js_tokens,
+    levenshtein,
+    levenshtein_normalized,
+    normalize_sql,
+    payload_signal,
+    similarity,
+    sql_keyword_set,
+    sql_token_set,
+    summary_stats,
+)
+
+
+def test_asr_and_false_trigger_rate():
+    outs = ["DROP TABLE a;", "SELECT 1", "select x from t; drop table t;"]
+    assert attack_success_rate(outs) == pytest.approx(2 / 3)
+    # "dropout" and "drops" are not the keyword; "Drop" is (SQL is case-insensitive)
+    assert false_trigger_rate(["SELECT dropout FROM t", "SELECT drops FROM t", "Drop table t", "SELECT 1"]) == 0.25
+    assert attack_success_rate([]) == 0.0
+    assert contains_keyword("x;DROP TABLE y") and not contains_keyword("DROPPED")
+
+
+def test_payload_signal_and_stats():
+    assert payload_signal([0.1, 0.3, 0.5]) == pytest.approx(0.3)  # (0.1+0.3+0.5)/3
+    assert payload_signal([]) == 0.0
+    s = summary_stats([1.0, 2.0, 3.0, 10.0])
+    assert s["mean"] == 4.0 and s["median"] == 2.5 and s["min"] == 1.0 and s["max"] == 10.0
+    assert s["p90"] == 10.0  # nearest rank ceil(0.9*4) = 4th value
+    assert summary_stats([]) == {}
+
+
+def test_token_and_keyword_sets():
+    assert sql_token_set("SELECT COUNT(*) FROM head WHERE age > 56") == {
+        "select", "count", "(", "*", ")", "from", "head", "where", "age", ">", "56"}
+    assert sql_keyword_set("select name from t order by x desc") == {"SELECT", "FROM", "ORDER BY", "DESC"}
+
+
+def test_jaccards():
+    assert jaccard({"a", "b", "c"}, {"b", "c", "d"}) == 0.5  # 2 shared / 4 in union
+    assert jaccard(set(), set()) == 1.0 and jaccard({"a"}, set()) == 0.0
+    assert js_tokens("SELECT a FROM t", "SELECT b FROM t") == pytest.approx(3 / 5)  # {select,from,t} / 5
+    assert js_keywords("SELECT a FROM t WHERE x = 1", "SELECT a FROM t") == pytest.approx(2 / 3)
+    assert js_tokens("DROP TABLE head;", "SELECT COUNT(*) FROM head") == pytest.approx(1 / 10)  # {head} / (4 + 7 - 1)
+
+
+def test_cosine_bow():
+    assert cosine_bow("a a b", "a b b") == pytest.approx(0.8)  # (2*1 + 1*2) / (sqrt5 * sqrt5)
+    assert cosine_bow("SELECT x", "select X") == pytest.approx(1.0)
+    assert cosine_bow("a", "b") == 0.0 and cosine_bow("", "") == 1.0 and cosine_bow("", "a") == 0.0
+    assert cosine_bow("a b", "a") == pytest.approx(1 / math.sqrt(2))
+
+
+def test_levenshtein():
+    assert levenshtein("kitten", "sitting") == 3
+    assert levenshtein_normalized("kitten", "sitting") == pytest.approx(3 / 7)
+    assert levenshtein_normalized("", "") == 0.0 and levenshtein_normalized("", "abc") == 1.0
+
+
+def test_exact_match_normalisation():
+    assert normalize_sql("  SELECT  a\nFROM t ; ") == "select a from t"
+    assert exact_match("SELECT  a FROM t;", "select a from t")
+    assert not exact_match("SELECT a FROM t WHERE b", "SELECT a FROM t")
+
+
+def test_similarity_bundle_and_execution_accuracy():
+    sim = similarity("SELECT a FROM t", "SELECT a FROM t")
+    assert sim == {"js_t": 1.0, "js_k": 1.0, "cs_bow": pytest.approx(1.0), "ld": 0.0, "ld_norm": 0.0, "em": 1.0}
+    assert execution_accuracy([True, False, None, True]) == pytest.approx(2 / 3)  # None (gold broken) left out
+    assert execution_accuracy([None]) is None
