@@ -74,25 +74,54 @@ def _body_and_head(model: Any) -> tuple[Any, Any] | None:
     return body, head
 
 
-def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, compile: bool) -> tuple[Any, Any, Any]:
-    """(target logprob, mu, var) for every (row, position) pair with a real next token; flat (T,)."""
+_COMPILED: dict[int, Any] = {}
+
+
+def _compiled(key: Any, fn: Any) -> Any:
+    """torch.compile(fn, dynamic=True), once per object (the compiled wrapper is reused across batches)."""
+    import torch
+
+    if id(key) not in _COMPILED:
+        _COMPILED[id(key)] = torch.compile(fn, dynamic=True)
+    return _COMPILED[id(key)]
+
+
+def _head_stats(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
+    from quantrisk.vocab_stats import _block_stats
+
+    return _block_stats(head(hidden), targets)
+
+
+def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, compile: bool,
+                   right_padded: bool = False) -> tuple[Any, Any, Any]:
+    """(target logprob, mu, var) for every (row, position) pair with a real next token; flat (T,).
+
+    Right-padded batches need no attention mask: under causal attention a real token never sees the
+    pads after it, so the model runs its maskless (flash) attention path. `compile` (CUDA only)
+    compiles the model body and the fused output-head + vocabulary-statistics step."""
     import torch
 
     valid = mask[:, 1:].bool() & mask[:, :-1].bool()  # position j predicts token j+1
     targets = ids[:, 1:][valid]
+    inputs = {"input_ids": ids} if right_padded else {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+    use_compile = compile and ids.device.type == "cuda"
     split = _body_and_head(model)
     if split is not None:
         body, head = split
-        hidden = body(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, :-1][valid]
+        run_body = _compiled(body, body) if use_compile else body
+        hidden = run_body(**inputs).last_hidden_state[:, :-1][valid]
+        step = _compiled(head, _head_stats) if use_compile else None
         outs = []
         for i in range(0, hidden.shape[0], chunk):
-            logits = head(hidden[i : i + chunk])
-            outs.append(vocab_stats(logits, targets[i : i + chunk], chunk=chunk, compile=compile))
+            if step is not None:
+                outs.append(step(head, hidden[i : i + chunk], targets[i : i + chunk]))
+            else:
+                outs.append(vocab_stats(head(hidden[i : i + chunk]), targets[i : i + chunk], chunk=chunk))
         if not outs:
             empty = torch.zeros(0, device=ids.device)
             return empty, empty, empty
         return tuple(torch.cat([o[k] for o in outs]) for k in range(3))  # type: ignore[return-value]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1][valid]
+    logits = model(**inputs).logits[:, :-1][valid]
     return vocab_stats(logits, targets, chunk=chunk, compile=compile)
 
 
@@ -200,7 +229,8 @@ def score_token_ids(
         with torch.no_grad():
             for batch in tqdm(batches, disable=not progress, desc="scoring", unit="batch", leave=False):
                 ids, mask, positions = _pad([pieces[i][1] for i in batch], pad_id, padding_side)
-                stats = _forward_stats(model, ids.to(device), mask.to(device), positions.to(device), chunk, compile)
+                stats = _forward_stats(model, ids.to(device), mask.to(device), positions.to(device), chunk, compile,
+                                       right_padded=padding_side == "right")
                 lp, mu, var = (t.double().cpu().numpy() for t in stats)
                 offset = 0
                 for i in batch:  # flat outputs are row-major over the real (position, next token) pairs

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         stride: int = typer.Option(None, help="Sliding-window stride for texts past max_length (default: truncate)."),
         resamples: int = typer.Option(1000, help="Bootstrap resamples for the AUC CIs."),
         seed: int = typer.Option(0, help="Seed of the sampling and the bootstrap."),
+        compile_model: bool = typer.Option(False, "--compile", help="CUDA: torch.compile the model for scoring."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
@@ -50,7 +51,8 @@ def register(app: typer.Typer) -> None:
                              "--completion-n at least 0")
         opts = PrivacyOptions(attacks=chosen, batch_size=batch_size, batch_tokens=batch_tokens, max_length=max_length,
                               stride=stride, n_resamples=resamples, seed=seed, completion_n=completion_n,
-                              max_new_tokens=max_new_tokens, progress=not quiet)
+                              max_new_tokens=max_new_tokens, progress=not quiet,
+                              compile=compile_model)
         result = run_privacy(model, names, n=check_n(n), data=data, nonmembers=nonmembers, reference_source=reference,
                              device=resolve_device(device), options=opts)
         result.write_dir(out)

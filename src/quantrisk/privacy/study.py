@@ -32,6 +32,7 @@ class PrivacyOptions:
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     batch_size: int = 64
     batch_tokens: int = 8192
+    compile: bool = False  # CUDA: torch.compile the model body and the fused head statistics
     max_length: int | None = None
     stride: int | None = None
     n_resamples: int = 1000
@@ -49,7 +50,8 @@ def _score(model: Any, tokenizer: Any, ids: Sequence[Sequence[int]], opts: Priva
     return score_token_ids(
         model, ids, batch_size=opts.batch_size, batch_tokens=kw.pop("batch_tokens", opts.batch_tokens),
         max_length=opts.max_length, stride=opts.stride,
-        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, progress=opts.progress, **kw,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, progress=opts.progress,
+        compile=opts.compile, **kw,
     )
 
 
@@ -174,6 +176,11 @@ def privacy_at_precision(
                       "edit_similarity": x.edit_similarity, "completion": x.completion, **labels} for x in scores]
         else:
             _add(skipped, "completion: no non-member sample with a body to complete")
+
+    for label_value, name in ((1, "member_nll"), (0, "nonmember_nll")):  # token-weighted mean NLL, nats/token
+        lps = [t.logprobs for s, t in zip(kept, target, strict=True) if s.label == label_value]
+        if lps:
+            metrics.append(MetricRow(name, -float(np.concatenate(lps).mean()), labels))
 
     rec = lm.record
     metrics += [
