@@ -1,6 +1,7 @@
 """`python -m benchmarks <name> [--device D] [--repeats N] [--no-write]`: run a benchmark, append rows to BENCHMARKS.md.
 
-Benchmarks: loading (load seconds and weight bytes per precision).
+Benchmarks: loading (load seconds and weight bytes per precision); scoring (MI scoring engine vs a
+per-sample loop; on CUDA the share of the measured bf16 matmul peak).
 Others register themselves in BENCHMARKS below as they are written.
 """
 
@@ -15,7 +16,7 @@ from benchmarks.harness import append_rows, print_rows
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, allow_abbrev=False)
     parser.add_argument("name", choices=sorted(BENCHMARKS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default=None, help="model directory (default: a pretrained tiny zoo model)")
@@ -46,7 +47,24 @@ def _loading(args: argparse.Namespace, extra: list[str], command: str) -> list[d
     return loading.run(_default_model(args), args.device, precisions, args.repeats, command)
 
 
-BENCHMARKS = {"loading": _loading}
+def _scoring(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:
+    from benchmarks import scoring
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks scoring", allow_abbrev=False)
+    p.add_argument("--shape", default="pythia-20m", choices=sorted(scoring.SHAPES))
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--length", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-tokens", type=int, default=32768)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--baseline-n", type=int, default=16)
+    o = p.parse_args(extra)
+    return scoring.run(o.shape, args.device, o.dtype, o.n, o.length, args.repeats, command, o.batch_size,
+                       o.batch_tokens, o.compile, o.baseline_n)
+
+
+BENCHMARKS = {"loading": _loading, "scoring": _scoring}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+# QUANTRISK_BENCHMARKS_MD redirects the rows (e.g. on a remote GPU machine, to a file that is copied back)
+BENCHMARKS_MD = Path(os.environ.get("QUANTRISK_BENCHMARKS_MD") or Path(__file__).resolve().parents[1] / "BENCHMARKS.md")
 HEADER = (
     "| date | benchmark | case | metric | median | min–max | repeats | machine | versions | command |\n"
     "|---|---|---|---|---|---|---|---|---|---|\n"
