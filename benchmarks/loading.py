@@ -1,4 +1,5 @@
-"""Quantized loading: load seconds and weight bytes per precision vs the bits/16 share of fp16.
+"""Quantized loading: load seconds, weight bytes per precision vs the bits/16 share of fp16, and (for a
+quantrisk-pretrained model) the mean NLL on 300 non-member samples at that precision.
 
 The memory target compares the quantized Linear layers (what a back-end quantizes) with
 fp16 × bits/16 for the same layers; the whole-model figure is reported too (embeddings and the
@@ -54,5 +55,24 @@ def run(model_dir: str, device: str, precisions: list[str] | None, repeats: int,
             rows.append({**base, "metric": f"linear bytes / (fp16×{p.bits}/16)", "median": held / expected})
         elif p.backend == "rtn":
             rows.append({**base, "metric": "nominal packed MB (simulated)", "median": lm.record.nominal_bytes / 2**20})
+        nll = nonmember_nll(lm, model_dir)
+        if nll is not None:
+            rows.append({**base, "metric": "non-member NLL (nats/token)", "median": nll})
         del holder["lm"], lm
     return rows
+
+
+def nonmember_nll(lm: Any, model_dir: str, n: int = 300) -> float | None:
+    """Token-weighted mean NLL of up to `n` non-member samples, if `model_dir` has a split manifest."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from quantrisk.data.corpus import load_split
+    from quantrisk.scoring import score_texts
+
+    if not (Path(model_dir) / "split.jsonl").is_file():
+        return None
+    texts = [s.text for s in load_split(model_dir) if s.split == "nonmember"][:n]
+    scores = score_texts(lm.model, lm.tokenizer, texts)
+    return -float(np.concatenate([s.logprobs for s in scores]).mean())

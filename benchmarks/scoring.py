@@ -107,7 +107,7 @@ def run(shape: str, device: str, dtype: str, n: int, length: int, repeats: int, 
     if dtype == "float32":
         got = score_token_ids(model, sub, batch_size=batch_size, batch_tokens=batch_tokens, chunk=8192)
         ref = per_sample_loop(model, sub, device, attacks=1)
-        delta = max(float(np.abs(g.logprobs - r).max()) for g, r in zip(got, ref))
+        delta = max(float(np.abs(g.logprobs - r).max()) for g, r in zip(got, ref, strict=True))
         rows.append({**base, "case": case, "metric": "max |Δ log p| engine vs loop", "median": delta})
     if device.startswith("cuda"):
         peak = matmul_peak(device)
