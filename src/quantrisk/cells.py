@@ -260,7 +260,7 @@ def finetune_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     adapter, report = study_finetune(_trojan_base(cell, ctx), p["dap1"], list(train), ctx.work_dir / "adapter",
                                      kind=p["kind"], poison=poison, seed=p["seed"], steps=p["steps"],
                                      batch_size=p["batch_size"], lr=p["lr"], r=p["lora_r"], alpha=p["lora_alpha"],
-                                     device=ctx.device, progress=ctx.progress)
+                                     target=p.get("target", "attention"), device=ctx.device, progress=ctx.progress)
     labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
     metrics = [MetricRow("finetune_seconds", float(report.seconds), labels),
                MetricRow("finetune_final_loss", float(report.final_loss), labels)]

@@ -164,6 +164,8 @@ class TrojanStudy(_Strict):
     lr: float = Field(3e-4, gt=0)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(16, ge=1)
+    target: Literal["attention", "all-linear"] = Field(
+        "attention", description="LoRA on the attention projections (the study's q/k/v/o) or on every linear layer")
     n_test: int = Field(64, ge=1, description="triggered and clean test rows each")
     max_new_tokens: int = Field(64, ge=1)
 
