@@ -1,7 +1,8 @@
 """`python -m benchmarks <name> [--device D] [--repeats N] [--no-write]`: run a benchmark, append rows to BENCHMARKS.md.
 
 Benchmarks: loading (load seconds and weight bytes per precision); scoring (MI scoring engine vs a
-per-sample loop; on CUDA the share of the measured bf16 matmul peak).
+per-sample loop; the share of the measured matmul peak); generation (batched greedy vs one prompt
+at a time); scaling (scoring seconds vs samples and model size).
 Others register themselves in BENCHMARKS below as they are written.
 """
 
@@ -59,12 +60,43 @@ def _scoring(args: argparse.Namespace, extra: list[str], command: str) -> list[d
     p.add_argument("--batch-tokens", type=int, default=32768)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--baseline-n", type=int, default=16)
+    p.add_argument("--loop-forwards", type=int, default=len(scoring.DEFAULT_ATTACKS),
+                   help="forwards per sample in the per-attack loop (default: the privacy study's 7 default attacks)")
+    p.add_argument("--precision", default=None, help="load through a back-end instead of --dtype (bnb-int8, bnb-nf4, ...)")
+    p.add_argument("--chunk", type=int, default=None, help="positions per output-head block (default: 4096 GPU, 256 CPU)")
     o = p.parse_args(extra)
     return scoring.run(o.shape, args.device, o.dtype, o.n, o.length, args.repeats, command, o.batch_size,
-                       o.batch_tokens, o.compile, o.baseline_n)
+                       o.batch_tokens, o.compile, o.baseline_n, o.loop_forwards, o.precision, o.chunk)
 
 
-BENCHMARKS = {"loading": _loading, "scoring": _scoring}
+def _generation(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:
+    from benchmarks import generation
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks generation", allow_abbrev=False)
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--n", type=int, default=64, help="prompts for the batched run")
+    p.add_argument("--baseline-n", type=int, default=16, help="prompts for the one-at-a-time run (a prefix of the same)")
+    p.add_argument("--gen-batch-size", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    o = p.parse_args(extra)
+    return generation.run(args.model or "zoo:llama-tiny", args.device, o.precision, o.n, o.baseline_n,
+                          o.gen_batch_size, o.max_new_tokens, args.repeats, command)
+
+
+def _scaling(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:
+    from benchmarks import scaling
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks scaling", allow_abbrev=False)
+    p.add_argument("--shapes", default="tiny,small")
+    p.add_argument("--ns", default="1000,2000,4000")
+    p.add_argument("--length", type=int, default=512)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    o = p.parse_args(extra)
+    return scaling.run(o.shapes.split(","), [int(x) for x in o.ns.split(",")], o.length, args.device, o.dtype,
+                       args.repeats, command)
+
+
+BENCHMARKS = {"loading": _loading, "scoring": _scoring, "generation": _generation, "scaling": _scaling}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -42,3 +42,19 @@ def test_bf16_logits_are_upcast():
     t16 = vocab_stats(logits.bfloat16(), torch.zeros(5, dtype=torch.long))
     assert all(a.dtype == torch.float32 for a in t16)
     assert torch.allclose(t32[0], t16[0], atol=0.05)
+
+
+def test_inplace_path_gives_the_same_numbers_and_only_overwrites_the_scratch_block():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(40, 97, generator=g) * 3
+    targets = torch.randint(0, 97, (40,), generator=g)
+    expected = vocab_stats(logits, targets, chunk=16)
+    scratch = logits.clone()
+    got = vocab_stats(scratch, targets, chunk=16, inplace=True)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.equal(scratch, logits)  # the scratch block was used as workspace
+    kept = logits.bfloat16()  # not fp32: the readable path runs and leaves the input alone
+    before = kept.clone()
+    vocab_stats(kept, targets, inplace=True)
+    assert torch.equal(kept, before)

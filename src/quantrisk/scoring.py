@@ -116,13 +116,13 @@ def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, 
             if step is not None:
                 outs.append(step(head, hidden[i : i + chunk], targets[i : i + chunk]))
             else:
-                outs.append(vocab_stats(head(hidden[i : i + chunk]), targets[i : i + chunk], chunk=chunk))
+                outs.append(vocab_stats(head(hidden[i : i + chunk]), targets[i : i + chunk], chunk=chunk, inplace=True))
         if not outs:
             empty = torch.zeros(0, device=ids.device)
             return empty, empty, empty
         return tuple(torch.cat([o[k] for o in outs]) for k in range(3))  # type: ignore[return-value]
-    logits = model(**inputs).logits[:, :-1][valid]
-    return vocab_stats(logits, targets, chunk=chunk, compile=compile)
+    logits = model(**inputs).logits[:, :-1][valid]  # boolean indexing copies: the block is ours to overwrite
+    return vocab_stats(logits, targets, chunk=chunk, compile=compile, inplace=True)
 
 
 def _windows(ids: list[int], max_length: int, stride: int | None) -> list[tuple[list[int], int]]:
@@ -182,7 +182,7 @@ def score_token_ids(
     stride: int | None = None,
     pad_id: int = 0,
     padding_side: str = "right",
-    chunk: int = 4096,
+    chunk: int | None = None,
     compile: bool = False,
     device: Any = None,
     progress: bool = False,
@@ -194,6 +194,8 @@ def score_token_ids(
     `batch_size` rows and `batch_tokens` padded tokens. `max_length` caps the context (default: the
     model's); longer texts are truncated, or scored in sliding windows when `stride` is set.
     `padding_side` "right" (default) or "left": both give the same scores (positions are explicit).
+    `chunk`: positions per output-head block (default 4096 on CUDA; 256 on CPU, where a (256, V) fp32
+    block stays near the caches and the head's matmul is still efficient — see BENCHMARKS.md).
     """
     import torch
 
@@ -207,6 +209,8 @@ def score_token_ids(
     if context < 2:
         raise ValueError(f"max_length must be at least 2, got {context}")
     device = device if device is not None else model_device(model)
+    if chunk is None:
+        chunk = 4096 if torch.device(device).type == "cuda" else 256
     starts = list(score_from) if score_from is not None else [1] * len(sequences)
     pieces: list[tuple[int, list[int], int]] = []  # (sequence index, window ids, first scored index)
     for k, raw in enumerate(sequences):
