@@ -2,8 +2,9 @@
 parses its options and calls a library function. Heavy imports (torch, transformers) happen
 inside the command bodies so that `quantrisk --help` is instant.
 
-Errors: a `QuantriskError` prints one line and exits 2 (usage/data) or 1 (runtime); any other
-exception prints one line naming it; `--debug` shows the traceback instead.
+Errors: a `QuantriskError` prints one line and exits 2 (usage/data) or 1 (runtime); a bad option,
+argument or command prints one line and exits 2; any other exception prints one line naming it and
+exits 1; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -45,7 +46,22 @@ for _name in COMMAND_MODULES:
 
 
 def _error(message: str) -> None:
+    """Print `error: MESSAGE` on stderr: one line (a spec with several problems lists them indented below)."""
     click.echo(f"error: {message}", err=True)
+
+
+# Recent typer vendors click: its usage errors are `typer._click` exceptions (typer.TyperException), not `click` ones.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (click.exceptions.ClickException,
+                                              getattr(typer, "TyperException", click.exceptions.ClickException))
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort))
+
+
+def _usage_message(exc: Exception) -> str:
+    """One line for a bad option/argument/command: what is wrong, and where to read the usage."""
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "quantrisk"
+    text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    return f"{path}: {text.rstrip('.')} (see `{path} --help`)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="quantrisk", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
-    except click.exceptions.ClickException as exc:  # bad option or argument: click's own message
-        exc.show()
-        return 2
-    except click.exceptions.Abort:
+    except _USAGE_ERRORS as exc:  # bad option, argument or command: one line, exit 2
+        if debug:
+            raise
+        _error(_usage_message(exc))
+        return int(getattr(exc, "exit_code", 2) or 2)
+    except _ABORTS:
         _error("aborted")
         return 130
     except QuantriskError as exc:
@@ -74,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
             raise
-        _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)")
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _error(f"{type(exc).__name__}: {first} (run again with --debug for the traceback)")
         return 1
 
 

@@ -6,6 +6,9 @@ every precision string; whether each precision can run on the spec's device *on 
 checked when the spec's device is `cpu` (always checkable), when `check_device=True`
 (`quantrisk validate --check-device`), and always by `quantrisk run` before any work starts. So a
 GPU spec can be validated on a laptop, and fails early, with the reason, on a machine that cannot run it.
+Likewise the inputs a spec names (local model directories, data files) are checked with `check_inputs=True`
+(`quantrisk validate --check-inputs`, and always by `quantrisk run`), so that a bad file fails before a
+results store is created, naming the spec's FILE:LINE and field and the data file's own line.
 
 A minimal spec:
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -269,23 +273,24 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> Spec:
+        # Messages start with the dotted field path ("PATH: ..."): `parse_spec` turns it into FILE:LINE.
         labels = [m.label for m in self.models]
-        dups = sorted({x for x in labels if labels.count(x) > 1})
-        if dups:
-            raise ValueError(f"models: two models are named {', '.join(dups)}; give them distinct `name`s")
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                raise ValueError(f"models[{i}]: two models are named {label}; give them distinct `name`s")
         for study_name in ("privacy", "trojan"):
             study = getattr(self.studies, study_name)
             if study is None:
                 continue
             if not self.models:
-                raise ValueError(f"studies.{study_name} needs at least one entry under models")
-            unknown = [m for m in (study.models or []) if m not in labels]
-            if unknown:
-                raise ValueError(f"studies.{study_name}.models: unknown model {', '.join(unknown)}; valid: {', '.join(labels)}")
+                raise ValueError(f"studies.{study_name}: needs at least one entry under models")
+            for i, m in enumerate(study.models or []):
+                if m not in labels:
+                    raise ValueError(f"studies.{study_name}.models[{i}]: unknown model {m}; valid: {', '.join(labels)}")
         if self.studies.privacy is not None and not (self.studies.privacy.precisions or self.precisions):
-            raise ValueError("studies.privacy needs precisions (top-level `precisions` or studies.privacy.precisions)")
+            raise ValueError("studies.privacy: needs precisions (top-level `precisions` or studies.privacy.precisions)")
         if self.executor.kind == "local" and self.executor.scheduler:
-            raise ValueError("executor.scheduler is only used with kind: dask")
+            raise ValueError("executor.scheduler: only used with kind: dask")
         return self
 
     def model(self, label: str) -> ModelSpec:
@@ -355,12 +360,25 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
 
 
 def _raise(source: str, problems: list[str]) -> None:
-    head = f"spec {source} has {len(problems)} error{'s' if len(problems) > 1 else ''}"
-    raise UsageError(head + ":\n  " + "\n  ".join(problems))
+    """One problem: one line `spec FILE:LINE: field.path: message`; several: a head line, then one indented
+    line per problem."""
+    if len(problems) == 1:
+        raise UsageError(f"spec {problems[0]}")
+    raise UsageError(f"spec {source} has {len(problems)} errors:\n  " + "\n  ".join(problems))
 
 
-def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None = None) -> Spec:
-    """Validate YAML `text`; `source` names it in messages. See the module doc for `check_device`."""
+_PATH_PREFIX = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*): (.+)$", re.DOTALL)
+
+
+def _loc_of(dotted: str) -> tuple[str | int, ...]:
+    """`studies.trojan.models[0]` -> ("studies", "trojan", "models", 0)."""
+    return tuple(int(x) if x.isdigit() else x for x in dotted.replace("[", ".").replace("]", "").split(".") if x)
+
+
+def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None = None,
+               check_inputs: bool = False) -> Spec:
+    """Validate YAML `text`; `source` names it in messages. See the module doc for `check_device`; `check_inputs`
+    also checks the model directories and data files the spec names (see `_input_problems`)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -377,6 +395,9 @@ def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None =
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             msg = err["msg"].removeprefix("Value error, ")
+            m = _PATH_PREFIX.match(msg) if not loc else None
+            if m:  # a whole-spec check that names its field: "studies.trojan.models[0]: unknown model ..."
+                loc, msg = _loc_of(m.group(1)), m.group(2)
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling; see examples/demo.yaml)"
             problems.append(f"{_where(source, lines, loc)}: {_dotted(loc)}: {msg}")
@@ -393,18 +414,68 @@ def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None =
         for dotted, p in spec.all_precisions():
             ok, why = availability(p, device)
             if not ok:
-                loc = tuple(int(x) if x.isdigit() else x for x in dotted.replace("[", ".").replace("]", "").split("."))
+                loc = _loc_of(dotted)
                 problems.append(f"{_where(source, lines, loc)}: {dotted}: {p} cannot run on {device} here: {why}")
     from quantrisk.grid import expand
 
     if not expand(spec):
-        problems.append(f"{source}: studies: the grid is empty (enable at least one of studies.privacy / trojan / synthetic)")
+        problems.append(f"{_where(source, lines, ('studies',))}: studies: the grid is empty (enable at least one of "
+                        "studies.privacy / trojan / synthetic)")
+    if not problems and check_inputs:
+        problems += _input_problems(spec, source, lines)
     if problems:
         _raise(source, problems)
     return spec
 
 
-def load_spec(path: str | Path, *, check_device: bool | None = None) -> Spec:
+def _input_problems(spec: Spec, source: str, lines: dict[tuple[str | int, ...], int]) -> list[str]:
+    """Check what the spec points at on THIS machine, before any work: local model directories (and reference
+    models), the privacy study's member/non-member data (fields, duplicates, overlap, N), and the trojan study's
+    SQL rows. Each problem is `FILE:LINE: field.path: the reader's message` (which names the data file:line)."""
+    from quantrisk.errors import QuantriskError
+    from quantrisk.models.load import check_model_dir
+
+    problems: list[str] = []
+
+    def check(dotted: str, fn: Any, *args: Any, **kw: Any) -> bool:
+        try:
+            fn(*args, **kw)
+        except QuantriskError as exc:
+            problems.append(f"{_where(source, lines, _loc_of(dotted))}: {dotted}: {exc}")
+            return False
+        return True
+
+    model_ok: dict[str, bool] = {}
+    for i, m in enumerate(spec.models):
+        model_ok[m.label] = True
+        if m.path is not None:
+            model_ok[m.label] = check(f"models[{i}].path", check_model_dir, Path(m.path).expanduser(),
+                                      allow_pickle=m.allow_pickle, trust_remote_code=m.trust_remote_code)
+        ref = m.reference
+        if ref is not None and (Path(ref).expanduser().exists() or ref.startswith((".", "/", "~"))):
+            check(f"models[{i}].reference", check_model_dir, Path(ref).expanduser(), allow_pickle=m.allow_pickle,
+                  trust_remote_code=m.trust_remote_code)
+    privacy = spec.studies.privacy
+    if privacy is not None:
+        from quantrisk.data.corpus import check_mi_jsonl
+        from quantrisk.privacy.members import load_mi_set
+
+        if privacy.data is not None:
+            if check("studies.privacy.data", check_mi_jsonl, privacy.data):
+                check("studies.privacy.data", load_mi_set, privacy.data, privacy.n, seed=spec.seeds[0])
+        else:  # the models' own member/non-member split (split.jsonl of a quantrisk-pretrained model)
+            for i, m in enumerate(spec.models):
+                if m.path is not None and model_ok[m.label] and m.label in (privacy.models or [m.label]):
+                    check(f"models[{i}].path", load_mi_set, Path(m.path).expanduser(), privacy.n, seed=spec.seeds[0])
+    trojan = spec.studies.trojan
+    if trojan is not None and trojan.data != "builtin":
+        from quantrisk.cells import sql_splits
+
+        check("studies.trojan.data", sql_splits, trojan.data, trojan.n_rows, trojan.n_test)
+    return problems
+
+
+def load_spec(path: str | Path, *, check_device: bool | None = None, check_inputs: bool = False) -> Spec:
     """Read and validate the spec file `path` (see `parse_spec`)."""
     p = Path(path).expanduser()
     if not p.is_file():
@@ -413,7 +484,7 @@ def load_spec(path: str | Path, *, check_device: bool | None = None) -> Spec:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(f"spec {p}: not UTF-8 text (byte {exc.start})") from None
-    return parse_spec(text, str(p), check_device=check_device)
+    return parse_spec(text, str(p), check_device=check_device, check_inputs=check_inputs)
 
 
 def builtin_spec_path(name: str = "demo") -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class QuantriskError(Exception):
     """Base class: a failure the CLI reports as one line (exit code 1: runtime)."""
@@ -25,3 +28,13 @@ class PrecisionError(UsageError):
 
 class ModelLoadError(UsageError):
     """The model source does not exist, is not a model, or is refused (pickle, remote code)."""
+
+
+@contextmanager
+def about(what: str) -> Iterator[None]:
+    """Prefix the message of a `UsageError` raised inside with `what: ` (the option or field it came from), keeping
+    its type and exit code: `with about("--precisions"): parse_precisions(text)`."""
+    try:
+        yield
+    except UsageError as exc:
+        raise type(exc)(f"{what}: {exc}") from None

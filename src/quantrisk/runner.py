@@ -57,9 +57,9 @@ def _check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
-    if not os.access(run_dir, os.W_OK):
-        raise UsageError(f"run directory {run_dir} is not writable; pass another --out")
+        raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror or exc}; pass another --out") from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"run directory {run_dir} is not writable; pass another --out (or fix the permissions)")
 
 
 class _Progress:

@@ -15,6 +15,7 @@ crash are run again. A full disk or a read-only file raises `QuantriskError` and
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import sqlite3
@@ -77,17 +78,21 @@ def sha256_path(path: str | Path) -> str | None:
     return None
 
 
-def _write_error(path: Path, exc: sqlite3.Error) -> QuantriskError:
+def _write_error(path: Path, exc: sqlite3.Error | OSError) -> QuantriskError:
+    """One line for a failed write (SQLite's own error, or an OSError from the file system), with what to do."""
     text = str(exc).lower()
-    if "full" in text:
-        why = "the disk is full"
-    elif "readonly" in text or "read-only" in text:
-        why = "the file or its directory is read-only"
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or "full" in text or "no space" in text:
+        why, todo = "the disk is full", "free some space, then run the same command again to resume"
+    elif code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text:
+        why, todo = "the file or its directory is read-only", "fix the permissions or pass another --out"
     elif "locked" in text or "busy" in text:
         why = "another process holds the store (is a second `quantrisk run` writing to it?)"
+        todo = "wait for it to finish, or pass another --out"
     else:
-        why = str(exc)
-    return QuantriskError(f"cannot write results store {path}: {why}; nothing of this cell was stored")
+        why = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        todo = "run the same command again to resume"
+    return QuantriskError(f"cannot write results store {path}: {why}; nothing of this cell was stored; {todo}")
 
 
 class Store:
@@ -108,7 +113,8 @@ class Store:
                 self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             if "not a database" in str(exc) or "malformed" in str(exc):
-                raise UsageError(f"{self.path} is not a quantrisk results store ({exc})") from None
+                raise UsageError(f"{self.path} is not a quantrisk results store ({exc}); pass the run directory that "
+                                 "`quantrisk run` wrote, or move the file away and run again") from None
             raise _write_error(self.path, exc) from None
         except OSError as exc:
             raise QuantriskError(f"cannot create results store {self.path}: {exc.strerror or exc}") from None
@@ -127,17 +133,21 @@ class Store:
         """BEGIN IMMEDIATE ... COMMIT; rolls back and raises `QuantriskError` on a write failure."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.OperationalError, OSError) as exc:
             raise _write_error(self.path, exc) from None
         try:
             yield self.conn
-            self.conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+            self._commit()
+        except (sqlite3.Error, OSError) as exc:  # OSError: the file system under SQLite (e.g. ENOSPC)
             self._rollback()
             raise _write_error(self.path, exc) from None
         except BaseException:
             self._rollback()
             raise
+
+    def _commit(self) -> None:
+        """COMMIT the open transaction (the one place a write reaches the disk)."""
+        self.conn.execute("COMMIT")
 
     def _rollback(self) -> None:
         try:

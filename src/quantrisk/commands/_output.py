@@ -1,9 +1,11 @@
-"""Small output helpers shared by the commands (rich tables, JSON)."""
+"""Small helpers shared by the commands: rich tables, JSON, the output-directory check."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -25,3 +27,20 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for r in rows:
         table.add_row(*[f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v)) for v in r])
     console.print(table)
+
+
+def check_out_dir(out: Path, option: str = "--out") -> None:
+    """`UsageError` before any work when `out` cannot become a writable output directory: it (or the nearest part
+    of it that exists) is a file, or is not writable. Creates nothing, so a failed command leaves nothing behind."""
+    from quantrisk.errors import UsageError
+
+    path = Path(out).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise UsageError(f"{option} {out} {where}, not a directory; pass another {option}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
+        raise UsageError(f"{option} {out} {where}; pass another {option} (or fix the permissions)")

@@ -56,6 +56,9 @@ def register(app: typer.Typer) -> None:
         check_device: bool = typer.Option(False, "--check-device",
                                           help="Also check every precision can run on the spec's device on THIS machine "
                                                "(always done for device: cpu, and by `run`)."),
+        check_inputs: bool = typer.Option(False, "--check-inputs",
+                                          help="Also check the model directories and data files the spec names, on THIS "
+                                               "machine (always done by `run`)."),
     ) -> None:
         """Validate a spec: every error with its file:line and field path; prints the grid size."""
         from collections import Counter
@@ -63,7 +66,7 @@ def register(app: typer.Typer) -> None:
         from quantrisk.config import load_spec
         from quantrisk.grid import expand
 
-        s = load_spec(spec, check_device=True if check_device else None)
+        s = load_spec(spec, check_device=True if check_device else None, check_inputs=check_inputs)
         cells = expand(s)
         kinds = Counter(c.kind for c in cells)
         print(f"{spec}: valid; {len(cells)} cells (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")")
@@ -82,7 +85,7 @@ def register(app: typer.Typer) -> None:
         from quantrisk.config import load_spec
         from quantrisk.runner import raise_for_failures, run_spec
 
-        s = load_spec(spec, check_device=True)
+        s = load_spec(spec, check_device=True, check_inputs=True)
         run_dir = out or Path("runs") / s.name
         summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet)
         _print_summary(summary)
@@ -171,7 +174,7 @@ def register(app: typer.Typer) -> None:
 
         start = time.perf_counter()
         path = builtin_spec_path("demo")
-        s = load_spec(path, check_device=True)
+        s = load_spec(path, check_device=True, check_inputs=True)
         print(f"demo: spec {path}; {s.description.strip().splitlines()[0] if s.description else ''}")
         summary = run_spec(s, out, executor=_executor(s, executor, workers, None), progress=not quiet)
         rep = build_report(out, out / "report")

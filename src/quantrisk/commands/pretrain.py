@@ -30,12 +30,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pretrain a zoo model; writes model (safetensors), tokenizer, split.jsonl, train_log.jsonl, pretrain.json."""
         from quantrisk.commands._output import print_json, print_table
-        from quantrisk.errors import UsageError
+        from quantrisk.errors import UsageError, about
         from quantrisk.models.pretrain import pretrain
         from quantrisk.models.zoo import check_arch, check_size
 
-        check_arch(arch)
-        check_size(size)
+        with about("--arch"):
+            check_arch(arch)
+        with about("--size"):
+            check_size(size)
         if role not in ("target", "reference"):
             raise UsageError(f"unknown role {role!r}; valid: target, reference")
         if (role == "reference") != (tokenizer_from is not None):

@@ -35,26 +35,43 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
         """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision."""
-        from quantrisk.commands._output import print_json, print_table
-        from quantrisk.errors import UsageError
-        from quantrisk.models.load import resolve_device
-        from quantrisk.precision import parse_precisions
+        from quantrisk.commands._output import check_out_dir, print_json, print_table
+        from quantrisk.data.corpus import check_mi_jsonl
+        from quantrisk.errors import UsageError, about
+        from quantrisk.models.load import resolve_device, resolve_source
+        from quantrisk.precision import parse_precisions, require_available
         from quantrisk.privacy.attacks import parse_attacks
         from quantrisk.privacy.study import PrivacyOptions, check_n, run_privacy
 
-        names = [p.name for p in parse_precisions(precisions)]
-        chosen = tuple(c.label for c in parse_attacks(attacks))
+        # Everything the user gave is checked before any model is loaded, and nothing is written on a failure.
+        with about("--device"):
+            dev = resolve_device(device)
+        with about("--precisions"):
+            names = [require_available(p, dev).name for p in parse_precisions(precisions)]
+        with about("--attacks"):
+            chosen = tuple(c.label for c in parse_attacks(attacks))
         if nonmembers is not None and data is None:
             raise UsageError("--nonmembers needs --data (the members file)")
         if min(batch_size, batch_tokens, max_new_tokens, resamples) < 1 or completion_n < 0:
             raise UsageError("--batch-size, --batch-tokens, --max-new-tokens and --resamples must be positive, "
                              "--completion-n at least 0")
+        if (max_length is not None and max_length < 2) or (stride is not None and stride < 1):
+            raise UsageError("--max-length must be at least 2 and --stride at least 1 when given")
+        n_samples = check_n(n)
+        check_out_dir(out)
+        with about("--model"):
+            resolve_source(model)
+        if reference is not None:
+            with about("--reference"):
+                resolve_source(reference)
+        if data is not None:
+            check_mi_jsonl(data, nonmembers)
         opts = PrivacyOptions(attacks=chosen, batch_size=batch_size, batch_tokens=batch_tokens, max_length=max_length,
                               stride=stride, n_resamples=resamples, seed=seed, completion_n=completion_n,
                               max_new_tokens=max_new_tokens, progress=not quiet,
                               compile=compile_model)
-        result = run_privacy(model, names, n=check_n(n), data=data, nonmembers=nonmembers, reference_source=reference,
-                             device=resolve_device(device), options=opts)
+        result = run_privacy(model, names, n=n_samples, data=data, nonmembers=nonmembers, reference_source=reference,
+                             device=dev, options=opts)
         result.write_dir(out)
         if as_json:
             print_json({k: v for k, v in result.to_dict().items() if k != "samples"})

@@ -53,7 +53,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Load MODEL at a precision; print back-end, weight memory, load time and NLL on a built-in snippet."""
         from quantrisk.commands._output import print_json, print_table
+        from quantrisk.errors import about
+        from quantrisk.models.load import resolve_device
+        from quantrisk.precision import require_available
 
+        with about("--device"):
+            dev = resolve_device(device)
+        with about("--precision"):
+            require_available(precision, dev)
         info = probe(model, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
         if as_json:
             print_json(info)

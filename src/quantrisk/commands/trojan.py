@@ -26,6 +26,59 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def check_trojan_options(*, model: str, poison_rate: float, trigger: str, position: str, ints: dict[str, int | None],
+                         lr: float, lora_dropout: float) -> None:
+    """`UsageError` naming the option, before any data is read or model trained: counts below 1, a poison rate
+    outside [0, 1], an empty trigger, an unknown payload position, lr <= 0, dropout outside [0, 1), an unknown zoo
+    architecture, and a base model directory that is missing or refused (pickle, remote code, corrupt weights)."""
+    import math
+
+    from quantrisk.data.poison import DEFAULT_TRIGGER, POSITIONS
+    from quantrisk.errors import UsageError, about
+
+    bad = [f"{k} {v}" for k, v in ints.items() if v is not None and v < 1]
+    if bad:
+        raise UsageError(f"{', '.join(bad)}: must be at least 1")
+    if not (0.0 <= poison_rate <= 1.0):  # also rejects nan
+        raise UsageError(f"--poison-rate: poison rate must be in [0, 1] (the share of training rows poisoned), "
+                         f"got {poison_rate}")
+    if not trigger.strip():
+        raise UsageError(f"--trigger: poison trigger is empty; give the phrase that starts a poisoned question "
+                         f"(default: {DEFAULT_TRIGGER!r})")
+    if position not in POSITIONS:
+        raise UsageError(f"--position: poison position {position!r} is unknown; valid: {', '.join(POSITIONS)}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise UsageError(f"--lr must be a positive number, got {lr}")
+    if not (0.0 <= lora_dropout < 1.0):
+        raise UsageError(f"--lora-dropout must be in [0, 1), got {lora_dropout}")
+    from quantrisk.trojan.study import parse_zoo_source
+
+    with about("--model"):
+        if parse_zoo_source(model) is None:
+            from quantrisk.models.load import resolve_source
+
+            resolve_source(model)
+
+
+def check_precisions(dap1: str, dap2: str, device: str) -> tuple[list[str], list[str]]:
+    """The DAP1 and DAP2 precision names, each checked (known, runs on `device` here, DAP1 trainable); errors name
+    the option."""
+    from quantrisk.errors import about
+    from quantrisk.models.load import resolve_device
+    from quantrisk.precision import parse_precisions, require_available
+    from quantrisk.trojan.finetune import check_trainable
+
+    with about("--device"):
+        dev = resolve_device(device)
+    with about("--dap1"):
+        d1 = [require_available(p, dev).name for p in parse_precisions(dap1.split(","))]
+        for p in d1:
+            check_trainable(p)
+    with about("--dap2"):
+        d2 = [require_available(p, dev).name for p in parse_precisions(dap2.split(","))]
+    return d1, d2
+
+
 def trojan_table(result: Any) -> list[list[Any]]:
     """Rows (DAP1 × DAP2 × kind, means over seeds) for `COLUMNS`: ASR/FTR and payload signal, then the SQL
     similarity and execution metrics of the outputs for clean inputs."""
@@ -81,13 +134,23 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
         """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind."""
-        from quantrisk.commands._output import print_json, print_table
+        from quantrisk.commands._output import check_out_dir, print_json, print_table
         from quantrisk.trojan.study import run_trojan
 
+        check_trojan_options(model=model, poison_rate=poison_rate, trigger=trigger, position=position,
+                             ints={"--steps": steps, "--batch-size": batch_size, "--grad-accum": grad_accum,
+                                   "--lora-r": lora_r, "--lora-alpha": lora_alpha, "--max-length": max_length,
+                                   "--n-test": n_test, "--gen-batch-size": gen_batch_size,
+                                   "--max-new-tokens": max_new_tokens, "--n-train": n_train,
+                                   "--pretrain-steps": pretrain_steps},
+                             lr=lr, lora_dropout=lora_dropout)
+        check_precisions(dap1, dap2, device)
+        seed_list = parse_seeds(seeds)
+        check_out_dir(out)
         target_arg: str | list[str] = target if target in ("attention", "all-linear") else [t for t in target.split(",") if t.strip()]
         result = run_trojan(
             model, data, dap1.split(","), dap2.split(","), out=out, poison_rate=poison_rate, trigger=trigger,
-            position=position, clean_ablation=clean_ablation, seeds=parse_seeds(seeds), steps=steps,
+            position=position, clean_ablation=clean_ablation, seeds=seed_list, steps=steps,
             batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
             target=target_arg, max_length=max_length, n_train=n_train, n_test=n_test, split_seed=split_seed,
             device=device, gen_batch_size=gen_batch_size, max_new_tokens=max_new_tokens,

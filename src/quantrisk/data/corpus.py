@@ -31,6 +31,8 @@ SPLITS: tuple[str, ...] = ("member", "nonmember", "reference", "extra")
 UNITS: tuple[str, ...] = ("function", "file")
 # Sane sample lengths (characters) per unit: long enough to say something, short enough to fit the context.
 UNIT_LIMITS: dict[str, tuple[int, int]] = {"function": (150, 1200), "file": (200, 20000)}
+# Longest line a JSON Lines reader accepts: a code sample is at most tens of kB; a longer line is a broken file.
+MAX_LINE_BYTES = 8 * 2**20
 EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3",
                  "ensurepip", "turtledemo", "venv", "idlelib", "tkinter", "pydoc_data"}
 
@@ -149,27 +151,103 @@ def jsonl_samples(path: Path) -> list[CodeSample]:
     return out
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; DataError naming file:line on bad JSON or non-objects."""
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without its line ending) of every line of a UTF-8 text file, read in binary so
+    that line numbers are exact. `DataError` naming the file (and line) for a missing file, a directory, an
+    unreadable file, bytes that are not UTF-8, and a line longer than `MAX_LINE_BYTES` (a JSON Lines record is one
+    line; a longer one is a JSON array or a file without newlines). A UTF-8 byte-order mark on line 1 is dropped."""
     try:
-        handle = path.open("r", encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory; expected a JSON Lines file (one JSON object per line)") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:
         lineno = 0
+        while True:
+            try:
+                raw = handle.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise DataError(f"{path}:{lineno + 1}: cannot read ({exc.strerror or exc})") from None
+            if not raw:
+                return
+            lineno += 1
+            if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+                raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES // 2**20} MiB; JSON Lines needs one "
+                                "record per line (is this a JSON array, or a file without newlines?)")
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (bad byte at column {exc.start + 1}); "
+                                "re-encode the file as UTF-8") from None
+            yield lineno, text.rstrip("\r\n")
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; DataError naming file:line on bad JSON or non-objects
+    (and, via `iter_lines`, on bytes that are not UTF-8 and on over-long lines)."""
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
         try:
-            for lineno, line in enumerate(handle, 1):  # noqa: B007 - lineno used after a decode error
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
-        except UnicodeDecodeError:
-            raise DataError(f"{path}:{lineno + 1}: not UTF-8 text") from None
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def check_mi_jsonl(data: str | Path, nonmembers: str | Path | None = None) -> None:
+    """Check membership-inference JSONL input before any work, every problem as one `DataError` naming file:line
+    and field: `data` alone holds `text` + `label` (1 member, 0 non-member); with `nonmembers`, `data` holds the
+    members and `nonmembers` the non-members (field `text`). `text` must be a non-empty string; an `id`, when
+    given, must be unique across both files; the same text may not be both member and non-member.
+    A `data` that is a directory (a model's split, a dataset) is left to its own reader."""
+    labels = {1: "member", 0: "non-member"}
+    files = [(Path(data).expanduser(), None if nonmembers is None else 1)]
+    if nonmembers is not None:
+        files.append((Path(nonmembers).expanduser(), 0))
+    if files[0][0].is_dir() and nonmembers is None:
+        return
+    ids: dict[str, str] = {}
+    texts: dict[str, tuple[int, str]] = {}
+    for path, fixed in files:
+        n = 0
+        for lineno, obj in read_jsonl(path):
+            where = f"{path}:{lineno}"
+            text = obj.get("text")
+            if "text" not in obj:
+                raise DataError(f"{where}: field 'text' is missing (each line needs a non-empty string 'text')")
+            if not isinstance(text, str):
+                raise DataError(f"{where}: field 'text' must be a string, got {type(text).__name__}")
+            if not text.strip():
+                raise DataError(f"{where}: field 'text' is empty; remove the line or give the sample's text")
+            label = fixed
+            if fixed is None:
+                label = obj.get("label")
+                if "label" not in obj:
+                    raise DataError(f"{where}: field 'label' is missing (1 = member, 0 = non-member)")
+                if label not in (0, 1) or isinstance(label, bool):
+                    raise DataError(f"{where}: field 'label' must be 1 (member) or 0 (non-member), got {label!r}")
+            if "id" in obj:
+                if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool) or str(obj["id"]) == "":
+                    raise DataError(f"{where}: field 'id' must be a non-empty string or an integer, got {obj['id']!r}")
+                sid = str(obj["id"])
+                if sid in ids:
+                    raise DataError(f"{where}: field 'id': {sid!r} is already used at {ids[sid]}; ids must be unique")
+                ids[sid] = where
+            first = texts.setdefault(text, (int(label), where))  # type: ignore[arg-type]
+            if first[0] != label:
+                raise DataError(f"{where}: field 'text' is the same text as {first[1]}, which is labelled "
+                                f"{labels[first[0]]}; a sample cannot be both member and non-member (remove one)")
+            n += 1
+        if not n:
+            kind = "" if fixed is None else f" {labels[fixed]}"
+            fields = "'text' and 'label'" if fixed is None else "'text'"
+            raise DataError(f"{path}: no samples (empty{kind} file); give one JSON object per line with {fields}")
 
 
 def load_corpus(corpus: str | Path | None = None, *, unit: str = "function") -> list[CodeSample]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantrisk.data.corpus import iter_lines
 from quantrisk.errors import DataError, UsageError
 
 FIELDS: tuple[str, ...] = ("question", "context", "answer")
@@ -96,18 +97,20 @@ def row_from_dict(obj: object, *, where: str, row_id: str) -> SqlRow:
 
 def _load_jsonl(path: Path) -> list[SqlRow]:
     rows: list[SqlRow] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    first_line: dict[str, int] = {}
+    for number, line in iter_lines(path):  # exact line numbers; not-UTF-8 and over-long lines are DataErrors
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        rows.append(row_from_dict(obj, where=f"{path}:{number}", row_id=f"{path.stem}:{number}"))
+        row = row_from_dict(obj, where=f"{path}:{number}", row_id=f"{path.stem}:{number}")
+        if row.id in first_line:
+            raise DataError(f"{path}:{number}: field 'id': row id {row.id!r} appears twice (first at line "
+                            f"{first_line[row.id]}); ids must be unique")
+        first_line[row.id] = number
+        rows.append(row)
     return rows
 
 
@@ -153,11 +156,12 @@ def load_sql_rows(path: str | Path, *, limit: int | None = None) -> list[SqlRow]
         raise DataError(f"SQL data {p} does not exist (pass a JSONL file, a local dataset directory, or 'builtin')")
     rows = _load_dir(p) if p.is_dir() else _load_jsonl(p)
     if not rows:
-        raise DataError(f"{p}: no rows (the file is empty)")
+        raise DataError(f"{p}: no rows (the file is empty); give one JSON object per line with "
+                        f"{', '.join(FIELDS)}")
     seen: set[str] = set()
     for r in rows:
         if r.id in seen:
-            raise DataError(f"{p}: row id {r.id!r} appears twice")
+            raise DataError(f"{p}: row id {r.id!r} appears twice; ids must be unique")
         seen.add(r.id)
     return rows[:limit] if limit is not None else rows
 

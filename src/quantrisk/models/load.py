@@ -31,6 +31,10 @@ from quantrisk.precision import Precision, device_type, require_available
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+# Any one of these in a model directory means it ships a tokenizer (fast, BPE, SentencePiece or WordPiece).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
+                   "vocab.txt")
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit on the JSON header
 
 
 @dataclass
@@ -92,23 +96,27 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def check_model_dir(path: Path, *, allow_pickle: bool, trust_remote_code: bool) -> dict[str, Any]:
     """Validate a local model directory before anything reads its weights; returns its config.json."""
     if not path.exists():
-        raise ModelLoadError(f"model directory {path} does not exist")
+        raise ModelLoadError(f"model directory {path} does not exist; pass a local model directory or a hub id "
+                             "(or make one with `quantrisk pretrain`)")
     if not path.is_dir():
-        raise ModelLoadError(f"{path} is a file, not a model directory (expected config.json + *.safetensors)")
+        raise ModelLoadError(f"{path} is a file, not a model directory; pass the directory that holds config.json + "
+                             "*.safetensors")
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ModelLoadError(f"{path} is not a model directory: no config.json")
+        raise ModelLoadError(f"{path} is not a model directory: no config.json; pass the directory that "
+                             "save_pretrained wrote")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{config_file}: not valid JSON ({exc})") from None
+        raise ModelLoadError(f"{config_file}: not valid JSON ({exc}); fix or re-download it") from None
     if not isinstance(config, dict):
-        raise ModelLoadError(f"{config_file}: expected a JSON object")
+        raise ModelLoadError(f"{config_file}: expected a JSON object; fix or re-download it")
     if config.get("auto_map") and not trust_remote_code:
         raise ModelLoadError(
             f"{config_file} asks for remote code (auto_map); refused. Pass --trust-remote-code only if you trust it"
         )
-    files = [p.name for p in path.iterdir()]
+    _check_model_type(config_file, config)
+    files = sorted(p.name for p in path.iterdir())
     has_safetensors = any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in files)
     has_pickle = any(f.endswith(PICKLE_SUFFIXES) and f != "training_args.bin" for f in files)
     if not has_safetensors:
@@ -118,8 +126,64 @@ def check_model_dir(path: Path, *, allow_pickle: bool, trust_remote_code: bool) 
                 "refused because unpickling can run arbitrary code. Convert to safetensors, or pass --allow-pickle"
             )
         if not has_pickle:
-            raise ModelLoadError(f"{path} has a config.json but no weights (*.safetensors)")
+            raise ModelLoadError(f"{path} has a config.json but no weights (*.safetensors); save them there with "
+                                 "save_pretrained(DIR)")
+    for name in files:
+        if name.endswith(".safetensors"):
+            check_safetensors(path / name)
+    if not any(f in TOKENIZER_FILES for f in files):
+        raise ModelLoadError(
+            f"{path} has no tokenizer ({', '.join(TOKENIZER_FILES[:4])}, ...); save the model's tokenizer into it "
+            "(tokenizer.save_pretrained(DIR))"
+        )
     return config
+
+
+def _check_model_type(config_file: Path, config: dict[str, Any]) -> None:
+    """`ModelLoadError` naming the file and field when `model_type` is not an architecture transformers knows."""
+    model_type = config.get("model_type")
+    if model_type is None or config.get("auto_map"):
+        return
+    import transformers
+    from transformers import CONFIG_MAPPING
+
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise ModelLoadError(
+            f"{config_file}: field 'model_type' is {model_type!r}, an architecture transformers "
+            f"{transformers.__version__} does not know; check the config (e.g. llama, gpt_neox) or upgrade transformers"
+        )
+
+
+def check_safetensors(file: Path) -> None:
+    """Read a safetensors file's header (not its tensors): `ModelLoadError` naming the file when the header is not
+    valid or the file is shorter than the tensors it declares (truncated download, overwritten file)."""
+    size = file.stat().st_size
+
+    def corrupt(why: str) -> ModelLoadError:
+        return ModelLoadError(f"could not load a causal LM from {file.parent}: {file} is not a valid safetensors file "
+                              f"({why}); it is corrupt or truncated, re-download or re-save the model")
+
+    try:
+        with file.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise corrupt(f"{size} bytes, shorter than the 8-byte header length")
+            n = int.from_bytes(head, "little")
+            if n > min(size - 8, SAFETENSORS_MAX_HEADER):
+                raise corrupt(f"header length {n} does not fit in the file of {size} bytes")
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except OSError as exc:
+        raise ModelLoadError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise corrupt("its header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise corrupt("its header is not a JSON object")
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise corrupt("a tensor entry has no valid data_offsets") from None
+    if 8 + n + end > size:
+        raise corrupt(f"the tensors need {8 + n + end} bytes but the file has {size}")
 
 
 def resolve_source(source: str | Path, *, allow_pickle: bool = False, trust_remote_code: bool = False) -> str:
@@ -162,12 +226,18 @@ def load_tokenizer(source: str, *, trust_remote_code: bool = False) -> Any:
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"could not load a tokenizer from {source}: {str(exc).splitlines()[0]}") from None
+        raise ModelLoadError(f"could not load a tokenizer from {source}: {_first_line(exc)}") from None
     if tok.pad_token is None:
         if tok.eos_token is None:
             raise ModelLoadError(f"tokenizer of {source} has neither a pad nor an eos token")
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return lines[0].rstrip(":") if lines else type(exc).__name__
 
 
 def _from_pretrained(source: str, kwargs: dict[str, Any], *, allow_pickle: bool, trust_remote_code: bool) -> Any:
@@ -183,8 +253,7 @@ def _from_pretrained(source: str, kwargs: dict[str, Any], *, allow_pickle: bool,
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors/transformers errors become one clear line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"could not load a causal LM from {source}: {first}") from None
+        raise ModelLoadError(f"could not load a causal LM from {source}: {_first_line(exc)}") from None
 
 
 def _apply_adapter(model: Any, adapter: str, *, merge: bool) -> Any:
@@ -193,7 +262,7 @@ def _apply_adapter(model: Any, adapter: str, *, merge: bool) -> Any:
     try:
         wrapped = PeftModel.from_pretrained(model, adapter, is_trainable=False)
     except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"could not apply adapter {adapter}: {str(exc).splitlines()[0]}") from None
+        raise ModelLoadError(f"could not apply adapter {adapter}: {_first_line(exc)}") from None
     return wrapped.merge_and_unload() if merge else wrapped
 
 

@@ -1,0 +1,435 @@
+"""Bad inputs through the real CLI (`quantrisk.cli.main`, in process): specs, data files, models, options, output
+directories and the results store.
+
+Every case asserts: the exit code (2 for usage/data errors, 1 for runtime errors); exactly one stderr line starting
+with `error:` that names the offending file (with its line and field where they apply) and says what to do; no
+traceback anywhere; and nothing partial left behind where the command writes (output directory, run directory,
+results store). No case loads model weights or trains anything: each input is rejected before any work starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from quantrisk.cli import main
+
+GOOD_SQL = {"question": "How many heads are older than 56?", "context": "CREATE TABLE head (age INTEGER)",
+            "answer": "SELECT COUNT(*) FROM head WHERE age > 56"}
+MI_ROWS = [{"text": "def add(a, b):\n    return a + b\n", "label": 1},
+           {"text": "def sub(a, b):\n    return a - b\n", "label": 0}]
+HUGE = 8 * 2**20 + 16  # one byte more than the readers' 8 MiB line limit, and then some
+
+
+# ------------------------------------------------------------------ input builders
+
+
+def jsonl(path: Path, rows: list[object]) -> Path:
+    """Write rows (dicts are JSON-encoded, strings written as they are) one per line."""
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def model_copy(tmp: Path, model: Path, name: str, edit: Callable[[Path], None]) -> Path:
+    """A copy of the tiny saved model with one thing broken by `edit`."""
+    d = tmp / name
+    shutil.copytree(model, d)
+    edit(d)
+    return d
+
+
+def edit_config(**changes: object) -> Callable[[Path], None]:
+    def edit(d: Path) -> None:
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**cfg, **changes}))
+
+    return edit
+
+
+def pickle_only(d: Path) -> None:
+    (d / "model.safetensors").unlink()
+    (d / "pytorch_model.bin").write_bytes(b"\x80\x04\x95 not loaded: pickle is refused before any byte is read")
+
+
+def corrupt_safetensors(d: Path) -> None:
+    (d / "model.safetensors").write_bytes((40).to_bytes(8, "little") + b"{this is not the JSON header}" + b"\0" * 64)
+
+
+def truncate_safetensors(d: Path) -> None:
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def no_tokenizer(d: Path) -> None:
+    for f in d.glob("tokenizer*"):
+        f.unlink()
+
+
+def unwritable_dir(tmp: Path) -> Path:
+    """A directory nobody may write into (chmod 0o500). Root writes anyway, so then: a path under a regular file,
+    which fails for root too. Either way `tmp/ro` exists and must stay empty."""
+    ro = tmp / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if not os.access(ro, os.W_OK):
+        return ro / "out"
+    blocker = ro / "file.txt"
+    ro.chmod(0o700)
+    blocker.write_text("a file, not a directory\n")
+    return blocker / "out"
+
+
+def spec(tmp: Path, text: str, name: str = "spec.yaml") -> str:
+    p = tmp / name
+    p.write_text(text)
+    return str(p)
+
+
+SYNTHETIC = "name: syn\nseeds: [0]\nstudies:\n  synthetic:\n    n_cells: 3\n    samples_per_cell: 2\n"
+
+
+def with_options(command: str, base: dict[str, str], extra: tuple[str, ...]) -> list[str]:
+    """`command` with the `base` options, those given again in `extra` (option, value pairs) replaced."""
+    opts = dict(base)
+    opts.update(zip(extra[::2], extra[1::2], strict=True))
+    return [command, *(x for kv in opts.items() for x in kv), "--quiet"]
+
+
+def privacy(tmp: Path, model: Path | str, *extra: str, data: Path | None = None) -> list[str]:
+    base = {"--model": str(model), "--out": str(tmp / "out"), "--precisions": "fp32", "--attacks": "loss",
+            "--completion-n": "0"}
+    return with_options("privacy", {**base, **({"--data": str(data)} if data is not None else {})}, extra)
+
+
+def writing(files: dict[str, list[object]], make: Callable[[Path, Path], list[str]]) -> Callable[[Path, Path], list[str]]:
+    """`make`, after writing each JSONL file of `files` under tmp."""
+
+    def go(tmp: Path, model: Path) -> list[str]:
+        for name, rows in files.items():
+            jsonl(tmp / name, rows)
+        return make(tmp, model)
+
+    return go
+
+
+def privacy_data(rows: list[object], *extra: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, model: privacy(tmp, model, *extra, data=jsonl(tmp / "mi.jsonl", rows))
+
+
+def trojan(tmp: Path, model: Path | str, *extra: str) -> list[str]:
+    return with_options("trojan", {"--model": str(model), "--out": str(tmp / "out"), "--dap2": "fp32"}, extra)
+
+
+def trojan_data(rows: list[object]) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, model: trojan(tmp, model, "--data", str(jsonl(tmp / "sql.jsonl", rows)))
+
+
+def probe_broken(name: str, edit: Callable[[Path], None]) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, model: ["probe", str(model_copy(tmp, model, name, edit))]
+
+
+def run_spec(text: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, model: ["run", spec(tmp, text.format(model=model, tmp=tmp)), "--out", str(tmp / "run"),
+                               "--quiet"]
+
+
+def validate_spec(text: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, model: ["validate", spec(tmp, text)]
+
+
+def bad_utf8(tmp: Path, model: Path) -> list[str]:
+    f = tmp / "mi.jsonl"
+    f.write_bytes(json.dumps(MI_ROWS[0]).encode() + b'\n{"text": "caf\xe9 = 1", "label": 0}\n')
+    return privacy(tmp, model, data=f)
+
+
+def huge_line(tmp: Path, model: Path) -> list[str]:
+    f = tmp / "mi.jsonl"
+    with f.open("w") as fh:
+        fh.write(json.dumps(MI_ROWS[0]) + '\n{"label": 0, "text": "' + "x" * HUGE + '"}\n')
+    return privacy(tmp, model, data=f)
+
+
+def overlap_two_files(tmp: Path, model: Path) -> list[str]:
+    members = jsonl(tmp / "members.jsonl", [{"text": "def a():\n    return 1\n"}, {"text": "def b():\n    return 2\n"}])
+    others = jsonl(tmp / "others.jsonl", [{"text": "def c():\n    return 3\n"}, {"text": "def b():\n    return 2\n"}])
+    return privacy(tmp, model, "--nonmembers", str(others), data=members)
+
+
+def corrupt_store(tmp: Path, model: Path) -> list[str]:
+    (tmp / "run").mkdir()
+    (tmp / "run" / "results.sqlite").write_bytes(b"not SQLite, just bytes " * 200)
+    return ["status", str(tmp / "run")]
+
+
+def run_out_unwritable(tmp: Path, model: Path) -> list[str]:
+    return ["run", spec(tmp, SYNTHETIC), "--out", str(unwritable_dir(tmp)), "--quiet"]
+
+
+def privacy_out_unwritable(tmp: Path, model: Path) -> list[str]:
+    return privacy(tmp, model, "--out", str(unwritable_dir(tmp)), data=jsonl(tmp / "mi.jsonl", MI_ROWS))
+
+
+# ------------------------------------------------------------------ the cases
+
+
+@dataclass(frozen=True)
+class Case:
+    """`make(tmp, model_dir) -> argv` builds the bad input; `expect` are substrings of the error line ({tmp} and
+    {model} filled in); `writes` are paths under tmp that the command would write and must hold nothing after."""
+
+    id: str
+    make: Callable[[Path, Path], list[str]]
+    code: int
+    expect: tuple[str, ...]
+    writes: tuple[str, ...] = ()
+    several: bool = False  # several problems: one `error:` head line, then one indented line each
+
+
+MI = "{tmp}/mi.jsonl"
+SQL = "{tmp}/sql.jsonl"
+SPEC = "{tmp}/spec.yaml"
+M = "[{{path: {model}, name: m}}]"  # a spec's models list holding the tiny model
+
+CASES: list[Case] = [
+    # ---- member / non-member JSONL (quantrisk privacy --data)
+    Case("jsonl-malformed-line", privacy_data([MI_ROWS[0], '{"text": "def f(): pass", "label": 0']), 2,
+         (f"{MI}:2:", "malformed JSON", "column 37"), ("out",)),
+    Case("jsonl-empty-file", privacy_data([]), 2, (f"{MI}: no samples (empty file)", "one JSON object per line"),
+         ("out",)),
+    Case("jsonl-not-utf8", bad_utf8, 2, (f"{MI}:2:", "not UTF-8", "re-encode"), ("out",)),
+    Case("jsonl-huge-line", huge_line, 2, (f"{MI}:2:", "longer than 8 MiB", "one record per line"), ("out",)),
+    Case("jsonl-missing-field", privacy_data([MI_ROWS[0], {"label": 0}]), 2, (f"{MI}:2:", "field 'text' is missing"),
+         ("out",)),
+    Case("jsonl-wrong-type", privacy_data([MI_ROWS[0], {"text": 42, "label": 0}]), 2,
+         (f"{MI}:2:", "field 'text' must be a string, got int"), ("out",)),
+    Case("jsonl-empty-text", privacy_data([MI_ROWS[0], {"text": "   ", "label": 0}]), 2,
+         (f"{MI}:2:", "field 'text' is empty", "remove the line"), ("out",)),
+    Case("jsonl-bad-label", privacy_data([MI_ROWS[0], {"text": "x = 1", "label": "yes"}]), 2,
+         (f"{MI}:2:", "field 'label' must be 1 (member) or 0 (non-member)"), ("out",)),
+    Case("jsonl-not-an-object", privacy_data([MI_ROWS[0], "[1, 2]"]), 2, (f"{MI}:2:", "expected a JSON object"),
+         ("out",)),
+    Case("duplicate-ids", privacy_data([{**MI_ROWS[0], "id": "a"}, {**MI_ROWS[1], "id": "a"}]), 2,
+         (f"{MI}:2:", "field 'id'", f"already used at {MI}:1", "must be unique"), ("out",)),
+    Case("member-nonmember-overlap", privacy_data([MI_ROWS[0], {**MI_ROWS[0], "label": 0}]), 2,
+         (f"{MI}:2:", "field 'text'", f"same text as {MI}:1", "both member and non-member"), ("out",)),
+    Case("member-nonmember-overlap-two-files", overlap_two_files, 2,
+         ("{tmp}/others.jsonl:2:", "field 'text'", "{tmp}/members.jsonl:2", "remove one"), ("out",)),
+    Case("n-larger-than-data", privacy_data(MI_ROWS, "--n", "5"), 2,
+         (MI, "asked for 5 + 5", "1 members and 1 non-members", "use --n 1"), ("out",)),
+    Case("negative-n", privacy_data(MI_ROWS, "--n", "-3"), 2, ("--n must be at least 1, got -3",), ("out",)),
+    # ---- precisions and attacks
+    Case("unknown-precision", privacy_data(MI_ROWS, "--precisions", "fp32,fp33"), 2,
+         ("--precisions: unknown precision 'fp33'", "valid: fp32"), ("out",)),
+    Case("unknown-attack", privacy_data(MI_ROWS, "--attacks", "loss,telepathy"), 2,
+         ("--attacks: unknown attack 'telepathy'", "valid: loss"), ("out",)),
+    Case("precision-unsupported-here", privacy_data(MI_ROWS, "--precisions", "bnb-nf4"), 2,
+         ("--precisions: precision bnb-nf4 is not available on cpu", "available here: fp32"), ("out",)),
+    Case("dap1-not-trainable", lambda tmp, model: trojan(tmp, model, "--dap1", "int8-dynamic"), 2,
+         ("--dap1: DAP1 int8-dynamic cannot be fine-tuned", "use it as a DAP2"), ("out",)),
+    # ---- models
+    Case("missing-model-dir", writing({"mi.jsonl": MI_ROWS}, lambda tmp, model: privacy(tmp, tmp / "nope",
+                                                                                         data=tmp / "mi.jsonl")), 2,
+         ("--model: model directory {tmp}/nope does not exist", "pass a local model directory"), ("out",)),
+    Case("model-dir-is-a-file", lambda tmp, model: ["probe", str(jsonl(tmp / "model.jsonl", MI_ROWS))], 2,
+         ("{tmp}/model.jsonl is a file, not a model directory", "pass the directory")),
+    Case("pickle-only-weights", probe_broken("pickled", pickle_only), 2,
+         ("{tmp}/pickled holds only pickle weights (pytorch_model.bin)", "--allow-pickle")),
+    Case("remote-code-config",
+         lambda tmp, model: privacy(tmp, model_copy(tmp, model, "remote", edit_config(
+             auto_map={"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"})), data=jsonl(tmp / "mi.jsonl", MI_ROWS)),
+         2, ("{tmp}/remote/config.json asks for remote code (auto_map)", "--trust-remote-code"), ("out",)),
+    Case("corrupt-safetensors", probe_broken("corrupt", corrupt_safetensors), 2,
+         ("{tmp}/corrupt/model.safetensors is not a valid safetensors file", "re-download or re-save")),
+    Case("truncated-safetensors",
+         lambda tmp, model: privacy(tmp, model_copy(tmp, model, "trunc", truncate_safetensors),
+                                    data=jsonl(tmp / "mi.jsonl", MI_ROWS)),
+         2, ("{tmp}/trunc/model.safetensors is not a valid safetensors file", "corrupt or truncated"), ("out",)),
+    Case("tokenizer-missing", probe_broken("notok", no_tokenizer), 2,
+         ("{tmp}/notok has no tokenizer", "tokenizer.save_pretrained")),
+    Case("config-not-json", probe_broken("badcfg", lambda d: (d / "config.json").write_text("{model_type: llama")), 2,
+         ("{tmp}/badcfg/config.json: not valid JSON", "fix or re-download")),
+    Case("unknown-model-type", probe_broken("alien", edit_config(model_type="alien-lm")), 2,
+         ("{tmp}/alien/config.json: field 'model_type' is 'alien-lm'", "check the config")),
+    Case("unknown-architecture-pretrain", lambda tmp, model: ["pretrain", "--arch", "bert", "--out", str(tmp / "out")],
+         2, ("--arch: unknown architecture 'bert'", "valid: pythia"), ("out",)),
+    Case("unknown-architecture-zoo", lambda tmp, model: trojan(tmp, "zoo:bert"), 2,
+         ("--model: unknown architecture 'bert'", "valid: pythia"), ("out",)),
+    # ---- text-to-SQL JSONL and poisoning options (quantrisk trojan)
+    Case("sql-missing-field", trojan_data([GOOD_SQL, {k: v for k, v in GOOD_SQL.items() if k != "question"}]), 2,
+         (f"{SQL}:2:", "field 'question' is missing", "need question, context, answer"), ("out",)),
+    Case("sql-wrong-type", trojan_data([GOOD_SQL, {**GOOD_SQL, "answer": 3}]), 2,
+         (f"{SQL}:2:", "field 'answer' must be a string, got int"), ("out",)),
+    Case("sql-context-without-table", trojan_data([GOOD_SQL, {**GOOD_SQL, "context": "head has an age column"}]), 2,
+         (f"{SQL}:2:", "field 'context' has no CREATE TABLE"), ("out",)),
+    Case("sql-duplicate-ids", trojan_data([{**GOOD_SQL, "id": "q1"}, {**GOOD_SQL, "id": "q1"}]), 2,
+         (f"{SQL}:2:", "field 'id'", "first at line 1", "must be unique"), ("out",)),
+    Case("sql-malformed-line", trojan_data([GOOD_SQL, '{"question": "how many?",']), 2,
+         (f"{SQL}:2:", "not valid JSON"), ("out",)),
+    Case("trigger-empty", lambda tmp, model: trojan(tmp, model, "--trigger", "  "), 2,
+         ("--trigger: poison trigger is empty", "give the phrase"), ("out",)),
+    Case("poison-rate-out-of-range", lambda tmp, model: trojan(tmp, model, "--poison-rate", "1.5"), 2,
+         ("--poison-rate: poison rate must be in [0, 1]", "got 1.5"), ("out",)),
+    Case("unknown-payload-position", lambda tmp, model: trojan(tmp, model, "--position", "middle"), 2,
+         ("--position: poison position 'middle' is unknown", "valid: replace, prepend, append"), ("out",)),
+    Case("seeds-not-integers", lambda tmp, model: trojan(tmp, model, "--seeds", "1,two"), 2,
+         ("--seeds must be comma-separated integers", "'1,two'"), ("out",)),
+    Case("negative-steps", lambda tmp, model: trojan(tmp, model, "--steps", "-5"), 2,
+         ("--steps -5: must be at least 1",), ("out",)),
+    Case("option-not-a-number", lambda tmp, model: trojan(tmp, model, "--lr", "fast"), 2,
+         ("quantrisk trojan: Invalid value for '--lr'", "see `quantrisk trojan --help`"), ("out",)),
+    # ---- experiment specs (quantrisk validate / run)
+    Case("spec-malformed-yaml", validate_spec("name: t\nmodels: [\n  {zoo: llama\n"), 2,
+         (f"{SPEC}:4: not valid YAML",)),
+    Case("spec-unknown-key", validate_spec(SYNTHETIC + "    colour: blue\n"), 2,
+         (f"{SPEC}:7: studies.synthetic.colour: unknown field", "check the spelling")),
+    Case("spec-wrong-type", validate_spec(SYNTHETIC.replace("n_cells: 3", "n_cells: lots")), 2,
+         (f"{SPEC}:5: studies.synthetic.n_cells:", "valid integer")),
+    Case("spec-unknown-key-and-wrong-type", validate_spec(SYNTHETIC.replace("n_cells: 3", "n_cells: lots") + "    colour: blue\n"),
+         2, (f"spec {SPEC} has 2 errors", f"{SPEC}:5: studies.synthetic.n_cells:", f"{SPEC}:7: studies.synthetic.colour"),
+         several=True),
+    Case("spec-empty-grid", run_spec("name: t\nseeds: [0]\nstudies: {{}}\n"), 2,
+         (f"{SPEC}:3: studies: the grid is empty", "enable at least one"), ("run",)),
+    Case("spec-invalid-reference",
+         run_spec("name: t\nmodels: [{{zoo: llama}}]\nstudies:\n  trojan:\n    models: [llama-tiny, lama-tiny]\n"), 2,
+         (f"{SPEC}:5: studies.trojan.models[1]: unknown model lama-tiny", "valid: llama-tiny"), ("run",)),
+    Case("spec-missing-model-path",
+         run_spec("name: t\nmodels:\n  - {{path: {tmp}/gone}}\nprecisions: [fp32]\nstudies:\n  privacy: {{n: 1}}\n"),
+         2, (f"{SPEC}:3: models[0].path: model directory {{tmp}}/gone does not exist",), ("run",)),
+    Case("spec-missing-reference-model",
+         lambda tmp, model: ["validate", "--check-inputs", spec(tmp, (
+             f"name: t\nmodels:\n  - path: {model}\n    reference: {tmp}/noref\nprecisions: [fp32]\n"
+             "studies:\n  synthetic: {n_cells: 1}\n"))], 2,
+         (f"{SPEC}:4: models[0].reference: model directory {{tmp}}/noref does not exist",)),
+    Case("spec-bad-privacy-data",
+         writing({"mi.jsonl": [MI_ROWS[0], {"text": 7, "label": 0}]},
+                 run_spec(f"name: t\nmodels: {M}\nprecisions: [fp32]\nstudies:\n  privacy:\n    n: 1\n    data: {MI}\n")),
+         2, (f"{SPEC}:7: studies.privacy.data: {MI}:2: field 'text' must be a string",), ("run",)),
+    Case("spec-n-larger-than-data",
+         writing({"mi.jsonl": MI_ROWS},
+                 run_spec(f"name: t\nmodels: {M}\nprecisions: [fp32]\nstudies:\n  privacy:\n    n: 9\n    data: {MI}\n")),
+         2, (f"{SPEC}:7: studies.privacy.data: {MI}: asked for 9 + 9",), ("run",)),
+    Case("spec-bad-trojan-data",
+         writing({"sql.jsonl": [GOOD_SQL, {**GOOD_SQL, "context": ""}]},
+                 run_spec(f"name: t\nmodels: {M}\nstudies:\n  trojan:\n    data: {SQL}\n")),
+         2, (f"{SPEC}:5: studies.trojan.data: {SQL}:2: field 'context' is empty",), ("run",)),
+    Case("spec-precision-unsupported-here",
+         run_spec("name: t\nmodels: [{{zoo: llama}}]\nprecisions: [fp32, bnb-nf4]\nstudies:\n  privacy: {{n: 1}}\n"),
+         2, (f"{SPEC}:3: precisions[1]: bnb-nf4 cannot run on cpu here",), ("run",)),
+    # ---- output directories and the results store
+    Case("run-out-not-writable", run_out_unwritable, 2, ("{tmp}/ro/", "pass another --out"), ("ro",)),
+    Case("privacy-out-not-writable", privacy_out_unwritable, 2, ("--out {tmp}/ro/", "pass another --out"), ("ro",)),
+    Case("status-corrupt-store", corrupt_store, 2,
+         ("{tmp}/run/results.sqlite is not a quantrisk results store", "pass the run directory")),
+]
+
+
+# ------------------------------------------------------------------ checks
+
+
+def assert_nothing_written(path: Path) -> None:
+    """`path` is absent, an empty directory, or a directory holding only what the case itself put there
+    (a blocking file); a results store in it holds no cell results."""
+    if not path.exists() or path.is_file():
+        return
+    store = path / "results.sqlite"
+    if store.exists():
+        with sqlite3.connect(store) as conn:
+            done = conn.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0]
+            metrics = conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+        assert (done, metrics) == (0, 0), f"{store}: {done} done cells, {metrics} metric rows after a failure"
+    written = [p for p in path.rglob("*") if p.name != "file.txt"]
+    assert not written, f"{path} holds {[str(p.relative_to(path)) for p in written]} after a failed command"
+
+
+def error_line(err: str, *, several: bool = False) -> str:
+    """The one `error:` line of stderr (progress bars may precede it; several-problem specs list them below)."""
+    lines = [x for x in err.splitlines() if x.strip()]
+    heads = [i for i, x in enumerate(lines) if x.startswith("error:")]
+    assert len(heads) == 1, f"want exactly one 'error:' line, got:\n{err}"
+    tail = lines[heads[0] + 1:]
+    if several:
+        assert len(tail) >= 2 and all(x.startswith("  ") for x in tail), err
+        return "\n".join(lines[heads[0]:])
+    assert not tail, f"the error must be one line; got more after it:\n{err}"
+    return lines[heads[0]]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dirs) -> Path:
+    return tiny_model_dirs["llama"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clear_line(case: Case, tmp_path: Path, model_dir: Path, capsys) -> None:
+    argv = case.make(tmp_path, model_dir)
+    capsys.readouterr()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    line = error_line(err, several=case.several)
+    assert code == case.code, f"exit code {code}, want {case.code}: {line}"
+    for want in case.expect:
+        assert want.format(tmp=tmp_path, model=model_dir) in line, f"{want!r} not in {line!r}"
+    for rel in case.writes:
+        assert_nothing_written(tmp_path / rel)
+
+
+def test_the_cases_cover_the_issue_list() -> None:
+    assert len(CASES) >= 32 and len({c.id for c in CASES}) == len(CASES)
+
+
+def test_disk_full_while_storing_a_cell(tmp_path: Path, capsys, monkeypatch) -> None:
+    """ENOSPC at the commit of the 2nd cell: exit 1, one clear line, the store intact with no half-written cell,
+    and a rerun resumes and finishes."""
+    from quantrisk.store import Store
+
+    real_commit = Store._commit
+
+    def commit(self: Store) -> None:
+        if self.conn.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0] >= 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_commit(self)
+
+    monkeypatch.setattr(Store, "_commit", commit)
+    argv = ["run", spec(tmp_path, SYNTHETIC), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    line = error_line(err)
+    store = tmp_path / "run" / "results.sqlite"
+    assert f"cannot write results store {store}: the disk is full; nothing of this cell was stored" in line
+    assert "free some space, then run the same command again to resume" in line
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        status = dict(conn.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
+        assert status.get("done") == 1 and status.get("running") == 1, status  # the one in flight is not done
+        orphans = conn.execute("SELECT COUNT(*) FROM metrics m JOIN cells c ON c.id = m.cell_id "
+                               "WHERE c.status != 'done'").fetchone()[0]
+        assert orphans == 0
+    monkeypatch.setattr(Store, "_commit", real_commit)
+    assert main(argv) == 0
+    assert "1 already done, 3 run now, 0 failed" in capsys.readouterr().out
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    bad = spec(tmp_path, SYNTHETIC + "    colour: blue\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    plain = subprocess.run([sys.executable, "-m", "quantrisk.cli", "validate", bad], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = subprocess.run([sys.executable, "-m", "quantrisk.cli", "--debug", "validate", bad], capture_output=True,
+                           text=True, env=env, timeout=120)
+    assert debug.returncode != 0
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "quantrisk.errors.UsageError" in debug.stderr and "studies.synthetic.colour: unknown field" in debug.stderr
