@@ -22,6 +22,20 @@ def _print_summary(summary: Any) -> None:
     print(f"results: {summary.store}")
 
 
+def stage_times(store_file: Path) -> list[str]:
+    """Per-stage breakdown of the cells run in a store: cell kind, count, seconds (sum and share)."""
+    from quantrisk.store import Store
+
+    per_kind: dict[str, list[float]] = {}
+    with Store(store_file, create=False) as st:
+        for c in st.cells():
+            if c.get("status") == "done" and c.get("seconds") is not None:
+                per_kind.setdefault(c["kind"], []).append(float(c["seconds"]))
+    total = sum(sum(v) for v in per_kind.values()) or 1.0
+    return [f"  {kind:<14} {len(v):>3} cells {sum(v):8.1f} s ({100 * sum(v) / total:4.1f}%)"
+            for kind, v in sorted(per_kind.items(), key=lambda kv: -sum(kv[1]))]
+
+
 def headline(store_file: Path) -> list[str]:
     """A few key numbers of a run, for the end-of-demo summary."""
     from quantrisk.report.plots import best_attack
@@ -181,6 +195,9 @@ def register(app: typer.Typer) -> None:
         print()
         _print_summary(summary)
         for line in headline(Path(summary.store)):
+            print(line)
+        print("time per stage (cells of this run directory, cached pretraining counts 0):")
+        for line in stage_times(Path(summary.store)):
             print(line)
         print(f"report: {rep.html} (markdown: {rep.markdown})")
         print(f"demo finished in {time.perf_counter() - start:.1f} s")
