@@ -95,6 +95,18 @@ def remote_run(cell: Cell, ctx: CellContext, fn: Callable[[Cell, CellContext], S
     return run_cell(cell, ctx, fn).to_dict()
 
 
+def worker_environ() -> dict[str, Any]:
+    """The environment dask's nanny gives a worker process before it starts: dask's defaults (one OpenMP /
+    MKL / OpenBLAS thread) without MALLOC_TRIM_THRESHOLD_. Setting that variable switches off glibc's dynamic
+    mmap threshold, so every large torch temporary is mmap'ed and unmapped again: pretraining in a worker
+    then ran 1.3x slower per step and the demo spent 6.6 min in the kernel (BENCHMARKS.md, demo rows)."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return env
+
+
 class DaskExecutor:
     """Run cells on a dask.distributed cluster (see module doc)."""
 
@@ -108,6 +120,12 @@ class DaskExecutor:
         self.gpus_per_worker = gpus_per_worker
 
     def _client(self) -> tuple[Any, Any]:
+        import dask
+
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+            return self._start_client()
+
+    def _start_client(self) -> tuple[Any, Any]:
         from dask.distributed import Client, LocalCluster
 
         if self.scheduler:
