@@ -44,6 +44,15 @@ def test_bootstrap_is_seeded_and_brackets_the_value():
     assert 0.05 < a.high - a.low < 0.25
 
 
+def test_vectorised_bootstrap_auc_equals_the_per_resample_loop():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(60), np.zeros(90)].astype(int)
+    s = np.round(rng.normal(size=150) + 0.5 * y, 1)  # rounded: many ties, averaged ranks must agree too
+    fast = bootstrap_ci(fast_auc, s, y, n_resamples=300, seed=5)
+    loop = bootstrap_ci(lambda a, b: fast_auc(a, b), s, y, n_resamples=300, seed=5)  # not fast_auc: the loop
+    assert fast == loop
+
+
 def test_correlations_known_answers():
     c = pearson([1, 2, 3], [2, 4, 6])
     assert c.r == pytest.approx(1.0) and c.n == 3
