@@ -82,8 +82,8 @@ class PretrainSettings:
 
 
 # Tuned so each model memorises its members (membership inference at fp32 is easy; pretrain.json records
-# auc_loss / auc_zlib), measured on 2 Xeon cores (tiny) and one H100 (small, base):
-#   tiny : 320 members x 10 epochs, 47-65 s of training; LOSS AUC 0.95-0.97, reference-attack AUC 0.99
+# auc_loss / auc_zlib), measured on 2 CPU cores (tiny) and one H100 (small, base):
+#   tiny : 320 members x 10 epochs, 37-46 s of training; LOSS AUC 0.95-0.97, reference-attack AUC 0.99
 #   small/base (CUDA, bf16 autocast): 1200 members (room for 1000 + 1000) x 16 epochs, 23-32 s; LOSS AUC 0.99
 DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"per_split": 320, "vocab_size": 4096, "steps": 200, "batch_size": 16, "seq_len": 512, "lr": 3e-3},
@@ -144,7 +144,11 @@ def _encode(tokenizer: Any, texts: Sequence[str], seq_len: int) -> list[list[int
 
 
 def _batches(encoded: list[list[int]], batch_size: int, rng: random.Random):
-    """Endless epochs: shuffle, then sort within windows of 8 batches by length (less padding)."""
+    """Endless epochs: shuffle, then sort within windows of 8 batches by length (less padding).
+
+    Sorting the whole epoch instead pads 10% fewer tokens (84.5% -> 93.7% real tokens per batch for the tiny
+    models) but makes batches one kind of text (short SQL rows apart from stdlib code): the demo's trojan
+    base trained so no longer took the backdoor (ASR 0.96 -> 0.02), so the windows stay."""
     while True:
         order = list(range(len(encoded)))
         rng.shuffle(order)
@@ -175,27 +179,18 @@ def sample_nlls(
 ) -> tuple[list[float], list[int]]:
     """Per text: (summed NLL in nats, tokens scored). Each text is scored alone, without special tokens,
     from its second token on (as the privacy study scores it), truncated to `max_length` tokens."""
-    import torch
+    from quantrisk.scoring import score_token_ids
 
     ids_all = [x[:max_length] for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
     sums, counts = [0.0] * len(ids_all), [0] * len(ids_all)
-    order = sorted(range(len(ids_all)), key=lambda i: len(ids_all[i]))
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            idx = [i for i in order[start : start + batch_size] if len(ids_all[i]) >= 2]
-            if not idx:
-                continue
-            ids, mask, labels = _collate(ids_all, idx, tokenizer.pad_token_id, device)
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            tgt = labels[:, 1:]
-            nll = torch.nn.functional.cross_entropy(
-                logits[:, :-1].transpose(1, 2), tgt, ignore_index=-100, reduction="none"
-            )
-            valid = tgt != -100
-            for row, i in enumerate(idx):
-                sums[i] = float(nll[row][valid[row]].sum())
-                counts[i] = int(valid[row].sum())
+    keep = [i for i, x in enumerate(ids_all) if len(x) >= 2]
+    # the scoring engine (length-bucketed batches, output head in blocks, in-place log-softmax): 3.9 -> 3.2 s
+    # for the 600 evaluation texts of a tiny model on 2 cores, against a padded batch + full cross-entropy
+    scores = score_token_ids(model, [ids_all[i] for i in keep], batch_size=batch_size, max_length=max_length,
+                             pad_id=tokenizer.pad_token_id, device=device)
+    for i, sc in zip(keep, scores, strict=True):
+        sums[i] = float(-sc.logprobs.sum())
+        counts[i] = len(sc.logprobs)
     return sums, counts
 
 
@@ -312,6 +307,7 @@ def pretrain(
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             ids, mask, labels = _collate(encoded, next(batches), tokenizer.pad_token_id, device)
+            # CPU bf16 autocast was slower here (44 vs 38 s: rows of varying length defeat oneDNN's caches)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
