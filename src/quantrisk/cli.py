@@ -10,7 +10,9 @@ exits 1; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import warnings
 
 import click
 import typer
@@ -67,6 +69,11 @@ def _usage_message(exc: Exception) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    # transformers' / huggingface_hub's own bars ("Loading weights", "Writing model shards") would interleave
+    # with ours on every load and save; the user can turn them back on with HF_HUB_DISABLE_PROGRESS_BARS=0
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # peft asks transformers 5 a deprecated question on every adapter load; nothing for the user to do
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
