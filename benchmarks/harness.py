@@ -92,8 +92,9 @@ def append_rows(rows: list[dict[str, Any]], path: Path = BENCHMARKS_MD) -> None:
     with path.open("a", encoding="utf-8") as fh:
         for r in rows:
             rng = f"{fmt(r['low'])}–{fmt(r['high'])}" if r.get("low") is not None else ""
+            case, metric = (str(r[k]).replace("|", "\\|") for k in ("case", "metric"))  # a bare | splits the cell
             fh.write(
-                f"| {today} | {r['benchmark']} | {r['case']} | {r['metric']} | {fmt(r['median'])} | {rng} | "
+                f"| {today} | {r['benchmark']} | {case} | {metric} | {fmt(r['median'])} | {rng} | "
                 f"{r.get('repeats', '')} | {r['machine']} | {r.get('versions', '')} | `{r['command']}` |\n"
             )
 

@@ -17,6 +17,7 @@ achieved TFLOP/s = 2 · params · tokens/s as a share of it; on the CPU the fp32
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -148,6 +149,15 @@ def profile(model: Any, seqs: list[list[int]], device: str, chunk: int | None) -
     return {k: float(np.median(v[1:])) for k, v in parts.items()}
 
 
+def _compile_knobs(compile: bool) -> str:
+    """The QUANTRISK_COMPILE_* settings in effect (see quantrisk.scoring._compiled), for the case label."""
+    if not compile:
+        return ""
+    mode = os.environ.get("QUANTRISK_COMPILE_MODE")
+    static = os.environ.get("QUANTRISK_COMPILE_DYNAMIC", "1") == "0"
+    return (f" mode={mode}" if mode else "") + (" static" if static else "")
+
+
 def run(shape: str, device: str, dtype: str, n: int, length: int, repeats: int, command: str,
         batch_size: int, batch_tokens: int, compile: bool, baseline_n: int, loop_forwards: int = len(DEFAULT_ATTACKS),
         precision: str | None = None, chunk: int | None = None) -> list[dict[str, Any]]:
@@ -163,8 +173,8 @@ def run(shape: str, device: str, dtype: str, n: int, length: int, repeats: int, 
 
     t = time_it(engine, repeats=repeats, warmup=1, device=device)
     base = {"benchmark": "scoring", "machine": machine(device), "versions": versions(), "command": command}
-    case = (f"{shape} {precision or dtype} n={n} len≤{min(length, context)} bs={batch_size}"
-            + (" compiled" if compile else ""))
+    case = (f"{shape} {precision or dtype} n={n} len≤{min(length, context)} bs={batch_size} bt={batch_tokens}"
+            + (" compiled" if compile else "") + _compile_knobs(compile))
     engine_tps = tokens / t.median
     rows = [{**base, "case": case, "metric": "engine tokens/s", "median": engine_tps,
              "low": tokens / t.high, "high": tokens / t.low, "repeats": repeats}]

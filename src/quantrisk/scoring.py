@@ -16,6 +16,7 @@ token is scored once with as much left context as the window allows.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,11 +79,17 @@ _COMPILED: dict[int, Any] = {}
 
 
 def _compiled(key: Any, fn: Any) -> Any:
-    """torch.compile(fn, dynamic=True), once per object (the compiled wrapper is reused across batches)."""
+    """torch.compile(fn), once per object (the compiled wrapper is reused across batches).
+
+    Tuning knobs (environment): QUANTRISK_COMPILE_MODE, a torch.compile mode such as
+    `max-autotune-no-cudagraphs` (default: torch's default); QUANTRISK_COMPILE_DYNAMIC=0 compiles one
+    graph per batch shape instead of one shape-generic graph (worth it when all batches share a shape)."""
     import torch
 
     if id(key) not in _COMPILED:
-        _COMPILED[id(key)] = torch.compile(fn, dynamic=True)
+        mode = os.environ.get("QUANTRISK_COMPILE_MODE") or None
+        dynamic = os.environ.get("QUANTRISK_COMPILE_DYNAMIC", "1") != "0"
+        _COMPILED[id(key)] = torch.compile(fn, dynamic=dynamic, mode=mode)
     return _COMPILED[id(key)]
 
 
