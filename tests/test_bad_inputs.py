@@ -383,6 +383,16 @@ def test_bad_input_is_one_clear_line(case: Case, tmp_path: Path, model_dir: Path
         assert want.format(tmp=tmp_path, model=model_dir) in line, f"{want!r} not in {line!r}"
     for rel in case.writes:
         assert_nothing_written(tmp_path / rel)
+    record_row(case.id, code, line.replace(str(tmp_path), "TMP").replace(str(model_dir), "MODEL"))
+
+
+def record_row(case_id: str, code: int, line: str) -> None:
+    """With QUANTRISK_BAD_INPUT_TABLE=FILE, append `| case | exit | message |` (docs/bad-inputs.md is made so)."""
+    target = os.environ.get("QUANTRISK_BAD_INPUT_TABLE")
+    if target:
+        cell = line.replace("|", "\\|").replace("\n", " ")
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(f"| `{case_id}` | {code} | {cell} |\n")
 
 
 def test_the_cases_cover_the_issue_list() -> None:
