@@ -49,8 +49,10 @@ def test_vectorised_bootstrap_auc_equals_the_per_resample_loop():
     y = np.r_[np.ones(60), np.zeros(90)].astype(int)
     s = np.round(rng.normal(size=150) + 0.5 * y, 1)  # rounded: many ties, averaged ranks must agree too
     fast = bootstrap_ci(fast_auc, s, y, n_resamples=300, seed=5)
-    loop = bootstrap_ci(lambda a, b: fast_auc(a, b), s, y, n_resamples=300, seed=5)  # not fast_auc: the loop
-    assert fast == loop
+    loop = bootstrap_ci(lambda a, b: roc_auc(a, b), s, y, n_resamples=300, seed=5)  # sklearn, one resample at a time
+    assert fast.value == pytest.approx(loop.value, abs=1e-12)
+    assert fast.low == pytest.approx(loop.low, abs=1e-12) and fast.high == pytest.approx(loop.high, abs=1e-12)
+    assert fast_auc(s, y) == pytest.approx(roc_auc(s, y), abs=1e-12)
 
 
 def test_correlations_known_answers():

@@ -82,7 +82,7 @@ def bootstrap_ci(
     for b in range(n_resamples):
         idx[b, : pos.size] = rng.choice(pos, pos.size)
         idx[b, pos.size :] = rng.choice(neg, neg.size)
-    if metric is fast_auc:  # all resamples at once: the same values, 0.9 -> 0.1 s per attack at 200 + 200
+    if metric is fast_auc:  # all resamples at once: the same values, 0.10 -> 0.05 s per attack at 200 + 200
         values = _auc_rows(s[idx], pos.size)
     else:
         values = np.array([metric(s[row], y[row]) for row in idx])
@@ -92,16 +92,13 @@ def bootstrap_ci(
 
 def fast_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """ROC-AUC by the rank-sum (Mann–Whitney U) formula, ties averaged; equals `roc_auc` (used in the bootstrap)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    n1 = int(labels.sum())
-    n0 = labels.size - n1
-    return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    ordered = np.concatenate([scores[labels == 1], scores[labels != 1]])
+    return float(_auc_rows(ordered[None, :], int((labels == 1).sum()))[0])
 
 
 def _auc_rows(scores: np.ndarray, n_pos: int, rows_per_block: int = 128) -> np.ndarray:
-    """`fast_auc` of every row of `scores` (shape (B, n)) whose first `n_pos` columns are the positives."""
+    """ROC-AUC (rank-sum formula, ties averaged) of every row of `scores` (shape (B, n)) whose first `n_pos`
+    columns are the positives."""
     from scipy.stats import rankdata
 
     n_neg = scores.shape[1] - n_pos
