@@ -226,3 +226,16 @@ def test_dask_workers_keep_glibc_malloc_defaults():
     env = worker_environ()
     assert "MALLOC_TRIM_THRESHOLD_" not in env
     assert str(env["OMP_NUM_THREADS"]) == "1"
+
+
+def test_stage_times_sum_the_cells_per_kind(tmp_path):
+    from quantrisk.commands.experiments import stage_times
+
+    run_spec(parse_spec(SYN.format(n=2, w=0.05)), tmp_path / "r", progress=False)
+    with Store(tmp_path / "r", create=False) as st:
+        cells = st.cells()
+    seconds = sum(c["seconds"] for c in cells)
+    (line,) = stage_times(tmp_path / "r" / "results.sqlite")
+    kind, n, _, secs, _, share = line.split()
+    assert (kind, int(n), share) == ("synthetic", len(cells), "(100.0%)") and len(cells) > 1
+    assert float(secs) == pytest.approx(seconds, abs=0.06)

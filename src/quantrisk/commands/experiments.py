@@ -23,17 +23,15 @@ def _print_summary(summary: Any) -> None:
 
 
 def stage_times(store_file: Path) -> list[str]:
-    """Per-stage breakdown of the cells run in a store: cell kind, count, seconds (sum and share)."""
+    """Per-stage breakdown of a store's cells (the report's cells table): kind, cells done, seconds, share."""
+    from quantrisk.report.tables import cells_table
     from quantrisk.store import Store
 
-    per_kind: dict[str, list[float]] = {}
     with Store(store_file, create=False) as st:
-        for c in st.cells():
-            if c.get("status") == "done" and c.get("seconds") is not None:
-                per_kind.setdefault(c["kind"], []).append(float(c["seconds"]))
-    total = sum(sum(v) for v in per_kind.values()) or 1.0
-    return [f"  {kind:<14} {len(v):>3} cells {sum(v):8.1f} s ({100 * sum(v) / total:4.1f}%)"
-            for kind, v in sorted(per_kind.items(), key=lambda kv: -sum(kv[1]))]
+        rows = cells_table(st).rows  # [kind, done, running, pending, failed, seconds]
+    total = sum(r[5] for r in rows) or 1.0
+    return [f"  {r[0]:<14} {r[1]:>3} cells {r[5]:8.1f} s ({100 * r[5] / total:4.1f}%)"
+            for r in sorted(rows, key=lambda r: -r[5])]
 
 
 def headline(store_file: Path) -> list[str]:
