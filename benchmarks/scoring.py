@@ -17,14 +17,13 @@ achieved TFLOP/s = 2 · params · tokens/s as a share of it; on the CPU the fp32
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import numpy as np
 
 from benchmarks.harness import machine, sync, time_it, versions
-from quantrisk.scoring import score_token_ids
+from quantrisk.scoring import compile_settings, score_token_ids
 
 SHAPES = {
     # name: (hidden, layers, heads, intermediate, vocab, context) of GPT-NeoX (Pythia) models
@@ -150,12 +149,11 @@ def profile(model: Any, seqs: list[list[int]], device: str, chunk: int | None) -
 
 
 def _compile_knobs(compile: bool) -> str:
-    """The QUANTRISK_COMPILE_* settings in effect (see quantrisk.scoring._compiled), for the case label."""
+    """The QUANTRISK_COMPILE_* settings in effect, for the case label."""
     if not compile:
         return ""
-    mode = os.environ.get("QUANTRISK_COMPILE_MODE")
-    static = os.environ.get("QUANTRISK_COMPILE_DYNAMIC", "1") == "0"
-    return (f" mode={mode}" if mode else "") + (" static" if static else "")
+    mode, dynamic = compile_settings()
+    return (f" mode={mode}" if mode else "") + ("" if dynamic else " static")
 
 
 def run(shape: str, device: str, dtype: str, n: int, length: int, repeats: int, command: str,

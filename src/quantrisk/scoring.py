@@ -87,10 +87,14 @@ def _compiled(key: Any, fn: Any) -> Any:
     import torch
 
     if id(key) not in _COMPILED:
-        mode = os.environ.get("QUANTRISK_COMPILE_MODE") or None
-        dynamic = os.environ.get("QUANTRISK_COMPILE_DYNAMIC", "1") != "0"
+        mode, dynamic = compile_settings()
         _COMPILED[id(key)] = torch.compile(fn, dynamic=dynamic, mode=mode)
     return _COMPILED[id(key)]
+
+
+def compile_settings() -> tuple[str | None, bool]:
+    """(torch.compile mode, dynamic) from QUANTRISK_COMPILE_MODE / QUANTRISK_COMPILE_DYNAMIC (see `_compiled`)."""
+    return os.environ.get("QUANTRISK_COMPILE_MODE") or None, os.environ.get("QUANTRISK_COMPILE_DYNAMIC", "1") != "0"
 
 
 def _head_stats(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
