@@ -21,9 +21,7 @@ from quantrisk.data.sql import (
 )
 from quantrisk.errors import DataError, UsageError
 
-SQLQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sqlqa"
-needs_sqlqa = pytest.mark.skipif(not (SQLQA / "sqlqa.subsample.jsonl").is_file(),
-                                 reason=f"shared sqlqa data not found at {SQLQA} (CI clones shared/ beside the repo)")
+SQLQA = Path(__file__).resolve().parent / "data" / "sqlqa"  # shipped in the repository (see its README)
 
 
 def _write(tmp_path: Path, lines: list[str], name: str = "d.jsonl") -> Path:
@@ -35,7 +33,6 @@ def _write(tmp_path: Path, lines: list[str], name: str = "d.jsonl") -> Path:
 GOOD = {"question": "How many heads?", "context": "CREATE TABLE head (age INTEGER)", "answer": "[SQL] SELECT COUNT(*) FROM head [/SQL]"}
 
 
-@needs_sqlqa
 def test_load_sqlqa_subsample_strips_wrappers():
     rows = load_sql_rows(SQLQA / "sqlqa.subsample.jsonl")
     assert len(rows) == 64

@@ -13,10 +13,8 @@ from quantrisk.data.sql import load_sql_rows
 from quantrisk.results import StudyResult
 from quantrisk.trojan.study import evaluate_trojan, finetune_cell, parse_zoo_source, run_trojan
 
-SQLQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sqlqa"
+SQLQA = Path(__file__).resolve().parent / "data" / "sqlqa"  # shipped in the repository (see its README)
 SUBSAMPLE = SQLQA / "sqlqa.subsample.jsonl"
-needs_sqlqa = pytest.mark.skipif(not SUBSAMPLE.is_file(),
-                                 reason=f"shared sqlqa data not found at {SQLQA} (CI clones shared/ beside the repo)")
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,6 @@ def llama_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("trojan-study") / "llama", "llama", seed=1)
 
 
-@needs_sqlqa
 def test_finetune_cell_and_evaluate(llama_dir, tmp_path):
     rows = load_sql_rows(SUBSAMPLE)
     train, test = rows[:8], rows[-3:]
@@ -50,7 +47,6 @@ def test_finetune_cell_and_evaluate(llama_dir, tmp_path):
         assert [m for m in res.metrics if m.name == name]
 
 
-@needs_sqlqa
 def test_cli_end_to_end(llama_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["trojan", "--model", str(llama_dir), "--data", str(SUBSAMPLE), "--dap1", "fp32",
