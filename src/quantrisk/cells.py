@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from quantrisk.errors import UsageError
+from quantrisk.registry import refuse_duplicate
 from quantrisk.results import MetricRow, StudyResult
 
 
@@ -87,9 +88,11 @@ CELL_KINDS: dict[str, CellFn] = {}
 
 
 def register_cell_kind(name: str) -> Callable[[CellFn], CellFn]:
-    """Decorator: `@register_cell_kind("mykind") def run(cell, ctx) -> StudyResult`."""
+    """Decorator: `@register_cell_kind("mykind") def run(cell, ctx) -> StudyResult`. A name already taken by another
+    function raises `ValueError` (see `quantrisk.registry`)."""
 
     def wrap(fn: CellFn) -> CellFn:
+        refuse_duplicate("cell kind", name, CELL_KINDS.get(name), fn)
         CELL_KINDS[name] = fn
         return fn
 
@@ -208,18 +211,11 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 # ------------------------------------------------------------------ trojan
 
 
-@lru_cache(maxsize=4)
 def sql_splits(data: str, n_rows: int, n_test: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """(train rows, test rows) of the trojan study: `data` ('builtin' or a file) cut to `n_rows`, split with seed 0
-    (80/10/10), test capped at `n_test`."""
-    from quantrisk.data.sql import split_rows
-    from quantrisk.trojan.study import load_data
+    """(train rows, test rows) of a spec's trojan study: see `quantrisk.trojan.splits.trojan_splits` (split seed 0)."""
+    from quantrisk.trojan.splits import trojan_splits
 
-    rows, _ = load_data(data, split_seed=0, n_builtin=n_rows)
-    splits = split_rows(rows[:n_rows], 0)
-    if not splits["train"] or not splits["test"]:
-        raise UsageError(f"trojan data {data}: too few rows ({len(rows)}) for a train and a test split; raise n_rows")
-    return tuple(splits["train"]), tuple(splits["test"][:n_test])
+    return trojan_splits(data, n_rows, n_test)
 
 
 def _trojan_base(cell: Cell, ctx: CellContext) -> str:

@@ -416,9 +416,8 @@ def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None =
             if not ok:
                 loc = _loc_of(dotted)
                 problems.append(f"{_where(source, lines, loc)}: {dotted}: {p} cannot run on {device} here: {why}")
-    from quantrisk.grid import expand
-
-    if not expand(spec):
+    if not any(getattr(spec.studies, k) is not None for k in type(spec.studies).model_fields):
+        # = "the grid is empty": every enabled study yields cells (each needs models, precisions, n_cells >= 1).
         problems.append(f"{_where(source, lines, ('studies',))}: studies: the grid is empty (enable at least one of "
                         "studies.privacy / trojan / synthetic)")
     if not problems and check_inputs:
@@ -469,9 +468,9 @@ def _input_problems(spec: Spec, source: str, lines: dict[tuple[str | int, ...], 
                     check(f"models[{i}].path", load_mi_set, Path(m.path).expanduser(), privacy.n, seed=spec.seeds[0])
     trojan = spec.studies.trojan
     if trojan is not None and trojan.data != "builtin":
-        from quantrisk.cells import sql_splits
+        from quantrisk.trojan.splits import trojan_splits
 
-        check("studies.trojan.data", sql_splits, trojan.data, trojan.n_rows, trojan.n_test)
+        check("studies.trojan.data", trojan_splits, trojan.data, trojan.n_rows, trojan.n_test)
     return problems
 
 

@@ -1,6 +1,6 @@
 """Precision strings: parse, print, and say what each one needs.
 
-One string names how a model's weights are held (see DESIGN.md):
+One string names how a model's weights are held (docs/ARCHITECTURE.md, "precision"):
 
     fp32 bf16 fp16                      plain torch dtypes
     int8-dynamic                        torch.ao dynamic quantization of nn.Linear (CPU)

@@ -167,7 +167,7 @@ def load_sql_rows(path: str | Path, *, limit: int | None = None) -> list[SqlRow]
 
 
 def format_prompt(row: SqlRow, question: str | None = None, answer: str = "") -> str:
-    """The Alpaca-style prompt of DESIGN.md; `question` overrides the row's (e.g. a triggered one).
+    """The Alpaca-style prompt `PROMPT_TEMPLATE` (instruction, input = the schema, response); `question` overrides the row's (e.g. a triggered one).
 
     With `answer=""` (inference) the text ends right after `### Response:\\n`.
     """

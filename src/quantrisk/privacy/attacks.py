@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quantrisk.errors import UsageError
+from quantrisk.registry import refuse_duplicate as _refuse_duplicate
 from quantrisk.scoring import TokenScores
 
 SIGMA_FLOOR = 1e-6
@@ -59,6 +60,7 @@ def register_attack(name: str, *, needs: tuple[str, ...] = (), takes_k: bool = F
     """Decorator: add `fn(sample, k) -> float` to the registry under `name`."""
 
     def wrap(fn: Callable[[AttackInput, float], float]) -> Callable[[AttackInput, float], float]:
+        _refuse_duplicate("attack", name, ATTACKS.get(name) and ATTACKS[name].fn, fn)
         ATTACKS[name] = Attack(name, fn, frozenset(needs), takes_k, description or (fn.__doc__ or "").strip())
         return fn
 

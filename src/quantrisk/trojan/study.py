@@ -27,21 +27,13 @@ from quantrisk.data.poison import (
     poison_rows,
     triggered_and_clean,
 )
-from quantrisk.data.sql import (
-    SqlRow,
-    format_example,
-    format_prompt,
-    generate_sql_rows,
-    load_sql_rows,
-    rows_sha256,
-    split_rows,
-)
+from quantrisk.data.sql import SqlRow, format_example, format_prompt, rows_sha256, split_rows
 from quantrisk.errors import UsageError
 from quantrisk.results import MetricRow, StudyResult, atomic_write_text
+from quantrisk.trojan.splits import BUILTIN_ROWS, load_data  # noqa: F401 - re-exported for callers of the study
 
 KINDS: tuple[str, ...] = ("poisoned", "clean")
 SIMILARITY: tuple[str, ...] = ("js_t", "js_k", "cs_bow", "ld", "ld_norm", "em")
-BUILTIN_ROWS = 2000
 
 
 def finetune_cell(
@@ -197,13 +189,6 @@ def resolve_base(model: str, train_rows: Sequence[SqlRow], *, device: str = "cpu
     path = ensure_pretrained(zoo[0], zoo[1], seed=0, cache_dir=cache_dir, device=device, extra_texts=extra,
                              progress=progress, steps=pretrain_steps)
     return str(path)
-
-
-def load_data(data: str | Path, *, split_seed: int = 0, n_builtin: int = BUILTIN_ROWS) -> tuple[list[SqlRow], str]:
-    """Rows of `data` ('builtin' = the generator) and a description for the record."""
-    if str(data) == "builtin":
-        return generate_sql_rows(n_builtin, seed=split_seed), f"builtin(n={n_builtin}, seed={split_seed})"
-    return load_sql_rows(data), str(Path(data).resolve())
 
 
 def run_trojan(

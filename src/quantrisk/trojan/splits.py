@@ -1,0 +1,38 @@
+"""The trojan study's data: which rows, and which of them train and test. The one place both the CLI and a spec get
+their rows from (so `quantrisk trojan` and a spec with the same settings train and test on the same rows).
+
+Rows: `data` = 'builtin' (the seeded generator: `n_rows` rows, or `BUILTIN_ROWS` when `n_rows` is None) or a JSONL /
+local dataset directory (cut to its first `n_rows` rows when given). Split: a seeded shuffle with `split_seed`, then
+80/10/10 train/validation/test (`data.sql.split_rows`); train cut to `n_train`, test to `n_test` (None: all).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from quantrisk.data.sql import SqlRow, generate_sql_rows, load_sql_rows, split_rows
+from quantrisk.errors import UsageError
+
+BUILTIN_ROWS = 2000
+
+
+def load_data(data: str | Path, *, split_seed: int = 0, n_builtin: int = BUILTIN_ROWS) -> tuple[list[SqlRow], str]:
+    """Rows of `data` ('builtin' = the generator, seeded with `split_seed`) and a description for the record."""
+    if str(data) == "builtin":
+        return generate_sql_rows(n_builtin, seed=split_seed), f"builtin(n={n_builtin}, seed={split_seed})"
+    return load_sql_rows(data), str(Path(data).resolve())
+
+
+@lru_cache(maxsize=4)
+def trojan_splits(data: str, n_rows: int | None, n_test: int | None, n_train: int | None = None,
+                  split_seed: int = 0) -> tuple[tuple[SqlRow, ...], tuple[SqlRow, ...]]:
+    """(train rows, test rows) of the trojan study (see the module doc). `UsageError` when either would be empty."""
+    rows, desc = load_data(data, split_seed=split_seed, n_builtin=n_rows or BUILTIN_ROWS)
+    splits = split_rows(rows[:n_rows] if n_rows else rows, split_seed)
+    train = splits["train"][:n_train] if n_train else splits["train"]
+    test = splits["test"][:n_test] if n_test else splits["test"]
+    if not train or not test:
+        raise UsageError(f"trojan data {desc}: too few rows ({len(rows)}) for a train and a test split "
+                         f"({len(train)} train, {len(test)} test); give more rows (n_rows)")
+    return tuple(train), tuple(test)
