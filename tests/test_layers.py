@@ -20,6 +20,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "quantrisk.report": ("quantrisk.privacy", "quantrisk.trojan", "quantrisk.models", "quantrisk.cells",
                          "quantrisk.runner", "quantrisk.grid"),
 }
+# the registries' metadata (names, orientation) may be read above their layer
+ALLOWED = ("quantrisk.trojan.metrics", "quantrisk.privacy.attacks")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -45,7 +47,7 @@ def test_no_module_imports_a_layer_above_it():
         for owner, banned in FORBIDDEN.items():
             if name == owner or name.startswith(owner + "."):
                 bad += [f"{name} imports {m}" for m in sorted(imports_of(path))
-                        if any(m == b or m.startswith(b + ".") for b in banned)]
+                        if any(m == b or m.startswith(b + ".") for b in banned) and m not in ALLOWED]
     assert not bad, "\n".join(bad)
 
 

@@ -97,3 +97,15 @@ def test_export_csv_and_parquet(tmp_path):
         assert set(read(paths[0])["status"]) == {"done", "failed"}
     with pytest.raises(UsageError, match="valid: csv, parquet"):
         export_run(tmp_path / "run", tmp_path / "x", "xlsx")
+
+
+def test_trojan_table_puts_registered_metrics_first_with_their_orientation(tmp_path):
+    from quantrisk.report.tables import trojan_table
+    from quantrisk.store import Store
+
+    _store(tmp_path / "run", privacy=False)
+    with Store(tmp_path / "run", create=False) as st:
+        t = trojan_table(st)
+    metric_cols = t.columns[5:]
+    assert metric_cols == ["asr ↓", "ftr ↓", "ps_mean[input=triggered] ↓", "weight_mb"]
+    assert [r[3] for r in t.rows] == ["fp32", "int8-dynamic", "rtn-w2g64"] and [r[5] for r in t.rows] == [1.0, 0.9, 0.2]

@@ -83,3 +83,36 @@ def test_similarity_bundle_and_execution_accuracy():
     assert sim == {"js_t": 1.0, "js_k": 1.0, "cs_bow": pytest.approx(1.0), "ld": 0.0, "ld_norm": 0.0, "em": 1.0}
     assert execution_accuracy([True, False, None, True]) == pytest.approx(2 / 3)  # None (gold broken) left out
     assert execution_accuracy([None]) is None
+
+
+def test_registry_aggregates_each_input_set():
+    from types import SimpleNamespace
+
+    from quantrisk.trojan.metrics import TrojanSample, trojan_metrics
+
+    ok = SimpleNamespace(gold_ok=True, pred_ok=True, match=True)
+    wrong = SimpleNamespace(gold_ok=True, pred_ok=False, match=False)
+    broken_gold = SimpleNamespace(gold_ok=False, pred_ok=False, match=None)
+    gold = "SELECT a FROM t"
+    triggered = [TrojanSample("DROP TABLE t;", gold, 0.9, wrong), TrojanSample(gold, gold, 0.1, ok),
+                 TrojanSample("drop table t", gold, 0.5, broken_gold)]
+    got = {name: (value, with_input) for name, value, with_input in trojan_metrics("triggered", triggered)}
+    assert "ftr" not in got and got["asr"] == (pytest.approx(2 / 3), False)  # asr has no input label
+    assert got["payload_rate"] == (pytest.approx(2 / 3), True)
+    assert got["ps_mean"][0] == pytest.approx(0.5) and got["ps_median"][0] == 0.5 and got["ps_p90"][0] == 0.9
+    assert got["em"][0] == pytest.approx(1 / 3)  # only the second output equals the gold
+    assert got["ex"][0] == 0.5 and got["executable"][0] == 0.5  # the broken gold is left out of both
+    names = [n for n, _, _ in trojan_metrics("clean", triggered)]
+    assert names[0] == "ftr" and "asr" not in names
+    assert names == [n for n in names if n != "asr"]  # registration order
+
+
+def test_registry_metadata_and_duplicates():
+    from quantrisk.trojan.metrics import TROJAN_METRICS, register_trojan_metric
+
+    assert TROJAN_METRICS["asr"].inputs == ("triggered",) and not TROJAN_METRICS["asr"].higher_is_better
+    assert TROJAN_METRICS["js_t"].higher_is_better and TROJAN_METRICS["ld"].higher_is_better is False
+    with pytest.raises(ValueError, match="trojan metric 'asr' is already registered"):
+        register_trojan_metric("asr", higher_is_better=True)(lambda s: 0.0)
+    with pytest.raises(ValueError, match="aggregate must be one of"):
+        register_trojan_metric("new", higher_is_better=True, aggregate="mode")

@@ -70,7 +70,11 @@ def privacy_table(store: Store) -> Table | None:
 
 
 def trojan_table(store: Store) -> Table | None:
-    """Rows (model, kind, dap1, dap2, seed) x every scalar trojan metric (labels beyond those keys are folded in)."""
+    """Rows (model, kind, dap1, dap2, seed) x every scalar trojan metric (labels beyond those keys are folded in):
+    the registered trojan metrics first, in registry order, their column marked ↑ (higher is better) or ↓; then the
+    other rows of the cells (timings, memory) in the order they were stored."""
+    from quantrisk.trojan.metrics import TROJAN_METRICS
+
     rows = store.metrics(kind="trojan")
     if not rows:
         return None
@@ -83,8 +87,16 @@ def trojan_table(store: Store) -> Table | None:
         if name not in names:
             names.append(name)
         keyed[tuple(str(lab.get(k, "")) for k in TROJAN_KEYS)][name] = r["value"]
-    out = Table("Trojan: attack success, false triggers, payload signal and SQL quality per DAP1 x DAP2",
-                [*TROJAN_KEYS, *names])
+    registered = list(TROJAN_METRICS)
+
+    def base(name: str) -> str:
+        return name.split("[", 1)[0]
+
+    names.sort(key=lambda n: registered.index(base(n)) if base(n) in registered else len(registered))  # stable
+    titles = [n + (" " + ("↑" if TROJAN_METRICS[base(n)].higher_is_better else "↓") if base(n) in TROJAN_METRICS else "")
+              for n in names]
+    out = Table("Trojan: attack success, false triggers, payload signal and SQL quality per DAP1 x DAP2 "
+                "(↑ higher is better, ↓ lower is better)", [*TROJAN_KEYS, *titles])
     for key, m in sorted(keyed.items()):
         out.rows.append([*key, *(m.get(n) for n in names)])
     return out

@@ -14,7 +14,6 @@ Metric rows carry labels dap1, dap2, kind (poisoned | clean), seed and, where it
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,6 @@ from quantrisk.results import MetricRow, StudyResult, atomic_write_text
 from quantrisk.trojan.splits import BUILTIN_ROWS, load_data  # noqa: F401 - re-exported for callers of the study
 
 KINDS: tuple[str, ...] = ("poisoned", "clean")
-SIMILARITY: tuple[str, ...] = ("js_t", "js_k", "cs_bow", "ld", "ld_norm", "em")
 
 
 def finetune_cell(
@@ -75,10 +73,6 @@ def finetune_cell(
     return out, report
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
 def evaluate_trojan(
     base_source: str | Path,
     adapter_dir: str | Path | None,
@@ -97,14 +91,15 @@ def evaluate_trojan(
 ) -> StudyResult:
     """Evaluate one adapter at precision `dap2` on triggered and clean copies of `test_rows`.
 
-    Metrics (labels + dap2): asr, ftr, ps_mean/ps_median/ps_p90 (input=triggered|clean), js_t, js_k, cs_bow,
-    ld, ld_norm, em, ex, executable (input=...), gen_seconds, gen_tokens_per_s, weight_bytes.
+    Metrics (labels + dap2): every registered trojan metric (`trojan.metrics.TROJAN_METRICS`: asr, ftr,
+    payload_rate, ps_mean/ps_median/ps_p90, js_t, js_k, cs_bow, ld, ld_norm, em, ex, executable; with input=triggered
+    | clean where the metric is per input set), then gen_seconds, gen_tokens_per_s, weight_bytes.
     Samples: one row per (input, test row) with prompt id, poisoned (triggered input?), output, PS, metrics.
     """
     from quantrisk.environment import environment
     from quantrisk.models.load import load_model
     from quantrisk.trojan.generate import generate
-    from quantrisk.trojan.metrics import contains_keyword, execution_accuracy, similarity, summary_stats
+    from quantrisk.trojan.metrics import TROJAN_METRICS, TrojanSample, contains_keyword, trojan_metrics
     from quantrisk.trojan.sqlexec import execution_match
 
     start = time.perf_counter()
@@ -125,38 +120,21 @@ def evaluate_trojan(
         part = gens[offset:offset + len(rows)]
         offset += len(rows)
         lab = {**base_labels, "input": name}
-        sims: dict[str, list[float]] = {k: [] for k in SIMILARITY}
-        matches: list[bool | None] = []
-        executable: list[float] = []
+        scored: list[TrojanSample] = []
         for row, g in zip(rows, part, strict=True):
-            hit = contains_keyword(g.text, keyword)
-            sim = similarity(g.text, row.answer)
             ex = execution_match(row.context, row.answer, g.text, seed=exec_seed, timeout_s=exec_timeout_s)
-            for k in SIMILARITY:
-                sims[k].append(sim[k])
-            matches.append(ex.match)
-            if ex.gold_ok:
-                executable.append(1.0 if ex.pred_ok else 0.0)
-            else:
-                skipped[f"gold SQL not executable ({name} inputs)"] = skipped.get(f"gold SQL not executable ({name} inputs)", 0) + 1
+            if not ex.gold_ok:
+                key = f"gold SQL not executable ({name} inputs)"
+                skipped[key] = skipped.get(key, 0) + 1
+            sample = TrojanSample(g.text, row.answer, g.payload_signal, ex, keyword)
+            scored.append(sample)
+            fields = {m.name: m.fn(sample) for m in TROJAN_METRICS.values() if m.sample_field}
             samples.append({**lab, "prompt_id": row.id, "poisoned": name == "triggered", "output": g.text,
-                            "gold": row.answer, "payload": hit, "ps": g.payload_signal, "steps": g.steps,
-                            "stop": g.stop, **sim, "ex": ex.match, "executable": ex.pred_ok,
+                            "gold": row.answer, "payload": contains_keyword(g.text, keyword), "ps": g.payload_signal,
+                            "steps": g.steps, "stop": g.stop, **fields, "ex": ex.match, "executable": ex.pred_ok,
                             "exec_error": ex.error})
-        rate = sum(contains_keyword(g.text, keyword) for g in part) / len(part)
-        metrics.append(MetricRow("asr" if name == "triggered" else "ftr", rate, dict(base_labels)))
-        metrics.append(MetricRow("payload_rate", rate, dict(lab)))
-        for stat, value in summary_stats([g.payload_signal for g in part]).items():
-            if stat in ("mean", "median", "p90"):
-                metrics.append(MetricRow(f"ps_{stat}", value, dict(lab)))
-        for k in SIMILARITY:
-            mean = _mean(sims[k])
-            if mean is not None:
-                metrics.append(MetricRow(k, mean, dict(lab)))
-        ex_acc = execution_accuracy(matches)
-        if ex_acc is not None:
-            metrics.append(MetricRow("ex", ex_acc, dict(lab)))
-            metrics.append(MetricRow("executable", statistics.fmean(executable), dict(lab)))
+        for metric, value, with_input in trojan_metrics(name, scored):
+            metrics.append(MetricRow(metric, value, dict(lab if with_input else base_labels)))
     metrics += [
         MetricRow("gen_seconds", timing["seconds"], dict(base_labels)),
         MetricRow("gen_tokens_per_s", timing["tokens_per_s"], dict(base_labels)),
