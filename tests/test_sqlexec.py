@@ -78,3 +78,55 @@ def test_database_is_in_memory():
     assert isinstance(conn, sqlite3.Connection)
     files = [row[2] for row in sqlite3.connect(":memory:").execute("PRAGMA database_list")]
     assert files == [""]  # reference: an in-memory database has no file name
+
+
+def test_context_must_be_plain_create_table():
+    """A context that is not plain CREATE TABLE name (column defs) never runs (it used to hang: CREATE TABLE AS a
+    recursive CTE ran before the time limit was armed)."""
+    import pytest
+
+    from quantrisk.data.sql import ContextError
+
+    bomb = "CREATE TABLE t AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"
+    for ctx in (bomb, "CREATE TABLE t (a INT CHECK (length(a) > 0))", "CREATE TABLE t (a INT); DROP TABLE t",
+                "CREATE TABLE t (a INT DEFAULT (randomblob(9)))"):
+        with pytest.raises(ContextError):
+            build_database(ctx)
+        res = execution_match(ctx, "SELECT 1", "SELECT 1")
+        assert res.match is None and res.error.startswith("context: ")
+
+
+def test_single_expensive_builtin_calls_are_bounded():
+    """The progress handler cannot stop one built-in call; the length limit and the printf guard do."""
+    from quantrisk.trojan.sqlexec import MAX_VALUE_BYTES
+
+    conn = build_database(CTX)
+    for sql in ("SELECT zeroblob(1000000000)", "SELECT randomblob(500000000)", "SELECT hex(zeroblob(400000))",
+                f"SELECT replace(printf('%.*c', {MAX_VALUE_BYTES // 2 + 9}, 'x'), 'x', 'xx')"):
+        res = run_query(conn, sql)
+        assert not res.ok and f"exceeds the bound of {MAX_VALUE_BYTES} bytes" in res.error, sql
+    # SQLite loops a billion times in printf('%.*c', 1e9, ...) even though the result is refused: never reaches it
+    for sql in ("SELECT printf('%.*c', 1000000000, 'x')", "SELECT format('%.2000000000c', '')",
+                "SELECT printf('%*.*c', 3, '1e9', 'x')"):
+        assert run_query(conn, sql).rows == ((None,),), sql
+    assert run_query(conn, "SELECT printf('%d-%s-%5.2f %%', 3, 'ab', 2.5), format('%05d', 42)").rows == \
+        (("3-ab- 2.50 %", "00042"),)
+    n = MAX_VALUE_BYTES - 1  # the longest value SQLite builds under the limit (it needs one more byte)
+    assert run_query(conn, f"SELECT length(printf('%.*c', {n}, 'x'))").rows == ((n,),)
+
+
+def test_connection_limits_and_result_size():
+    from quantrisk.trojan.sqlexec import LIMITS, MAX_PAGES, MAX_RESULT_BYTES, MAX_SQL_BYTES
+
+    conn = build_database(CTX)
+    for limit, value in LIMITS.items():
+        assert conn.getlimit(limit) == value
+    from quantrisk.trojan.sqlexec import bounded_connection
+
+    assert bounded_connection().execute("PRAGMA max_page_count").fetchone()[0] == MAX_PAGES
+    many = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 9999) "
+            "SELECT randomblob(90000) FROM c")
+    assert run_query(conn, many).error == f"result larger than {MAX_RESULT_BYTES} bytes"
+    long_sql = "SELECT 1" + " " * MAX_SQL_BYTES
+    assert run_query(conn, long_sql).error == f"statement longer than {MAX_SQL_BYTES} bytes"
+    assert not run_query(conn, "SELECT 1" + " UNION SELECT 1" * 30).ok  # compound-select limit
