@@ -8,11 +8,14 @@ import pytest
 from conftest import make_tokenizer
 from quantrisk.privacy.completion import (
     CompletionTask,
+    FunctionEndStop,
     codebleu,
     complete,
+    corpus_scores,
+    cut_at_function_end,
+    def_indent,
     make_task,
     score_completion,
-    token_budgets,
 )
 
 FUNC = "def add(a, b):\n    c = a + b\n    d = c * 2\n    e = d - 1\n    return e\n"
@@ -37,7 +40,8 @@ def test_make_task_splits_after_the_header_and_half_the_body():
 def test_scores_known_answers():
     t = CompletionTask("f", "def f(x):\n    y = x", "\n    return y\n")
     perfect = score_completion(t, "\n    return y\n")
-    assert perfect.codebleu == pytest.approx(1.0)
+    # BLEU needs 4-grams: a 2-token continuation scores < 1 even when equal, whole functions score 1
+    assert perfect.codebleu_with_prompt == pytest.approx(1.0) and 0 < perfect.codebleu < 1
     assert perfect.exact_match == 1.0 and perfect.edit_similarity == 1.0
     spaced = score_completion(t, "\n    return  y")  # whitespace-normalised exact match
     assert spaced.exact_match == 1.0
@@ -46,7 +50,7 @@ def test_scores_known_answers():
     assert score_completion(t2, "abc").edit_similarity == pytest.approx(2 / 3)
     assert score_completion(t2, "abc").exact_match == 0.0
     wrong = score_completion(t, "\n    return 0\n")
-    assert 0 < wrong.codebleu < 1
+    assert 0 < wrong.codebleu < 1 and wrong.line_exact_match == 0.0
     parts = codebleu([FUNC], [FUNC])
     assert parts["codebleu"] == pytest.approx(1.0)
     # CodeBLEU = 0.25 * (ngram + weighted ngram + syntax + dataflow)
@@ -70,7 +74,73 @@ def test_batched_left_padded_generation_equals_one_at_a_time():
     single = [complete(model, tok, [t], max_new_tokens=6)[0] for t in tasks]
     assert batched == single
     assert tok.padding_side == "right"  # restored
-    n_ref = [len(tok(t.reference, add_special_tokens=False)["input_ids"]) for t in tasks]
-    assert token_budgets(tok, tasks, 6) == [min(6, n) for n in n_ref]
-    assert token_budgets(tok, tasks, 10**6) == n_ref
     assert all(isinstance(c, str) and c for c in batched)
+
+
+def test_codebleu_scores_the_continuation_and_an_empty_one_gets_nothing():
+    t = make_task("f", FUNC)
+    empty = score_completion(t, "")
+    # continuation only: nothing generated, nothing matched (the package alone would give 0.25: dataflow 0 -> 1)
+    assert empty.codebleu == 0.0
+    # prompt-inclusive: the shared header and half body score high with an empty completion
+    assert empty.codebleu_with_prompt > 0.5
+    right = score_completion(t, "\n    e = d - 1\n    return e\n")
+    assert right.codebleu == pytest.approx(1.0) and right.codebleu_with_prompt == pytest.approx(1.0)
+    half = score_completion(t, "\n    e = d - 1\n    return d\n")
+    assert 0 < half.codebleu < half.codebleu_with_prompt < 1  # the prompt squeezes the difference
+    # references without data flow: data-flow part undefined, the mean of the other three
+    p = codebleu(["import os\nimport sys\nimport re\n"], ["import os\nimport sys\nimport re\n"])
+    assert p["dataflow_defined"] == 0.0 and p["codebleu"] == pytest.approx(1.0)
+    c = corpus_scores([t, t], [empty, right])
+    assert set(c) >= {"codebleu", "codebleu_with_prompt", "line_exact_match", "line_edit_similarity", "codebleu_dataflow_match"}
+    assert c["line_exact_match"] == 0.5 and c["codebleu_mean_per_sample"] == pytest.approx(0.5)
+
+
+def test_line_completion_metrics_use_the_first_non_blank_line():
+    t = CompletionTask("f", "def f(x):\n    y = x", "\n    z = y + 1\n    return z\n")
+    s = score_completion(t, "\n\n    z  =  y + 1\n    return 0\n")
+    assert s.line_exact_match == 1.0 and s.line_edit_similarity < 1.0  # tokens equal, characters not
+    assert s.exact_match == 0.0
+    # "z = y + 2" vs "z = y + 1": Indel distance 2 over 18 characters
+    assert score_completion(t, "\n    z = y + 2").line_edit_similarity == pytest.approx(1 - 2 / 18)
+
+
+def test_cut_at_function_end():
+    assert def_indent("def f(x):\n    y = x") == 0
+    assert def_indent("class A:\n    @property\n    def f(self):\n        y = 1") == 4
+    assert def_indent("    async def g():\n        pass") == 4
+    body = "\n    return e\n\ndef other():\n    pass\n"
+    assert cut_at_function_end(body, 0) == "\n    return e\n\n"
+    assert cut_at_function_end("\n        return 1\n    def g(self):\n", 4) == "\n        return 1\n"
+    assert cut_at_function_end("\n    x = 1\n    return x\n", 0) == "\n    x = 1\n    return x\n"  # not ended yet
+    assert cut_at_function_end(" + 1\nprint(x)", 0) == " + 1\n"  # the open line is never cut
+    assert cut_at_function_end("", 0) == ""
+
+
+def test_function_end_stop_marks_rows_whose_function_ended():
+    import torch
+
+    tok = make_tokenizer()
+    ended = tok("\n    return 1\nx = 2", add_special_tokens=False)["input_ids"]
+    going = tok("\n    return 1\n    ", add_special_tokens=False)["input_ids"]
+    width = max(len(ended), len(going))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    prompt = [7, 8]
+    rows = [prompt + ended + [pad] * (width - len(ended)), prompt + going + [pad] * (width - len(going))]
+    done = FunctionEndStop(tok, len(prompt), [0, 0])(torch.tensor(rows), None)
+    assert done.tolist() == [True, False]
+
+
+def test_generation_is_cut_at_the_function_end_and_capped():
+    from quantrisk.models.zoo import build_model
+
+    tok = make_tokenizer()
+    eos = tok.eos_token_id
+    model = build_model("llama", "tiny", len(tok), seed=2, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).eval()
+    tasks = [make_task("0", FUNC)]
+    out = complete(model, tok, tasks, max_new_tokens=12)[0]
+    enc = tok([tasks[0].prompt], return_tensors="pt", add_special_tokens=False)
+    free = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=eos, eos_token_id=eos)
+    plain = tok.decode(free[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert out == cut_at_function_end(plain, 0)  # the same greedy tokens, cut where the function ends
+    assert plain.startswith(out)

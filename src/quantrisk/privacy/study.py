@@ -18,7 +18,7 @@ import numpy as np
 
 from quantrisk.errors import UsageError
 from quantrisk.privacy.attacks import DEFAULT_ATTACKS, AttackChoice, AttackInput, parse_attacks
-from quantrisk.privacy.completion import codebleu, evaluate_completion, make_task
+from quantrisk.privacy.completion import corpus_scores, evaluate_completion, make_task
 from quantrisk.privacy.members import MISet, load_mi_set
 from quantrisk.results import MetricRow, StudyResult
 from quantrisk.scoring import TokenScores, score_token_ids, tokenize
@@ -165,15 +165,10 @@ def privacy_at_precision(
         if tasks:
             scores = evaluate_completion(lm.model, lm.tokenizer, tasks, max_new_tokens=opts.max_new_tokens,
                                          batch_size=opts.completion_batch_size)
-            corpus = codebleu([t.prompt + t.reference for t in tasks], [t.prompt + x.completion for t, x in zip(tasks, scores, strict=True)])
-            metrics.append(MetricRow("codebleu", corpus["codebleu"], labels))
-            for part in ("ngram_match_score", "weighted_ngram_match_score", "syntax_match_score", "dataflow_match_score"):
-                metrics.append(MetricRow(f"codebleu_{part.replace('_score', '')}", corpus[part], labels))
-            for name, attr in (("codebleu_mean_per_sample", "codebleu"), ("completion_exact_match", "exact_match"),
-                               ("completion_edit_similarity", "edit_similarity")):
-                metrics.append(MetricRow(name, float(np.mean([getattr(x, attr) for x in scores])), labels))
-            rows += [{"kind": "completion", "sample_id": x.id, "codebleu": x.codebleu, "exact_match": x.exact_match,
-                      "edit_similarity": x.edit_similarity, "completion": x.completion, **labels} for x in scores]
+            for name, value in corpus_scores(tasks, scores).items():
+                metrics.append(MetricRow(name, value, labels))
+            rows += [{"kind": "completion", "sample_id": x.id, **{k: v for k, v in vars(x).items() if k != "id"}, **labels}
+                     for x in scores]
         else:
             _add(skipped, "completion: no non-member sample with a body to complete")
 
