@@ -49,15 +49,18 @@ def test_minkpp_standardises_with_mu_and_sigma():
 
 
 def test_lowercase_reference_recall():
-    s = AttackInput(TEXT, ts([-1.0, -3.0]), lower=ts([-4.0, -4.0]), reference=ts([-3.0, -5.0]), conditioned=ts([-3.0, -3.0]))
+    s = AttackInput(TEXT, ts([-1.0, -3.0]), {"lower": ts([-4.0, -4.0]), "reference": ts([-3.0, -5.0]),
+                                             "conditioned": ts([-3.0, -3.0])})
     assert score("lowercase", s) == pytest.approx(2.0 / -4.0)  # = -0.5: x is relatively likelier than lower(x)
     assert score("reference", s) == pytest.approx(-2.0 - (-4.0))
     assert score("recall", s) == pytest.approx(-3.0 / -2.0)
 
 
 def test_higher_means_member_orientation():
-    member = AttackInput(TEXT, ts([-0.5, -0.5]), lower=ts([-3.0, -3.0]), reference=ts([-3.0, -3.0]), conditioned=ts([-2.0, -2.0]))
-    other = AttackInput(TEXT, ts([-3.0, -3.0]), lower=ts([-3.5, -3.5]), reference=ts([-3.0, -3.0]), conditioned=ts([-3.0, -3.0]))
+    member = AttackInput(TEXT, ts([-0.5, -0.5]), {"lower": ts([-3.0, -3.0]), "reference": ts([-3.0, -3.0]),
+                                                  "conditioned": ts([-2.0, -2.0])})
+    other = AttackInput(TEXT, ts([-3.0, -3.0]), {"lower": ts([-3.5, -3.5]), "reference": ts([-3.0, -3.0]),
+                                                 "conditioned": ts([-3.0, -3.0])})
     for name in ["loss", "zlib", "lowercase", "mink", "minkpp", "reference", "recall"]:
         assert score(name, member) > score(name, other), name
 

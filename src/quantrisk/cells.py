@@ -162,24 +162,10 @@ def _mi_set(source: str, n: int, seed: int) -> Any:
     return load_mi_set(source, n, seed=seed)
 
 
-_REFERENCE_CACHE: dict[tuple[Any, ...], Any] = {}
-
-
-def _reference_scores(ref_dir: str, mi_set: Any, device: str, opts: Any) -> Any:
-    """Reference-model scores, computed once per worker process for a (reference, sample set)."""
-    from quantrisk.privacy.study import reference_scores
-
-    key = (ref_dir, mi_set.sha256(), device, opts.batch_tokens, opts.max_length)
-    if key not in _REFERENCE_CACHE:
-        _REFERENCE_CACHE.clear()
-        _REFERENCE_CACHE[key] = reference_scores(ref_dir, mi_set, device, opts)
-    return _REFERENCE_CACHE[key]
-
-
 @register_cell_kind("privacy")
 def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     """MI attacks + CodeBLEU for one model at one precision and seed."""
-    from quantrisk.privacy.attacks import parse_attacks
+    from quantrisk.privacy.inputs import ReferenceModel
     from quantrisk.privacy.study import PrivacyOptions, privacy_at_precision, resolve_reference
 
     p = cell.params
@@ -188,23 +174,22 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
                           n_resamples=p["n_resamples"], seed=p["seed"], completion_n=p["completion_n"],
                           max_new_tokens=p["max_new_tokens"], progress=ctx.progress)
     mi_set = _mi_set(p["data"] or source, p["n"], p["seed"])
-    reference, ref_dir = None, None
-    if p["reference"] != "none" and any("reference" in c.attack.needs for c in parse_attacks(list(p["attacks"]))):
-        if p.get("reference_cell"):
-            ref_dir = ctx.artifact(p["reference_cell"], "model_dir")
-        else:
+    if p["reference"] == "none":
+        reference = ReferenceModel("none")
+    elif p.get("reference_cell"):
+        reference = ReferenceModel(f"cell:{p['reference_cell']}", lambda: ctx.artifact(p["reference_cell"], "model_dir"))
+    else:
+        def resolve() -> str | None:
             found = resolve_reference(source, p.get("reference_path"), ctx.device, ctx.progress)
-            ref_dir = str(found) if found is not None else None
-        if ref_dir is not None:
-            reference = _reference_scores(ref_dir, mi_set, ctx.device, opts)
+            return str(found) if found is not None else None
+
+        reference = ReferenceModel(f"auto:{source}:{p.get('reference_path')}", resolve)
     result = privacy_at_precision(source, p["precision"], samples=mi_set, device=ctx.device, options=opts,
-                                  reference=reference, model_label=p["label"])
+                                  reference_source=reference, model_label=p["label"])
     for m in result.metrics:
         m.labels["seed"] = str(p["seed"])
     for row in result.samples:
         row["seed"] = p["seed"]
-    if ref_dir is not None:
-        result.environment["reference_model"] = ref_dir
     return result
 
 

@@ -55,9 +55,9 @@ def expand(spec: Spec) -> list[Cell]:
     out: dict[str, Cell] = {}
     study = spec.studies.privacy
     if study is not None:
-        from quantrisk.privacy.attacks import parse_attacks
+        from quantrisk.privacy.attacks import uses_reference_model
 
-        wants_ref = study.reference == "auto" and any("reference" in c.attack.needs for c in parse_attacks(study.attacks))
+        wants_ref = study.reference == "auto" and uses_reference_model(study.attacks)
         for label in study.models or [m.label for m in spec.models]:
             base = _model_cells(spec, label, out, reference=wants_ref)
             for precision in spec.privacy_precisions():

@@ -1,18 +1,11 @@
-"""Membership-inference attacks: each a small function from one sample's token scores to one
-number, **higher = more likely a member**. Found by name in a registry (a new attack is one
-function + one test).
+"""Membership-inference attacks: each a small function from one sample's inputs to one number, **higher = more
+likely a member**, found by name in a registry. An attack declares the inputs it needs by name (`needs=`); the
+providers in `privacy/inputs/` compute them, and the study computes only what the selected attacks need.
 
-Names: `loss`, `zlib`, `lowercase`, `mink` / `mink-<k>`, `minkpp` / `minkpp-<k>`, `reference`,
-`recall`. `k` is a fraction in (0, 1] (default 0.2). Formulas (ℓ_i = log p(t_i | t_<i), i = 2..n):
-
-- loss:      mean ℓ                                  (negative NLL; Yeom et al. 2018)
-- zlib:      mean ℓ / |zlib(x)|  (bytes)             (Carlini et al. 2021)
-- lowercase: −mean ℓ(x) / mean ℓ(lower(x))           (Carlini et al. 2021: ppl ratio, lower = member,
-                                                       sign flipped so higher = member)
-- mink:      mean of the ⌈k·m⌉ smallest ℓ_i (m = number of scored tokens)   (Shi et al. 2024)
-- minkpp:    mean of the ⌈k·m⌉ smallest z_i = (ℓ_i − μ_i) / σ_i             (Zhang et al. 2024)
-- reference: mean ℓ_target(x) − mean ℓ_reference(x)  (Carlini et al. 2021, reference model)
-- recall:    mean ℓ(x | P) / mean ℓ(x), P = a fixed non-member prefix       (ReCaLL, Xie et al. 2024)
+Names: `loss`, `zlib`, `lowercase`, `mink` / `mink-<k>`, `minkpp` / `minkpp-<k>`, `reference`, `recall`; `k` is a
+fraction in (0, 1] (default 0.2). Formulas, sources and orientation: docs/METRICS.md ("Membership-inference attack
+scores"); each function's docstring gives its formula and paper. A new attack is one decorated function here (or in
+any module imported by the study) plus a known-answer test.
 """
 
 from __future__ import annotations
@@ -22,10 +15,12 @@ import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from quantrisk.errors import UsageError
+from quantrisk.privacy.options import DEFAULT_ATTACKS  # noqa: F401 - re-exported (the default attack list)
 from quantrisk.registry import refuse_duplicate as _refuse_duplicate
 from quantrisk.scoring import TokenScores
 
@@ -34,20 +29,22 @@ SIGMA_FLOOR = 1e-6
 
 @dataclass
 class AttackInput:
-    """What an attack may look at for one sample."""
+    """What an attack may look at for one sample: its text, the target model's token scores (`target`), and the
+    other inputs it declared (`sample["lower"]`, `sample["reference"]`, ...; see `privacy/inputs/`)."""
 
     text: str
     target: TokenScores
-    lower: TokenScores | None = None         # scores of text.lower() (lowercase attack)
-    reference: TokenScores | None = None     # scores under the reference model (reference attack)
-    conditioned: TokenScores | None = None   # scores of the text after a non-member prefix (recall)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.target if name == "target" else self.inputs[name]
 
 
 @dataclass(frozen=True)
 class Attack:
     name: str
     fn: Callable[[AttackInput, float], float]
-    needs: frozenset[str] = field(default_factory=frozenset)
+    needs: frozenset[str] = field(default_factory=lambda: frozenset({"target"}))
     takes_k: bool = False
     description: str = ""
 
@@ -56,8 +53,9 @@ ATTACKS: dict[str, Attack] = {}
 DEFAULT_K = 0.2
 
 
-def register_attack(name: str, *, needs: tuple[str, ...] = (), takes_k: bool = False, description: str = ""):
-    """Decorator: add `fn(sample, k) -> float` to the registry under `name`."""
+def register_attack(name: str, *, needs: tuple[str, ...] = ("target",), takes_k: bool = False, description: str = ""):
+    """Decorator: add `fn(sample, k) -> float` to the registry under `name`; `needs`: the names of the attack inputs
+    (providers in `privacy/inputs/`) it reads. A name already taken raises `ValueError`."""
 
     def wrap(fn: Callable[[AttackInput, float], float]) -> Callable[[AttackInput, float], float]:
         _refuse_duplicate("attack", name, ATTACKS.get(name) and ATTACKS[name].fn, fn)
@@ -75,45 +73,49 @@ def _smallest_mean(values: np.ndarray, k: float) -> float:
 
 @register_attack("loss", description="mean token log-prob (negative NLL)")
 def loss_score(s: AttackInput, k: float) -> float:
+    """LOSS: mean ℓ (Yeom et al. 2018)."""
     return float(s.target.logprobs.mean())
 
 
 @register_attack("zlib", description="mean log-prob / zlib-compressed size in bytes")
 def zlib_score(s: AttackInput, k: float) -> float:
+    """zlib: mean ℓ / |zlib(x)| in bytes (Carlini et al. 2021)."""
     return float(s.target.logprobs.mean()) / len(zlib.compress(s.text.encode("utf-8")))
 
 
-@register_attack("lowercase", needs=("lower",), description="-mean ℓ(x) / mean ℓ(lower(x))")
+@register_attack("lowercase", needs=("target", "lower"), description="-mean ℓ(x) / mean ℓ(lower(x))")
 def lowercase_score(s: AttackInput, k: float) -> float:
-    assert s.lower is not None
-    return -float(s.target.logprobs.mean()) / float(s.lower.logprobs.mean())
+    """Lowercase: −mean ℓ(x) / mean ℓ(lower(x)), the perplexity ratio with its sign flipped (Carlini et al. 2021)."""
+    return -float(s.target.logprobs.mean()) / float(s["lower"].logprobs.mean())
 
 
 @register_attack("mink", takes_k=True, description="mean of the k% lowest token log-probs")
 def mink_score(s: AttackInput, k: float) -> float:
+    """Min-K%: mean of the ⌈k·m⌉ smallest ℓ_i (Shi et al. 2024)."""
     return _smallest_mean(s.target.logprobs, k)
 
 
 @register_attack("minkpp", takes_k=True, description="mean of the k% lowest standardised log-probs (ℓ-μ)/σ")
 def minkpp_score(s: AttackInput, k: float) -> float:
+    """Min-K%++: mean of the ⌈k·m⌉ smallest z_i = (ℓ_i − μ_i) / σ_i over the vocabulary (Zhang et al. 2024)."""
     z = (s.target.logprobs - s.target.mu) / np.sqrt(np.maximum(s.target.var, SIGMA_FLOOR**2))
     return _smallest_mean(z, k)
 
 
-@register_attack("reference", needs=("reference",), description="mean ℓ target − mean ℓ reference model")
+@register_attack("reference", needs=("target", "reference"), description="mean ℓ target − mean ℓ reference model")
 def reference_score(s: AttackInput, k: float) -> float:
-    assert s.reference is not None
-    return float(s.target.logprobs.mean()) - float(s.reference.logprobs.mean())
+    """Reference model: mean ℓ_target(x) − mean ℓ_reference(x) (Carlini et al. 2021)."""
+    return float(s.target.logprobs.mean()) - float(s["reference"].logprobs.mean())
 
 
-@register_attack("recall", needs=("conditioned",), description="ReCaLL: mean ℓ(x | non-member prefix) / mean ℓ(x)")
+@register_attack("recall", needs=("target", "conditioned"),
+                 description="ReCaLL: mean ℓ(x | non-member prefix) / mean ℓ(x)")
 def recall_score(s: AttackInput, k: float) -> float:
-    assert s.conditioned is not None
-    return float(s.conditioned.logprobs.mean()) / float(s.target.logprobs.mean())
+    """ReCaLL: mean ℓ(x | P) / mean ℓ(x), P a fixed prefix of known non-members (Xie et al. 2024)."""
+    return float(s["conditioned"].logprobs.mean()) / float(s.target.logprobs.mean())
 
 
 _NAME = re.compile(r"^([a-z]+)(?:-([0-9.]+))?$")
-DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "zlib", "lowercase", "mink", "minkpp", "reference", "recall")
 
 
 @dataclass(frozen=True)
@@ -153,3 +155,15 @@ def parse_attacks(names: str | list[str]) -> list[AttackChoice]:
     if len(set(labels)) != len(labels):
         raise UsageError(f"attack listed twice: {', '.join(sorted({x for x in labels if labels.count(x) > 1}))}")
     return out
+
+
+def required_inputs(choices: list[AttackChoice]) -> set[str]:
+    """The attack inputs the chosen attacks need (always including `target`)."""
+    return {"target"}.union(*(c.attack.needs for c in choices))
+
+
+def uses_reference_model(attacks: list[str]) -> bool:
+    """Whether any of the attacks (names) needs an input computed from the reference model."""
+    from quantrisk.privacy.inputs import PROVIDERS
+
+    return any(PROVIDERS[n].reference_model for n in required_inputs(parse_attacks(attacks)) if n in PROVIDERS)

@@ -10,65 +10,38 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quantrisk.errors import UsageError
-from quantrisk.privacy.attacks import DEFAULT_ATTACKS, AttackChoice, AttackInput, parse_attacks
+from quantrisk.privacy.attacks import (
+    AttackChoice,
+    AttackInput,
+    parse_attacks,
+    required_inputs,
+)
 from quantrisk.privacy.completion import corpus_scores, evaluate_completion, make_task
+from quantrisk.privacy.inputs import PROVIDERS, InputContext, ReferenceModel, check_inputs, compute_inputs
 from quantrisk.privacy.members import MISet, load_mi_set
+from quantrisk.privacy.options import PrivacyOptions
 from quantrisk.results import MetricRow, StudyResult
-from quantrisk.scoring import TokenScores, score_token_ids, tokenize
+from quantrisk.scoring import TokenScores, tokenize
 from quantrisk.stats import bootstrap_ci, fast_auc, pearson, spearman, tpr_at_fpr
-
-
-@dataclass
-class PrivacyOptions:
-    """Knobs of the privacy study (defaults follow the seed study where it says)."""
-
-    attacks: tuple[str, ...] = DEFAULT_ATTACKS
-    batch_size: int = 64
-    batch_tokens: int = 8192
-    compile: bool = False  # CUDA: torch.compile the model body and the fused head statistics
-    max_length: int | None = None
-    stride: int | None = None
-    n_resamples: int = 1000
-    seed: int = 0
-    completion_n: int = 100
-    completion_share: float = 0.5
-    max_new_tokens: int = 128
-    completion_batch_size: int = 16
-    prefix_n: int = 3  # ReCaLL: how many known non-member texts form the prefix
-    progress: bool = False
-
-
-def _score(model: Any, tokenizer: Any, ids: Sequence[Sequence[int]], opts: PrivacyOptions, **kw: Any) -> list[TokenScores]:
-    """Score token-id sequences with the study's batching/context settings."""
-    return score_token_ids(
-        model, ids, batch_size=opts.batch_size, batch_tokens=kw.pop("batch_tokens", opts.batch_tokens),
-        max_length=opts.max_length, stride=opts.stride,
-        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0, progress=opts.progress,
-        compile=opts.compile, **kw,
-    )
-
-
-def reference_scores(reference_source: str | Path, mi_set: MISet, device: str, opts: PrivacyOptions) -> dict[str, TokenScores]:
-    """Scores of every sample (by id) under the reference model, loaded once at fp32."""
-    from quantrisk.models.load import load_model
-
-    ref = load_model(reference_source, "fp32", device)
-    ids = tokenize(ref.tokenizer, [s.text for s in mi_set.samples])
-    keep = [i for i, x in enumerate(ids) if len(x) >= 2]
-    scores = _score(ref.model, ref.tokenizer, [ids[i] for i in keep], opts)
-    return {mi_set.samples[i].id: sc for i, sc in zip(keep, scores, strict=True)}
 
 
 def _add(skipped: dict[str, int], reason: str, count: int = 1) -> None:
     if count:
         skipped[reason] = skipped.get(reason, 0) + count
+
+
+def _reference(reference_source: str | Path | ReferenceModel | None) -> ReferenceModel:
+    if isinstance(reference_source, ReferenceModel):
+        return reference_source
+    if reference_source is None:
+        return ReferenceModel("none")
+    return ReferenceModel(f"path:{reference_source}", lambda: str(reference_source))
 
 
 def privacy_at_precision(
@@ -78,26 +51,24 @@ def privacy_at_precision(
     samples: MISet,
     device: str = "cpu",
     options: PrivacyOptions | None = None,
-    reference: dict[str, TokenScores] | None = None,
-    reference_source: str | Path | None = None,
+    reference_source: str | Path | ReferenceModel | None = None,
     model_label: str | None = None,
 ) -> StudyResult:
     """One cell: `model_source` loaded at `precision`; MI attacks (AUC with bootstrap CI, TPR at 1% and
     0.1% FPR) and code completion (CodeBLEU) on the member/non-member set `samples`.
 
-    The reference attack uses `reference` (scores by sample id, e.g. from `reference_scores`, so that
-    a loop over precisions scores the reference model once) or else scores `reference_source` here;
-    without either it is skipped and counted."""
+    Only the attack inputs the chosen attacks need are computed (`privacy.inputs`); `reference_source` is the
+    reference model (a directory / id, or a lazily resolved `ReferenceModel`), used only if an attack needs it.
+    An attack whose input is unavailable (no reference model, no prefix text) is skipped and counted."""
     from quantrisk.environment import environment
     from quantrisk.models.load import load_model
 
     opts = options or PrivacyOptions()
     mi_set = samples
     choices: list[AttackChoice] = parse_attacks(list(opts.attacks))
-    needs = set().union(*(c.attack.needs for c in choices))
+    needs = required_inputs(choices)
+    check_inputs(needs)
     start = time.perf_counter()
-    if reference is None and reference_source is not None and "reference" in needs:
-        reference = reference_scores(reference_source, mi_set, device, opts)
     lm = load_model(model_source, precision, device)
     label = model_label or Path(str(model_source)).name
     labels = {"model": label, "precision": lm.record.precision}
@@ -107,24 +78,13 @@ def privacy_at_precision(
     keep = [i for i, x in enumerate(ids) if len(x) >= 2]
     _add(skipped, "sample shorter than 2 tokens", len(ids) - len(keep))
     kept = [mi_set.samples[i] for i in keep]
+    ctx = InputContext(lm.model, lm.tokenizer, str(model_source), kept, [ids[i] for i in keep], mi_set, opts, device,
+                       _reference(reference_source))
     t0 = time.perf_counter()
-    target = _score(lm.model, lm.tokenizer, [ids[i] for i in keep], opts)
+    target: list[TokenScores] = PROVIDERS["target"].fn(ctx)
     score_seconds = time.perf_counter() - t0
     scored_tokens = sum(t.n_scored for t in target)
-
-    lower: list[TokenScores | None] = [None] * len(kept)
-    if "lower" in needs:
-        low_ids = tokenize(lm.tokenizer, [s.text.lower() for s in kept])
-        ok = [i for i, x in enumerate(low_ids) if len(x) >= 2]
-        for i, sc in zip(ok, _score(lm.model, lm.tokenizer, [low_ids[i] for i in ok], opts), strict=True):
-            lower[i] = sc
-    conditioned: list[TokenScores | None] = [None] * len(kept)
-    if "conditioned" in needs and mi_set.prefix_pool:
-        prefix = tokenize(lm.tokenizer, ["\n\n".join(mi_set.prefix_pool[: opts.prefix_n]) + "\n\n"])[0]
-        seqs = [prefix + ids[i] for i in keep]
-        cond = _score(lm.model, lm.tokenizer, seqs, opts, score_from=[len(prefix) + 1] * len(seqs),
-                      batch_tokens=max(opts.batch_tokens, max(map(len, seqs), default=0)))
-        conditioned = list(cond)
+    inputs, unavailable = compute_inputs(needs, ctx, have={"target": target})
     samples_ = kept
     y = np.array([s.label for s in samples_])
     rows: list[dict[str, Any]] = [
@@ -133,19 +93,16 @@ def privacy_at_precision(
     ]
     metrics: list[MetricRow] = []
     for c in choices:
-        if "reference" in c.attack.needs and reference is None:
-            _add(skipped, f"{c.label}: no reference model")
-            continue
-        if "conditioned" in c.attack.needs and not mi_set.prefix_pool:
-            _add(skipped, f"{c.label}: no known non-member text left for the prefix (use a smaller --n)")
+        gone = [unavailable[n] for n in sorted(c.attack.needs) if n in unavailable]
+        if gone:
+            _add(skipped, f"{c.label}: {gone[0]}")
             continue
         values = np.full(len(samples_), np.nan)
         for i, (s, t) in enumerate(zip(samples_, target, strict=True)):
-            inp = AttackInput(s.text, t, lower[i], reference.get(s.id) if reference else None, conditioned[i])
-            if ("lower" in c.attack.needs and inp.lower is None) or ("reference" in c.attack.needs and inp.reference is None) \
-                    or ("conditioned" in c.attack.needs and inp.conditioned is None):
+            own = {n: inputs[n][i] for n in c.attack.needs if n != "target"}
+            if any(v is None for v in own.values()):
                 continue
-            v = c(inp)
+            v = c(AttackInput(s.text, t, own))
             values[i] = v if math.isfinite(v) else np.nan
         ok = np.isfinite(values)
         _add(skipped, f"{c.label}: score not computable", int((~ok).sum()))
@@ -188,6 +145,8 @@ def privacy_at_precision(
         MetricRow("n_samples", float(len(samples_)), labels),
     ]
     env = environment(rec.device)
+    if ctx.reference.resolved is not None:
+        env["reference_model"] = ctx.reference.resolved
     env.update({"load": rec.to_dict(), "mi_set_sha256": mi_set.sha256(), "mi_source": mi_set.source,
                 "seed": opts.seed, "n_members": int(y.sum()), "n_nonmembers": int((1 - y).sum())})
     return StudyResult("privacy", metrics, rows, {}, env, skipped, time.perf_counter() - start)
@@ -265,14 +224,17 @@ def run_privacy(
         require_available(p, device)
     mi_set = load_mi_set(data or model_source, n, nonmembers=nonmembers, seed=opts.seed)
     result = StudyResult("privacy")
-    reference = None
-    if any("reference" in c.attack.needs for c in parse_attacks(list(opts.attacks))):
-        ref_dir = resolve_reference(model_source, reference_source, device, opts.progress)
-        if ref_dir is not None:
-            reference = reference_scores(ref_dir, mi_set, device, opts)
-            result.artifacts["reference_model"] = str(ref_dir)
+
+    def resolve() -> str | None:
+        found = resolve_reference(model_source, reference_source, device, opts.progress)
+        return str(found) if found is not None else None
+
+    reference = ReferenceModel(f"auto:{model_source}:{reference_source}", resolve)
     for p in precisions:
-        cell = privacy_at_precision(model_source, p, samples=mi_set, device=device, options=opts, reference=reference)
+        cell = privacy_at_precision(model_source, p, samples=mi_set, device=device, options=opts,
+                                    reference_source=reference)
+        if reference.resolved is not None:
+            result.artifacts["reference_model"] = reference.resolved
         if not result.environment:
             result.environment = {k: v for k, v in cell.environment.items() if k != "load"} | {"loads": {}}
         result.environment["loads"][cell.environment["load"]["precision"]] = cell.environment["load"]
