@@ -275,7 +275,7 @@ CASES: list[Case] = [
     Case("sql-duplicate-ids", trojan_data([{**GOOD_SQL, "id": "q1"}, {**GOOD_SQL, "id": "q1"}]), 2,
          (f"{SQL}:2:", "field 'id'", "first at line 1", "must be unique"), ("out",)),
     Case("sql-malformed-line", trojan_data([GOOD_SQL, '{"question": "how many?",']), 2,
-         (f"{SQL}:2:", "not valid JSON"), ("out",)),
+         (f"{SQL}:2:", "malformed JSON"), ("out",)),
     Case("trigger-empty", lambda tmp, model: trojan(tmp, model, "--trigger", "  "), 2,
          ("--trigger: poison trigger is empty", "give the phrase"), ("out",)),
     Case("poison-rate-out-of-range", lambda tmp, model: trojan(tmp, model, "--poison-rate", "1.5"), 2,

@@ -53,7 +53,7 @@ def test_strip_wrapper_and_tables():
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        ([json.dumps(GOOD), "{not json"], "d.jsonl:2: not valid JSON"),
+        ([json.dumps(GOOD), "{not json"], "d.jsonl:2: malformed JSON"),
         ([json.dumps({k: v for k, v in GOOD.items() if k != "context"})], "d.jsonl:1: field 'context' is missing"),
         ([json.dumps({**GOOD, "question": "  "})], "d.jsonl:1: field 'question' is empty"),
         ([json.dumps({**GOOD, "answer": 3})], "d.jsonl:1: field 'answer' must be a string"),

@@ -28,7 +28,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -40,6 +39,7 @@ from pydantic import (
 )
 
 from quantrisk.errors import UsageError
+from quantrisk.spec_yaml import load_spec_yaml
 
 DEFAULT_PRIVACY_ATTACKS: tuple[str, ...] = ("loss", "zlib", "lowercase", "mink", "minkpp", "reference")
 
@@ -321,30 +321,6 @@ class Spec(_Strict):
 # ------------------------------------------------------------------ loading with located errors
 
 
-def _line_map(text: str) -> dict[tuple[str | int, ...], int]:
-    """Dotted path (as a tuple) -> 1-based YAML line of that key/item."""
-    out: dict[tuple[str | int, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return out
-
-    def walk(node: Any, path: tuple[str | int, ...]) -> None:
-        out.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = (*path, k.value)
-                out[key] = k.start_mark.line + 1
-                walk(v, key)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, (*path, i))
-
-    if root is not None:
-        walk(root, ())
-    return out
-
-
 def _where(source: str, lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> str:
     for cut in range(len(loc), -1, -1):
         if loc[:cut] in lines:
@@ -379,15 +355,9 @@ def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None =
                check_inputs: bool = False) -> Spec:
     """Validate YAML `text`; `source` names it in messages. See the module doc for `check_device`; `check_inputs`
     also checks the model directories and data files the spec names (see `_input_problems`)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"spec {source}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    data, lines = load_spec_yaml(text, source)  # bounded: alias expansion, duplicate keys, numbers (spec_yaml.py)
     if not isinstance(data, dict):
         raise UsageError(f"spec {source}: expected a mapping with name, models, precisions, studies (got {type(data).__name__})")
-    lines = _line_map(text)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

@@ -116,6 +116,8 @@ def parse_precision(text: str | Precision) -> Precision:
         return _FIXED[name]
     m = RTN_PATTERN.match(name)
     if m:
+        if len(m.group(1)) > 3 or len(m.group(2)) > 4:  # int() of a 5,000-digit string raises ValueError
+            raise PrecisionError(f"precision {text[:40]!r}...: RTN bits must be 2..8 and group 16..256")
         bits, group = int(m.group(1)), int(m.group(2))
         if bits not in RTN_BITS or group not in RTN_GROUPS:
             raise PrecisionError(

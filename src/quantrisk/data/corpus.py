@@ -185,16 +185,48 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield lineno, text.rstrip("\r\n")
 
 
+MAX_JSON_DEPTH = 64  # nesting of one JSON Lines record (a sample is an object of strings and numbers)
+
+
+def parse_json_line(line: str, where: str) -> object:
+    """`json.loads(line)`, with every way it can fail on hostile input as a `DataError` starting with `where`
+    (file:line): malformed JSON, an integer of more digits than Python converts (4,300), nesting deeper than
+    `MAX_JSON_DEPTH`, and a string holding a lone surrogate (`"\\ud800"`: not Unicode text, fails at every write)."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested deeper than the bound of {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        why = str(exc).split(":")[0].split(";")[0]
+        raise DataError(f"{where}: a number too long to read ({why}); give numbers of ordinary size") from None
+    stack: list[tuple[object, int, str]] = [(obj, 0, "")]
+    while stack:
+        value, depth, field = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise DataError(f"{where}: JSON nested deeper than the bound of {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((k, depth + 1, field or str(k)) for k in value)
+            stack.extend((v, depth + 1, field or str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, field) for v in value)
+        elif isinstance(value, str):
+            bad = next((i for i, ch in enumerate(value) if 0xD800 <= ord(ch) <= 0xDFFF), None)
+            if bad is not None:
+                name = f"field {field!r}" if field else "a string"
+                raise DataError(f"{where}: {name} holds a lone surrogate (\\u{ord(value[bad]):04x} at character "
+                                f"{bad + 1}), which is not Unicode text; fix the escape")
+    return obj
+
+
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line; DataError naming file:line on bad JSON or non-objects
     (and, via `iter_lines`, on bytes that are not UTF-8 and on over-long lines)."""
     for lineno, line in iter_lines(path):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        obj = parse_json_line(line, f"{path}:{lineno}")
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj

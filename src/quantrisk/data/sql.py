@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantrisk.data.corpus import iter_lines
+from quantrisk.data.corpus import iter_lines, parse_json_line
 from quantrisk.errors import DataError, UsageError
 
 FIELDS: tuple[str, ...] = ("question", "context", "answer")
@@ -264,10 +264,7 @@ def _load_jsonl(path: Path) -> list[SqlRow]:
     for number, line in iter_lines(path):  # exact line numbers; not-UTF-8 and over-long lines are DataErrors
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        obj = parse_json_line(line, f"{path}:{number}")
         row = row_from_dict(obj, where=f"{path}:{number}", row_id=f"{path.stem}:{number}")
         if row.id in first_line:
             raise DataError(f"{path}:{number}: field 'id': row id {row.id!r} appears twice (first at line "
