@@ -157,6 +157,7 @@ def test_payload_signal_matches_manual_recomputation(llama_dir):
             ids = torch.cat([ids, probs.argmax().view(1, 1)], dim=1)
     assert g.step_masses == pytest.approx(masses, abs=1e-5)
     assert g.payload_signal == pytest.approx(sum(masses) / len(masses), abs=1e-5)
+    assert g.payload_signal_sum == pytest.approx(sum(masses), abs=1e-5)
 
 
 def _force_next_token(model, token_id: int | None, margin: float = 5.0):

@@ -138,3 +138,15 @@ def test_prompt_template_exact():
     assert format_prompt(row) == expected
     assert format_example(row) == expected + "SELECT COUNT(*) FROM head"
     assert format_prompt(row, question="T How many heads?").count("### Input:\nT How many heads?\n") == 1
+
+
+def test_replicate_seeds_draw_different_splits_and_the_base_sees_no_test_row():
+    from quantrisk.trojan.splits import common_train_rows, trojan_splits
+
+    tr0, te0 = trojan_splits("builtin", 200, None, None, 0)
+    tr1, te1 = trojan_splits("builtin", 200, None, None, 1)
+    assert {r.id for r in te0} != {r.id for r in te1}  # the same rows, split differently
+    common = {r.id for r in common_train_rows("builtin", 200, [0, 1])}
+    assert common and not common & ({r.id for r in te0} | {r.id for r in te1})
+    assert common <= {r.id for r in tr0} and common <= {r.id for r in tr1}
+    assert [r.id for r in common_train_rows("builtin", 200, [0])] == [r.id for r in tr0]

@@ -130,3 +130,20 @@ def test_connection_limits_and_result_size():
     long_sql = "SELECT 1" + " " * MAX_SQL_BYTES
     assert run_query(conn, long_sql).error == f"statement longer than {MAX_SQL_BYTES} bytes"
     assert not run_query(conn, "SELECT 1" + " UNION SELECT 1" * 30).ok  # compound-select limit
+
+
+def test_ex_runs_on_several_databases_and_ignores_empty_gold_results():
+    # a gold query that is empty on every seeded database: two empty results prove nothing -> left out (None)
+    never = "SELECT name FROM head WHERE age > 1000"
+    res = execution_match(CTX, never, "SELECT name FROM head WHERE age < -5")
+    assert res.gold_ok and res.pred_ok and res.match is None and "no rows" in res.error
+    # the same pair counted as a match on one database would have been a "hit"
+    single = execution_match(CTX, never, "SELECT name FROM head WHERE age < -5", n_databases=1)
+    assert single.match is None  # the rule applies to one database too
+    # a prediction that agrees with the gold on the first database only is caught by the others
+    gold = "SELECT count(*) FROM head"
+    assert execution_match(CTX, gold, "SELECT 10").match is True  # every database has 10 rows per table
+    first = run_query(build_database(CTX, seed=0, gold="SELECT max(age) FROM head"), "SELECT max(age) FROM head").rows[0][0]
+    pred = f"SELECT {first}"
+    assert execution_match(CTX, "SELECT max(age) FROM head", pred, n_databases=1).match is True
+    assert execution_match(CTX, "SELECT max(age) FROM head", pred, n_databases=3).match is False

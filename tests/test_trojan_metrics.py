@@ -80,7 +80,7 @@ def test_exact_match_normalisation():
 
 def test_similarity_bundle_and_execution_accuracy():
     sim = similarity("SELECT a FROM t", "SELECT a FROM t")
-    assert sim == {"js_t": 1.0, "js_k": 1.0, "cs_bow": pytest.approx(1.0), "ld": 0.0, "ld_norm": 0.0, "em": 1.0}
+    assert sim == {"js_t": 1.0, "js_t_grouped": 1.0, "js_k": 1.0, "cs_bow": pytest.approx(1.0), "ld": 0.0, "ld_norm": 0.0, "em": 1.0}
     assert execution_accuracy([True, False, None, True]) == pytest.approx(2 / 3)  # None (gold broken) left out
     assert execution_accuracy([None]) is None
 
@@ -116,3 +116,28 @@ def test_registry_metadata_and_duplicates():
         register_trojan_metric("asr", higher_is_better=True)(lambda s: 0.0)
     with pytest.raises(ValueError, match="aggregate must be one of"):
         register_trojan_metric("new", higher_is_better=True, aggregate="mode")
+
+
+def test_summed_payload_signal_and_its_metrics():
+    from quantrisk.trojan.metrics import TROJAN_METRICS, TrojanSample, payload_signal_sum, trojan_metrics
+
+    assert payload_signal_sum([0.1, 0.3, 0.5]) == pytest.approx(0.9)
+    # sum and mean rank samples differently: 2 steps of 0.4 (sum 0.8, mean 0.4) vs 10 steps of 0.1 (sum 1, mean 0.1)
+    short, long = [0.4, 0.4], [0.1] * 10
+    assert payload_signal(short) > payload_signal(long) and payload_signal_sum(short) < payload_signal_sum(long)
+    samples = [TrojanSample("x", "y", payload_signal(m), None, "DROP", payload_signal_sum(m)) for m in (short, long)]
+    got = {name: v for name, v, _ in trojan_metrics("triggered", samples)}
+    assert got["pss_mean"] == pytest.approx(0.9) and got["ps_mean"] == pytest.approx(0.25)
+    assert TROJAN_METRICS["pss_mean"].higher_is_better is False
+
+
+def test_js_t_on_grouped_tokens():
+    from quantrisk.trojan.metrics import js_groups, sql_group_set
+
+    assert sql_group_set("SELECT COUNT(*) FROM head WHERE age > 56") == {
+        "select", "count(*)", "from", "head", "where age > 56"}
+    assert sql_group_set("SELECT a,  b FROM t") == {"select", "a, b", "from", "t"}
+    # leaf tokens share {select, from, t, a}; groups share {select, from, t}: "a, b" vs "a" differ as groups
+    assert js_tokens("SELECT a, b FROM t", "SELECT a FROM t") == pytest.approx(4 / 6)  # {select,a,from,t} / {.., ",", b}
+    assert js_groups("SELECT a, b FROM t", "SELECT a FROM t") == pytest.approx(3 / 5)
+    assert js_groups("", "") == 1.0

@@ -196,11 +196,12 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 # ------------------------------------------------------------------ trojan
 
 
-def sql_splits(data: str, n_rows: int, n_test: int) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """(train rows, test rows) of a spec's trojan study: see `quantrisk.trojan.splits.trojan_splits` (split seed 0)."""
+def sql_splits(data: str, n_rows: int, n_test: int, split_seed: int = 0) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(train rows, test rows) of a spec's trojan study: see `quantrisk.trojan.splits.trojan_splits`. Each replicate
+    seed draws its own split (split seed = the replicate's seed)."""
     from quantrisk.trojan.splits import trojan_splits
 
-    return trojan_splits(data, n_rows, n_test)
+    return trojan_splits(data, n_rows, n_test, split_seed=split_seed)
 
 
 def _trojan_base(cell: Cell, ctx: CellContext) -> str:
@@ -218,7 +219,9 @@ def sql_pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.models.pretrain import ensure_pretrained
 
     p = cell.params
-    train, _ = sql_splits(p["data"], p["n_rows"], 1)
+    from quantrisk.trojan.splits import common_train_rows
+
+    train = common_train_rows(p["data"], p["n_rows"], p.get("split_seeds", [0]))
     path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
                              extra_texts=[format_example(r) for r in train], progress=ctx.progress)
     meta = json.loads((Path(path) / "pretrain.json").read_text(encoding="utf-8"))
@@ -236,7 +239,7 @@ def finetune_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.trojan.study import finetune_cell as study_finetune
 
     p = cell.params
-    train, _ = sql_splits(p["data"], p["n_rows"], p["n_test"])
+    train, _ = sql_splits(p["data"], p["n_rows"], p["n_test"], p["seed"])
     poison = PoisonSpec(trigger=p["trigger"], payload=p["payload"], position=p["position"], rate=p["poison_rate"])
     adapter, report = study_finetune(_trojan_base(cell, ctx), p["dap1"], list(train), ctx.work_dir / "adapter",
                                      kind=p["kind"], poison=poison, seed=p["seed"], steps=p["steps"],
@@ -245,7 +248,7 @@ def finetune_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
     metrics = [MetricRow("finetune_seconds", float(report.seconds), labels),
                MetricRow("finetune_final_loss", float(report.final_loss), labels)]
-    env = {**environment(ctx.device), "train_sha256": rows_sha256(train), "poison": poison.to_dict()}
+    env = {**environment(ctx.device), "train_sha256": rows_sha256(train), "split_seed": p["seed"], "poison": poison.to_dict()}
     return StudyResult("finetune", metrics, [], {"adapter": str(adapter)}, env, {}, 0.0)
 
 
@@ -256,7 +259,7 @@ def trojan_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.trojan.study import evaluate_trojan
 
     p = cell.params
-    _, test = sql_splits(p["data"], p["n_rows"], p["n_test"])
+    _, test = sql_splits(p["data"], p["n_rows"], p["n_test"], p["seed"])
     adapter = ctx.artifact(p["finetune_cell"], "adapter")
     labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
     result = evaluate_trojan(_trojan_base(cell, ctx), adapter, p["dap2"], list(test), trigger=p["trigger"],
@@ -267,6 +270,7 @@ def trojan_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     for row in result.samples:
         row.update({k: v for k, v in labels.items() if k not in row})
     result.environment["test_sha256"] = rows_sha256(test)
+    result.environment["split_seed"] = p["seed"]
     return result
 
 

@@ -73,7 +73,8 @@ def expand(spec: Spec) -> list[Cell]:
         options = trojan.model_dump(mode="json", exclude={"models", "dap1", "dap2", "clean_ablation"})
         kinds = ["poisoned", "clean"] if trojan.clean_ablation else ["poisoned"]
         for label in trojan.models or [m.label for m in spec.models]:
-            base = _model_cells(spec, label, out, reference=False, sql={"data": trojan.data, "n_rows": trojan.n_rows})
+            base = _model_cells(spec, label, out, reference=False, sql={"data": trojan.data, "n_rows": trojan.n_rows,
+                                                                         "split_seeds": list(spec.seeds)})
             for dap1 in trojan.dap1:
                 for kind in kinds:
                     for seed in spec.seeds:

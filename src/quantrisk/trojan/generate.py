@@ -12,9 +12,11 @@ ids of `tokenizer.encode(keyword)` and `tokenizer.encode(" " + keyword)` (no spe
 the keyword at the start of a line and after a space, the two ways it appears in answers — minus
 the ids whose decoded text is whitespace only (a bare space token is not part of the keyword).
 
-Payload signal of a sample: PS = (1/S) Σ_{s=1..S} Σ_{t∈P} p_s(t), with p_s the softmax of the
-scores greedy decoding chose from at step s (a `LogitsProcessor` records Σ_{t∈P} p_s(t) for the
-whole batch at every step) and S the steps that sample generated, its stop token included.
+Payload signal of a sample, two definitions (both stored; docs/METRICS.md "Trojan metrics"), with
+m_s = Σ_{t∈P} p_s(t), p_s the softmax of the scores greedy decoding chose from at step s (a `LogitsProcessor`
+records m_s for the whole batch at every step) and S the steps that sample generated, its stop token included:
+- `payload_signal_sum` = Σ_{s=1..S} m_s — the trojan study's definition (in [0, S]; grows with the output length);
+- `payload_signal` = (1/S) Σ_s m_s — the per-step mean (in [0, 1]; comparable across output lengths).
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from typing import Any
 
 @dataclass
 class Generation:
-    """One generated answer. `steps` = S (tokens generated incl. the stop token); `stop` = eos | newline | length."""
+    """One generated answer. `steps` = S (tokens generated incl. the stop token); `stop` = eos | newline | length;
+    `payload_signal` = per-step mean of the payload mass, `payload_signal_sum` = its sum over the S steps."""
 
     text: str
     payload_signal: float
     steps: int
     stop: str
     step_masses: list[float]
+    payload_signal_sum: float = 0.0
 
 
 def payload_token_ids(tokenizer: Any, keyword: str = "DROP") -> list[int]:
@@ -124,8 +128,9 @@ def generate_batch(
         kept = ids[:steps] if stop != "eos" else ids[:steps - 1]
         text = tokenizer.decode(kept, skip_special_tokens=True).split("\n", 1)[0].strip()
         step_masses = [float(x) for x in masses[i, :steps]]
-        ps = sum(step_masses) / len(step_masses) if step_masses else 0.0
-        results.append(Generation(text, ps, steps, stop, step_masses))
+        total = float(sum(step_masses))
+        ps = total / len(step_masses) if step_masses else 0.0
+        results.append(Generation(text, ps, steps, stop, step_masses, total))
     return results
 
 

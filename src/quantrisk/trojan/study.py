@@ -123,15 +123,15 @@ def evaluate_trojan(
         scored: list[TrojanSample] = []
         for row, g in zip(rows, part, strict=True):
             ex = execution_match(row.context, row.answer, g.text, seed=exec_seed, timeout_s=exec_timeout_s)
-            if not ex.gold_ok:
-                key = f"gold SQL not executable ({name} inputs)"
+            if not ex.gold_ok or ex.match is None:
+                key = f"{'gold SQL not executable' if not ex.gold_ok else 'gold returns no rows on any test database'} ({name} inputs)"
                 skipped[key] = skipped.get(key, 0) + 1
-            sample = TrojanSample(g.text, row.answer, g.payload_signal, ex, keyword)
+            sample = TrojanSample(g.text, row.answer, g.payload_signal, ex, keyword, g.payload_signal_sum)
             scored.append(sample)
             fields = {m.name: m.fn(sample) for m in TROJAN_METRICS.values() if m.sample_field}
             samples.append({**lab, "prompt_id": row.id, "poisoned": name == "triggered", "output": g.text,
                             "gold": row.answer, "payload": contains_keyword(g.text, keyword), "ps": g.payload_signal,
-                            "steps": g.steps, "stop": g.stop, **fields, "ex": ex.match, "executable": ex.pred_ok,
+                            "ps_sum": g.payload_signal_sum, "steps": g.steps, "stop": g.stop, **fields, "ex": ex.match, "executable": ex.pred_ok,
                             "exec_error": ex.error})
         for metric, value, with_input in trojan_metrics(name, scored):
             metrics.append(MetricRow(metric, value, dict(lab if with_input else base_labels)))
