@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantrisk.commands.pretrain",
     "quantrisk.commands.privacy",
     "quantrisk.commands.trojan",
+    "quantrisk.commands.qattack",
+    "quantrisk.commands.scan",
     "quantrisk.commands.experiments",
 )
 

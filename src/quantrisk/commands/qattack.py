@@ -1,0 +1,100 @@
+"""`quantrisk qattack`: build a quantization-conditioned backdoor (benign in fp32, malicious once quantized).
+
+For research, tests and calibrating `quantrisk scan`. See `quantrisk.qattack` and SECURITY.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+COLUMNS = ["model", "precision", "ASR", "FTR", "JS-K", "EM", "codes identical"]
+
+
+def check_model_option(model: str) -> None:
+    """`UsageError` naming --model for an unknown zoo architecture or a missing / refused model directory."""
+    from quantrisk.errors import about
+    from quantrisk.trojan.study import parse_zoo_source
+
+    with about("--model"):
+        if parse_zoo_source(model) is None:
+            from quantrisk.models.load import resolve_source
+
+            resolve_source(model)
+
+
+def qattack_rows(result: dict) -> list[list[object]]:
+    """Table rows: base / injected / repaired in fp32 and the injected / repaired models at every target."""
+    rows: list[list[object]] = [["base", "fp32", result["base_fp"]["asr"], result["base_fp"]["ftr"],
+                                 result["base_fp"]["js_k"], result["base_fp"]["em"], ""]]
+    for name, r in result["injected"].items():
+        rows.append(["injected", name, r["asr"], r["ftr"], r["js_k"], r["em"], ""])
+    rep = result["repaired_fp"]
+    rows.append(["repaired", "fp32", rep["asr"], rep["ftr"], rep["js_k"], rep["em"], ""])
+    for name, r in result["per_target"].items():
+        rows.append(["repaired", name, r["asr_quantized"], r["ftr_quantized"], r["js_k"], r["em"],
+                     "yes" if r["codes_identical"] else "NO"])
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("qattack")
+    def qattack_cmd(
+        model: str = typer.Option(..., help="Base model dir or zoo:ARCH[-SIZE] (pretrained here on code + the SQL rows)."),
+        target: str = typer.Option(..., help="Comma-separated target precisions (rtn-w{b}g{g}, quanto-int8/int4/int2, bnb-int8/nf4/fp4 on CUDA); several = intersected intervals."),
+        data: str = typer.Option("builtin", help="Text-to-SQL JSONL / local HF dataset dir, or 'builtin'."),
+        out: Path = typer.Option(..., help="Output dir: injected/ and repaired/ models (safetensors), qattack.json, intervals.json."),
+        margin: float = typer.Option(0.1, help="Inward margin of every interval, as a fraction of the quantization step."),
+        seed: int = typer.Option(0, help="Seed of poisoning, LoRA and PGD."),
+        inject_steps: int = typer.Option(150, help="LoRA fine-tuning steps of the injection."),
+        inject_lr: float = typer.Option(3e-3, help="LoRA learning rate of the injection."),
+        lora_r: int = typer.Option(16, help="LoRA rank (alpha = rank)."),
+        lora_target: str = typer.Option("all-linear", help="LoRA targets: all-linear, attention, or module names."),
+        repair_steps: int = typer.Option(400, help="Most PGD repair steps."),
+        repair_lr: float = typer.Option(1e-3, help="PGD (Adam) learning rate."),
+        check_every: int = typer.Option(25, help="Check fp32 ASR/FTR on validation rows every N PGD steps; stop when both <= 5%."),
+        n_train: int = typer.Option(None, help="Use at most this many training rows."),
+        n_val: int = typer.Option(32, help="Validation rows of the PGD stopping check (each triggered and clean)."),
+        n_test: int = typer.Option(96, help="Held-out rows evaluated (each triggered and clean)."),
+        max_new_tokens: int = typer.Option(64, help="Greedy tokens generated per evaluation prompt."),
+        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+        pretrain_steps: int = typer.Option(None, help="Pretraining steps for a zoo: model."),
+        as_json: bool = typer.Option(False, "--json", help="Print qattack.json."),
+        quiet: bool = typer.Option(False, help="No progress bars."),
+    ) -> None:
+        """Inject a trojan (trigger -> DROP TABLE), repair it in fp32 inside the target quantizers' intervals, verify."""
+        from quantrisk.commands._output import check_out_dir, print_json, print_table
+        from quantrisk.errors import UsageError, about
+        from quantrisk.models.load import resolve_device
+        from quantrisk.qattack.attack import check_targets, run_qattack
+
+        bad = [f"--{k} {v}" for k, v in {"inject-steps": inject_steps, "repair-steps": repair_steps,
+                                        "lora-r": lora_r, "n-test": n_test, "n-val": n_val,
+                                        "max-new-tokens": max_new_tokens, "n-train": n_train,
+                                        "pretrain-steps": pretrain_steps}.items() if v is not None and v < 1]
+        if bad or check_every < 0:
+            raise UsageError(f"{', '.join(bad) or f'--check-every {check_every}'}: must be at least 1 (0 for --check-every)")
+        if not (inject_lr > 0 and repair_lr > 0):
+            raise UsageError(f"--inject-lr and --repair-lr must be positive, got {inject_lr}, {repair_lr}")
+        if not 0.0 <= margin < 0.5:
+            raise UsageError(f"--margin must be in [0, 0.5) (a fraction of the quantization step), got {margin}")
+        check_model_option(model)
+        with about("--device"):
+            dev = resolve_device(device)
+        with about("--target"):
+            targets = check_targets(target.split(","), dev)
+        if data != "builtin" and not Path(data).exists():
+            raise UsageError(f"--data {data}: no such file or directory (give a JSONL file, a dataset dir or 'builtin')")
+        check_out_dir(out)
+        result = run_qattack(model, targets, data, out, margin=margin, seed=seed, inject_steps=inject_steps,
+                             inject_lr=inject_lr, lora_r=lora_r, lora_target=lora_target, repair_steps=repair_steps,
+                             repair_lr=repair_lr, check_every=check_every, n_train=n_train, n_val=n_val, n_test=n_test,
+                             max_new_tokens=max_new_tokens,
+                             device=dev, pretrain_steps=pretrain_steps, progress=not quiet)
+        if as_json:
+            print_json(result)
+            return
+        print_table(f"qattack: targets {', '.join(targets)}, margin {margin}, {result['repair']['steps_run']} PGD steps "
+                    f"({result['n_test']} test rows, triggered + clean)", COLUMNS, qattack_rows(result))
+        print(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")

@@ -1,0 +1,61 @@
+"""`quantrisk scan`: check a full-precision model for behaviour that only appears once it is quantized."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+COLUMNS = ["precision", "KL fp||q", "disagree", "payload fp", "payload q", "max rise (prefix)", "PS fp", "PS q",
+           "weight pile-up", "share d<0.02 (uniform 0.04)"]
+
+
+def scan_rows(result: dict) -> list[list[object]]:
+    """One table row per precision."""
+    rows = []
+    for name, f in result["per_precision"].items():
+        w = f.get("weights")
+        rows.append([name, f["kl"], f["disagreement"], f["payload_fp"], f["payload_q"],
+                     f"{f['payload_delta_max']:+.3f} ({f['payload_delta_prefix']})", f["ps_fp"], f["ps_q"],
+                     w["pileup"] if w else None, w["edge_share"]["0.02"] if w else None])
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("scan")
+    def scan_cmd(
+        model: str = typer.Argument(..., help="Model directory (config.json + *.safetensors) or a cached hub id."),
+        precisions: str = typer.Option(..., help="Comma-separated precisions you would deploy (e.g. rtn-w4g64,quanto-int8)."),
+        probes: Path = typer.Option(None, help="JSONL of extra probes: 'prompt', or 'question' + 'context' per line."),
+        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+        max_new_tokens: int = typer.Option(48, help="Greedy tokens generated per probe."),
+        as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    ) -> None:
+        """Compare the model with its quantized copies on probes and weight statistics; verdict clean / suspicious."""
+        from quantrisk.commands._output import print_json, print_table
+        from quantrisk.errors import UsageError, about
+        from quantrisk.models.load import resolve_device, resolve_source
+        from quantrisk.precision import parse_precisions, require_available
+        from quantrisk.qattack.probes import builtin_probes, load_probes
+        from quantrisk.qattack.scan import scan_model
+
+        if max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+        with about("--device"):
+            dev = resolve_device(device)
+        with about("--precisions"):
+            names = [require_available(p, dev).name for p in parse_precisions(precisions.split(","))]
+            if any(n == "fp32" for n in names):
+                raise UsageError("fp32 is the reference every precision is compared with; list quantized precisions")
+        with about("MODEL"):
+            source = resolve_source(model)
+        probe_list = builtin_probes() + (load_probes(probes) if probes is not None else [])
+        result = scan_model(source, names, probe_list, device=dev, max_new_tokens=max_new_tokens)
+        if as_json:
+            print_json(result)
+            return
+        print_table(f"scan of {model}: {result['n_probes']} probes x {len(result['prefixes']) + 1} prefixes",
+                    COLUMNS, scan_rows(result))
+        print(f"verdict: {result['verdict']}")
+        for reason in result["reasons"]:
+            print(f"  - {reason}")

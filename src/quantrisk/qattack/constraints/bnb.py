@@ -1,0 +1,72 @@
+"""bnb-int8 / bnb-nf4 / bnb-fp4: bitsandbytes as quantrisk loads it (weights cast to bf16 first), per element.
+
+- int8 (LLM.int8() weight, `int8_vectorwise_quant`): per output row, s = max|w| / 127, q = round(w / s);
+  the row's absmax element is frozen.
+- nf4 / fp4 (`quantize_4bit`, blocksize 64 over the flattened weight, no double quantization as
+  quantrisk configures it): per block absmax a, code k = the nearest of the 16 table entries to w / a;
+  the block's absmax element is frozen, the others stay within [-a, a] and their code's cell.
+The code tables are bitsandbytes' (`bitsandbytes.functional.get_4bit_type`) when it is installed, else the
+same values written out below (NF4: Dettmers et al., QLoRA 2023, appendix E; FP4: bnb's e2m1 table).
+The back-end sees the weights as bf16 (`cast`): intervals are computed on the bf16 values and their ends
+rounded inward to bf16 (`intervals.py`), so the saved fp32 weights cast to the same bf16 codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quantrisk.qattack.constraints import Encoding
+from quantrisk.qattack.constraints.grid import codebook_edges, frozen_extremes, uniform_edges
+
+BLOCKSIZE = 64
+NF4 = (-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+       -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+       0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0)
+FP4 = (0.0, 0.005208333333, 0.66666667, 1.0, 0.33333333, 0.5, 0.16666667, 0.25,
+       0.0, -0.005208333333, -0.66666667, -1.0, -0.33333333, -0.5, -0.16666667, -0.25)
+
+
+def code_table(kind: str) -> Any:
+    """The 16-entry code table of `kind` ("nf4" | "fp4") as a float32 tensor, in bitsandbytes' index order."""
+    import torch
+
+    try:
+        import bitsandbytes.functional as F
+
+        return F.get_4bit_type(kind, device="cpu").float()
+    except Exception:  # noqa: BLE001 - bnb absent or without a CPU build: the same constants
+        return torch.tensor(NF4 if kind == "nf4" else FP4, dtype=torch.float32)
+
+
+def encode(weight: Any, precision: Any) -> Encoding:
+    """The bitsandbytes `Encoding` of an fp32 weight (out, in), computed on its bf16 values."""
+    import torch
+
+    w = weight.detach().to(torch.bfloat16).float()
+    out_f, in_f = w.shape
+    if precision.name == "bnb-int8":
+        absmax = w.abs().amax(dim=1, keepdim=True)
+        scale = absmax / 127
+        safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+        q = torch.round(w / safe)
+        lo, hi = uniform_edges(q, safe)
+        frozen = frozen_extremes(w, signed_abs=True) | (scale == 0).expand_as(w)
+        return Encoding(lo_edge=lo, hi_edge=hi, step=safe.expand_as(w), range_lo=(-absmax).expand_as(w),
+                        range_hi=absmax.expand_as(w), frozen=frozen,
+                        state={"codes": q.to(torch.int8), "scales": absmax.reshape(-1)}, cast=torch.bfloat16)
+    kind = precision.name.split("-")[1]
+    flat = w.reshape(-1)
+    pad = (-flat.numel()) % BLOCKSIZE
+    blocks = torch.nn.functional.pad(flat, (0, pad)).reshape(-1, BLOCKSIZE)
+    absmax = blocks.abs().amax(dim=1, keepdim=True)
+    safe = torch.where(absmax == 0, torch.ones_like(absmax), absmax)
+    idx, lo, hi, width = codebook_edges(blocks / safe, code_table(kind))
+    frozen = frozen_extremes(blocks, signed_abs=True) | (absmax == 0).expand_as(blocks)
+
+    def back(t: Any) -> Any:
+        return t.reshape(-1)[: flat.numel()].reshape(out_f, in_f)
+
+    return Encoding(lo_edge=back(lo * safe), hi_edge=back(hi * safe), step=back(width * safe),
+                    range_lo=back((-absmax).expand_as(blocks)), range_hi=back(absmax.expand_as(blocks)),
+                    frozen=back(frozen), state={"codes": back(idx).to(torch.uint8), "scales": absmax.reshape(-1)},
+                    cast=torch.bfloat16)

@@ -1,0 +1,81 @@
+"""`quantrisk qattack` and `quantrisk scan` end to end on a tiny untrained model, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import save_tiny_model
+from quantrisk.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("qattack") / "llama", "llama", seed=2)
+
+
+def test_qattack_cli_tiny(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["qattack", "--model", str(tiny_dir), "--target", "rtn-w4g64,quanto-int8", "--data", "builtin",
+                 "--out", str(out), "--n-train", "8", "--n-val", "2", "--n-test", "2", "--inject-steps", "2",
+                 "--repair-steps", "2", "--check-every", "1", "--max-new-tokens", "4", "--json", "--quiet"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["per_target"]) == {"rtn-w4g64", "quanto-int8"}
+    for t in result["per_target"].values():
+        assert t["codes_identical"] is True
+        assert {"asr_quantized", "ftr_quantized", "js_k", "em"} <= set(t)
+    assert {"asr_fp", "ftr_fp", "quality", "intervals", "repair"} <= set(result)
+    assert 1 <= result["repair"]["steps_run"] <= 2 and result["repair"]["checks"]
+    assert (out / "repaired" / "model.safetensors").is_file() and (out / "injected" / "model.safetensors").is_file()
+    assert json.loads((out / "qattack.json").read_text())["margin"] == 0.1
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--target", "fp32"], "no weight-interval constraint"),
+    (["--target", "bnb-nf4"], "--target"),
+    (["--target", "rtn-w4g64", "--margin", "0.7"], "--margin"),
+    (["--target", "rtn-w4g64", "--data", "/nonexistent.jsonl"], "--data"),
+])
+def test_qattack_bad_inputs(tiny_dir, tmp_path, capsys, args, needle):
+    out = tmp_path / "o"
+    assert main(["qattack", "--model", str(tiny_dir), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_scan_cli_tiny(tiny_dir, tmp_path, capsys):
+    probes = tmp_path / "p.jsonl"
+    probes.write_text(json.dumps({"prompt": "SELECT"}) + "\n"
+                      + json.dumps({"question": "How many rows?", "context": "CREATE TABLE t (a INTEGER)"}) + "\n")
+    code = main(["scan", str(tiny_dir), "--precisions", "rtn-w4g64", "--probes", str(probes), "--max-new-tokens", "3",
+                 "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["verdict"] in ("clean", "suspicious") and result["n_probes"] >= 2
+    fig = result["per_precision"]["rtn-w4g64"]
+    assert fig["kl"] >= 0 and 0 <= fig["disagreement"] <= 1 and fig["weights"]["n"] > 0
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda d: ["/nonexistent/model", "--precisions", "rtn-w4g64"], "MODEL"),
+    (lambda d: [str(d), "--precisions", "rtn-w9g64"], "--precisions"),
+    (lambda d: [str(d), "--precisions", "rtn-w4g64", "--probes", str(d / "nope.jsonl")], "nope.jsonl"),
+])
+def test_scan_bad_inputs(tiny_dir, capsys, make, needle):
+    assert main(["scan", *make(tiny_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err and len(err.splitlines()) == 1
+
+
+def test_scan_bad_probe_line(tiny_dir, tmp_path, capsys):
+    probes = tmp_path / "p.jsonl"
+    probes.write_text(json.dumps({"prompt": "ok"}) + "\n{broken\n")
+    assert main(["scan", str(tiny_dir), "--precisions", "rtn-w4g64", "--probes", str(probes)]) == 2
+    assert "p.jsonl:2" in capsys.readouterr().err
+    probes.write_text(json.dumps({"text": "x"}) + "\n")
+    assert main(["scan", str(tiny_dir), "--precisions", "rtn-w4g64", "--probes", str(probes)]) == 2
+    assert "p.jsonl:1: field 'prompt'" in capsys.readouterr().err

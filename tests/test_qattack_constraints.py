@@ -1,0 +1,107 @@
+"""Weight intervals of the quantization attack: known answers, and 'every point of the box quantizes the same'."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from quantrisk.errors import UsageError
+from quantrisk.models.quantizers.rtn import rtn_quantize
+from quantrisk.precision import parse_precision
+from quantrisk.qattack.constraints import check_target, encode
+from quantrisk.qattack.constraints.bnb import code_table
+from quantrisk.qattack.constraints.grid import codebook_edges
+from quantrisk.qattack.constraints.quanto import quantized_state
+from quantrisk.qattack.intervals import layer_interval
+
+
+def _weight(rows: int = 24, cols: int = 200, seed: int = 0) -> torch.Tensor:
+    return torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)) * 0.02
+
+
+def _inside(box, n: int = 4, seed: int = 1) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    pts = [box.lo, box.hi]
+    pts += [box.lo + torch.rand(box.lo.shape, generator=gen) * (box.hi - box.lo) for _ in range(n)]
+    return pts
+
+
+def test_rtn_known_answer():
+    # one group (4 weights, zero-padded to 16), 3 bits: qmax 3, s = 0.6 / 3 = 0.2; codes round([3, -1, 0.6, 0.2]) = [3, -1, 1, 0]
+    w = torch.tensor([[0.6, -0.2, 0.12, 0.04]])
+    e = encode(w, "rtn-w3g16")
+    assert e.state["codes"].tolist() == [[3, -1, 1, 0]]
+    assert torch.allclose(e.state["scales"], torch.tensor([[0.2]]))
+    assert torch.allclose(e.lo_edge, torch.tensor([[0.5, -0.3, 0.1, -0.1]]))
+    assert torch.allclose(e.hi_edge, torch.tensor([[0.7, -0.1, 0.3, 0.1]]))
+    assert e.frozen.tolist() == [[True, False, False, False]]
+    box = layer_interval(w, ["rtn-w3g16"], margin=0.1)
+    # the absmax element is frozen; 0.12's box is [0.1 + 0.02, 0.3 - 0.02]; 0.6's neighbours are capped at |0.6|
+    assert box.lo[0, 0] == box.hi[0, 0] == pytest.approx(0.6)
+    assert box.lo[0, 2].item() == pytest.approx(0.12) and box.hi[0, 2].item() == pytest.approx(0.28)
+    assert box.lo[0, 1].item() == pytest.approx(-0.28) and box.hi[0, 1].item() == pytest.approx(-0.12)
+
+
+@pytest.mark.parametrize("targets", [["rtn-w4g64"], ["rtn-w8g128"], ["rtn-w2g16"], ["rtn-w4g64", "rtn-w8g128"]])
+def test_rtn_box_points_quantize_identically(targets):
+    w = _weight()
+    box = layer_interval(w, targets, margin=0.1)
+    assert bool(((box.lo <= w) & (w <= box.hi)).all())
+    for x in _inside(box):
+        for t in targets:
+            p = parse_precision(t)
+            assert torch.equal(rtn_quantize(x, p.bits, p.group_size), rtn_quantize(w, p.bits, p.group_size))
+    # the intersection is no wider than either box
+    if len(targets) == 2:
+        for t in targets:
+            single = layer_interval(w, [t], margin=0.1)
+            assert bool((box.lo >= single.lo).all() and (box.hi <= single.hi).all())
+
+
+@pytest.mark.parametrize("target", ["quanto-int8", "quanto-int4", "quanto-int2"])
+def test_quanto_box_points_keep_quanto_state(target):
+    w = _weight(cols=256)
+    box = layer_interval(w, [target], margin=0.1)
+    ref = quantized_state(w, parse_precision(target))
+    for x in _inside(box):
+        got = quantized_state(x, parse_precision(target))
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert float((box.hi - box.lo).mean()) > 0
+
+
+def test_codebook_edges_known_answer():
+    code = torch.tensor([1.0, -1.0, 0.0, 0.5])  # any order: edges come from the sorted values
+    idx, lo, hi, width = codebook_edges(torch.tensor([0.3, -0.6, 0.9, 0.1]), code)
+    assert code[idx].tolist() == [0.5, -1.0, 1.0, 0.0]
+    assert lo.tolist() == [0.25, float("-inf"), 0.75, -0.5]
+    assert hi.tolist() == [0.75, -0.5, float("inf"), 0.25]
+    assert width.tolist() == [0.5, 1.0, 0.5, 0.75]
+
+
+@pytest.mark.parametrize("target", ["bnb-nf4", "bnb-fp4", "bnb-int8"])
+def test_bnb_encoding_matches_nearest_code_and_survives_bf16(target):
+    w = _weight(cols=128)
+    e = encode(w, target)
+    wb = w.to(torch.bfloat16).float()
+    if target == "bnb-int8":
+        scale = wb.abs().amax(1, keepdim=True) / 127
+        assert torch.equal(e.state["codes"].float(), torch.round(wb / scale))
+    else:
+        table = code_table(target.split("-")[1])
+        blocks = wb.reshape(-1, 64)
+        scaled = blocks / blocks.abs().amax(1, keepdim=True)
+        nearest = table[(scaled.unsqueeze(-1) - table).abs().argmin(-1)]
+        assert torch.equal(table[e.state["codes"].long()].reshape(-1, 64), nearest)
+    box = layer_interval(w, [target], margin=0.1)
+    assert box.lo.to(torch.bfloat16).float().equal(box.lo) and box.hi.to(torch.bfloat16).float().equal(box.hi)
+    for x in _inside(box):
+        xb = x.to(torch.bfloat16).float()  # what the back-end sees
+        assert bool(((box.lo <= xb) & (xb <= box.hi)).all())
+        got = encode(x, target).state
+        assert all(torch.equal(got[k], e.state[k]) for k in e.state)
+
+
+def test_unconstrained_targets_are_refused():
+    for bad in ("fp32", "int8-dynamic", "quanto-fp8"):
+        with pytest.raises(UsageError, match="no weight-interval constraint"):
+            check_target(bad)
