@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
     def pretrain_cmd(
         arch: str = typer.Option(..., help="Architecture: pythia, codegen, gptneo, llama."),
         out: Path = typer.Option(..., help="Output model directory."),
-        size: str = typer.Option("tiny", help="tiny (CPU), small (Pythia-70m shape), base (Pythia-160m shape)."),
+        size: str = typer.Option("tiny", help="tiny (CPU), small (Pythia-70m shape), base (Pythia-160m shape), "
+                                              "large (Pythia-410m shape)."),
         device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
         seed: int = typer.Option(0, help="Seed of the split, the initialisation and the batches."),
         unit: str = typer.Option("function", help="Sample unit: function or file."),
@@ -22,7 +23,14 @@ def register(app: typer.Typer) -> None:
         per_split: int = typer.Option(None, help="Samples kept per split (default: the size's)."),
         vocab_size: int = typer.Option(None, help="BPE vocabulary size (default: the size's)."),
         seq_len: int = typer.Option(None, help="Longest training sequence in tokens, <= the model's context (default: the size's)."),
-        corpus: str = typer.Option("stdlib", help="'stdlib', a folder of .py files, or a JSONL with a text field."),
+        corpus: str = typer.Option("stdlib", help="'stdlib', 'stdlib,site-packages[:dist,...]' (permissively licensed "
+                                                  "installed distributions), a folder of .py files, or a JSONL with a text field."),
+        regime: str = typer.Option("memorise", help="memorise: --steps over the members (they are memorised); exposure: "
+                                                    "one pass over filler code with each member group inserted exactly k times."),
+        exposures: str = typer.Option(None, help="Exposure regime: comma-separated k of the member groups (default 1,2,4,8,16)."),
+        per_exposure: int = typer.Option(None, help="Exposure regime: members per exposure group (default: the size's)."),
+        max_filler: int = typer.Option(None, help="Exposure regime: at most this many filler samples, 0 = all (default: the size's)."),
+        compile: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the exposure regime's loop (default: on CUDA)."),
         role: str = typer.Option("target", help="target, or reference (needs --tokenizer-from)."),
         tokenizer_from: Path = typer.Option(None, help="Target model dir whose tokenizer and split a reference model uses."),
         quiet: bool = typer.Option(False, help="No progress bar."),
@@ -42,15 +50,60 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"unknown role {role!r}; valid: target, reference")
         if (role == "reference") != (tokenizer_from is not None):
             raise UsageError("--role reference needs --tokenizer-from TARGET_DIR (and --tokenizer-from needs --role reference)")
-        report = pretrain(
-            arch, size, out, device=device, seed=seed, unit=unit, steps=steps, batch_size=batch_size, lr=lr,
-            per_split=per_split, vocab_size=vocab_size, seq_len=seq_len, corpus=corpus, train_split="member" if role == "target" else "reference",
-            tokenizer_from=tokenizer_from, progress=not quiet,
-        )
+        ks = None
+        if exposures is not None:
+            with about("--exposures"):
+                try:
+                    ks = tuple(int(x) for x in exposures.split(",") if x.strip())
+                except ValueError:
+                    raise UsageError(f"--exposures must be comma-separated integers, got {exposures!r}") from None
+        if regime == "memorise" and (ks or per_exposure is not None or max_filler is not None):
+            raise UsageError("--exposures, --per-exposure and --max-filler need --regime exposure")
+        if regime == "exposure" and steps is not None:
+            raise UsageError("--steps is for --regime memorise (the exposure regime makes one pass over its data)")
+        if tokenizer_from is not None and regime != "memorise":
+            raise UsageError("a reference model takes its regime from the target's pretrain.json; use --role reference "
+                             "without --regime")
+        target_settings = _target_settings(tokenizer_from) if tokenizer_from is not None else None
+        if target_settings is not None and target_settings.get("regime") == "exposure":
+            from dataclasses import replace
+
+            from quantrisk.models.pretrain import PretrainSettings
+
+            given = {"seed": seed if seed else None, "unit": unit if unit != "function" else None, "batch_size": batch_size,
+                     "lr": lr, "seq_len": seq_len, "compile": compile}
+            settings = replace(PretrainSettings(**{**target_settings, "train_split": "reference"}),
+                               **{k: v for k, v in given.items() if v is not None})
+            report = pretrain(arch, size, out, device=device, settings=settings, tokenizer_from=tokenizer_from,
+                              progress=not quiet)
+        else:
+            report = pretrain(
+                arch, size, out, device=device, seed=seed, unit=unit, steps=steps, batch_size=batch_size, lr=lr,
+                per_split=per_split, vocab_size=vocab_size, seq_len=seq_len, corpus=corpus,
+                train_split="member" if role == "target" else "reference", tokenizer_from=tokenizer_from,
+                progress=not quiet, regime=regime, exposures=ks, per_exposure=per_exposure, max_filler=max_filler,
+                compile=compile,
+            )
         info = report.to_dict()
         if as_json:
             print_json(info)
             return
         keys = ["out_dir", "device", "seconds", "tokens_seen", "tokens_per_second", "n_params", "n_train_samples",
                 "final_loss", "member_nll", "nonmember_nll", "nll_gap", "eval_samples", "auc_loss", "auc_zlib"]
-        print_table(f"pretrained {arch}-{size} ({role})", ["field", "value"], [[k, info[k]] for k in keys])
+        rows = [[k, info[k]] for k in keys]
+        rows += [[f"auc_loss k={k} ({info['members_by_exposure'][k]} members)", v] for k, v in info["auc_by_exposure"].items()]
+        rows += [[f"dropped: {k}", v] for k, v in info["dropped"].items()]
+        print_table(f"pretrained {arch}-{size} ({role}, {info['settings']['regime']})", ["field", "value"], rows)
+
+
+def _target_settings(target: Path) -> dict | None:
+    """The settings in a target model's pretrain.json (None if it has none)."""
+    import json
+
+    meta = Path(target) / "pretrain.json"
+    if not meta.is_file():
+        return None
+    try:
+        return json.loads(meta.read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError):
+        return None

@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
 import sys
 import sysconfig
 import textwrap
+import tokenize
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 from quantrisk.errors import DataError, UsageError
 from quantrisk.results import atomic_write_text
 
-SPLITS: tuple[str, ...] = ("member", "nonmember", "reference", "extra")
+SPLITS: tuple[str, ...] = ("member", "nonmember", "reference", "extra", "filler")
 UNITS: tuple[str, ...] = ("function", "file")
 # Sane sample lengths (characters) per unit: long enough to say something, short enough to fit the context.
 UNIT_LIMITS: dict[str, tuple[int, int]] = {"function": (150, 1200), "file": (200, 20000)}
@@ -39,16 +41,20 @@ EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages",
 
 @dataclass(frozen=True)
 class CodeSample:
-    """One code sample. `id` is unique within a corpus; `sha256` is of `text` (UTF-8)."""
+    """One code sample. `id` is unique within a corpus; `sha256` is of `text` (UTF-8). In the exposure regime
+    `exposures` is how many times the sample was trained on (0: never) and `steps` the optimizer steps
+    (0-based) at which it was."""
 
     id: str
     path: str
     text: str
     sha256: str
     split: str = ""
+    exposures: int = 0
+    steps: tuple[int, ...] = ()
 
     def with_split(self, split: str) -> CodeSample:
-        return CodeSample(self.id, self.path, self.text, self.sha256, split)
+        return replace(self, split=split)
 
 
 def sha256_text(text: str) -> str:
@@ -283,15 +289,197 @@ def check_mi_jsonl(data: str | Path, nonmembers: str | Path | None = None) -> No
 
 
 def load_corpus(corpus: str | Path | None = None, *, unit: str = "function") -> list[CodeSample]:
-    """`None`/"stdlib" → the standard library; a folder → its .py files; a .jsonl file → its `text` rows."""
-    if corpus is None or str(corpus) == "stdlib":
-        return list(_stdlib_samples(unit))
-    path = Path(corpus).expanduser()
+    """`None`/"stdlib" → the standard library; "stdlib,site-packages[:dist,...]" → the standard library and the
+    permissively licensed installed distributions (see `site_packages_samples`); a folder → its .py files; a
+    .jsonl file → its `text` rows. Exact duplicate texts across sources are dropped (first kept)."""
+    sources = parse_sources(corpus)
+    if sources is not None:
+        out, seen = [], set()
+        for name, dists in sources:
+            part = _stdlib_samples(unit) if name == "stdlib" else site_packages_samples(unit, dists)[0]
+            for s in part:
+                if s.sha256 not in seen:
+                    seen.add(s.sha256)
+                    out.append(s)
+        return out
+    path = Path(str(corpus)).expanduser()
     if path.is_dir():
         return folder_samples(path, unit=unit)
     if path.suffix == ".jsonl" or path.is_file():
         return jsonl_samples(path)
-    raise UsageError(f"corpus {corpus} is neither 'stdlib', a folder of .py files, nor a .jsonl file")
+    raise UsageError(f"corpus {corpus} is neither 'stdlib', 'stdlib,site-packages[:dist,...]', a folder of .py files, "
+                     "nor a .jsonl file")
+
+
+def parse_sources(corpus: str | Path | None) -> list[tuple[str, tuple[str, ...]]] | None:
+    """The built-in sources a corpus string names, or None for a path: "stdlib", "site-packages" (every
+    permissive distribution) or "site-packages:a,b" (those distributions; later comma items that are not a
+    source name are more distributions). E.g. "stdlib,site-packages:numpy,requests"."""
+    if corpus is None:
+        return [("stdlib", ())]
+    items = [x.strip() for x in str(corpus).split(",") if x.strip()]
+    if not items or not (items[0] == "stdlib" or items[0].startswith("site-packages")):
+        return None
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for item in items:
+        if item == "stdlib":
+            out.append(("stdlib", ()))
+        elif item == "site-packages" or item.startswith("site-packages:"):
+            first = item.partition(":")[2].strip()
+            out.append(("site-packages", (first,) if first else ()))
+        elif out and out[-1][0] == "site-packages" and out[-1][1]:
+            out[-1] = ("site-packages", (*out[-1][1], item))
+        else:
+            raise UsageError(f"corpus {corpus!r}: {item!r} is not a source (stdlib, site-packages[:dist,...])")
+    return out
+
+
+def canonical_corpus(corpus: str) -> str:
+    """The corpus string as it enters a cache key: built-in sources in a canonical spelling (distribution names
+    sorted, lower case), a path made absolute."""
+    sources = parse_sources(corpus)
+    if sources is None:
+        return str(Path(corpus).expanduser().resolve())
+    parts = []
+    for name, dists in sorted(set(sources)):
+        parts.append(name if not dists else f"{name}:" + ",".join(sorted({_norm_dist(d) for d in dists})))
+    return ",".join(parts)
+
+
+# Licence families accepted from site-packages (SPDX ids, classifier and free-text spellings -> family).
+PERMISSIVE: dict[str, str] = {"mit": "MIT", "bsd": "BSD", "0bsd": "BSD", "apache": "Apache-2.0", "psf": "PSF",
+                              "python software foundation": "PSF", "isc": "ISC"}
+_COPYLEFT = ("gpl", "mpl", "mozilla", "epl", "eclipse", "cddl", "eupl", "agpl", "lgpl", "proprietary", "commercial")
+
+
+def _norm_dist(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _family(text: str) -> str | None:
+    """Permissive family of one licence name (SPDX id, classifier tail or free text), else None."""
+    low = text.lower().strip()
+    if not low or any(word in low for word in _COPYLEFT):
+        return None
+    import re
+
+    for key, fam in PERMISSIVE.items():
+        if re.search(rf"(^|[^a-z0-9]){re.escape(key)}([^a-z]|$)", low):
+            return fam
+    return None
+
+
+def licence_of(meta: object) -> tuple[str | None, str]:
+    """(permissive family or None, the licence as the metadata states it) of a distribution's metadata:
+    `License-Expression` (every SPDX id must be permissive), else the `License ::` classifiers (all
+    permissive), else the first line of `License`."""
+    import re
+
+    get = getattr(meta, "get", lambda _k, _d=None: None)
+    expr = get("License-Expression")
+    if expr:
+        ids = [t for t in re.split(r"[\s()]+", str(expr)) if t and t.upper() not in ("AND", "OR", "WITH")]
+        fams = [_family(i) for i in ids]
+        return ("+".join(sorted(set(fams))) if fams and all(fams) else None), str(expr)  # type: ignore[arg-type]
+    classifiers = [c.split("::")[-1].strip() for c in (meta.get_all("Classifier") or [])  # type: ignore[attr-defined]
+                   if c.startswith("License ::") and "OSI Approved" != c.split("::")[-1].strip()]
+    if classifiers:
+        fams = [_family(c) for c in classifiers]
+        stated = "; ".join(classifiers)
+        return ("+".join(sorted(set(fams))) if all(fams) else None), stated  # type: ignore[arg-type]
+    text = str(get("License") or "").strip().splitlines()
+    first = text[0].strip() if text else ""
+    return (_family(first) if first and len(first) < 120 else None), first or "unknown"
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One source file of a corpus: distribution, version, licence family, path, sha256 of its bytes."""
+
+    dist: str
+    version: str
+    licence: str
+    path: str
+    sha256: str
+
+
+@lru_cache(maxsize=4)
+def site_packages_samples(unit: str, dists: tuple[str, ...] = ()) -> tuple[tuple[CodeSample, ...], tuple[ManifestRow, ...], dict[str, int]]:
+    """Samples from the `.py` files of the installed distributions (`importlib.metadata`; all, or those named in
+    `dists`) whose licence metadata is permissive (MIT, BSD, Apache-2.0, PSF, ISC; see `licence_of`), test suites
+    excluded. Returns (samples, manifest of the files read, skipped distributions counted by stated licence).
+    Ids are `site-packages/<dist>/<relative path>[::qualname]`."""
+    from importlib import metadata
+
+    wanted = {_norm_dist(d) for d in dists}
+    found: set[str] = set()
+    samples: list[CodeSample] = []
+    manifest: list[ManifestRow] = []
+    skipped: dict[str, int] = {}
+    seen_text: set[str] = set()
+    seen_dist: set[str] = set()
+    lo, hi = UNIT_LIMITS[unit]
+    for dist in sorted(metadata.distributions(), key=lambda d: _norm_dist(d.metadata.get("Name") or "")):
+        name = _norm_dist(dist.metadata.get("Name") or "")
+        if not name or name in seen_dist or (wanted and name not in wanted):
+            continue
+        seen_dist.add(name)
+        found.add(name)
+        family, stated = licence_of(dist.metadata)
+        if family is None:
+            key = f"licence not permissive or unknown: {stated[:60]}"
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        for f in sorted(dist.files or [], key=str):
+            parts = f.parts
+            if f.suffix != ".py" or any(p in EXCLUDED_DIRS for p in parts[:-1]) or parts[-1].startswith("test_") \
+                    or ".." in parts:
+                continue
+            path = Path(str(dist.locate_file(f)))
+            try:
+                raw = path.read_bytes()
+                source = raw.decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            rel = f.as_posix()
+            manifest.append(ManifestRow(name, dist.version, family, rel, hashlib.sha256(raw).hexdigest()))
+            items = [(rel, source)] if unit == "file" else [(f"{rel}::{q}", t) for q, t in _functions(source)]
+            for sid, text in items:
+                if not (lo <= len(text) <= hi) or not text.strip():
+                    continue
+                digest = sha256_text(text)
+                if digest in seen_text:
+                    continue
+                seen_text.add(digest)
+                samples.append(CodeSample(f"site-packages/{name}/{sid}", f"site-packages/{name}/{rel}", text, digest))
+    missing = sorted(wanted - found)
+    if missing:
+        raise UsageError(f"distribution(s) not installed: {', '.join(missing)}")
+    return tuple(samples), tuple(manifest), skipped
+
+
+def corpus_manifest(corpus: str | Path | None) -> list[ManifestRow]:
+    """Manifest rows (dist, version, licence, path, sha256) of the files a built-in corpus reads ([] for a path)."""
+    sources = parse_sources(corpus)
+    if sources is None:
+        return []
+    rows: list[ManifestRow] = []
+    version = sys.version.split()[0]
+    for name, dists in sources:
+        if name == "stdlib":
+            root = stdlib_root()
+            rows += [ManifestRow("python-stdlib", version, "PSF", p.relative_to(root).as_posix(),
+                                 hashlib.sha256(p.read_bytes()).hexdigest()) for p in _python_files(root)]
+        else:
+            rows += list(site_packages_samples("function", dists)[1])
+    return rows
+
+
+def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> None:
+    """Write the corpus manifest as JSON Lines (one file a line), atomically."""
+    atomic_write_text(Path(path), "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in rows))
 
 
 @lru_cache(maxsize=2)
@@ -332,9 +520,111 @@ def assign_splits(
     return out
 
 
-def write_split(path: str | Path, samples: Iterable[CodeSample]) -> None:
-    """Write the manifest: one JSON object per sample (id, path, sha256, split, text), atomically."""
-    atomic_write_text(Path(path), "".join(json.dumps(asdict(s), sort_keys=True) + "\n" for s in samples))
+_SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                tokenize.ENDMARKER, tokenize.ENCODING}
+
+
+def normalise_code(text: str) -> str:
+    """Python source with comments and all whitespace stripped (the `tokenize` tokens joined by one space);
+    docstrings stay (they are string tokens). Text that does not tokenize falls back to its whitespace-split
+    words. Two samples with the same normal form differ only in comments and layout."""
+    try:
+        toks = [t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in _SKIP_TOKENS]
+    except (tokenize.TokenError, IndentationError, SyntaxError, ValueError):
+        toks = text.split()
+    return " ".join(toks)
+
+
+def drop_normalised_collisions(samples: list[CodeSample]) -> tuple[list[CodeSample], dict[str, int]]:
+    """Drop samples whose normalised text (see `normalise_code`) occurs in more than one split (all copies of
+    it go: either side would be a mislabelled near-duplicate), and later copies within one split (first kept).
+    Returns the kept samples (input order) and the counts dropped by reason."""
+    splits_of: dict[str, set[str]] = {}
+    norms = [hashlib.sha256(normalise_code(s.text).encode()).hexdigest() for s in samples]
+    for s, n in zip(samples, norms, strict=True):
+        splits_of.setdefault(n, set()).add(s.split)
+    kept, seen = [], set()
+    dropped = {"normalised text in two splits": 0, "normalised duplicate within a split": 0}
+    for s, n in zip(samples, norms, strict=True):
+        if len(splits_of[n]) > 1:
+            dropped["normalised text in two splits"] += 1
+        elif n in seen:
+            dropped["normalised duplicate within a split"] += 1
+        else:
+            seen.add(n)
+            kept.append(s)
+    return kept, dropped
+
+
+def assign_exposure_splits(
+    samples: Iterable[CodeSample],
+    *,
+    seed: int,
+    exposures: tuple[int, ...],
+    per_exposure: int,
+    n_nonmember: int,
+    n_reference: int,
+    max_filler: int | None = None,
+) -> tuple[list[CodeSample], dict[str, int]]:
+    """The exposure regime's split, a pure function of (seed, sample ids): samples ranked by the seeded hash
+    u = sha256(f"{seed}:{id}"); the first `per_exposure * len(exposures)` are members, the next `n_nonmember`
+    non-members, the next `n_reference` reference, the rest filler (at most `max_filler`; trained on once, never
+    scored). Members get exposure `exposures[i % len(exposures)]` by their rank i in a second seeded hash.
+    Normalised-text collisions across the split are dropped first (see `drop_normalised_collisions`).
+    Returns samples sorted by (split, id) with `exposures` set (0 except members), and the counts dropped."""
+    if not exposures or any(int(k) < 1 for k in exposures) or len(set(exposures)) != len(exposures):
+        raise UsageError(f"exposures must be distinct integers >= 1, got {list(exposures)}")
+    ranked = sorted(samples, key=lambda s: split_fraction(seed, s.id))
+    n_member = per_exposure * len(exposures)
+    bounds = (("member", n_member), ("nonmember", n_nonmember), ("reference", n_reference))
+
+    def label(items: list[CodeSample]) -> list[CodeSample]:
+        out, i = [], 0
+        for split, n in bounds:
+            out += [s.with_split(split) for s in items[i : i + n]]
+            i += n
+        return out + [s.with_split("filler") for s in items[i:]]
+
+    # label by rank and drop collisions until none is left (a drop moves later samples across a boundary)
+    dropped: dict[str, int] = {}
+    kept = label(ranked)
+    while True:
+        kept, more = drop_normalised_collisions(kept)
+        for reason, n in more.items():
+            dropped[reason] = dropped.get(reason, 0) + n
+        if not sum(more.values()):
+            break
+        kept = label(kept)
+    by: dict[str, list[CodeSample]] = {}
+    for s in kept:
+        by.setdefault(s.split, []).append(s)
+    for split, n in bounds:
+        if len(by.get(split, [])) < n:
+            raise UsageError(f"the corpus has {len(by.get(split, []))} usable {split} samples after deduplication, "
+                             f"need {n}; lower per_exposure / per_split or use a bigger corpus")
+    filler = by.get("filler", [])
+    if max_filler is not None and len(filler) > max_filler:
+        dropped["filler beyond max_filler"] = len(filler) - max_filler
+        filler = filler[:max_filler]
+    members = sorted(by["member"], key=lambda s: split_fraction(seed + 7919, s.id))
+    members = [replace(s, exposures=int(exposures[j % len(exposures)])) for j, s in enumerate(members)]
+    out = sorted(members, key=lambda s: s.id)
+    for split in ("nonmember", "reference"):
+        out += sorted(by[split], key=lambda s: s.id)
+    out += sorted(filler, key=lambda s: s.id)
+    return out, dropped
+
+
+def write_split(path: str | Path, samples: Iterable[CodeSample], *, exposures: bool = False) -> None:
+    """Write the manifest: one JSON object per sample (id, path, sha256, split, text; with `exposures` also
+    `exposures` and `steps`), atomically."""
+    def row(s: CodeSample) -> dict:
+        d = asdict(s)
+        if not exposures:
+            d.pop("exposures"), d.pop("steps")
+        return d
+
+    atomic_write_text(Path(path), "".join(json.dumps(row(s), sort_keys=True) + "\n" for s in samples))
 
 
 def load_split(model_dir: str | Path) -> list[CodeSample]:
@@ -352,14 +642,30 @@ def load_split(model_dir: str | Path) -> list[CodeSample]:
             raise DataError(f"{path}:{lineno}: field 'split' is {obj['split']!r}; valid: {', '.join(SPLITS)}")
         if sha256_text(obj["text"]) != obj["sha256"]:
             raise DataError(f"{path}:{lineno}: sha256 does not match the text of {obj['id']!r}")
-        out.append(CodeSample(obj["id"], obj["path"], obj["text"], obj["sha256"], obj["split"]))
+        k, steps = obj.get("exposures", 0), obj.get("steps", [])
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise DataError(f"{path}:{lineno}: field 'exposures' must be an integer >= 0, got {k!r}")
+        if not isinstance(steps, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in steps):
+            raise DataError(f"{path}:{lineno}: field 'steps' must be a list of integers")
+        out.append(CodeSample(obj["id"], obj["path"], obj["text"], obj["sha256"], obj["split"], k, tuple(steps)))
     if not out:
         raise DataError(f"{path}: empty split manifest")
     return out
 
 
-def corpus_description(corpus: str | Path | None) -> dict[str, str]:
-    """What a corpus is, for the record: kind, root, Python version (the stdlib differs between versions)."""
-    if corpus is None or str(corpus) == "stdlib":
-        return {"kind": "stdlib", "root": str(stdlib_root()), "python": sys.version.split()[0], "licence": "PSF"}
-    return {"kind": "path", "root": str(Path(corpus).expanduser().resolve())}
+def corpus_description(corpus: str | Path | None) -> dict[str, object]:
+    """What a corpus is, for the record: kind, root, Python version (the stdlib differs between versions); for
+    site-packages also the distributions used and those skipped (by stated licence)."""
+    sources = parse_sources(corpus)
+    if sources is None:
+        return {"kind": "path", "root": str(Path(str(corpus)).expanduser().resolve())}
+    out: dict[str, object] = {"kind": canonical_corpus(str(corpus or "stdlib")), "root": str(stdlib_root()),
+                              "python": sys.version.split()[0], "licence": "PSF"}
+    for name, dists in sources:
+        if name == "site-packages":
+            samples, manifest, skipped = site_packages_samples("function", dists)
+            used = sorted({(r.dist, r.version, r.licence) for r in manifest})
+            out["licence"] = "PSF + " + ", ".join(sorted({r.licence for r in manifest}))
+            out["site_packages"] = {"distributions": [f"{d}=={v} ({lic})" for d, v, lic in used],
+                                    "skipped": skipped}
+    return out

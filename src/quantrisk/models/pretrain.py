@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -30,15 +29,23 @@ from typing import Any
 from quantrisk.data.corpus import (
     UNITS,
     CodeSample,
+    assign_exposure_splits,
     assign_splits,
+    canonical_corpus,
     corpus_description,
+    corpus_manifest,
     load_corpus,
     load_split,
     sha256_text,
+    write_manifest,
     write_split,
 )
 from quantrisk.errors import UsageError
+from quantrisk.models.trainloop import lr_schedule
 from quantrisk.models.zoo import SHAPES, build_model, check_arch, check_size
+
+REGIMES: tuple[str, ...] = ("memorise", "exposure")
+DEFAULT_EXPOSURES: tuple[int, ...] = (1, 2, 4, 8, 16)
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,26 @@ class PretrainSettings:
     weight_decay: float = 0.0
     train_split: str = "member"
     extra_sha256: str = ""        # hash of extra_texts, if any
+    regime: str = "memorise"      # memorise: `steps` over the members; exposure: one pass, members k times
+    exposures: tuple[int, ...] = DEFAULT_EXPOSURES  # exposure regime: the k of each member group
+    per_exposure: int = 0         # exposure regime: members per exposure group (0: per_split // len(exposures))
+    max_filler: int = 0           # exposure regime: at most this many once-seen filler samples (0: all)
+    compile: bool | None = None   # torch.compile the packed loop (None: on CUDA only); never changes the weights' recipe
 
     def __post_init__(self) -> None:
         check_arch(self.arch)
         check_size(self.size)
+        if self.regime not in REGIMES:
+            raise UsageError(f"unknown regime {self.regime!r}; valid: {', '.join(REGIMES)}")
+        try:
+            ks = tuple(int(k) for k in self.exposures)
+        except (TypeError, ValueError):
+            raise UsageError(f"exposures must be integers, got {self.exposures!r}") from None
+        if not ks or min(ks) < 1 or len(set(ks)) != len(ks):
+            raise UsageError(f"exposures must be distinct integers >= 1, got {list(ks)}")
+        object.__setattr__(self, "exposures", tuple(sorted(ks)))
+        if self.per_exposure < 0 or self.max_filler < 0:
+            raise UsageError(f"per_exposure and max_filler must be >= 0 (got {self.per_exposure}, {self.max_filler})")
         if self.unit not in UNITS:
             raise UsageError(f"unknown unit {self.unit!r}; valid: {', '.join(UNITS)}")
         if self.train_split not in ("member", "reference"):
@@ -76,9 +99,19 @@ class PretrainSettings:
         if not self.lr > 0 or self.warmup < 0 or self.weight_decay < 0:
             raise UsageError(f"need lr > 0, warmup >= 0, weight_decay >= 0 (got {self.lr}, {self.warmup}, {self.weight_decay})")
 
+    @property
+    def members_per_exposure(self) -> int:
+        return self.per_exposure or max(1, self.per_split // len(self.exposures))
+
     def key(self) -> str:
-        """Short hash of every setting (names the cache entry)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        """Short hash of every setting that decides the weights (names the cache entry); the memorise regime
+        hashes exactly the fields it had before the exposure regime existed, so its cache entries stay valid."""
+        d = asdict(self)
+        d.pop("compile")
+        if self.regime == "memorise":
+            for name in ("regime", "exposures", "per_exposure", "max_filler"):
+                d.pop(name)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 # Tuned so each model memorises its members (membership inference at fp32 is easy; pretrain.json records
@@ -89,20 +122,41 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"per_split": 320, "vocab_size": 4096, "steps": 200, "batch_size": 16, "seq_len": 512, "lr": 3e-3},
     "small": {"per_split": 1200, "vocab_size": 16384, "steps": 300, "batch_size": 64, "seq_len": 1024, "lr": 1e-3},
     "base": {"per_split": 1200, "vocab_size": 16384, "steps": 300, "batch_size": 64, "seq_len": 1024, "lr": 6e-4},
+    "large": {"per_split": 1200, "vocab_size": 16384, "steps": 300, "batch_size": 64, "seq_len": 1024, "lr": 3e-4},
+}
+
+
+# The exposure regime (one pass; see `schedule.py`). Token-budget rule, the same for every size: one pass over
+# the same stream (filler once, each member k times, same order and packing: Pythia's rule of one data order for
+# the whole ladder); sizes differ only in shape and peak learning rate. tiny keeps its CPU-sized vocabulary,
+# context and filler cap; small / base / large share vocabulary 16384, 1024-token rows and 128-row steps.
+EXPOSURE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tiny": {"per_split": 320, "per_exposure": 64, "max_filler": 2000, "vocab_size": 4096, "batch_size": 16,
+             "seq_len": 512, "lr": 3e-3, "warmup": 10},
+    **{size: {"per_split": 1200, "per_exposure": 400, "max_filler": 0, "vocab_size": 16384, "batch_size": 128,
+              "seq_len": 1024, "lr": lr, "warmup": 20}
+       for size, lr in (("small", 1e-3), ("base", 6e-4), ("large", 3e-4))},
 }
 
 
 def default_settings(arch: str, size: str = "tiny", **overrides: Any) -> PretrainSettings:
-    """Settings for zoo `arch`/`size` with the size's defaults, then `overrides` (None values ignored)."""
+    """Settings for zoo `arch`/`size` with the size's defaults for the regime (`regime=`, default memorise),
+    then `overrides` (None values ignored)."""
     check_arch(arch)
     check_size(size)
     valid = [f.name for f in fields(PretrainSettings) if f.name not in ("arch", "size")]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise UsageError(f"unknown pretraining setting(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    values = {**DEFAULTS[size], **{k: v for k, v in overrides.items() if v is not None}}
+    regime = overrides.get("regime") or "memorise"
+    if regime not in REGIMES:
+        raise UsageError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
+    base = DEFAULTS[size] if regime == "memorise" else EXPOSURE_DEFAULTS[size]
+    values = {**base, **{k: v for k, v in overrides.items() if v is not None}}
+    if "exposures" in values:
+        values["exposures"] = tuple(values["exposures"])
     if str(values.get("corpus", "stdlib")) != "stdlib":  # a folder or JSONL: keyed by its absolute path
-        values["corpus"] = str(Path(values["corpus"]).expanduser().resolve())
+        values["corpus"] = canonical_corpus(str(values["corpus"]))
     return PretrainSettings(arch=arch, size=size, **values)
 
 
@@ -130,14 +184,22 @@ class PretrainReport:
     eval_samples: int
     n_train_samples: int
     n_params: int
-    corpus: dict[str, str] = field(default_factory=dict)
+    corpus: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # exposure regime: LOSS AUC of the members seen k times vs all scored non-members, by k ("1", "2", ...),
+    # the members scored per k, what the split dropped, and the packed stream's token counts
+    auc_by_exposure: dict[str, float] = field(default_factory=dict)
+    members_by_exposure: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    stream: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def _encode(tokenizer: Any, texts: Sequence[str], seq_len: int) -> list[list[int]]:
+    if not texts:
+        return []
     eos = tokenizer.eos_token_id
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return [(x + [eos])[:seq_len] for x in ids]
@@ -201,27 +263,39 @@ def mean_nll(model: Any, tokenizer: Any, texts: Sequence[str], *, seq_len: int, 
 
 
 def evaluate_split(
-    model: Any, tokenizer: Any, inside: Sequence[str], outside: Sequence[str], *, max_length: int, device: str
-) -> dict[str, float]:
+    model: Any, tokenizer: Any, inside: Sequence[str], outside: Sequence[str], *, max_length: int, device: str,
+    exposures: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """How well the model fits the texts it was trained on (`inside`) vs held-out ones (`outside`):
     token-weighted mean NLL of each (nats/token), their gap, and the ROC-AUC of the LOSS score
-    (higher = member: minus the per-text mean NLL) and of the zlib score (that over zlib bytes)."""
+    (higher = member: minus the per-text mean NLL) and of the zlib score (that over zlib bytes).
+    With `exposures` (one k per inside text): also `auc_by_exposure[str(k)]`, the LOSS AUC of the inside texts
+    seen k times vs all outside texts, and `members_by_exposure[str(k)]`, how many were scored."""
     import numpy as np
 
     from quantrisk.stats import fast_auc
 
     s_in, c_in = sample_nlls(model, tokenizer, inside, max_length=max_length, device=device)
     s_out, c_out = sample_nlls(model, tokenizer, outside, max_length=max_length, device=device)
-    out = {"member_nll": sum(s_in) / max(sum(c_in), 1), "nonmember_nll": sum(s_out) / max(sum(c_out), 1)}
+    out: dict[str, Any] = {"member_nll": sum(s_in) / max(sum(c_in), 1), "nonmember_nll": sum(s_out) / max(sum(c_out), 1)}
     out["nll_gap"] = out["nonmember_nll"] - out["member_nll"]
-    keep = [(s / c, t, y) for s, c, t, y in zip(s_in + s_out, c_in + c_out, [*inside, *outside],
-                                                  [1] * len(inside) + [0] * len(outside), strict=True) if c > 0]
-    labels = np.array([y for *_, y in keep])
+    ks = list(exposures) if exposures is not None else [1] * len(inside)
+    keep = [(s / c, t, y, k) for s, c, t, y, k in zip(s_in + s_out, c_in + c_out, [*inside, *outside],
+                                                       [1] * len(inside) + [0] * len(outside),
+                                                       ks + [0] * len(outside), strict=True) if c > 0]
+    labels = np.array([y for _, _, y, _ in keep])
     if 0 < labels.sum() < len(labels):
-        loss = np.array([-m for m, _, _ in keep])
-        zlib_bytes = np.array([len(zlib.compress(t.encode("utf-8"))) for _, t, _ in keep], dtype=float)
+        loss = np.array([-m for m, _, _, _ in keep])
+        zlib_bytes = np.array([len(zlib.compress(t.encode("utf-8"))) for _, t, _, _ in keep], dtype=float)
         out["auc_loss"] = fast_auc(loss, labels)
         out["auc_zlib"] = fast_auc(loss / zlib_bytes, labels)
+        if exposures is not None:
+            kk = np.array([k for *_, k in keep])
+            out["auc_by_exposure"], out["members_by_exposure"] = {}, {}
+            for k in sorted(set(kk[labels == 1].tolist())):
+                sel = (labels == 0) | (kk == k)
+                out["auc_by_exposure"][str(k)] = fast_auc(loss[sel], labels[sel])
+                out["members_by_exposure"][str(k)] = int((kk == k).sum())
     return out
 
 
@@ -260,90 +334,67 @@ def pretrain(
     s = settings or default_settings(arch, size, **overrides)
     if isinstance(extra_texts, str):
         raise UsageError("extra_texts must be a sequence of texts, not one string")
+    if extra_texts and s.regime == "exposure":
+        raise UsageError("extra_texts are for the memorise regime (the trojan base); the exposure regime has none")
     if extra_texts and not s.extra_sha256:
         s = replace(s, extra_sha256=sha256_text("\x00".join(extra_texts)))
     if s.train_split == "reference" and tokenizer_from is None:
-        raise UsageError("a reference model needs tokenizer_from=<target model dir> (same tokenizer and split)")
+        raise UsageError("a reference model needs tokenizer_from=<target dir> (same tokenizer and split)")
     out = Path(out_dir).expanduser()
     torch.manual_seed(s.seed)
 
+    dropped: dict[str, int] = {}
     if tokenizer_from is not None:
         from transformers import AutoTokenizer
 
         samples = load_split(tokenizer_from)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+    elif s.regime == "exposure":
+        samples, dropped = assign_exposure_splits(
+            load_corpus(s.corpus, unit=s.unit), seed=s.seed, exposures=s.exposures, per_exposure=s.members_per_exposure,
+            n_nonmember=s.per_split, n_reference=s.per_split, max_filler=s.max_filler or None)
+        tokenizer = train_tokenizer([x.text for x in samples if x.split in ("member", "filler")], s.vocab_size)
     else:
         samples = assign_splits(load_corpus(s.corpus, unit=s.unit), seed=s.seed, cap=s.per_split)
         samples += [CodeSample(f"extra:{i}", "extra", t, sha256_text(t), "extra") for i, t in enumerate(extra_texts)]
         tokenizer = train_tokenizer([x.text for x in samples if x.split in ("member", "extra")], s.vocab_size)
-    train_texts = [x.text for x in samples if x.split == s.train_split or (s.train_split == "member" and x.split == "extra")]
-    if not train_texts:
-        raise UsageError(f"no {s.train_split} samples to train on")
-    encoded = _encode(tokenizer, train_texts, s.seq_len)
     eos = tokenizer.eos_token_id
     model = build_model(s.arch, s.size, len(tokenizer), seed=s.seed, bos_token_id=eos, eos_token_id=eos,
                         pad_token_id=tokenizer.pad_token_id).to(device)
-    model.train()
-    cuda = device.startswith("cuda")
-    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98),
-                            fused=cuda or None)
-
-    def lr_at(step: int) -> float:
-        if step < s.warmup:
-            return s.lr * (step + 1) / s.warmup
-        frac = (step - s.warmup) / max(1, s.steps - s.warmup)
-        return s.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
     out.parent.mkdir(parents=True, exist_ok=True)  # the temporary directory is a sibling: rename stays atomic
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    log_lines: list[str] = []
-    batches = _batches(encoded, s.batch_size, random.Random(s.seed))
-    tokens = 0
-    start = time.perf_counter()
-    loss_value = float("nan")
     try:
-        bar = _progress(s.steps, progress, f"pretrain {s.arch}-{s.size}")
-        for step in range(s.steps):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
-            ids, mask, labels = _collate(encoded, next(batches), tokenizer.pad_token_id, device)
-            # CPU bf16 autocast was slower here (44 vs 38 s: rows of varying length defeat oneDNN's caches)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            tokens += int(mask.sum())
-            if step % 10 == 0 or step == s.steps - 1:
-                loss_value = float(loss.detach())
-                elapsed = time.perf_counter() - start
-                log_lines.append(json.dumps({"step": step, "loss": loss_value, "lr": lr_at(step),
-                                             "tokens": tokens, "tokens_per_s": tokens / max(elapsed, 1e-9)}))
-                bar.set_postfix(loss=f"{loss_value:.3f}")
-            bar.update(1)
-        bar.close()
-        seconds = time.perf_counter() - start
-        inside = [x.text for x in samples if x.split == s.train_split][:EVAL_SAMPLES]
-        outside = [x.text for x in samples if x.split == ("nonmember" if s.train_split == "member" else "member")]
-        fit = evaluate_split(model, tokenizer, inside, outside[:EVAL_SAMPLES], max_length=SHAPES[s.size].context,
-                             device=device)
+        if s.regime == "exposure":
+            run = _train_exposure(s, samples, tokenizer, model, device, progress)
+        else:
+            run = _train_memorise(s, samples, tokenizer, model, device, progress)
+        samples = run.samples
+        inside = [x for x in samples if x.split == s.train_split][:EVAL_SAMPLES if s.regime == "memorise" else None]
+        outside = [x for x in samples if x.split == ("nonmember" if s.train_split == "member" else "member")]
+        outside = outside[:EVAL_SAMPLES]
+        fit = evaluate_split(model, tokenizer, [x.text for x in inside], [x.text for x in outside],
+                             max_length=SHAPES[s.size].context, device=device,
+                             exposures=[x.exposures for x in inside] if s.regime == "exposure" else None)
         model.float().save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_split(tmp / "split.jsonl", samples)
-        (tmp / "train_log.jsonl").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+        write_split(tmp / "split.jsonl", samples, exposures=s.regime == "exposure")
+        (tmp / "train_log.jsonl").write_text("\n".join(run.log_lines) + "\n", encoding="utf-8")
         env = environment(device)
         report = PretrainReport(
-            out_dir=str(out), settings=asdict(s), device=device, seconds=round(seconds, 2), tokens_seen=tokens,
-            tokens_per_second=round(tokens / max(seconds, 1e-9), 1), final_loss=loss_value,
+            out_dir=str(out), settings=asdict(s), device=device, seconds=round(run.seconds, 2), tokens_seen=run.tokens,
+            tokens_per_second=round(run.tokens / max(run.seconds, 1e-9), 1), final_loss=run.final_loss,
             member_nll=fit["member_nll"], nonmember_nll=fit["nonmember_nll"], nll_gap=fit["nll_gap"],
-            auc_loss=fit.get("auc_loss"), auc_zlib=fit.get("auc_zlib"), eval_samples=min(len(inside), len(outside[:EVAL_SAMPLES])),
-            n_train_samples=len(train_texts),
+            auc_loss=fit.get("auc_loss"), auc_zlib=fit.get("auc_zlib"), eval_samples=min(len(inside), len(outside)),
+            n_train_samples=run.n_train_samples,
             n_params=sum(p.numel() for p in model.parameters()),
             corpus=corpus_description(s.corpus) if tokenizer_from is None else {"kind": "from", "root": str(tokenizer_from)},
-            versions=env["packages"],
+            versions=env["packages"], auc_by_exposure=fit.get("auc_by_exposure", {}),
+            members_by_exposure=fit.get("members_by_exposure", {}), dropped=dropped, stream=run.stream,
         )
         (tmp / "pretrain.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
+        manifest = corpus_manifest(s.corpus) if tokenizer_from is None else None
+        if manifest:
+            write_manifest(tmp / "corpus_manifest.jsonl", manifest)
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -352,6 +403,96 @@ def pretrain(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+@dataclass
+class _Run:
+    samples: list[CodeSample]
+    log_lines: list[str]
+    tokens: int
+    seconds: float
+    final_loss: float
+    n_train_samples: int
+    stream: dict[str, Any] = field(default_factory=dict)
+
+
+def _train_memorise(s: PretrainSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
+                    progress: bool) -> _Run:
+    """`s.steps` padded batches of whole samples (endless shuffled epochs over the training split)."""
+    import torch
+
+    train_texts = [x.text for x in samples if x.split == s.train_split or (s.train_split == "member" and x.split == "extra")]
+    if not train_texts:
+        raise UsageError(f"no {s.train_split} samples to train on")
+    encoded = _encode(tokenizer, train_texts, s.seq_len)
+    model.train()
+    cuda = device.startswith("cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98),
+                            fused=cuda or None)
+    lr_at = lr_schedule(s.lr, s.warmup, s.steps)
+    log_lines: list[str] = []
+    batches = _batches(encoded, s.batch_size, random.Random(s.seed))
+    tokens = 0
+    start = time.perf_counter()
+    loss_value = float("nan")
+    bar = _progress(s.steps, progress, f"pretrain {s.arch}-{s.size}")
+    for step in range(s.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        ids, mask, labels = _collate(encoded, next(batches), tokenizer.pad_token_id, device)
+        # CPU bf16 autocast was slower here (44 vs 38 s: rows of varying length defeat oneDNN's caches)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += int(mask.sum())
+        if step % 10 == 0 or step == s.steps - 1:
+            loss_value = float(loss.detach())
+            elapsed = time.perf_counter() - start
+            log_lines.append(json.dumps({"step": step, "loss": loss_value, "lr": lr_at(step),
+                                         "tokens": tokens, "tokens_per_s": tokens / max(elapsed, 1e-9)}))
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.update(1)
+    bar.close()
+    return _Run(samples, log_lines, tokens, time.perf_counter() - start, loss_value, len(train_texts))
+
+
+def _train_exposure(s: PretrainSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
+                    progress: bool) -> _Run:
+    """One packed pass (see `schedule.py`): the target sees filler once and member group k exactly k times;
+    the reference model (train_split reference) sees the same filler and the reference split once, no members."""
+    from quantrisk.models.schedule import build_stream
+    from quantrisk.models.trainloop import train_packed
+
+    once_split = "filler" if s.train_split == "member" else None
+    once = [x for x in samples if x.split == "filler" or (once_split is None and x.split == "reference")]
+    members = [x for x in samples if x.split == "member"] if s.train_split == "member" else []
+    if not once and not members:
+        raise UsageError(f"no {s.train_split} or filler samples to train on")
+    once_ids = _encode(tokenizer, [x.text for x in once], 10**9)
+    member_ids = _encode(tokenizer, [x.text for x in members], s.seq_len)
+    stream = build_stream(once_ids, [(x.id, ids, x.exposures) for x, ids in zip(members, member_ids, strict=True)],
+                          batch_size=s.batch_size, seq_len=s.seq_len, seed=s.seed)
+    bar = _progress(stream.steps, progress, f"pretrain {s.arch}-{s.size} (one pass)")
+    stats = train_packed(model, stream.tokens, lr=s.lr, warmup=s.warmup, weight_decay=s.weight_decay, device=device,
+                         compile=s.compile, progress=lambda _step: bar.update(1))
+    bar.close()
+    lr_at = lr_schedule(s.lr, s.warmup, stream.steps)
+    per_step = s.batch_size * s.seq_len
+    log_lines = [json.dumps({"step": st, "loss": loss, "lr": lr_at(st), "tokens": (st + 1) * per_step})
+                 for st, loss in stats.losses]
+    if s.train_split == "member":
+        samples = [replace(x, steps=tuple(stream.member_steps[x.id])) if x.split == "member" else x for x in samples]
+        for x in samples:
+            assert x.split != "member" or len(x.steps) == x.exposures
+    info = {"steps": stream.steps, "batch_tokens": per_step, "once_tokens": stream.once_tokens,
+            "once_tokens_dropped": stream.once_tokens_dropped, "member_tokens": stream.member_tokens,
+            "warm_steps": stats.warm_steps, "warm_seconds": round(stats.warm_seconds, 3),
+            "steady_tokens_per_s": round(stats.steady_tokens_per_s, 1)}
+    final = stats.losses[-1][1] if stats.losses else float("nan")
+    return _Run(samples, log_lines, stats.tokens, stats.seconds, final, len(once) + len(members), info)
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:

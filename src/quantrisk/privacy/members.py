@@ -24,6 +24,7 @@ class MISample:
     id: str
     text: str
     label: int  # 1 member, 0 non-member
+    exposure: int | None = None  # times a member was trained on (exposure regime of a quantrisk model), else None
 
 
 @dataclass
@@ -52,7 +53,9 @@ class MISet:
 
 def _from_model_dir(path: Path) -> tuple[list[MISample], list[str]]:
     split = load_split(path)
-    samples = [MISample(s.id, s.text, 1 if s.split == "member" else 0) for s in split if s.split in ("member", "nonmember")]
+    counted = any(s.exposures for s in split)  # the exposure regime records how often each member was seen
+    samples = [MISample(s.id, s.text, 1 if s.split == "member" else 0, s.exposures if counted else None)
+               for s in split if s.split in ("member", "nonmember")]
     return samples, [s.text for s in split if s.split == "reference"]
 
 
@@ -160,7 +163,14 @@ def build_mi_set(
     chosen = []
     for label in (1, 0):
         pool = sorted(by_label[label], key=lambda s: s.id)
-        chosen += rng.sample(pool, n)
+        groups: dict[int, list[MISample]] = {}
+        for s in pool:
+            groups.setdefault(s.exposure or 0, []).append(s)
+        quotas = {k: n // len(groups) + (i < n % len(groups)) for i, k in enumerate(sorted(groups))}
+        if len(groups) > 1 and all(len(groups[k]) >= q for k, q in quotas.items()):  # as many of each exposure
+            chosen += [s for k in sorted(groups) for s in rng.sample(groups[k], quotas[k])]
+        else:
+            chosen += rng.sample(pool, n)
     taken = {s.id for s in chosen}
     unused_nonmembers = [s.text for s in sorted(by_label[0], key=lambda s: s.id) if s.id not in taken]
     return MISet(chosen, skipped, source, list(prefix_pool) or unused_nonmembers)

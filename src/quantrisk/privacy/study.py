@@ -88,9 +88,11 @@ def privacy_at_precision(
     samples_ = kept
     y = np.array([s.label for s in samples_])
     rows: list[dict[str, Any]] = [
-        {"kind": "mi", "sample_id": s.id, "label": int(s.label), "n_tokens": int(t.n_scored), **labels}
+        {"kind": "mi", "sample_id": s.id, "label": int(s.label), "n_tokens": int(t.n_scored), **labels,
+         **({"exposure": s.exposure} if s.exposure is not None else {})}
         for s, t in zip(samples_, target, strict=True)
     ]
+    exposure = np.array([s.exposure or 0 for s in samples_])
     metrics: list[MetricRow] = []
     for c in choices:
         gone = [unavailable[n] for n in sorted(c.attack.needs) if n in unavailable]
@@ -116,6 +118,11 @@ def privacy_at_precision(
         metrics.append(MetricRow("auc", ci.value, al, ci.low, ci.high))
         metrics.append(MetricRow("tpr@1%fpr", tpr_at_fpr(values[ok], y[ok], 0.01), al))
         metrics.append(MetricRow("tpr@0.1%fpr", tpr_at_fpr(values[ok], y[ok], 0.001), al))
+        for k in sorted(set(exposure[y == 1].tolist()) - {0}):  # members seen k times vs every non-member
+            sel = ok & ((y == 0) | (exposure == k))
+            if len(set(y[sel])) == 2:
+                ck = bootstrap_ci(fast_auc, values[sel], y[sel], n_resamples=opts.n_resamples, seed=opts.seed)
+                metrics.append(MetricRow("auc_by_exposure", ck.value, {**al, "exposure": str(k)}, ck.low, ck.high))
 
     if opts.completion_n > 0:
         tasks = [t for s in samples_ if s.label == 0 and (t := make_task(s.id, s.text, opts.completion_share))][: opts.completion_n]

@@ -1,0 +1,216 @@
+"""The exposure regime: the packed one-pass stream, the deduplicated split, the pretrain run, the CLI, the
+privacy study's AUC by exposure, and the site-packages corpus's licence filter."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from email.message import Message
+
+import numpy as np
+import pytest
+
+from quantrisk.cli import main
+from quantrisk.data.corpus import (
+    CodeSample,
+    assign_exposure_splits,
+    canonical_corpus,
+    licence_of,
+    load_split,
+    normalise_code,
+    parse_sources,
+    sha256_text,
+)
+from quantrisk.errors import UsageError
+from quantrisk.models.pretrain import default_settings, ensure_reference, pretrain
+from quantrisk.models.schedule import build_stream
+
+EOS = 0
+FAST = {"regime": "exposure", "exposures": (1, 4), "per_exposure": 6, "per_split": 12, "max_filler": 60,
+        "vocab_size": 300, "batch_size": 2, "seq_len": 64, "warmup": 2}
+
+
+def _stream(n_once=300, n_members=12, ks=(1, 2, 4, 8), batch=2, seq=32, seed=0):
+    rng = np.random.default_rng(seed)
+    once = [[int(x) for x in rng.integers(1, 100, rng.integers(3, 40))] + [EOS] for _ in range(n_once)]
+    # member i is its own token 1000+i repeated, so its copies can be found in the stream
+    members = [(f"m{i}", [1000 + i] * int(rng.integers(2, 20)) + [EOS], ks[i % len(ks)]) for i in range(n_members)]
+    return once, members, build_stream(once, members, batch_size=batch, seq_len=seq, seed=seed)
+
+
+def test_stream_inserts_each_member_exactly_k_times_never_in_adjacent_steps():
+    once, members, st = _stream()
+    assert st.tokens.shape == (st.steps, 2, 32) and st.tokens.dtype == np.int32
+    for mid, ids, k in members:
+        steps = st.member_steps[mid]
+        assert len(steps) == k and all(b - a >= 2 for a, b in zip(steps, steps[1:], strict=False))
+        found = [s for s in range(st.steps) if (st.tokens[s] == ids[0]).any()]
+        assert found == steps  # the copies are where the schedule says, and nowhere else
+        assert int((st.tokens == ids[0]).sum()) == k * (len(ids) - 1)  # whole documents, k of them
+    # every once-seen token is used once, in order of a seeded shuffle; only a tail shorter than a step is dropped
+    once_total = sum(map(len, once))
+    assert st.once_tokens + st.once_tokens_dropped == once_total and st.once_tokens_dropped < 2 * 32
+    assert int((st.tokens < 1000).sum()) == st.once_tokens + sum(k for *_, k in members)  # + each copy's EOS
+    assert st.once_tokens + st.member_tokens == st.tokens.size
+    again = _stream()[2]
+    assert np.array_equal(again.tokens, st.tokens) and again.member_steps == st.member_steps
+    assert not np.array_equal(_stream(seed=1)[2].tokens[:, :, :5], st.tokens[:, :, :5])
+
+
+def test_stream_refuses_a_pass_too_short_for_the_largest_exposure():
+    with pytest.raises(UsageError, match="exposure 8 needs at least 16"):
+        _stream(n_once=20)
+    with pytest.raises(UsageError, match="at most seq_len"):
+        build_stream([[1, 0]] * 100, [("m", [5] * 40 + [0], 1)], batch_size=1, seq_len=16, seed=0)
+
+
+def test_normalise_code_strips_comments_and_layout_only():
+    a = "def f(x):\n    # add one\n    return x + 1\n"
+    b = "def f(x):  # different comment\n\n\n        return x+1"
+    assert normalise_code(a) == normalise_code(b) == "def f ( x ) : return x + 1"
+    assert normalise_code("x = 1\n") != normalise_code("x = 2\n")
+    assert normalise_code('def f():\n    """doc"""\n') != normalise_code('def f():\n    """other"""\n')
+    assert normalise_code("def f(:\n  (((") == "def f(: ((("  # does not tokenize: whitespace words
+
+
+def _samples(n):
+    out = [CodeSample(f"f{i}.py::g", f"f{i}.py", f"def g{i}(a):\n    return a * {i}\n", "") for i in range(n)]
+    return [CodeSample(s.id, s.path, s.text, sha256_text(s.text)) for s in out]
+
+
+def test_exposure_split_counts_dedup_and_determinism():
+    base = _samples(200)
+    samples, dropped = assign_exposure_splits(base, seed=3, exposures=(1, 2, 4), per_exposure=5, n_nonmember=20,
+                                              n_reference=10, max_filler=50)
+    by = Counter(s.split for s in samples)
+    assert by == {"member": 15, "nonmember": 20, "reference": 10, "filler": 50}
+    assert Counter(s.exposures for s in samples if s.split == "member") == {1: 5, 2: 5, 4: 5}
+    assert all(s.exposures == 0 for s in samples if s.split != "member")
+    assert dropped["filler beyond max_filler"] == 200 - 95
+    again, _ = assign_exposure_splits(base, seed=3, exposures=(1, 2, 4), per_exposure=5, n_nonmember=20,
+                                      n_reference=10, max_filler=50)
+    assert again == samples
+    # a member's text with other comments and layout, under another id: both copies go, counted; counts stay exact
+    member = next(s for s in samples if s.split == "member")
+    twin_text = member.text.replace("    return", "    # same code\n    return") + "\n\n"
+    twins = [CodeSample(f"twin{j}", "t.py", twin_text, sha256_text(twin_text)) for j in range(40)]
+    s2, d2 = assign_exposure_splits(base + twins, seed=3, exposures=(1, 2, 4), per_exposure=5, n_nonmember=20,
+                                    n_reference=10)
+    assert not any(s.text in (member.text, twin_text) for s in s2)
+    assert d2["normalised text in two splits"] >= 2
+    assert Counter(s.split for s in s2)["member"] == 15 and Counter(s.split for s in s2)["nonmember"] == 20
+    with pytest.raises(UsageError, match="usable member samples"):
+        assign_exposure_splits(_samples(10), seed=0, exposures=(1, 2), per_exposure=20, n_nonmember=1, n_reference=1)
+    with pytest.raises(UsageError, match="distinct integers"):
+        assign_exposure_splits(base, seed=0, exposures=(1, 1), per_exposure=2, n_nonmember=1, n_reference=1)
+
+
+def test_exposure_settings_keep_memorise_keys_and_validate():
+    mem = default_settings("pythia", "tiny")
+    assert mem.regime == "memorise" and mem.key() == default_settings("pythia", "tiny", compile=True).key()
+    exp = default_settings("pythia", "tiny", regime="exposure")
+    assert exp.exposures == (1, 2, 4, 8, 16) and exp.key() != mem.key()
+    assert default_settings("pythia", "tiny", regime="exposure", exposures=[4, 1]).exposures == (1, 4)
+    for bad in ({"regime": "often"}, {"regime": "exposure", "exposures": (0, 1)}, {"regime": "exposure", "exposures": ()}):
+        with pytest.raises(UsageError):
+            default_settings("pythia", "tiny", **bad)
+
+
+def test_pretrain_exposure_regime_records_exposures_steps_and_auc_by_exposure(tmp_path):
+    report = pretrain("pythia", "tiny", tmp_path / "m", progress=False, **FAST)
+    split = load_split(tmp_path / "m")
+    members = [s for s in split if s.split == "member"]
+    assert Counter(s.exposures for s in members) == {1: 6, 4: 6}
+    for s in members:
+        assert len(s.steps) == s.exposures and all(b - a >= 2 for a, b in zip(s.steps, s.steps[1:], strict=False))
+        assert all(0 <= st < report.stream["steps"] for st in s.steps)
+    assert all(s.exposures == 0 and not s.steps for s in split if s.split != "member")
+    assert Counter(s.split for s in split)["filler"] == 60
+    meta = json.loads((tmp_path / "m" / "pretrain.json").read_text())
+    assert set(meta["auc_by_exposure"]) == {"1", "4"} and meta["members_by_exposure"] == {"1": 6, "4": 6}
+    assert all(0.0 <= v <= 1.0 for v in meta["auc_by_exposure"].values())
+    assert meta["tokens_seen"] == meta["stream"]["steps"] * 2 * 64
+    assert meta["stream"]["once_tokens"] + meta["stream"]["member_tokens"] == meta["tokens_seen"]
+    assert "normalised text in two splits" in meta["dropped"]
+    rows = [json.loads(line) for line in (tmp_path / "m" / "corpus_manifest.jsonl").read_text().splitlines()]
+    assert rows and {"dist", "version", "licence", "path", "sha256"} <= set(rows[0]) and rows[0]["licence"] == "PSF"
+    # its reference model: the same filler and the reference split once, no member
+    ref = ensure_reference(tmp_path / "m", cache_dir=tmp_path / "cache", progress=False)
+    rmeta = json.loads((ref / "pretrain.json").read_text())
+    assert rmeta["settings"]["regime"] == "exposure" and rmeta["settings"]["train_split"] == "reference"
+    assert rmeta["stream"]["member_tokens"] == 0 and rmeta["n_train_samples"] == 60 + 12
+
+
+def test_privacy_study_reports_auc_by_exposure(tmp_path):
+    from quantrisk.privacy.members import load_mi_set
+    from quantrisk.privacy.study import PrivacyOptions, privacy_at_precision
+
+    pretrain("llama", "tiny", tmp_path / "m", progress=False, **FAST)
+    mi = load_mi_set(tmp_path / "m", 12, seed=0)
+    assert Counter(s.exposure for s in mi.samples if s.label == 1) == {1: 6, 4: 6}
+    small = load_mi_set(tmp_path / "m", 4, seed=0)  # stratified: as many of each exposure
+    assert Counter(s.exposure for s in small.samples if s.label == 1) == {1: 2, 4: 2}
+    res = privacy_at_precision(tmp_path / "m", "fp32", samples=mi, options=PrivacyOptions(
+        attacks=("loss",), completion_n=0, n_resamples=50))
+    rows = [m for m in res.metrics if m.name == "auc_by_exposure"]
+    assert sorted(m.labels["exposure"] for m in rows) == ["1", "4"]
+    for m in rows:
+        assert m.ci_low <= m.value <= m.ci_high and m.labels["attack"] == "loss"
+    # the k-specific AUC is the plain AUC of those members vs all non-members
+    from quantrisk.stats import fast_auc
+
+    by_id = {r["sample_id"]: r for r in res.samples if r.get("kind") == "mi"}
+    for m in rows:
+        k = int(m.labels["exposure"])
+        sel = [r for r in by_id.values() if r["label"] == 0 or r.get("exposure") == k]
+        assert m.value == pytest.approx(fast_auc(np.array([r["loss"] for r in sel]), np.array([r["label"] for r in sel])))
+
+
+def test_cli_pretrain_exposure_and_bad_options(tmp_path, capsys):
+    args = ["pretrain", "--arch", "gptneo", "--out", str(tmp_path / "m"), "--regime", "exposure", "--exposures", "1,4",
+            "--per-exposure", "6", "--per-split", "12", "--max-filler", "60", "--vocab-size", "300",
+            "--batch-size", "2", "--seq-len", "64", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "auc_loss k=4 (6 members)" in out and "exposure" in out
+    assert main(["pretrain", "--arch", "gptneo", "--out", str(tmp_path / "r"), "--role", "reference",
+                 "--tokenizer-from", str(tmp_path / "m"), "--quiet", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert ref["settings"]["regime"] == "exposure" and ref["stream"]["member_tokens"] == 0
+    for bad, msg in ((["--exposures", "1,x"], "--exposures"), (["--regime", "sometimes"], "regime"),
+                     (["--exposures", "2,2"], "distinct")):
+        assert main(args[:7] + ["--out", str(tmp_path / "b")] + bad + ["--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and msg in err and "Traceback" not in err
+    assert main(["pretrain", "--arch", "gptneo", "--out", str(tmp_path / "b"), "--exposures", "1,2"]) == 2
+    assert "--regime exposure" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+class _Meta(Message):
+    def __init__(self, **fields):
+        super().__init__()
+        for k, v in fields.items():
+            for item in v if isinstance(v, list) else [v]:
+                self[k.replace("_", "-")] = item
+
+
+def test_licence_filter_known_answers():
+    assert licence_of(_Meta(License_Expression="MIT"))[0] == "MIT"
+    assert licence_of(_Meta(License_Expression="Apache-2.0 OR BSD-3-Clause"))[0] == "Apache-2.0+BSD"
+    assert licence_of(_Meta(License_Expression="MIT AND GPL-3.0-only"))[0] is None
+    assert licence_of(_Meta(Classifier=["License :: OSI Approved :: BSD License"]))[0] == "BSD"
+    assert licence_of(_Meta(Classifier=["License :: OSI Approved :: Python Software Foundation License"]))[0] == "PSF"
+    assert licence_of(_Meta(Classifier=["License :: OSI Approved :: GNU Lesser General Public License v3 (LGPLv3)"]))[0] is None
+    assert licence_of(_Meta(License="ISC license"))[0] == "ISC"
+    assert licence_of(_Meta(License="Mozilla Public License 2.0 (MPL 2.0)"))[0] is None
+    assert licence_of(_Meta())[0] is None  # unknown is not permissive
+
+
+def test_corpus_source_strings():
+    assert parse_sources("stdlib") == [("stdlib", ())]
+    assert parse_sources("stdlib,site-packages:numpy,Requests") == [("stdlib", ()), ("site-packages", ("numpy", "Requests"))]
+    assert parse_sources("/some/folder") is None
+    assert canonical_corpus("site-packages:Requests,numpy,stdlib") == "site-packages:numpy,requests,stdlib"
+    with pytest.raises(UsageError, match="not a source"):
+        parse_sources("stdlib,numpy")
