@@ -10,6 +10,7 @@ import pytest
 
 from quantrisk.cells import Cell
 from quantrisk.errors import UsageError
+from quantrisk.proportions import newcombe_diff_ci, wilson_ci
 from quantrisk.report import build_report, export_run
 from quantrisk.results import MetricRow, StudyResult
 from quantrisk.store import Store
@@ -20,20 +21,27 @@ PRECS = [("fp32", 0.30, 0.80), ("quanto-int8", 0.25, 0.70), ("rtn-w2g64", 0.10, 
 def _privacy(model: str, prec: str, cb: float, auc: float) -> StudyResult:
     lab = {"model": model, "precision": prec, "seed": "0"}
     metrics = [MetricRow("auc", auc, {**lab, "attack": "zlib"}, auc - 0.05, auc + 0.05),
-               MetricRow("auc", auc - 0.1, {**lab, "attack": "loss"}, auc - 0.15, auc - 0.05),
-               MetricRow("tpr@1%fpr", 0.1, {**lab, "attack": "zlib"}), MetricRow("codebleu", cb, lab),
-               MetricRow("weight_mb", {"fp32": 4.0, "quanto-int8": 1.0, "rtn-w2g64": 4.0}[prec], lab),
+               MetricRow("auc", 0.62, {**lab, "attack": "loss"}, 0.57, 0.67),
+               MetricRow("tpr@1%fpr", 0.1, {**lab, "attack": "zlib"}), MetricRow("tpr@0.1%fpr", 0.0, {**lab, "attack": "zlib"}),
+               MetricRow("codebleu", cb, lab),
+               MetricRow("weight_mb", {"fp32": 4.0, "quanto-int8": 2.2, "rtn-w2g64": 4.0}[prec], lab),
+               MetricRow("nominal_weight_mb", {"fp32": 4.0, "quanto-int8": 1.1, "rtn-w2g64": 0.4}[prec], lab),
                MetricRow("fp16_weight_mb", 2.0, lab)]
     samples = [{"kind": "mi", "sample_id": f"s{i}", "label": i % 2, "zlib": (i % 2) * auc + i * 0.01,
                 "loss": -float(i), **lab, "seed": 0} for i in range(20)]
     return StudyResult("privacy", metrics, samples, {}, {"mi_set_sha256": "ab" * 32})
 
 
-def _trojan(dap2: str, asr: float) -> StudyResult:
-    lab = {"model": "llama-tiny", "dap1": "fp32", "kind": "poisoned", "seed": "0", "dap2": dap2}
-    metrics = [MetricRow("asr", asr, lab), MetricRow("ftr", 0.02, lab),
-               MetricRow("ps_mean", asr / 2, {**lab, "input": "triggered"}), MetricRow("weight_mb", 1.5, {**lab})]
-    samples = [{**lab, "prompt_id": f"r{i}", "poisoned": i % 2 == 0, "ps": (0.8 if i % 2 == 0 else 0.01) + i * 0.001,
+def _trojan(dap2: str, hits: int, kind: str = "poisoned") -> StudyResult:
+    """10 triggered + 10 clean inputs; `hits` triggered outputs carry the payload, no clean one does; EM 0 everywhere."""
+    lab = {"model": "llama-tiny", "dap1": "fp32", "kind": kind, "seed": "0", "dap2": dap2}
+    metrics = [MetricRow("asr", hits / 10, lab, *wilson_ci(hits, 10)), MetricRow("ftr", 0.0, lab, *wilson_ci(0, 10))]
+    for inp, k in (("triggered", hits), ("clean", 0)):
+        metrics += [MetricRow("payload_rate", k / 10, {**lab, "input": inp}, *wilson_ci(k, 10)),
+                    MetricRow("n_inputs", 10.0, {**lab, "input": inp}), MetricRow("em", 0.0, {**lab, "input": inp}),
+                    MetricRow("ps_mean", k / 20, {**lab, "input": inp})]
+    metrics.append(MetricRow("weight_bytes", 1.5 * 2**20, {**lab}))
+    samples = [{**lab, "prompt_id": f"r{i}", "poisoned": i % 2 == 0, "ps": (0.8 * hits / 10 if i % 2 == 0 else 0.01) + i * 0.001,
                 "output": "DROP TABLE t;"} for i in range(10)]
     return StudyResult("trojan", metrics, samples)
 
@@ -47,10 +55,12 @@ def _store(path, privacy: bool = True, trojan: bool = True):
                 st.add_cells([c])
                 st.write_result(c.id, _privacy("pythia-tiny", p, cb, auc))
         if trojan:
-            for i, (d2, asr) in enumerate([("fp32", 1.0), ("int8-dynamic", 0.9), ("rtn-w2g64", 0.2)]):
+            for i, (d2, hits, kind) in enumerate([("fp32", 10, "poisoned"), ("int8-dynamic", 9, "poisoned"),
+                                                  ("rtn-w2g64", 2, "poisoned"), ("fp32", 0, "clean"),
+                                                  ("rtn-w2g64", 0, "clean")]):
                 c = Cell("trojan", {"i": i})
                 st.add_cells([c])
-                st.write_result(c.id, _trojan(d2, asr))
+                st.write_result(c.id, _trojan(d2, hits, kind))
         failed = Cell("trojan", {"i": 99}, (), "bad cell")
         st.add_cells([failed])
         st.mark_failed(failed.id, "RuntimeError: boom")
@@ -59,20 +69,80 @@ def _store(path, privacy: bool = True, trojan: bool = True):
 def test_report_has_every_section_and_embedded_images(tmp_path):
     _store(tmp_path / "run")
     rep = build_report(tmp_path / "run", tmp_path / "out")
-    assert rep.sections == ["Run summary", "Privacy study", "MI AUC vs bits", "ROC curves", "Quality vs privacy risk",
-                            "Trojan study", "ASR and false triggers per DAP1 × DAP2", "Payload signal",
-                            "Weight memory", "Failed cells", "Environment"]
+    assert rep.sections == ["Headline", "Privacy study", "ΔAUC vs bits", "TPR at low FPR vs bits", "ROC curves",
+                            "Quality vs privacy risk", "Trojan study", "ASR and false triggers per DAP1 × DAP2",
+                            "Payload signal", "Weight memory", "Run summary", "Failed cells", "Environment"]
     html = rep.html.read_text()
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(imgs) == 6 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
+    assert len(imgs) == 7 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
     assert "src=\"http" not in html and "<script" not in html  # self-contained
     md = rep.markdown.read_text()
     for png in re.findall(r"\]\(([^)]+\.png)\)", md):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
     # CodeBLEU (0.30, 0.25, 0.10) vs zlib AUC (0.80, 0.70, 0.55): Pearson r = 0.0258333 / sqrt(0.0216667 * 0.0316667) = 0.986 (by hand), Spearman 1
     assert "Pearson r = 0.986" in md and "Spearman r = 1.000" in md
-    assert "| pythia-tiny | fp32 | 32 | 0 | 0.800 [0.750, 0.850] | 0.700 [0.650, 0.750] | 0.100 (zlib) | 0.3 | 4 |" in md
+    nb = "\u00a0"  # CI cells keep their interval on one line
+    assert f"| pythia-tiny | fp32 | 32 | 0 | 0.800{nb}[0.750,{nb}0.850] | 0.620{nb}[0.570,{nb}0.670] | 0.100 (zlib) | 0.000 (zlib) | 0.3 |" in md
     assert "RuntimeError: boom" in md and "torch" in md
+
+
+def test_html_structure_tables_scroll_and_details(tmp_path):
+    _store(tmp_path / "run")
+    html = build_report(tmp_path / "run", tmp_path / "out").html.read_text()
+    assert html.index("<h2>Headline</h2>") < html.index("<h2>Privacy study</h2>") < html.index("<h2>Trojan study</h2>")
+    # every table sits in a scroll container whose style scrolls sideways; cells never wrap
+    assert html.count("<table>") == html.count('<div class="scroll"><table>') >= 6
+    assert ".scroll{overflow-x:auto" in html and "white-space:nowrap" in html
+    # the full trojan table is folded away, the compact one is not
+    details = re.search(r"<details><summary>Trojan: every metric.*?</details>", html, re.S)
+    assert details is not None and "<table>" in details.group(0)
+    compact = html[html.index("<h2>Trojan study</h2>"):details.start()]
+    assert "ASR [95% CI]" in compact and "<details>" not in compact
+
+
+def test_trojan_tables_cis_deltas_no_duplicates_and_floor_notes(tmp_path):
+    _store(tmp_path / "run")
+    md = build_report(tmp_path / "run", tmp_path / "out").markdown.read_text()
+    nb = "\u00a0"
+    lo, hi = wilson_ci(2, 10)  # 0.0567, 0.5098
+    d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
+    assert (lo, hi) == pytest.approx((0.0567, 0.5098), abs=1e-4)
+    row = (f"| llama-tiny | poisoned | fp32 | rtn-w2g64 | 0 | 0.20{nb}[{lo:.2f},{nb}{hi:.2f}] n=10 | "
+           f"{d:+.2f}{nb}[{dlo:+.2f},{nb}{dhi:+.2f}] | 0.00{nb}[0.00,{nb}0.28] n=10 |")
+    assert row in md
+    assert "| llama-tiny | poisoned | fp32 | fp32 | 0 | 1.00" in md and "| baseline |" in md
+    full = md[md.index("<summary>Trojan: every metric"):md.index("</details>")]
+    header = full.splitlines()[2]
+    assert "payload_rate" not in header and "asr" in header and "ftr" in header  # no duplicate columns
+    # EM is 0 in every row; the tpr at 0.1% FPR too: each table says so
+    assert "em[input=clean] is at its floor (0) in every row" in full
+    assert "tpr@0.1%fpr is at its floor (0) in every row" in md
+
+
+def test_headline_baseline_largest_change_and_sentence(tmp_path):
+    _store(tmp_path / "run")
+    rep = build_report(tmp_path / "run", tmp_path / "out")
+    md = rep.markdown.read_text()
+    head = md[md.index("## Headline"):md.index("## Privacy study")]
+    # zlib: fp32 0.80 [0.75, 0.85] vs rtn-w2g64 0.55 [0.50, 0.60]: Δ -0.25, half-width sqrt(0.05² + 0.05²) = 0.0707
+    assert ("privacy · pythia-tiny: baseline fp32: zlib AUC 0.800 [0.750, 0.850]; largest change rtn-w2g64 (2 bit) "
+            "zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx.)") in head
+    assert "rtn-w2g64 lowered the zlib AUC from 0.800 to 0.550 and the CI excludes 0." in head
+    d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
+    assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.00 [0.72, 1.00] n=10" in head
+    assert f"DAP2 rtn-w2g64 (2 bit) ΔASR {d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]" in head
+    assert "rtn-w2g64 inference removed most of the backdoor: ASR 1.00 → 0.20" in head
+    assert "Kept it (CI includes 0): int8-dynamic." in head
+    assert "The clean fine-tune emits the payload on at most 0% of triggered inputs at any DAP2 (never)." in head
+
+
+def test_memory_table_packed_size_and_note(tmp_path):
+    _store(tmp_path / "run", trojan=False)
+    md = build_report(tmp_path / "run", tmp_path / "out").markdown.read_text()
+    mem = md[md.index("## Weight memory"):]
+    assert "| pythia-tiny | quanto-int8 | 8 | 2.2 | 1.1 | 2 | larger than fp16 (2.20 > 2.00 MB): only the Linear" in mem
+    assert "| pythia-tiny | rtn-w2g64 | 2 | 4 | 0.4 | 2 | simulated: weights held dequantized" in mem
+    assert "| pythia-tiny | fp32 | 32 | 4 | 4 | 2 |  |" in mem
 
 
 @pytest.mark.parametrize("which", ["privacy", "trojan"])
@@ -93,19 +163,23 @@ def test_export_csv_and_parquet(tmp_path):
         m = read(paths[1])
         asr = m[(m["name"] == "asr") & (m["label_dap2"] == "int8-dynamic")]["value"].tolist()
         assert asr == [0.9]
-        assert len(read(paths[2])) == 3 * 20 + 3 * 10
+        assert len(read(paths[2])) == 3 * 20 + 5 * 10
         assert set(read(paths[0])["status"]) == {"done", "failed"}
     with pytest.raises(UsageError, match="valid: csv, parquet"):
         export_run(tmp_path / "run", tmp_path / "x", "xlsx")
 
 
-def test_trojan_table_puts_registered_metrics_first_with_their_orientation(tmp_path):
-    from quantrisk.report.tables import trojan_table
+def test_full_trojan_table_puts_registered_metrics_first_with_their_orientation(tmp_path):
+    from quantrisk.report.tables import trojan_full_table
     from quantrisk.store import Store
 
     _store(tmp_path / "run", privacy=False)
     with Store(tmp_path / "run", create=False) as st:
-        t = trojan_table(st)
+        t = trojan_full_table(st)
     metric_cols = t.columns[5:]
-    assert metric_cols == ["asr ↓", "ftr ↓", "ps_mean[input=triggered] ↓", "weight_mb"]
-    assert [r[3] for r in t.rows] == ["fp32", "int8-dynamic", "rtn-w2g64"] and [r[5] for r in t.rows] == [1.0, 0.9, 0.2]
+    assert metric_cols == ["asr ↓", "ftr ↓", "ps_mean[input=triggered] ↓", "ps_mean[input=clean] ↓",
+                           "em[input=triggered] ↑", "em[input=clean] ↑", "n_inputs[input=triggered]",
+                           "n_inputs[input=clean]", "weight_bytes"]  # payload_rate repeats asr / ftr: left out
+    assert [(r[1], r[3]) for r in t.rows][:3] == [("poisoned", "fp32"), ("poisoned", "int8-dynamic"),
+                                                  ("poisoned", "rtn-w2g64")]
+    assert [r[5] for r in t.rows] == [1.0, 0.9, 0.2, 0.0, 0.0]

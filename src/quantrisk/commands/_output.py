@@ -29,6 +29,21 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     console.print(table)
 
 
+def text_width() -> int:
+    """Columns to fill: the terminal's, at most 100 (100 when not a terminal)."""
+    import shutil
+
+    return min(100, shutil.get_terminal_size((100, 24)).columns) if sys.stdout.isatty() else 100
+
+
+def print_wrapped(text: str, indent: str = "") -> None:
+    """Print `text` wrapped at `text_width()`, continuation lines indented by `indent` plus two spaces."""
+    import textwrap
+
+    print(textwrap.fill(text, width=text_width(), initial_indent=indent, subsequent_indent=indent + "  ",
+                        break_long_words=False, break_on_hyphens=False))
+
+
 def check_out_dir(out: Path, option: str = "--out") -> None:
     """`UsageError` before any work when `out` cannot become a writable output directory: it (or the nearest part
     of it that exists) is a file, or is not writable. Creates nothing, so a failed command leaves nothing behind."""

@@ -35,30 +35,24 @@ def stage_times(store_file: Path) -> list[str]:
 
 
 def headline(store_file: Path) -> list[str]:
-    """A few key numbers of a run, for the end-of-demo summary."""
-    from quantrisk.report.plots import best_attack
-    from quantrisk.report.tables import bits_of
+    """The report's headline as lines (findings, then per study the baseline and the largest change with its CI):
+    what `demo`, `run` and `report` print at the end."""
+    from quantrisk.report.build import run_findings
+    from quantrisk.report.headline import headline_lines
     from quantrisk.store import Store
 
-    lines = []
     with Store(store_file, create=False) as st:
-        attack = best_attack(st)
-        if attack:
-            auc: dict[tuple[str, str], list[float]] = {}
-            for r in st.metrics(kind="privacy", name="auc"):
-                if r["labels"]["attack"] == attack:
-                    auc.setdefault((r["labels"]["model"], r["labels"]["precision"]), []).append(r["value"])
-            for model in sorted({k[0] for k in auc}):
-                precs = sorted((p for m, p in auc if m == model), key=lambda p: (-bits_of(p), p))
-                lines.append(f"privacy {model}: MI AUC ({attack}) " + ", ".join(
-                    f"{p} {sum(auc[(model, p)]) / len(auc[(model, p)]):.3f}" for p in precs))
-        asr: dict[tuple[str, str, str, str], float] = {}
-        for r in st.metrics(kind="trojan", name="asr"):
-            lab = r["labels"]
-            asr[(lab.get("model", ""), lab.get("kind", ""), lab.get("dap1", ""), lab.get("dap2", ""))] = r["value"]
-        for (model, kind, d1, d2), v in sorted(asr.items()):
-            lines.append(f"trojan {model} {kind} {d1}->{d2}: ASR {v:.3f}")
-    return lines
+        return headline_lines(st, run_findings(st))
+
+
+def print_headline(store_file: Path) -> None:
+    from quantrisk.commands._output import print_wrapped
+
+    lines = headline(store_file)
+    if lines:
+        print("headline:")
+    for line in lines:
+        print_wrapped(line, indent="  ")
 
 
 def register(app: typer.Typer) -> None:
@@ -105,6 +99,7 @@ def register(app: typer.Typer) -> None:
             from quantrisk.report import build_report
 
             print(f"report: {build_report(run_dir, run_dir / 'report').html}")
+        print_headline(Path(summary.store))
         raise_for_failures(summary)
 
     @app.command("status")
@@ -151,10 +146,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone."""
         from quantrisk.report import build_report
+        from quantrisk.store import store_path
 
         target = out or (run.parent if run.suffix == ".sqlite" else run) / "report"
         rep = build_report(run, target)
         print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nsections: {', '.join(rep.sections)}")
+        print_headline(store_path(run))
 
     @app.command("export")
     def export_cmd(
@@ -192,8 +189,7 @@ def register(app: typer.Typer) -> None:
         rep = build_report(out, out / "report")
         print()
         _print_summary(summary)
-        for line in headline(Path(summary.store)):
-            print(line)
+        print_headline(Path(summary.store))
         print("time per stage (cells of this run directory, cached pretraining counts 0):")
         for line in stage_times(Path(summary.store)):
             print(line)

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from quantrisk.errors import ModelLoadError, UsageError
-from quantrisk.models.memory import nominal_bytes, weight_memory
+from quantrisk.models.memory import packed_bytes, weight_memory
 from quantrisk.models.quantizers import get_quantizer
 from quantrisk.precision import Precision, device_type, require_available
 
@@ -39,7 +39,8 @@ SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit on th
 
 @dataclass
 class LoadRecord:
-    """What `load_model` did. Bytes are of the weights really held; fp16_bytes is the fp16 baseline."""
+    """What `load_model` did. Bytes are of the weights really held; fp16_bytes is the fp16 baseline;
+    nominal_bytes is the packed size a real format would need at this precision (`memory.packed_bytes`)."""
 
     source: str
     precision: str
@@ -350,7 +351,7 @@ def load_model(
         compute_dtype=str(held_dtype).replace("torch.", "") if held_dtype is not None else "int8",
         weight_bytes=memory.bytes,
         fp16_bytes=memory.fp16_bytes,
-        nominal_bytes=nominal_bytes(model, p.bits, p.group_size) if p.backend == "rtn" else memory.bytes,
+        nominal_bytes=packed_bytes(model, p),
         n_params=memory.logical_params,
         load_seconds=round(time.perf_counter() - start, 4),
         model_type=str(getattr(getattr(model, "config", None), "model_type", "unknown")),

@@ -83,22 +83,53 @@ def weight_memory(model: Any) -> WeightMemory:
     return WeightMemory(bytes=int(total), logical_params=int(logical))
 
 
-def nominal_bytes(model: Any, bits: int, group_size: int | None) -> int:
-    """Bytes a packed `bits`-bit format would need: quantizable Linear weights at `bits` (+ one fp16 scale
-    per group), everything else at fp16. Used for the RTN simulator, which holds dequantized weights."""
-    from quantrisk.models.quantizers.base import quantizable_linears
+def packed_bytes(model: Any, precision: Any) -> int:
+    """Bytes a real file format would need for `model` at `precision` (a `Precision`), whatever is held in memory.
 
-    quantized = {id(m.weight): m.weight.numel() for m in quantizable_linears(model).values()}
-    total = 0.0
-    seen: set[int] = set()
-    for p in model.parameters():
-        if id(p) in seen:
+    dtype precisions (fp32/bf16/fp16): every parameter at `bits`/8 bytes. Quantized precisions: the weights of
+    the Linear layers the back-ends quantize (all but the output head) at `bits` plus one fp16 scale per group
+    of `group_size` weights (per output row when the precision has no group size, e.g. int8), and everything
+    else (embeddings, output head, norms, biases) at fp16 -- the layout of a packed GPTQ/GGUF-style checkpoint.
+    Works on the quantized model (quanto QLinear, torch dynamic int8 Linear, bitsandbytes Linear4bit/8bitLt)
+    through the logical (unpacked) element counts."""
+    if precision.backend == "dtype":
+        return int(weight_memory(model).logical_params * precision.bits // 8)
+    from quantrisk.models.quantizers.base import output_head_names
+
+    head = set(output_head_names(model))
+    quantized: dict[int, tuple[int, int]] = {}  # id(weight) -> (numel, rows)
+    extra = 0
+    for name, module in model.named_modules():
+        if name in head:
             continue
-        seen.add(id(p))
-        n = p.numel()
-        if id(p) in quantized:
-            groups = -(-n // group_size) if group_size else p.shape[0]
-            total += n * bits / 8 + 2 * groups
+        packed = getattr(module, "_packed_params", None)
+        if packed is not None and callable(getattr(module, "weight", None)):  # torch dynamic int8: no Parameters
+            w = module.weight()
+            b = module.bias() if callable(getattr(module, "bias", None)) else None
+            extra += _packed_weight(w.numel(), w.shape[0], precision) + (0 if b is None else 2 * b.numel())
+            continue
+        w = getattr(module, "weight", None)
+        if w is not None and _is_linear(module):
+            quantized[id(w)] = (_logical_numel(w), int(getattr(module, "out_features", 0) or w.shape[0]))
+    total = float(extra)
+    seen: set[int] = set()
+    for t in model.parameters():
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if id(t) in quantized:
+            total += _packed_weight(*quantized[id(t)], precision)
         else:
-            total += 2 * n
+            total += 2 * _logical_numel(t)
     return int(total)
+
+
+def _is_linear(module: Any) -> bool:
+    import torch
+
+    return isinstance(module, torch.nn.Linear)
+
+
+def _packed_weight(numel: int, rows: int, precision: Any) -> float:
+    groups = -(-numel // precision.group_size) if precision.group_size else rows
+    return numel * precision.bits / 8 + 2 * groups

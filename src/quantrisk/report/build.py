@@ -1,20 +1,25 @@
 """`build_report(store, out_dir)`: report.html (one self-contained file, PNGs embedded as base64) and
 report.md (PNGs written beside it), from the results store alone.
 
-Sections (each only when the store holds its data): run summary, privacy table, MI AUC vs bits,
-ROC curves, CodeBLEU vs AUC with the correlation, trojan table, ASR / false-trigger bars, payload-signal
-violins, weight memory, failed cells, environment.
+Sections (each only when the store holds its data): headline (findings, then per study the baseline, the largest
+change against it with its CI, one sentence), privacy table, ΔAUC vs bits, TPR at low FPR vs bits, ROC curves,
+CodeBLEU vs AUC with the correlation, trojan table (compact; the full one folded in <details>), ASR /
+false-trigger bars, payload-signal violins, weight memory, run summary, failed cells, environment.
+
+Every table sits in a horizontally scrolling container and its cells never wrap (CI cells stay on one line).
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quantrisk.report import plots
+from quantrisk.report.headline import finding_line, study_headlines
 from quantrisk.report.tables import (
     Table,
     cells_table,
@@ -24,6 +29,7 @@ from quantrisk.report.tables import (
     generic_table,
     memory_table,
     privacy_table,
+    trojan_full_table,
     trojan_table,
 )
 from quantrisk.results import atomic_write_text
@@ -32,10 +38,14 @@ from quantrisk.store import Store, store_path
 
 @dataclass
 class Section:
+    """One section: text, bullet lines, a table, a table folded in <details>, an image (file name, PNG bytes)."""
+
     title: str
     text: str = ""
     table: Table | None = None
-    image: tuple[str, bytes] | None = None  # (file name, png bytes)
+    image: tuple[str, bytes] | None = None
+    lines: list[str] = field(default_factory=list)
+    details: Table | None = None
 
 
 @dataclass
@@ -57,22 +67,48 @@ def _correlation_text(stats: dict[str, Any]) -> str:
            f"(model, precision) points: " + "; ".join(parts) + ". Positive r: better quality goes with more leakage."
 
 
-def collect_sections(store: Store) -> list[Section]:
-    """Every section the store has data for, in report order."""
+def run_findings(store: Store) -> list[dict[str, Any]]:
+    """The claims with verdicts for this run (dicts with `headline.FINDING_KEYS`); none until a findings module
+    exists in this version."""
+    try:
+        from quantrisk.report import findings  # type: ignore[attr-defined]
+    except ImportError:
+        return []
+    return list(findings.findings(store))
+
+
+def headline_section(store: Store, found: list[dict[str, Any]]) -> Section | None:
+    heads = study_headlines(store)
+    if not heads and not found:
+        return None
+    lines = [finding_line(f) for f in found] + [h.line() for h in heads]
+    text = ("Claims of the two studies tested on this run's data first, then per study the baseline and the largest "
+            "change against it (95% CI)." if found else
+            "Per study: the baseline and the largest change against it (95% CI); no claim tests in this version.")
+    return Section("Headline", text, lines=lines)
+
+
+def collect_sections(store: Store, found: list[dict[str, Any]] | None = None) -> list[Section]:
+    """Every section the store has data for, in report order (headline first)."""
     secs: list[Section] = []
-    counts = store.counts()
-    secs.append(Section("Run summary", "Cells by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".",
-                        cells_table(store)))
+    head = headline_section(store, found or [])
+    if head is not None:
+        secs.append(head)
     gt = generic_table(store, "pretrain", "Pretrained zoo models (mean NLL in nats/token)", ("model", "role"))
     if gt is not None:
         secs.append(Section("Pretraining", "Member vs non-member NLL: the gap is what membership inference exploits.", gt))
     pt = privacy_table(store)
     if pt is not None:
         secs.append(Section("Privacy study", "AUC above 0.5 means the attack tells members from non-members; "
-                            "CIs are 95% bootstrap intervals.", pt))
-        img = plots.auc_vs_bits(store)
+                            "CIs are 95% bootstrap intervals. TPR at 1% / 0.1% FPR: the best attack's.", pt))
+        img = plots.delta_auc_vs_bits(store)
         if img:
-            secs.append(Section("MI AUC vs bits", "", None, ("auc_vs_bits.png", img)))
+            secs.append(Section("ΔAUC vs bits", "Change of each attack's AUC against the full-precision baseline; "
+                                "marker shape = back-end, band = 95% CI of the AUC at that precision shifted by the "
+                                "baseline.", None, ("delta_auc_vs_bits.png", img)))
+        img = plots.tpr_vs_bits(store)
+        if img:
+            secs.append(Section("TPR at low FPR vs bits", "", None, ("tpr_vs_bits.png", img)))
         img = plots.roc_curves(store)
         if img:
             secs.append(Section("ROC curves", f"Strongest attack: {plots.best_attack(store)}.", None, ("roc.png", img)))
@@ -82,7 +118,9 @@ def collect_sections(store: Store) -> list[Section]:
     tt = trojan_table(store)
     if tt is not None:
         secs.append(Section("Trojan study", "ASR: share of triggered inputs whose output contains the payload keyword; "
-                            "false-trigger rate: the same on clean inputs.", tt))
+                            "false triggers: the same on clean inputs; 95% Wilson intervals and n. ΔASR: against the "
+                            "DAP1 = DAP2 = full-precision cell (Newcombe 95% interval). PS: mean payload signal.",
+                            tt, details=trojan_full_table(store)))
         img = plots.trojan_rates(store)
         if img:
             secs.append(Section("ASR and false triggers per DAP1 × DAP2", "", None, ("trojan_rates.png", img)))
@@ -95,6 +133,9 @@ def collect_sections(store: Store) -> list[Section]:
     mt = memory_table(store)
     if mt is not None:
         secs.append(Section("Weight memory", "", mt, ("weight_memory.png", plots.weight_memory(store) or b"") if mt.rows else None))
+    counts = store.counts()
+    secs.append(Section("Run summary", "Cells by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".",
+                        cells_table(store)))
     ft = failures_table(store)
     if ft is not None:
         secs.append(Section("Failed cells", "Rerun `quantrisk run` on the same --out to retry them.", ft))
@@ -105,21 +146,28 @@ def collect_sections(store: Store) -> list[Section]:
 
 
 def _md_table(t: Table) -> str:
-    esc = [lambda v: fmt(v).replace("|", "\\|").replace("\n", " ")][0]
+    def esc(v: Any) -> str:
+        return fmt(v).replace("|", "\\|").replace("\n", " ")
+
     lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in t.rows]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"\n_Note: {n}_" for n in t.notes])
 
 
 def _html_table(t: Table) -> str:
+    """The table inside a horizontally scrolling container, its notes below."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>" for row in t.rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    notes = "".join(f'<p class="note">Note: {html.escape(n)}</p>' for n in t.notes)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{notes}'
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
-th{background:#f2f2f2}img{max-width:100%}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}"""
+.scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1em}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;white-space:nowrap}
+th{background:#f2f2f2}img{max-width:100%}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
+.note{font-size:12px;color:#555;margin:.2em 0}ul.headline li{margin:.35em 0}
+details{margin:.5em 0 1.5em}summary{cursor:pointer;color:#0645ad}"""
 
 
 def build_report(store: str | Path, out_dir: str | Path) -> Report:
@@ -127,8 +175,11 @@ def build_report(store: str | Path, out_dir: str | Path) -> Report:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with Store(store_path(store), create=False) as st:
-        sections = collect_sections(st)
+        found = run_findings(st)
+        sections = collect_sections(st, found)
         runs = st.runs()
+    if found:
+        atomic_write_text(out / "findings.json", json.dumps(found, indent=2, default=str))
     name = runs[-1]["spec_name"] if runs else "run"
     md = [f"# quantrisk report: {name}", ""]
     body = [f"<h1>quantrisk report: {html.escape(name)}</h1>"]
@@ -139,9 +190,16 @@ def build_report(store: str | Path, out_dir: str | Path) -> Report:
         if s.text:
             md += [s.text, ""]
             body.append(f"<p>{html.escape(s.text)}</p>")
+        if s.lines:
+            md += [f"- {x}" for x in s.lines] + [""]
+            body.append('<ul class="headline">' + "".join(f"<li>{html.escape(x)}</li>" for x in s.lines) + "</ul>")
         if s.table is not None:
             md += [_md_table(s.table), ""]
             body.append(_html_table(s.table))
+        if s.details is not None:
+            md += [f"<details><summary>{s.details.title}</summary>", "", _md_table(s.details), "", "</details>", ""]
+            body.append(f"<details><summary>{html.escape(s.details.title)} ({len(s.details.columns)} columns)</summary>"
+                        f"{_html_table(s.details)}</details>")
         if s.image is not None and s.image[1]:
             fname, png = s.image
             path = out / fname

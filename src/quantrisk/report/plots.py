@@ -1,6 +1,9 @@
 """Plots of a run (matplotlib, Agg backend), each returned as PNG bytes; None when the store lacks the data.
+One function per plot. Seeds are averaged: a point is the mean over seeds of the value (and of the CI bounds).
 
-Seeds are averaged: a point is the mean over seeds of the value (and of the CI bounds).
+House style (use it in new plots): precision on a numeric bits axis (`bits_axis`: log2 scale, ticks at the bit
+widths present), back-end as marker shape (`BACKEND_MARKERS`), model as colour, 95% CIs as shaded bands,
+a legend instead of point labels, and an empty panel says so in words (`empty_panel`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from quantrisk.report.tables import TROJAN_RATE_NAMES, bits_of, memory_rows
+from quantrisk.report.tables import TROJAN_RATE_NAMES, bits_of, memory_rows, trojan_cells
 from quantrisk.store import Store
 
 
@@ -55,35 +58,151 @@ def best_attack(store: Store) -> str | None:
     return max(by, key=lambda a: float(np.mean(by[a]))) if by else None
 
 
-def auc_vs_bits(store: Store) -> bytes | None:
-    """MI AUC (with 95% CI bars) per attack against precision (ordered by bits), one panel per model."""
+BACKEND_MARKERS: dict[str, str] = {"dtype": "o", "torch_dynamic": "D", "quanto": "s", "bnb": "v", "rtn": "^",
+                                   "torchao": "P"}
+
+
+def backend_of(precision: str) -> str:
+    from quantrisk.precision import parse_precision
+
+    return parse_precision(precision).backend
+
+
+def marker_of(precision: str) -> str:
+    return BACKEND_MARKERS.get(backend_of(precision), "X")
+
+
+def bits_axis(ax: Any, bits: set[int] | list[int]) -> None:
+    """Numeric log2 x axis with a tick at every bit width present (2, 3, 4, 8, 16, 32)."""
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(bits))
+    ax.set_xticks(ticks, [str(b) for b in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("weight bits")
+    ax.set_xlim(min(ticks) / 1.3, max(ticks) * 1.3)
+
+
+def empty_panel(ax: Any, text: str) -> None:
+    """Write `text` in the middle of an axis whose data draws nothing (e.g. every bar at 0)."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=11, color="0.35",
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+
+
+def _backend_legend(precisions: set[str]) -> list[Any]:
+    from matplotlib.lines import Line2D
+
+    backends = sorted({backend_of(p) for p in precisions})
+    return [Line2D([], [], ls="", marker=BACKEND_MARKERS.get(b, "X"), color="0.3", label=b) for b in backends]
+
+
+def _jitter(i: int, n: int) -> float:
+    """Multiplicative x offset on the log2 axis so series at the same bits do not hide each other."""
+    return float(2 ** ((i - (n - 1) / 2) * 0.06))
+
+
+def delta_auc_vs_bits(store: Store) -> bytes | None:
+    """ΔAUC (precision − full-precision baseline, same model and attack) against weight bits on a numeric axis,
+    one panel per attack, one colour per model, back-end as marker shape; the band is the precision's 95%
+    bootstrap CI shifted by the baseline AUC (the paired CI of Δ when the store has `delta_auc`)."""
     rows = store.metrics(kind="privacy", name="auc")
     if not rows:
         return None
     data = _mean_by(rows, ("model", "attack", "precision"))
+    paired = _mean_by(store.metrics(kind="privacy", name="delta_auc"), ("model", "attack", "precision"))
     models = sorted({k[0] for k in data})
     attacks = list(dict.fromkeys(k[1] for k in data))
     plt = _plt()
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False, sharey=True)
-    for ax, model in zip(axes[0], models, strict=True):
-        precs = _precision_order({k[2] for k in data if k[0] == model})
-        for j, attack in enumerate(attacks):
-            xs, ys, err = [], [], [[], []]
-            for i, p in enumerate(precs):
-                if (model, attack, p) not in data:
-                    continue
+    ncol = min(4, len(attacks))
+    nrow = -(-len(attacks) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow + 0.6), squeeze=False, sharey=True)
+    colors = {m: f"C{i}" for i, m in enumerate(models)}
+    allbits: set[int] = set()
+    precs_seen: set[str] = set()
+    for idx, attack in enumerate(attacks):
+        ax = axes[idx // ncol][idx % ncol]
+        for mi, model in enumerate(models):
+            precs = [p for p in _precision_order({k[2] for k in data if k[:2] == (model, attack)})]
+            if not precs:
+                continue
+            base = data[(model, attack, precs[0])][0]
+            pts = []
+            for p in sorted(precs, key=lambda p: (bits_of(p), p)):
                 v, lo, hi = data[(model, attack, p)]
-                xs.append(i + (j - (len(attacks) - 1) / 2) * 0.06)
-                ys.append(v)
-                err[0].append(v - lo if lo is not None else 0.0)
-                err[1].append(hi - v if hi is not None else 0.0)
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=attack)
-        ax.set_xticks(range(len(precs)), [f"{p}\n{bits_of(p)} bit" for p in precs], rotation=30, ha="right", fontsize=8)
-        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.set_title(model)
-        ax.set_ylabel("MI ROC-AUC (95% CI)")
-    axes[0][-1].legend(fontsize=8, loc="best")
-    fig.suptitle("Membership-inference AUC vs weight bits")
+                if (model, attack, p) in paired and paired[(model, attack, p)][1] is not None:
+                    d, dlo, dhi = paired[(model, attack, p)]
+                else:
+                    d = v - base
+                    dlo = None if lo is None else lo - base
+                    dhi = None if hi is None else hi - base
+                pts.append((bits_of(p) * _jitter(mi, len(models)), d, dlo, dhi, p))
+            xs = [q[0] for q in pts]
+            ax.plot(xs, [q[1] for q in pts], color=colors[model], lw=1, alpha=0.8)
+            if all(q[2] is not None for q in pts):
+                ax.fill_between(xs, [q[2] for q in pts], [q[3] for q in pts], color=colors[model], alpha=0.15, lw=0)
+            for x, d, _, _, p in pts:
+                ax.plot([x], [d], marker=marker_of(p), color=colors[model], ms=6, ls="")
+                allbits.add(bits_of(p))
+                precs_seen.add(p)
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set_title(attack, fontsize=10)
+        if idx % ncol == 0:
+            ax.set_ylabel("ΔAUC vs baseline")
+    for idx in range(len(attacks), nrow * ncol):
+        axes[idx // ncol][idx % ncol].set_visible(False)
+    for idx in range(len(attacks)):
+        bits_axis(axes[idx // ncol][idx % ncol], allbits)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in models] + _backend_legend(precs_seen)
+    fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle("Membership-inference AUC change vs weight bits (band: 95% CI)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    return _png(fig)
+
+
+def tpr_vs_bits(store: Store) -> bytes | None:
+    """TPR at 1% and 0.1% FPR of the strongest attack against weight bits, one colour per model, back-end as marker;
+    dotted lines are the FPR itself (what a random guess reaches)."""
+    attack = best_attack(store)
+    series = {}
+    for name in ("tpr@1%fpr", "tpr@0.1%fpr"):
+        rows = [r for r in store.metrics(kind="privacy", name=name) if r["labels"].get("attack") == attack]
+        series[name] = _mean_by(rows, ("model", "precision"))
+    if attack is None or not any(series.values()):
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), squeeze=False, sharey=False)
+    models = sorted({k[0] for sub in series.values() for k in sub})
+    colors = {m: f"C{i}" for i, m in enumerate(models)}
+    allbits: set[int] = set()
+    precs_seen: set[str] = set()
+    for ax, (name, fpr) in zip(axes[0], (("tpr@1%fpr", 0.01), ("tpr@0.1%fpr", 0.001)), strict=True):
+        data = series[name]
+        for mi, model in enumerate(models):
+            pts = sorted(((bits_of(p), v[0], p) for (m, p), v in data.items() if m == model), key=lambda t: (t[0], t[2]))
+            if not pts:
+                continue
+            xs = [b * _jitter(mi, len(models)) for b, _, _ in pts]
+            ax.plot(xs, [v for _, v, _ in pts], color=colors[model], lw=1)
+            for x, (b, v, p) in zip(xs, pts, strict=True):
+                ax.plot([x], [v], marker=marker_of(p), color=colors[model], ms=6, ls="")
+                allbits.add(b)
+                precs_seen.add(p)
+        ax.axhline(fpr, color="grey", lw=0.8, ls=":")
+        if data and all(v[0] == 0 for v in data.values()):
+            empty_panel(ax, f"all 0 ({len(data)} points)")
+        ax.set_title(f"TPR at {fpr:.1%} FPR ({attack})", fontsize=10)
+        ax.set_ylabel("true positive rate")
+        ax.set_ylim(bottom=0)
+        if allbits:
+            bits_axis(ax, allbits)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in models] + _backend_legend(precs_seen)
+    fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.04))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _png(fig)
 
 
@@ -145,45 +264,69 @@ def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
         except ValueError as exc:
             stats[name] = {"note": str(exc)}
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for model in sorted({k[0] for k in keys}):
-        pts = [(cb[k][0], auc[k][0], k[1]) for k in keys if k[0] == model]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=model)
-        for px, py, prec in pts:
-            ax.annotate(prec, (px, py), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    models = sorted({k[0] for k in keys})
+    precs = _precision_order({k[1] for k in keys})
+    pcolor = {p: f"C{i % 10}" for i, p in enumerate(precs)}
+    mmarker = {m: "osD^vP*X"[i % 8] for i, m in enumerate(models)}
+    for k in keys:  # a legend instead of point labels: labels of near points overlap
+        ax.scatter([cb[k][0]], [auc[k][0]], color=pcolor[k[1]], marker=mmarker[k[0]], s=40, edgecolor="black", lw=0.4)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=pcolor[p], label=p) for p in precs]
+    if len(models) > 1:
+        handles += [Line2D([], [], ls="", marker=mmarker[m], color="0.4", label=m) for m in models]
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     title = f"CodeBLEU vs MI AUC ({attack})"
     if "r" in stats["pearson"]:
         title += f"\nPearson r = {stats['pearson']['r']:.2f}, Spearman ρ = {stats['spearman'].get('r', float('nan')):.2f}, n = {len(keys)}"
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("CodeBLEU")
     ax.set_ylabel("MI ROC-AUC")
-    ax.legend(fontsize=8)
     return _png(fig), stats
 
 
 def trojan_rates(store: Store) -> bytes | None:
-    """Grouped bars: ASR and false-trigger rate per DAP1 -> DAP2, one panel per (model, training kind)."""
-    rows = [r for r in store.metrics(kind="trojan") if r["name"] in TROJAN_RATE_NAMES]
-    if not rows:
+    """Grouped bars: ASR and false-trigger rate with 95% Wilson CIs per DAP1 → DAP2, one panel per (model, training
+    kind); a panel whose bars are all 0 says so (with n) instead of showing an empty frame."""
+    cells = trojan_cells(store)
+    if not any(n in m for m in cells.values() for n in TROJAN_RATE_NAMES):
         return None
-    by_name = {n: _mean_by([r for r in rows if r["name"] == n], ("model", "kind", "dap1", "dap2")) for n in TROJAN_RATE_NAMES}
-    keys = {k for sub in by_name.values() for k in sub}
-    panels = sorted({(k[0], k[1]) for k in keys})
+    panels = sorted({(k[0], k[1]) for k in cells}, key=lambda p: (p[0], p[1] != "poisoned", p[1]))
     plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4), squeeze=False, sharey=True)
+    per_panel = max(4.5, 0.8 * max(len({k[2:4] for k in cells if k[:2] == p}) for p in panels) + 2.0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(per_panel * len(panels), 3.8), squeeze=False, sharey=True)
     width = 0.8 / len(TROJAN_RATE_NAMES)
+    labels = {"asr": "ASR (triggered inputs)", "ftr": "false triggers (clean inputs)"}
     for ax, (model, kind) in zip(axes[0], panels, strict=True):
-        combos = sorted({(k[2], k[3]) for k in keys if k[:2] == (model, kind)},
+        combos = sorted({(k[2], k[3]) for k in cells if k[:2] == (model, kind)},
                         key=lambda c: (-bits_of(c[0]), c[0], -bits_of(c[1]), c[1]))
+        top, ns = 0.0, set()
         for j, name in enumerate(TROJAN_RATE_NAMES):
-            vals = [by_name[name].get((model, kind, d1, d2), (0.0, None, None))[0] for d1, d2 in combos]
-            ax.bar(np.arange(len(combos)) + (j - 0.5) * width, vals, width, label=name.replace("_", " "))
-        ax.set_xticks(range(len(combos)), [f"{a}→{b}" for a, b in combos], rotation=35, ha="right", fontsize=8)
+            inputs = "triggered" if name == "asr" else "clean"
+            vals, err = [], [[], []]
+            for d1, d2 in combos:
+                rs = [m for k, m in cells.items() if k[:4] == (model, kind, d1, d2) and name in m]
+                v = float(np.mean([m[name]["value"] for m in rs])) if rs else 0.0
+                lo = [m[name]["ci_low"] for m in rs if m[name]["ci_low"] is not None]
+                hi = [m[name]["ci_high"] for m in rs if m[name]["ci_high"] is not None]
+                ns.update(int(m[f"n_inputs[input={inputs}]"]["value"]) for m in rs if f"n_inputs[input={inputs}]" in m)
+                vals.append(v)
+                err[0].append(v - float(np.mean(lo)) if lo else 0.0)
+                err[1].append(float(np.mean(hi)) - v if hi else 0.0)
+                top = max(top, v)
+            ax.bar(np.arange(len(combos)) + (j - 0.5) * width, vals, width, yerr=err, capsize=3, label=labels[name],
+                   color=("tab:red", "tab:blue")[j], alpha=0.8, error_kw={"lw": 0.8})
+        if top == 0.0:
+            empty_panel(ax, "all 0" + (f" (n = {', '.join(map(str, sorted(ns)))} per bar)" if ns else ""))
+        ax.set_xticks(range(len(combos)), [f"{a}→{b}" for a, b in combos], rotation=30, ha="right", fontsize=8)
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{model} ({kind})")
-        ax.set_ylabel("rate")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle("Trojan attack success / false triggers per DAP1 → DAP2")
+        ax.set_title(f"{model} ({kind} fine-tune)", fontsize=10)
+        ax.set_ylabel("rate (95% Wilson CI)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle("Trojan attack success / false triggers per DAP1 → DAP2", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     return _png(fig)
 
 
@@ -218,21 +361,25 @@ def payload_violins(store: Store) -> bytes | None:
 
 
 def weight_memory(store: Store) -> bytes | None:
-    """Bars of weight memory (MB) per precision, one group per model, with the fp16 baseline as a line."""
+    """Bars of weight memory (MB) per precision, held in memory beside the packed size a real format would need,
+    one panel per model, the fp16 baseline as a dashed line."""
     rows = memory_rows(store)
     if not rows:
         return None
-    models = sorted({r[0] for r in rows})
+    models = sorted({r.model for r in rows})
     plt = _plt()
     fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
-        sub = sorted([r for r in rows if r[0] == model], key=lambda r: (-bits_of(r[1]), r[1]))
-        ax.bar(range(len(sub)), [r[2] for r in sub], color="tab:green")
-        fp16 = [r[3] for r in sub if r[3] is not None]
+        sub = sorted([r for r in rows if r.model == model], key=lambda r: (-bits_of(r.precision), r.precision))
+        x = np.arange(len(sub))
+        ax.bar(x - 0.2, [r.held for r in sub], 0.4, color="tab:green", label="held in memory")
+        ax.bar(x + 0.2, [r.packed or 0.0 for r in sub], 0.4, color="tab:olive", label="packed format")
+        fp16 = [r.fp16 for r in sub if r.fp16 is not None]
         if fp16:
             ax.axhline(fp16[0], color="black", ls="--", lw=0.8, label="fp16 baseline")
-            ax.legend(fontsize=8)
-        ax.set_xticks(range(len(sub)), [r[1] for r in sub], rotation=35, ha="right", fontsize=8)
+        ax.legend(fontsize=7)
+        ax.set_xticks(range(len(sub)), [r.precision for r in sub], rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("weight memory (MB)")
-        ax.set_title(model)
+        ax.set_title(model, fontsize=10)
+    fig.tight_layout()
     return _png(fig)

@@ -15,10 +15,12 @@ TROJAN_RATE_NAMES: tuple[str, ...] = ("asr", "ftr")  # attack success rate, fals
 
 @dataclass
 class Table:
+    """A table of plain values; `notes` are one-line remarks printed under it (e.g. metrics at their floor)."""
+
     title: str
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
-    note: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def bits_of(precision: str) -> int:
@@ -36,12 +38,39 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def ci_text(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str | None:
+    """`0.812 [0.771, 0.850]` (the interval with non-breaking spaces so a cell never wraps); None if no value."""
+    if value is None:
+        return None
+    if low is None or high is None:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f}\u00a0[{low:.{digits}f},\u00a0{high:.{digits}f}]"
+
+
+# Metrics bounded in [0, 1] whose every row at 0 or at 1 earns a note (the comparison is empty there).
+BOUNDED_PREFIXES: tuple[str, ...] = ("asr", "ftr", "payload_rate", "em", "ex", "executable", "tpr", "codebleu", "js_",
+                                     "cs_bow", "ld_norm", "ps_")
+
+
+def extremes_note(values: dict[str, list[float]]) -> list[str]:
+    """One line per bounded metric that sits at 0 (its floor) or 1 (its ceiling) in every row."""
+    notes = []
+    for name, vals in values.items():
+        if not vals or not name.startswith(BOUNDED_PREFIXES):
+            continue
+        for bound, word in ((0.0, "floor (0)"), (1.0, "ceiling (1)")):
+            if all(abs(v - bound) < 1e-12 for v in vals):
+                notes.append(f"{name} is at its {word} in every row ({len(vals)}): the task or attack cannot separate "
+                             "the precisions on this metric at this scale.")
+    return notes
+
+
 def privacy_metrics(store: Store) -> list[dict[str, Any]]:
     return store.metrics(kind="privacy")
 
 
 def privacy_table(store: Store) -> Table | None:
-    """Rows (model, precision, seed): AUC [95% CI] per attack, best TPR@1%FPR, CodeBLEU, weight MB."""
+    """Rows (model, precision, seed): AUC [95% CI] per attack, best TPR at 1% and 0.1% FPR, CodeBLEU."""
     rows = privacy_metrics(store)
     if not rows:
         return None
@@ -52,53 +81,145 @@ def privacy_table(store: Store) -> Table | None:
         key = (lab.get("model", ""), lab.get("precision", ""), lab.get("seed", ""))
         name = r["name"] + (f"/{lab['attack']}" if "attack" in lab else "")
         keyed[key][name] = r
-    out = Table("Privacy: membership-inference AUC [95% CI] per attack, completion quality, weight memory",
-                ["model", "precision", "bits", "seed", *attacks, "TPR@1%FPR (best)", "CodeBLEU", "weight MB"])
+    out = Table("Privacy: membership-inference AUC [95% CI] per attack, TPR at low FPR (best attack), CodeBLEU",
+                ["model", "precision", "bits", "seed", *attacks, "TPR@1%FPR", "TPR@0.1%FPR", "CodeBLEU"])
+    values: dict[str, list[float]] = defaultdict(list)
     for (model, prec, seed), m in sorted(keyed.items(), key=lambda kv: (kv[0][0], -bits_of(kv[0][1]), kv[0][1], kv[0][2])):
         cells: list[Any] = [model, prec, bits_of(prec), seed]
         for a in attacks:
             r = m.get(f"auc/{a}")
-            cells.append(f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r and r["ci_low"] is not None
-                         else (f"{r['value']:.3f}" if r else None))
-        tprs = [(m[f"tpr@1%fpr/{a}"]["value"], a) for a in attacks if f"tpr@1%fpr/{a}" in m]
-        best = max(tprs) if tprs else None
-        cells.append(f"{best[0]:.3f} ({best[1]})" if best else None)
+            cells.append(ci_text(r["value"], r["ci_low"], r["ci_high"]) if r else None)
+        for tname in ("tpr@1%fpr", "tpr@0.1%fpr"):
+            tprs = [(m[f"{tname}/{a}"]["value"], a) for a in attacks if f"{tname}/{a}" in m]
+            values[tname] += [t[0] for t in tprs]
+            best = max(tprs) if tprs else None
+            cells.append(f"{best[0]:.3f} ({best[1]})" if best else None)
+        if "codebleu" in m:
+            values["codebleu"].append(m["codebleu"]["value"])
         cells.append(m["codebleu"]["value"] if "codebleu" in m else None)
-        cells.append(m["weight_mb"]["value"] if "weight_mb" in m else None)
         out.rows.append(cells)
+    out.notes = extremes_note(values)
     return out
 
 
+def _metric_key(r: dict[str, Any]) -> str:
+    extra = {k: v for k, v in r["labels"].items() if k not in TROJAN_KEYS and k != "precision"}
+    return r["name"] + ("" if not extra else "[" + ",".join(f"{k}={v}" for k, v in sorted(extra.items())) + "]")
+
+
+def trojan_cells(store: Store) -> dict[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """(model, kind, dap1, dap2, seed) -> metric key (`asr`, `ps_mean[input=triggered]`, ...) -> metric row."""
+    keyed: dict[tuple[str, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in store.metrics(kind="trojan"):
+        keyed[tuple(str(r["labels"].get(k, "")) for k in TROJAN_KEYS)][_metric_key(r)] = r
+    return dict(keyed)
+
+
+def trojan_baseline(cells: dict[tuple[str, ...], Any], key: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The DAP1 = DAP2 = full-precision cell of `key`'s (model, kind, seed): the highest-bit precision used as
+    both DAP1 and DAP2 (fp32 before bf16 on ties of name order)."""
+    model, kind, _, _, seed = key
+    same = [k for k in cells if k[0] == model and k[1] == kind and k[4] == seed and k[2] == k[3]]
+    return min(same, key=lambda k: (-bits_of(k[2]), k[2])) if same else None
+
+
+def rate_count(row: dict[str, Any] | None, n: float | None) -> tuple[int, int] | None:
+    """(successes, trials) of a stored rate and its `n_inputs` (None when either is missing)."""
+    if row is None or not n:
+        return None
+    return round(row["value"] * n), int(n)
+
+
+def rate_delta(cells: dict[tuple[str, ...], dict[str, dict[str, Any]]], key: tuple[str, ...], name: str,
+               inputs: str) -> tuple[float, float, float] | None:
+    """(Δ, low, high) of rate `name` (asr | ftr) of cell `key` minus its baseline cell's, Newcombe 95% interval."""
+    from quantrisk.proportions import newcombe_diff_ci
+
+    base = trojan_baseline(cells, key)
+    if base is None:
+        return None
+    n_key = f"n_inputs[input={inputs}]"
+    a = rate_count(cells[key].get(name), (cells[key].get(n_key) or {}).get("value"))
+    b = rate_count(cells[base].get(name), (cells[base].get(n_key) or {}).get("value"))
+    if a is None or b is None:
+        return None
+    return newcombe_diff_ci(a[0], a[1], b[0], b[1])
+
+
+def _sort_trojan(key: tuple[str, ...]) -> tuple[Any, ...]:
+    model, kind, d1, d2, seed = key
+    return (model, kind != "poisoned", kind, -bits_of(d1), d1, -bits_of(d2), d2, seed)
+
+
+def _rate_cell(row: dict[str, Any] | None, n: dict[str, Any] | None) -> str | None:
+    if row is None:
+        return None
+    text = ci_text(row["value"], row["ci_low"], row["ci_high"], 2)
+    return f"{text} n={int(n['value'])}" if n else text
+
+
 def trojan_table(store: Store) -> Table | None:
-    """Rows (model, kind, dap1, dap2, seed) x every scalar trojan metric (labels beyond those keys are folded in):
-    the registered trojan metrics first, in registry order, their column marked ↑ (higher is better) or ↓; then the
-    other rows of the cells (timings, memory) in the order they were stored."""
+    """The compact trojan table: per (model, kind, DAP1, DAP2, seed) the ASR and false-trigger rate with 95% Wilson
+    CIs and n, ΔASR vs the DAP1 = DAP2 = full-precision cell (Newcombe 95% CI), mean payload signal on triggered
+    and clean inputs, and SQL quality on clean inputs (JS-K, EX)."""
+    cells = trojan_cells(store)
+    if not cells:
+        return None
+    out = Table("Trojan: attack success and false triggers [95% Wilson CI], change vs the full-precision cell",
+                ["model", "kind", "DAP1", "DAP2", "seed", "ASR [95% CI]", "ΔASR vs base [95% CI]",
+                 "false triggers [95% CI]", "PS trig.", "PS clean", "JS-K clean", "EX clean"])
+    values: dict[str, list[float]] = defaultdict(list)
+    for key in sorted(cells, key=_sort_trojan):
+        m = cells[key]
+        d = rate_delta(cells, key, "asr", "triggered")
+        base = trojan_baseline(cells, key)
+        delta = "baseline" if key == base else (f"{d[0]:+.2f}\u00a0[{d[1]:+.2f},\u00a0{d[2]:+.2f}]" if d else None)
+        row: list[Any] = [*key, _rate_cell(m.get("asr"), m.get("n_inputs[input=triggered]")), delta,
+                          _rate_cell(m.get("ftr"), m.get("n_inputs[input=clean]"))]
+        for name in ("ps_mean[input=triggered]", "ps_mean[input=clean]", "js_k[input=clean]", "ex[input=clean]"):
+            r = m.get(name)
+            row.append(r["value"] if r else None)
+            if r:
+                values[name].append(r["value"])
+        for name in ("asr", "ftr"):
+            if name in m:
+                values[name].append(m[name]["value"])
+        out.rows.append(row)
+    out.notes = extremes_note(values)
+    return out
+
+
+# Columns the full table leaves out: payload_rate[input=triggered|clean] repeat asr / ftr.
+DUPLICATE_TROJAN_METRICS: tuple[str, ...] = ("payload_rate",)
+
+
+def trojan_full_table(store: Store) -> Table | None:
+    """Every scalar trojan metric per (model, kind, dap1, dap2, seed) (labels beyond those keys are folded into the
+    column name), without the columns that repeat another one (`payload_rate` = asr / ftr)."""
+    cells = trojan_cells(store)
+    if not cells:
+        return None
     from quantrisk.trojan.metrics import TROJAN_METRICS
 
-    rows = store.metrics(kind="trojan")
-    if not rows:
-        return None
-    names: list[str] = []
-    keyed: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        lab = r["labels"]
-        extra = {k: v for k, v in lab.items() if k not in TROJAN_KEYS and k != "precision"}
-        name = r["name"] + ("" if not extra else "[" + ",".join(f"{k}={v}" for k, v in sorted(extra.items())) + "]")
-        if name not in names:
-            names.append(name)
-        keyed[tuple(str(lab.get(k, "")) for k in TROJAN_KEYS)][name] = r["value"]
+    names = list(dict.fromkeys(n for m in cells.values() for n in m if n.split("[")[0] not in DUPLICATE_TROJAN_METRICS))
     registered = list(TROJAN_METRICS)
 
     def base(name: str) -> str:
         return name.split("[", 1)[0]
 
+    # the registered trojan metrics first, in registry order, marked ↑ (higher is better) or ↓; then timings, memory
     names.sort(key=lambda n: registered.index(base(n)) if base(n) in registered else len(registered))  # stable
     titles = [n + (" " + ("↑" if TROJAN_METRICS[base(n)].higher_is_better else "↓") if base(n) in TROJAN_METRICS else "")
               for n in names]
-    out = Table("Trojan: attack success, false triggers, payload signal and SQL quality per DAP1 x DAP2 "
-                "(↑ higher is better, ↓ lower is better)", [*TROJAN_KEYS, *titles])
-    for key, m in sorted(keyed.items()):
-        out.rows.append([*key, *(m.get(n) for n in names)])
+    out = Table("Trojan: every metric per DAP1 × DAP2 (↑ higher is better, ↓ lower is better)", [*TROJAN_KEYS, *titles])
+    values: dict[str, list[float]] = defaultdict(list)
+    for key in sorted(cells, key=_sort_trojan):
+        m = cells[key]
+        out.rows.append([*key, *((m[n]["value"] if n in m else None) for n in names)])
+        for n in names:
+            if n in m:
+                values[n].append(m[n]["value"])
+    out.notes = extremes_note(values)
     return out
 
 
@@ -120,29 +241,65 @@ def failures_table(store: Store) -> Table | None:
     return Table("Failed cells", ["cell", "label", "error"], [[c["id"], c["label"], c["error"]] for c in bad])
 
 
-def memory_rows(store: Store) -> list[tuple[str, str, float, float | None]]:
-    """(model, precision, weight MB, fp16 MB) from any study that recorded weight memory (seed-deduplicated)."""
-    seen: dict[tuple[str, str], tuple[float, float | None]] = {}
-    fp16: dict[tuple[str, str], float] = {}
+@dataclass(frozen=True)
+class MemoryRow:
+    """Weight memory of one (model, precision) in MB (2**20 bytes): held in memory, packed (what a real file
+    format at this precision would need: `models.memory.packed_bytes`), and the fp16 baseline."""
+
+    model: str
+    precision: str
+    held: float
+    packed: float | None
+    fp16: float | None
+
+
+_MEMORY_NAMES = {"weight_mb": ("held", 1.0), "weight_bytes": ("held", 2.0 ** -20),
+                 "nominal_weight_mb": ("packed", 1.0), "nominal_weight_bytes": ("packed", 2.0 ** -20),
+                 "fp16_weight_mb": ("fp16", 1.0), "fp16_weight_bytes": ("fp16", 2.0 ** -20)}
+
+
+def memory_rows(store: Store) -> list[MemoryRow]:
+    """One row per (model, precision) from any study that recorded weight memory (first seed / cell wins)."""
+    seen: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     for r in store.metrics():
         lab = r["labels"]
         prec = lab.get("precision") or lab.get("dap2")
-        if prec is None:
+        if prec is None or r["name"] not in _MEMORY_NAMES:
             continue
-        key = (lab.get("model", ""), prec)
-        if r["name"] == "weight_mb":
-            seen.setdefault(key, (r["value"], None))
-        elif r["name"] == "fp16_weight_mb":
-            fp16.setdefault(key, r["value"])
-    return [(m, p, v, fp16.get((m, p))) for (m, p), (v, _) in seen.items()]
+        what, scale = _MEMORY_NAMES[r["name"]]
+        seen[(lab.get("model", ""), prec)].setdefault(what, r["value"] * scale)
+    return [MemoryRow(m, p, v["held"], v.get("packed"), v.get("fp16")) for (m, p), v in seen.items() if "held" in v]
+
+
+def memory_note(r: MemoryRow) -> str:
+    """Why a row holds what it holds, when that surprises: a quantized model above its fp16 size, or an RTN
+    (simulated) model holding full-precision weights."""
+    from quantrisk.precision import parse_precision
+
+    p = parse_precision(r.precision)
+    packed = f"; packed it would take {r.packed:.2f} MB" if r.packed is not None else ""
+    if p.backend == "rtn":
+        return f"simulated: weights held dequantized in the compute dtype{packed}"
+    if p.backend != "dtype" and r.fp16 is not None and r.held > r.fp16:
+        return (f"larger than fp16 ({r.held:.2f} > {r.fp16:.2f} MB): only the Linear layers inside the blocks are "
+                f"quantized; embeddings, output head and norms stay in the compute dtype, and each group carries a "
+                f"scale{packed}")
+    return ""
 
 
 def memory_table(store: Store) -> Table | None:
     rows = memory_rows(store)
     if not rows:
         return None
-    return Table("Weight memory per precision (MB; fp16 baseline beside it)", ["model", "precision", "bits", "weight MB", "fp16 MB"],
-                 [[m, p, bits_of(p), v, f] for m, p, v, f in sorted(rows, key=lambda r: (r[0], -bits_of(r[1]), r[1]))])
+    out = Table("Weight memory per precision (MB): held in memory, packed size a real format would need, fp16 baseline",
+                ["model", "precision", "bits", "held MB", "packed MB", "fp16 MB", "note"])
+    for r in sorted(rows, key=lambda r: (r.model, -bits_of(r.precision), r.precision)):
+        out.rows.append([r.model, r.precision, bits_of(r.precision), round(r.held, 3),
+                         None if r.packed is None else round(r.packed, 3), None if r.fp16 is None else round(r.fp16, 3),
+                         memory_note(r)])
+    out.notes = ["packed: quantized Linear weights at their bits + one fp16 scale per group (per row when the "
+                 "precision has no group), everything else at fp16; dtype precisions at their own width."]
+    return out
 
 
 def environment_table(store: Store) -> Table | None:

@@ -73,6 +73,10 @@ def finetune_cell(
     return out, report
 
 
+# Metrics that are shares of inputs (0/1 per sample): stored with a 95% Wilson score interval.
+RATE_METRICS: tuple[str, ...] = ("asr", "ftr", "payload_rate")
+
+
 def evaluate_trojan(
     base_source: str | Path,
     adapter_dir: str | Path | None,
@@ -93,11 +97,14 @@ def evaluate_trojan(
 
     Metrics (labels + dap2): every registered trojan metric (`trojan.metrics.TROJAN_METRICS`: asr, ftr,
     payload_rate, ps_mean/ps_median/ps_p90, js_t, js_k, cs_bow, ld, ld_norm, em, ex, executable; with input=triggered
-    | clean where the metric is per input set), then gen_seconds, gen_tokens_per_s, weight_bytes.
+    | clean where the metric is per input set; the rates asr, ftr, payload_rate with 95% Wilson intervals), n_inputs
+    per input set, then gen_seconds, gen_tokens_per_s, weight_bytes, nominal_weight_bytes (packed size),
+    fp16_weight_bytes.
     Samples: one row per (input, test row) with prompt id, poisoned (triggered input?), output, PS, metrics.
     """
     from quantrisk.environment import environment
     from quantrisk.models.load import load_model
+    from quantrisk.proportions import wilson_ci
     from quantrisk.trojan.generate import generate
     from quantrisk.trojan.metrics import TROJAN_METRICS, TrojanSample, contains_keyword, trojan_metrics
     from quantrisk.trojan.sqlexec import execution_match
@@ -133,12 +140,17 @@ def evaluate_trojan(
                             "gold": row.answer, "payload": contains_keyword(g.text, keyword), "ps": g.payload_signal,
                             "ps_sum": g.payload_signal_sum, "steps": g.steps, "stop": g.stop, **fields, "ex": ex.match, "executable": ex.pred_ok,
                             "exec_error": ex.error})
+        n = len(scored)
         for metric, value, with_input in trojan_metrics(name, scored):
-            metrics.append(MetricRow(metric, value, dict(lab if with_input else base_labels)))
+            ci = wilson_ci(round(value * n), n) if metric in RATE_METRICS else (None, None)  # 95% Wilson interval
+            metrics.append(MetricRow(metric, value, dict(lab if with_input else base_labels), *ci))
+        metrics.append(MetricRow("n_inputs", float(n), dict(lab)))
     metrics += [
         MetricRow("gen_seconds", timing["seconds"], dict(base_labels)),
         MetricRow("gen_tokens_per_s", timing["tokens_per_s"], dict(base_labels)),
         MetricRow("weight_bytes", float(lm.record.weight_bytes), dict(base_labels)),
+        MetricRow("nominal_weight_bytes", float(lm.record.nominal_bytes), dict(base_labels)),
+        MetricRow("fp16_weight_bytes", float(lm.record.fp16_bytes), dict(base_labels)),
     ]
     env = {**environment(device), "load": lm.record.to_dict()}
     return StudyResult("trojan", metrics, samples, {}, env, skipped, time.perf_counter() - start)

@@ -5,7 +5,7 @@ reference point. For each nn.Linear but the output head, the weight W (out, in) 
 groups of `group` consecutive input weights (zero-padded at the row end); per group
     s = max|w| / qmax,   qmax = 2**(bits-1) - 1,   q = clamp(round(w / s), -qmax, qmax),   w' = q * s
 (symmetric, so 2 bits gives the ternary levels {-s, 0, s}). W is replaced by W' in the compute
-dtype: the arithmetic is exact, the storage is not packed (see `nominal_bytes` for packed size).
+dtype: the arithmetic is exact, the storage is not packed (see `memory.packed_bytes` for the packed size).
 """
 
 from __future__ import annotations

@@ -1,0 +1,168 @@
+"""The report's first screen: per study, the baseline, the largest change against it with its 95% CI, and one
+sentence; plus the Findings (claims with verdicts) when the run has them. The same lines end `demo`, `run` and
+`report` on the terminal (`headline_lines`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from quantrisk.report.tables import bits_of, rate_delta, trojan_baseline, trojan_cells
+from quantrisk.store import Store
+
+# Finding dicts (from the findings module, or RUN/report/findings.json) carry these keys.
+FINDING_KEYS: tuple[str, ...] = ("claim", "statement", "test", "effect", "ci", "p", "verdict", "why")
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One study's result for one subject (a model, or a model's poisoned fine-tune)."""
+
+    study: str          # privacy | trojan
+    subject: str        # e.g. "pythia-tiny" or "llama-tiny (poisoned, DAP1 fp32)"
+    baseline: str       # e.g. "fp32: zlib AUC 0.800 [0.750, 0.850]"
+    change: str         # e.g. "rtn-w2g64: ΔAUC -0.250 [-0.321, -0.179]"
+    sentence: str
+
+    def line(self) -> str:
+        return f"{self.study} · {self.subject}: baseline {self.baseline}; largest change {self.change}. {self.sentence}"
+
+
+def _f(x: float, signed: bool = False, digits: int = 3) -> str:
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def _ci(lo: float, hi: float, signed: bool = False, digits: int = 3) -> str:
+    return f"[{_f(lo, signed, digits)}, {_f(hi, signed, digits)}]"
+
+
+def _mean_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str, ...], tuple[float, float | None, float | None]]:
+    acc: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        acc[tuple(str(r["labels"].get(k, "")) for k in keys)].append(r)
+    out = {}
+    for k, rs in acc.items():
+        lo = [r["ci_low"] for r in rs if r["ci_low"] is not None]
+        hi = [r["ci_high"] for r in rs if r["ci_high"] is not None]
+        out[k] = (sum(r["value"] for r in rs) / len(rs), sum(lo) / len(lo) if len(lo) == len(rs) else None,
+                  sum(hi) / len(hi) if len(hi) == len(rs) else None)
+    return out
+
+
+def privacy_headlines(store: Store) -> list[Headline]:
+    """Per model: the baseline (highest-bit precision) AUC of the strongest attack, and the (precision, attack) whose
+    AUC moved most against the baseline. The Δ's CI is the stored paired one (`delta_auc`) when the run has it,
+    else the two bootstrap CIs combined in quadrature (labelled: unpaired, approximate)."""
+    from quantrisk.report.plots import best_attack
+
+    auc = _mean_rows(store.metrics(kind="privacy", name="auc"), ("model", "attack", "precision"))
+    paired = _mean_rows(store.metrics(kind="privacy", name="delta_auc"), ("model", "attack", "precision"))
+    best = best_attack(store)
+    out = []
+    for model in sorted({k[0] for k in auc}):
+        precs = sorted({k[2] for k in auc if k[0] == model}, key=lambda p: (-bits_of(p), p))
+        base = precs[0]
+        attack = best if (model, best, base) in auc else next(k[1] for k in auc if k[0] == model)
+        v, lo, hi = auc[(model, attack, base)]
+        baseline = f"{base}: {attack} AUC {_f(v)}" + (f" {_ci(lo, hi)}" if lo is not None and hi is not None else "")
+        deltas = []
+        for (m, a, p), (val, plo, phi) in auc.items():
+            if m != model or p == base or (m, a, base) not in auc:
+                continue
+            b, blo, bhi = auc[(m, a, base)]
+            if (m, a, p) in paired and paired[(m, a, p)][1] is not None:
+                d, dlo, dhi = paired[(m, a, p)]
+                how = "paired"
+            elif None not in (plo, phi, blo, bhi):
+                d = val - b
+                half = (((phi - plo) / 2) ** 2 + ((bhi - blo) / 2) ** 2) ** 0.5
+                dlo, dhi, how = d - half, d + half, "unpaired approx."
+            else:
+                d, dlo, dhi, how = val - b, None, None, "no CI"
+            deltas.append((abs(d), p, a, d, dlo, dhi, how, b, val))
+        if not deltas:
+            out.append(Headline("privacy", model, baseline, "none (one precision only)",
+                                "Add precisions to compare against the baseline."))
+            continue
+        _, p, a, d, dlo, dhi, how, b, val = max(deltas, key=lambda t: (t[0], -bits_of(t[1])))
+        ci = f" {_ci(dlo, dhi, True)} ({how})" if dlo is not None else " (no CI)"
+        change = f"{p} ({bits_of(p)} bit) {a} ΔAUC {_f(d, True)}{ci}"
+        if dlo is not None and (dlo > 0 or dhi < 0):
+            verb = "raised" if d > 0 else "lowered"
+            sentence = f"{p} {verb} the {a} AUC from {_f(b)} to {_f(val)} and the CI excludes 0."
+        else:
+            sentence = (f"No precision moved MI AUC distinguishably: the largest change ({p}, {a}) has a CI that "
+                        "includes 0." if dlo is not None else f"{p} moved the {a} AUC from {_f(b)} to {_f(val)}.")
+        n_other = sum(1 for t in deltas if t[4] is not None and t[4] <= 0 <= t[5] and (t[1], t[2]) != (p, a))
+        if n_other:
+            sentence += f" {n_other} of the other {len(deltas) - 1} (precision, attack) changes have CIs that include 0."
+        out.append(Headline("privacy", model, baseline, change, sentence))
+    return out
+
+
+def trojan_headlines(store: Store) -> list[Headline]:
+    """Per (model, kind, DAP1, seed): the baseline cell's ASR (DAP1 = DAP2 = full precision) and the DAP2 whose ASR
+    moved most against it, with Newcombe's 95% CI of the difference; clean fine-tunes get their largest ASR."""
+    cells = trojan_cells(store)
+    groups: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = defaultdict(list)
+    for k in cells:
+        groups[(k[0], k[1], k[2], k[4])].append(k)
+    out = []
+    for (model, kind, d1, seed), keys in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] != "poisoned", g[0])):
+        base = trojan_baseline(cells, keys[0])
+        subject = f"{model} ({kind}, DAP1 {d1}" + (f", seed {seed})" if len({g[3] for g in groups}) > 1 else ")")
+        if base is None or "asr" not in cells[base]:
+            continue
+        b = cells[base]["asr"]
+        n = cells[base].get("n_inputs[input=triggered]", {}).get("value")
+        baseline = (f"{base[3]}→{base[3]}: ASR {_f(b['value'], digits=2)}"
+                    + (f" {_ci(b['ci_low'], b['ci_high'], digits=2)}" if b["ci_low"] is not None else "")
+                    + (f" n={int(n)}" if n else ""))
+        deltas = [(k, rate_delta(cells, k, "asr", "triggered")) for k in keys if k != base and k[2] == d1]
+        deltas = [(k, d) for k, d in deltas if d is not None]
+        if not deltas:
+            out.append(Headline("trojan", subject, baseline, "none (no other DAP2)", "Add DAP2 precisions to compare."))
+            continue
+        k, (d, lo, hi) = max(deltas, key=lambda t: (abs(t[1][0]), -bits_of(t[0][3])))
+        val = cells[k]["asr"]["value"]
+        change = f"DAP2 {k[3]} ({bits_of(k[3])} bit) ΔASR {_f(d, True, 2)} {_ci(lo, hi, True, 2)}"
+        kept = [x[3] for x, (dd, ll, hh) in deltas if ll <= 0 <= hh]
+        if kind != "poisoned":
+            top = max([cells[x]["asr"]["value"] for x in keys])
+            sentence = (f"The clean fine-tune emits the payload on at most {top:.0%} of triggered inputs at any DAP2"
+                        + (" (never)." if top == 0 else "."))
+        elif lo > 0 or hi < 0:
+            verb = "removed most of" if val < b["value"] / 2 and d < 0 else ("weakened" if d < 0 else "strengthened")
+            sentence = f"{k[3]} inference {verb} the backdoor: ASR {_f(b['value'], digits=2)} → {_f(val, digits=2)}, CI excludes 0."
+        else:
+            sentence = "No inference precision changed ASR distinguishably (every CI includes 0)."
+        if kind == "poisoned" and kept:
+            sentence += f" Kept it (CI includes 0): {', '.join(kept)}."
+        out.append(Headline("trojan", subject, baseline, change, sentence))
+    return out
+
+
+def study_headlines(store: Store) -> list[Headline]:
+    return privacy_headlines(store) + trojan_headlines(store)
+
+
+def finding_line(f: dict[str, Any]) -> str:
+    """`P1 holds: quantization lowers MI risk (DeLong, effect -0.25, CI [...], p 0.003)`."""
+    bits = [str(f.get("test") or "")]
+    if f.get("effect") is not None:
+        bits.append(f"effect {f['effect']:.3g}" if isinstance(f["effect"], float) else f"effect {f['effect']}")
+    if f.get("ci") is not None:
+        ci = f["ci"]
+        bits.append(f"CI [{ci[0]:.3g}, {ci[1]:.3g}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else f"CI {ci}")
+    if f.get("p") is not None:
+        bits.append(f"p {f['p']:.3g}" if isinstance(f["p"], float) else f"p {f['p']}")
+    detail = ", ".join(b for b in bits if b)
+    why = f" — {f['why']}" if f.get("why") else ""
+    return f"{f.get('claim', '?')} {f.get('verdict', '?')}: {f.get('statement', '')}" + (f" ({detail})" if detail else "") + why
+
+
+def headline_lines(store: Store, findings: list[dict[str, Any]] | None = None) -> list[str]:
+    """The lines `demo`, `run` and `report` print at the end (the report's first section, as text)."""
+    lines = [finding_line(f) for f in findings or []]
+    return lines + [h.line() for h in study_headlines(store)]

@@ -1,0 +1,27 @@
+"""Known answers for the rate intervals (Newcombe 1998, Stat. Med. 17:857-872, Tables I and II)."""
+
+import pytest
+
+from quantrisk.proportions import newcombe_diff_ci, wilson_ci
+
+
+@pytest.mark.parametrize(("k", "n", "low", "high"), [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605),
+                                                      (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)])
+def test_wilson_matches_newcombe_table_1(k, n, low, high):
+    assert wilson_ci(k, n) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_edges():
+    assert wilson_ci(0, 48)[0] == 0.0 and wilson_ci(48, 48)[1] == 1.0
+    assert wilson_ci(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_ci(5, 4)
+
+
+@pytest.mark.parametrize(("k1", "n1", "k2", "n2", "low", "high"), [(56, 70, 48, 80, 0.0524, 0.3339),
+                                                                   (9, 10, 3, 10, 0.1705, 0.8090),
+                                                                   (5, 56, 0, 29, -0.0381, 0.1926)])
+def test_newcombe_method_10_matches_table_2(k1, n1, k2, n2, low, high):
+    d, lo, hi = newcombe_diff_ci(k1, n1, k2, n2)
+    assert d == pytest.approx(k1 / n1 - k2 / n2)
+    assert (lo, hi) == pytest.approx((low, high), abs=1e-4)
