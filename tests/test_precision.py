@@ -25,6 +25,11 @@ from quantrisk.precision import (
         ("rtn-w3g128", "rtn", 3, 128),
         ("rtn-w2g16", "rtn", 2, 16),
         ("rtn-w8g256", "rtn", 8, 256),
+        ("torchao-int8wo", "torchao", 8, None),
+        ("torchao-int4wo-g64", "torchao", 4, 64),
+        ("w8a8-static", "static", 8, None),
+        ("hqq-w1g8", "hqq", 1, 8),
+        ("hqq-w6g1024", "hqq", 6, 1024),
     ],
 )
 def test_parse_known(text, backend, bits, group):
@@ -61,5 +66,15 @@ def test_availability_on_cpu():
 
 
 def test_known_precisions_cover_every_backend():
-    assert {p.backend for p in known_precisions()} == {"dtype", "torch_dynamic", "bnb", "quanto", "rtn"}
+    from quantrisk.models.quantizers import QUANTIZERS
+
+    assert {p.backend for p in known_precisions()} == set(QUANTIZERS)
+    assert {"dtype", "torch_dynamic", "bnb", "quanto", "rtn", "torchao", "static", "hqq"} <= set(QUANTIZERS)
     assert not parse_precision("int8-dynamic").trainable
+
+
+@pytest.mark.parametrize(("text", "words"), [("hqq-w7g64", "HQQ bits must be one of"), ("hqq-w4g12", "multiple of 8"),
+                                             ("hqq-w4g2048", "multiple of 8"), ("torchao-int4wo-g100", "group must be one of")])
+def test_backend_parameters_out_of_range_say_the_range(text, words):
+    with pytest.raises(PrecisionError, match=words):
+        parse_precision(text)

@@ -11,7 +11,7 @@ from typing import Any
 
 PACKAGES: tuple[str, ...] = (
     "quantrisk", "torch", "transformers", "tokenizers", "peft", "accelerate", "optimum-quanto",
-    "bitsandbytes", "codebleu", "sqlparse", "rapidfuzz", "scikit-learn", "numpy", "dask", "distributed",
+    "bitsandbytes", "torchao", "hqq", "codebleu", "sqlparse", "rapidfuzz", "scikit-learn", "numpy", "dask", "distributed",
 )
 
 

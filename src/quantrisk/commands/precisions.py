@@ -11,20 +11,30 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", help="Device to check availability on: cpu, cuda, cuda:N."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
-        """List every precision with back-end, bits, devices, and whether it runs on this machine (and why not)."""
+        """List every precision with back-end, library + version, bits, activations, whether it needs calibration
+        data, devices, whether it can be a LoRA base (DAP1), and whether it runs on this machine (and why not)."""
         from quantrisk.commands._output import print_json, print_table
-        from quantrisk.precision import availability, known_precisions
+        from quantrisk.errors import about
+        from quantrisk.models.quantizers import QUANTIZERS
+        from quantrisk.precision import availability, device_type, known_precisions
 
+        with about("--device"):
+            device_type(device)
         rows = []
         for p in known_precisions():
             ok, why = availability(p, device)
-            rows.append({**p.to_dict(), "available": ok, "reason": why})
+            q = QUANTIZERS[p.backend]()
+            rows.append({**p.to_dict(), "library_version": q.library_version() if ok else None,
+                         "at_load": q.at_load, "available": ok, "reason": why})
+        patterns = [q.pattern_hint for q in QUANTIZERS.values() if q.pattern_hint]
         if as_json:
-            print_json({"device": device, "precisions": rows, "rtn": "any rtn-w{2..8}g{16..256}"})
+            print_json({"device": device, "precisions": rows, "patterns": patterns})
             return
         print_table(
-            f"precisions (availability on {device}; any rtn-w{{2..8}}g{{16..256}} is valid)",
-            ["precision", "backend", "bits", "group", "devices", "library", "DAP1", "available", "note"],
-            [[r["name"], r["backend"], r["bits"], r["group_size"], "/".join(r["devices"]), r["library"] or "torch",
+            f"precisions (availability on {device}; patterns: {'; '.join(patterns)})",
+            ["precision", "backend", "library", "bits", "group", "activations", "calib", "devices", "DAP1",
+             "available", "note"],
+            [[r["name"], r["backend"], (r["library"] or "torch") + (f" {r['library_version']}" if r["library_version"] else ""),
+              r["bits"], r["group_size"], r["activations"], "yes" if r["calibrated"] else "-", "/".join(r["devices"]),
               "yes" if r["trainable"] else "no", "yes" if r["available"] else "no", r["reason"]] for r in rows],
         )

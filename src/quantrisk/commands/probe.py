@@ -33,7 +33,7 @@ def probe(source: str, precision: str, device: str = "cpu", *, allow_pickle: boo
     lm = load_model(source, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     ids = lm.tokenizer(PROBE_SNIPPET, return_tensors="pt").input_ids
     ctx = int(getattr(lm.model.config, "max_position_embeddings", 0) or getattr(lm.model.config, "n_positions", 0) or 2048)
-    ids = ids[:, :ctx].to(lm.record.device if lm.record.backend != "bnb" else lm.model.device)
+    ids = ids[:, :ctx].to(lm.model.device)
     start = time.perf_counter()
     with torch.no_grad():
         loss = lm.model(input_ids=ids, labels=ids).loss.float().item()

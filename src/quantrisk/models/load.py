@@ -5,10 +5,15 @@ Safety: weights load from safetensors only unless the caller opts into pickle (`
 clear message. Offline, a hub id that is not in the local cache fails fast and says to pass a
 local directory.
 
-Adapters (LoRA, from the trojan study): for back-ends that quantize a model in memory
-(int8-dynamic, quanto, rtn) and for plain dtypes, the adapter is merged into the fp32 base first and
-the merged model is then quantized — the deployment path "merge, then compress". For bitsandbytes
-the adapter is attached, unmerged, to the quantized base (as QLoRA inference does).
+Quantization is the back-end's business (`quantrisk.models.quantizers`): this module reads its
+declared facts (`at_load`, `needs_calibration`, `quantize_on_device`, `lora_base`) and never names
+one. Adapters (LoRA, from the trojan study): for back-ends that quantize a model in memory and for
+plain dtypes, the adapter is merged into the fp32 base first and the merged model is then quantized
+— the deployment path "merge, then compress". For back-ends that quantize while loading
+(`at_load`, e.g. bitsandbytes) the adapter is attached, unmerged, to the quantized base (as QLoRA
+inference does). Calibrated back-ends get token ids of the calibration samples
+(`quantrisk.data.calibration`; default: 128 samples of the model's reference split), recorded in
+the load record.
 """
 
 from __future__ import annotations
@@ -18,15 +23,17 @@ import os
 import re
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from quantrisk.errors import ModelLoadError, UsageError
+from quantrisk.data.calibration import CalibrationSet, CalibrationSpec, load_calibration, token_batches
+from quantrisk.errors import ModelLoadError
 from quantrisk.models.memory import packed_bytes, weight_memory
 from quantrisk.models.quantizers import get_quantizer
-from quantrisk.precision import Precision, device_type, require_available
+from quantrisk.precision import Precision, device_type, require_available, require_lora_base
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -47,6 +54,7 @@ class LoadRecord:
     backend: str
     library: str | None
     library_version: str | None
+    implementation: str
     device: str
     compute_dtype: str
     weight_bytes: int
@@ -58,6 +66,8 @@ class LoadRecord:
     adapter: str | None = None
     allow_pickle: bool = False
     trust_remote_code: bool = False
+    activations: str = "float"
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -280,17 +290,34 @@ def check_adapter_dir(adapter: str | Path, *, allow_pickle: bool) -> str:
     return str(path)
 
 
-def quantize_model(model: Any, precision: Precision | str, device: str = "cpu") -> Any:
-    """Apply an in-memory back-end (int8-dynamic, quanto, rtn, dtype casts) to an fp32 model; returns it on `device`."""
+def quantize_model(model: Any, precision: Precision | str, device: str = "cpu", *,
+                   calibration: Sequence[Any] | None = None) -> Any:
+    """Apply an in-memory back-end (anything not `at_load`: dtype casts included) to an fp32 model; returns it on
+    `device`. `calibration`: token-id tensors (1, T) for back-ends that need them."""
     p = require_available(precision, device)
     quantizer = get_quantizer(p)
-    if p.backend == "bnb":
-        raise UsageError(f"{p.name} quantizes while loading; use load_model(source, '{p.name}') instead")
-    dtype = quantizer.compute_dtype(p, device)
-    if p.backend != "torch_dynamic":
-        model = model.to(dtype)
-    model = quantizer.apply(model, p, device)
-    return model.to(device) if p.backend != "torch_dynamic" else model
+    if quantizer.at_load:
+        raise ModelLoadError(f"{p.name} quantizes while loading; use load_model(source, '{p.name}') instead")
+    if quantizer.needs_calibration and not calibration:
+        raise ModelLoadError(f"{p.name} needs calibration samples; pass calibration token batches")
+    model = model.to(quantizer.compute_dtype(p, device))
+    if quantizer.quantize_on_device:
+        model = model.to(device)
+    model = quantizer.apply(model, p, device, calibration if quantizer.needs_calibration else None)
+    return model.to(device)
+
+
+def resolve_calibration(precision: Precision, source: str, tokenizer: Any, model: Any,
+                        calibration: CalibrationSpec | CalibrationSet | None) -> tuple[list[Any] | None, CalibrationSet | None]:
+    """Token batches + the resolved set for a back-end that needs calibration (None, None otherwise)."""
+    if not get_quantizer(precision).needs_calibration:
+        return None, None
+    cal = calibration if isinstance(calibration, CalibrationSet) else load_calibration(calibration or CalibrationSpec(), source)
+    ctx = int(getattr(model.config, "max_position_embeddings", 0) or getattr(model.config, "n_positions", 0) or 0)
+    batches = token_batches(tokenizer, cal.texts, **({"max_tokens": min(ctx, 512)} if ctx else {}))
+    if not batches:
+        raise ModelLoadError(f"calibration {cal.spec.source}: none of its {len(cal.texts)} texts has any token")
+    return batches, cal
 
 
 def load_model(
@@ -302,39 +329,38 @@ def load_model(
     for_training: bool = False,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    calibration: CalibrationSpec | CalibrationSet | None = None,
 ) -> LoadedModel:
-    """Load `source` at `precision` on `device` (optionally with a LoRA `adapter`) and say what was done."""
+    """Load `source` at `precision` on `device` (optionally with a LoRA `adapter`) and say what was done.
+    `calibration` (used only by back-ends that need it): a spec resolved against the model directory, or a set
+    already resolved (and checked against the evaluation data) by the caller; default: `CalibrationSpec()`."""
     device = resolve_device(device)
     p = require_available(precision, device)
-    if for_training and not p.trainable:
-        raise UsageError(
-            f"{p.name} cannot be a fine-tuning base: its quantized Linear layers have no autograd/LoRA support; "
-            "fine-tune at fp32/bf16/rtn-*/bnb-* and quantize for inference instead"
-        )
+    if for_training:
+        require_lora_base(p)
     start = time.perf_counter()
     resolved = resolve_source(source, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     adapter_path = check_adapter_dir(adapter, allow_pickle=allow_pickle) if adapter is not None else None
     quantizer = get_quantizer(p)
     tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
-
-    if p.backend == "bnb":
+    cal = None
+    if quantizer.at_load:
         model = _from_pretrained(resolved, quantizer.load_kwargs(p, device), allow_pickle=allow_pickle,
                                  trust_remote_code=trust_remote_code)
         if for_training:
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            model = quantizer.prepare_for_training(model)
         if adapter_path:
             model = _apply_adapter(model, adapter_path, merge=False)
     else:
         import torch
 
-        first_dtype = torch.float32 if (adapter_path or p.backend != "dtype") else quantizer.compute_dtype(p, device)
+        first_dtype = torch.float32 if adapter_path else quantizer.load_dtype(p, device)
         model = _from_pretrained(resolved, {"dtype": first_dtype}, allow_pickle=allow_pickle,
                                  trust_remote_code=trust_remote_code)
         if adapter_path:
             model = _apply_adapter(model, adapter_path, merge=True)
-        model = quantize_model(model, p, device)
+        batches, cal = resolve_calibration(p, resolved, tokenizer, model, calibration)
+        model = quantize_model(model, p, device, calibration=batches)
     model.train(for_training)
     if not for_training:
         model.requires_grad_(False)
@@ -347,6 +373,7 @@ def load_model(
         backend=p.backend,
         library=quantizer.library or "torch",
         library_version=quantizer.library_version(),
+        implementation=quantizer.implementation(p),
         device=device,
         compute_dtype=str(held_dtype).replace("torch.", "") if held_dtype is not None else "int8",
         weight_bytes=memory.bytes,
@@ -358,5 +385,7 @@ def load_model(
         adapter=adapter_path,
         allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code,
+        activations=p.activations,
+        calibration=cal.record() if cal is not None else None,
     )
     return LoadedModel(model=model, tokenizer=tokenizer, record=record)

@@ -3,7 +3,8 @@
 Counted per tensor: plain tensors as numel × element size; tensor subclasses that wrap inner
 tensors (optimum-quanto's QTensors) as the sum of their inner tensors; int8-dynamic Linear layers
 through their packed int8 weight + bias + scale; bitsandbytes 4-bit/8-bit weights plus their
-absmax / SCB statistics. Tied weights are counted once.
+absmax / SCB statistics; HQQ's `HQQLinear` as its packed `W_q` + the scale / zero tensors of its `meta`
++ its bias (kept outside the module's parameters). Tied weights are counted once.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ def _logical_numel(t: Any) -> int:
     return int(t.numel())
 
 
+def _is_tensor(t: Any) -> bool:
+    import torch
+
+    return isinstance(t, torch.Tensor)
+
+
+def _numel(shape: Any) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 def weight_memory(model: Any) -> WeightMemory:
     """Bytes of all parameters and persistent buffers held by `model`, and its logical parameter count."""
     seen: set[int] = set()
@@ -68,6 +82,13 @@ def weight_memory(model: Any) -> WeightMemory:
             b = module.bias() if callable(getattr(module, "bias", None)) else None
             total += _tensor_bytes(w) + (0 if b is None else _tensor_bytes(b)) + 8  # + fp32 scale, int32 zero point
             logical += w.numel() + (0 if b is None else b.numel())
+        meta = getattr(module, "meta", None)
+        if isinstance(meta, dict) and getattr(module, "W_q", None) is not None and "shape" in meta:  # hqq HQQLinear
+            seen.add(id(module.W_q))
+            bias = getattr(module, "bias", None)
+            extras = [meta.get(k) for k in ("scale", "zero")] + [bias]
+            total += _tensor_bytes(module.W_q) + sum(_tensor_bytes(t) for t in extras if _is_tensor(t))
+            logical += _numel(meta["shape"]) + (bias.numel() if _is_tensor(bias) else 0)
         for t in list(module.parameters(recurse=False)):
             key = id(t)
             if key in seen:
@@ -92,7 +113,7 @@ def packed_bytes(model: Any, precision: Any) -> int:
     else (embeddings, output head, norms, biases) at fp16 -- the layout of a packed GPTQ/GGUF-style checkpoint.
     Works on the quantized model (quanto QLinear, torch dynamic int8 Linear, bitsandbytes Linear4bit/8bitLt)
     through the logical (unpacked) element counts."""
-    if precision.backend == "dtype":
+    if precision.is_float:
         return int(weight_memory(model).logical_params * precision.bits // 8)
     from quantrisk.models.quantizers.base import output_head_names
 
@@ -107,6 +128,12 @@ def packed_bytes(model: Any, precision: Any) -> int:
             w = module.weight()
             b = module.bias() if callable(getattr(module, "bias", None)) else None
             extra += _packed_weight(w.numel(), w.shape[0], precision) + (0 if b is None else 2 * b.numel())
+            continue
+        meta = getattr(module, "meta", None)
+        if isinstance(meta, dict) and getattr(module, "W_q", None) is not None and "shape" in meta:  # hqq HQQLinear
+            quantized[id(module.W_q)] = (_numel(meta["shape"]), int(meta["shape"][0]))
+            bias = getattr(module, "bias", None)
+            extra += 2 * bias.numel() if _is_tensor(bias) else 0  # not a Parameter of HQQLinear
             continue
         w = getattr(module, "weight", None)
         if w is not None and _is_linear(module):

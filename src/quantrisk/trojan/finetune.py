@@ -13,7 +13,8 @@ Which DAP1 precisions train (base loaded by `load_model(..., for_training=True)`
 - bnb-int8 / bnb-nf4 / bnb-fp4 (CUDA): QLoRA, peft `prepare_model_for_kbit_training` in `load_model`.
 - int8-dynamic: cannot. torch.ao's dynamic `Linear` holds packed int8 weights (not Parameters) and
   its `quantized::linear_dynamic` kernel has no autograd, so no gradient reaches the layers below
-  and peft cannot wrap it; a clear `UsageError` is raised.
+  and peft cannot wrap it; a clear `UsageError` is raised. Likewise every back-end that declares
+  `lora_base = False` (torchao-*, w8a8-static*, hqq-*), with the back-end's own reason.
 
 Outputs (written to a temporary sibling, then renamed): `adapter_config.json`,
 `adapter_model.safetensors`, `finetune.json` (settings, report), `train_log.jsonl` (step, loss, lr).
@@ -36,7 +37,7 @@ from typing import Any
 
 from quantrisk.data.sql import SqlRow, format_prompt, rows_sha256
 from quantrisk.errors import UsageError
-from quantrisk.precision import parse_precision
+from quantrisk.precision import parse_precision, require_lora_base
 
 LOSS_ON: tuple[str, ...] = ("response", "all")
 
@@ -106,16 +107,8 @@ def make_settings(base_source: str | Path, dap1: str, train_rows: Sequence[SqlRo
 
 
 def check_trainable(dap1: str) -> None:
-    """`UsageError` if a LoRA adapter cannot be trained on a base at `dap1` (int8-dynamic)."""
-    p = parse_precision(dap1)
-    if p.backend == "torch_dynamic":
-        raise UsageError(
-            f"DAP1 {p.name} cannot be fine-tuned: torch.ao dynamic quantized Linear layers hold packed int8 "
-            "weights with no autograd kernel, so LoRA cannot wrap them or pass gradients; use it as a DAP2 "
-            "(inference) precision, and fine-tune at fp32, bf16, rtn-*, quanto-* or bnb-* (CUDA)"
-        )
-    if not p.trainable:
-        raise UsageError(f"DAP1 {p.name} does not support training a LoRA adapter")
+    """`UsageError` (with the back-end's reason) if a LoRA adapter cannot be trained on a base at `dap1`."""
+    require_lora_base(dap1, "DAP1")
 
 
 def resolve_targets(model: Any, target: str | Sequence[str]) -> list[str] | str:

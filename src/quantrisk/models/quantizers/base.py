@@ -1,14 +1,23 @@
-"""The one small interface every quantization back-end implements.
+"""The one interface every quantization back-end implements, and the facts each one declares.
 
-A back-end either changes how `from_pretrained` loads the weights (`load_kwargs`: dtype,
-`quantization_config`, device map) or transforms an fp32 model already in memory (`apply`), or
-both. `load_model` calls `load_kwargs`, then `apply`, then moves the model to the device.
+Shaped like transformers' `HfQuantizer` subclasses: a back-end module says which library (and
+version) does the work, which devices and bit widths it supports, whether a LoRA adapter can be
+trained on a base it quantized, whether it needs calibration data, and whether it quantizes while
+`from_pretrained` loads the weights (`at_load`: a `quantization_config`) or afterwards, in memory
+(`apply` on an fp32 model). It also parses its own precision strings and checks its environment
+with a one-line reason. `precision.py` and `models/load.py` read these facts and never name a
+back-end; adding one is a module here + one line in `quantizers/__init__.py` + its tests.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import warnings
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from quantrisk.environment import package_version
 
@@ -20,36 +29,127 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Quantizer(ABC):
-    """A quantization back-end, keyed by `Precision.backend`."""
+    """A quantization back-end, keyed by `Precision.backend` (= `backend`)."""
 
-    #: distribution name whose version is recorded (None: torch itself does the work)
-    library: str | None = None
-    #: True if `apply` must run on an fp32 model in memory (so adapters are merged first)
-    applies_in_memory: bool = True
+    #: registry key; every Precision this back-end parses carries it as `.backend`
+    backend: ClassVar[str]
+    #: distribution whose version is recorded (None: torch itself does the work)
+    library: ClassVar[str | None] = None
+    #: importable module that must be present (checked with find_spec, not imported)
+    module: ClassVar[str | None] = None
+    #: lowest library version known to work here (None: any)
+    min_version: ClassVar[str | None] = None
+    #: how to install the library, appended to "not installed" reasons
+    install_hint: ClassVar[str] = ""
+    #: devices the back-end runs on
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    #: can a LoRA adapter be trained on a base it quantized (DAP1)? If not, `lora_reason` says why
+    lora_base: ClassVar[bool] = True
+    lora_reason: ClassVar[str] = ""
+    #: does quantizing need calibration samples (activation ranges, GPTQ Hessians)?
+    needs_calibration: ClassVar[bool] = False
+    #: True: quantizes while from_pretrained loads (`load_kwargs` gives a quantization_config);
+    #: False: `apply` quantizes an fp32 model in memory (adapters are merged into it first)
+    at_load: ClassVar[bool] = False
+    #: move the model to the target device before `apply` (kernels that quantize on the GPU)
+    quantize_on_device: ClassVar[bool] = False
+    #: precision strings listed by `quantrisk precisions` (patterns accept more, see `pattern_hint`)
+    examples: ClassVar[tuple[str, ...]] = ()
+    #: human pattern of the strings it accepts beyond `examples`, e.g. "rtn-w{2..8}g{16..256}"
+    pattern_hint: ClassVar[str] = ""
 
+    # ----- facts and parsing -------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def parse(cls, name: str) -> Precision | None:
+        """The Precision for lower-case `name` if this back-end owns it, else None.
+        Raises `PrecisionError` when the name is this back-end's but its parameters are out of range."""
+
+    @classmethod
+    def precisions(cls) -> list[Precision]:
+        """The example precisions (what `quantrisk precisions` lists)."""
+        out = [cls.parse(n) for n in cls.examples]
+        return [p for p in out if p is not None]
+
+    @classmethod
+    def validate_environment(cls, precision: Precision, device: str) -> tuple[bool, str]:
+        """(ok, one-line reason or note) for running `precision` on `device` (a device *type*, cpu/cuda) here.
+        The generic checks (device list, CUDA visible) are done by `precision.availability` first."""
+        if cls.module is not None:
+            try:
+                found = importlib.util.find_spec(cls.module) is not None
+            except (ModuleNotFoundError, ValueError):
+                found = False
+            if not found:
+                return False, f"{cls.library or cls.module} is not installed{cls.install_hint}"
+        if cls.min_version and cls.library:
+            have = package_version(cls.library)
+            if have is not None and _version_tuple(have) < _version_tuple(cls.min_version):
+                return False, f"{cls.library} {have} is too old (needs >= {cls.min_version}){cls.install_hint}"
+        return True, ""
+
+    # ----- what ran ----------------------------------------------------------------------------
     def library_version(self) -> str | None:
         """Version of the library that does the work (torch's when `library` is None)."""
         return package_version(self.library or "torch")
 
+    def implementation(self, precision: Precision) -> str:
+        """The API that realises `precision` (recorded in the load record)."""
+        return type(self).__name__
+
+    # ----- doing it ----------------------------------------------------------------------------
     def compute_dtype(self, precision: Precision, device: str) -> torch.dtype:
         """dtype of activations and of the weights that stay unquantized."""
         import torch
 
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
+    def load_dtype(self, precision: Precision, device: str) -> torch.dtype:
+        """dtype `from_pretrained` loads at before `apply` (fp32: quantize from full precision)."""
+        import torch
+
+        return torch.float32
+
     def load_kwargs(self, precision: Precision, device: str) -> dict[str, Any]:
-        """Extra keyword arguments for `AutoModelForCausalLM.from_pretrained`."""
-        return {"dtype": self.compute_dtype(precision, device) if not self.applies_in_memory else _fp32()}
+        """Keyword arguments for `from_pretrained` when `at_load` (dtype, quantization_config, device_map)."""
+        return {"dtype": self.compute_dtype(precision, device)}
+
+    def prepare_for_training(self, model: Any) -> Any:
+        """Ready an `at_load`-quantized base for LoRA training (e.g. peft's k-bit preparation)."""
+        return model
 
     @abstractmethod
-    def apply(self, model: PreTrainedModel, precision: Precision, device: str) -> PreTrainedModel:
-        """Quantize `model` (fp32, on CPU) in place or return a new one; returns the model to use."""
+    def apply(self, model: PreTrainedModel, precision: Precision, device: str,
+              calibration: Sequence[torch.Tensor] | None = None) -> PreTrainedModel:
+        """Quantize `model` (in the compute dtype; on `device` if `quantize_on_device`, else on CPU) in place or
+        return a new one. `calibration`: token-id tensors (1, T) when `needs_calibration`. Returns the model."""
 
 
-def _fp32() -> Any:
-    import torch
+def _version_tuple(text: str) -> tuple[int, ...]:
+    out = []
+    for part in text.split("+")[0].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
 
-    return torch.float32
+
+@contextmanager
+def quiet_import() -> Iterator[None]:
+    """Silence import-time chatter of optional libraries (torchao's "Failed to load <C extension built for another
+    torch>", torch's pytree deprecation notes, Python warnings) so CLI output stays one line per message."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree", "hqq")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels, strict=True):
+            lg.setLevel(lvl)
 
 
 def output_head_names(model: Any) -> list[str]:

@@ -2,7 +2,8 @@
 
 The weights are quantized while `from_pretrained` loads them onto the GPU (LLM.int8() with the
 default outlier threshold 6.0; 4-bit NF4/FP4 with blocksize 64 and bf16 compute). The output
-head stays in bf16 (transformers' default). Needs CUDA.
+head stays in bf16 (transformers' default). Needs CUDA. A LoRA adapter trains on it (QLoRA, after
+peft's `prepare_model_for_kbit_training`) and is attached unmerged for inference.
 """
 
 from __future__ import annotations
@@ -10,11 +11,34 @@ from __future__ import annotations
 from typing import Any
 
 from quantrisk.models.quantizers.base import Quantizer
+from quantrisk.precision import Precision
+
+_DESC = {
+    "bnb-int8": (8, "int", None, "bitsandbytes LLM.int8() (outlier threshold 6.0)"),
+    "bnb-nf4": (4, "nf", 64, "bitsandbytes 4-bit NormalFloat, blocksize 64, bf16 compute (QLoRA)"),
+    "bnb-fp4": (4, "fp", 64, "bitsandbytes 4-bit float, blocksize 64, bf16 compute"),
+}
 
 
 class BnbQuantizer(Quantizer):
+    backend = "bnb"
     library = "bitsandbytes"
-    applies_in_memory = False
+    module = "bitsandbytes"
+    install_hint = " (pip install 'quantrisk[gpu]')"
+    devices = ("cuda",)
+    at_load = True
+    examples = tuple(_DESC)
+
+    @classmethod
+    def parse(cls, name: str) -> Precision | None:
+        if name not in _DESC:
+            return None
+        bits, kind, group, desc = _DESC[name]
+        return Precision(name, cls.backend, bits, kind, cls.devices, library=cls.library, group_size=group,
+                         description=desc)
+
+    def implementation(self, precision: Any) -> str:
+        return "transformers BitsAndBytesConfig"
 
     def load_kwargs(self, precision: Any, device: str) -> dict[str, Any]:
         import torch
@@ -31,5 +55,10 @@ class BnbQuantizer(Quantizer):
             )
         return {"quantization_config": config, "dtype": torch.bfloat16, "device_map": {"": device}}
 
-    def apply(self, model: Any, precision: Any, device: str) -> Any:
+    def prepare_for_training(self, model: Any) -> Any:
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+    def apply(self, model: Any, precision: Any, device: str, calibration: Any = None) -> Any:
         return model  # done at load time

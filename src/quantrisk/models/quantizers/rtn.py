@@ -10,9 +10,16 @@ dtype: the arithmetic is exact, the storage is not packed (see `memory.packed_by
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from quantrisk.errors import PrecisionError
 from quantrisk.models.quantizers.base import Quantizer, quantizable_linears
+from quantrisk.precision import Precision
+
+RTN_PATTERN = re.compile(r"^rtn-w(\d+)g(\d+)$")
+RTN_BITS = range(2, 9)
+RTN_GROUPS = range(16, 257)
 
 
 def rtn_quantize(weight: Any, bits: int, group: int) -> Any:
@@ -36,9 +43,30 @@ def rtn_quantize(weight: Any, bits: int, group: int) -> Any:
 
 
 class RTNQuantizer(Quantizer):
-    library = None
+    backend = "rtn"
+    examples = ("rtn-w8g128", "rtn-w4g128", "rtn-w3g128", "rtn-w2g64")
+    pattern_hint = "rtn-w{2..8}g{16..256}"
 
-    def apply(self, model: Any, precision: Any, device: str) -> Any:
+    @classmethod
+    def parse(cls, name: str) -> Precision | None:
+        m = RTN_PATTERN.match(name)
+        if not m:
+            return None
+        if len(m.group(1)) > 3 or len(m.group(2)) > 4:  # int() of a 5,000-digit string raises ValueError
+            raise PrecisionError(f"precision {name[:40]!r}...: RTN bits must be 2..8 and group 16..256")
+        bits, group = int(m.group(1)), int(m.group(2))
+        if bits not in RTN_BITS or group not in RTN_GROUPS:
+            raise PrecisionError(f"precision {name!r}: RTN bits must be 2..8 and group 16..256 (got w{bits} g{group})")
+        return Precision(
+            name, cls.backend, bits, "int", cls.devices, group_size=group,
+            description=f"round-to-nearest {bits}-bit, per-group absmax over {group} weights, symmetric; simulated "
+                        "(dequantized) in the compute dtype",
+        )
+
+    def implementation(self, precision: Any) -> str:
+        return "quantrisk rtn_quantize (simulated)"
+
+    def apply(self, model: Any, precision: Any, device: str, calibration: Any = None) -> Any:
         import torch
 
         with torch.no_grad():

@@ -1,7 +1,10 @@
-"""int8-dynamic: `torch.ao.quantization.quantize_dynamic` on every nn.Linear but the output head.
+"""int8-dynamic: int8 weights, activations quantized per batch at run time, on every nn.Linear but the head.
 
-Weights are stored as int8 (per-tensor affine, torch's default dynamic qconfig); activations are
-quantized per batch at run time. CPU only (torch's dynamic quantized kernels are fbgemm/qnnpack).
+Runs `torch.ao.quantization.quantize_dynamic` (per-tensor affine int8 weights, torch's default
+dynamic qconfig; fbgemm/qnnpack kernels, CPU only) while torch still ships it, so results stay
+comparable with earlier runs; torch >= 2.10 deprecates that API in favour of torchao, so when it is
+gone this falls back to torchao's `Int8DynamicActivationInt8WeightConfig` (per-token activations,
+per-channel weights: the same as `torchao-w8a8`). The load record names which one ran.
 """
 
 from __future__ import annotations
@@ -10,13 +13,45 @@ import warnings
 from typing import Any
 
 from quantrisk.models.quantizers.base import Quantizer, quantizable_linears
+from quantrisk.precision import Precision
+
+TORCH_AO = "torch.ao.quantization.quantize_dynamic (deprecated in torch >= 2.10)"
+TORCHAO = "torchao Int8DynamicActivationInt8WeightConfig (torch.ao.quantization.quantize_dynamic is gone)"
+
+
+def _torch_ao_available() -> bool:
+    try:
+        from torch.ao.quantization import quantize_dynamic  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class TorchDynamicQuantizer(Quantizer):
-    library = None
+    backend = "torch_dynamic"
+    devices = ("cpu",)
+    lora_base = False
+    lora_reason = ("torch.ao dynamic quantized Linear layers hold packed int8 weights with no autograd kernel, so LoRA "
+                   "cannot wrap them or pass gradients")
+    examples = ("int8-dynamic",)
 
-    def apply(self, model: Any, precision: Any, device: str) -> Any:
+    @classmethod
+    def parse(cls, name: str) -> Precision | None:
+        if name != "int8-dynamic":
+            return None
+        return Precision(name, cls.backend, 8, "int", cls.devices, trainable=False, activations="int8-dynamic",
+                         description="torch.ao quantize_dynamic on nn.Linear: int8 weights, activations quantized per batch")
+
+    def implementation(self, precision: Any) -> str:
+        return TORCH_AO if _torch_ao_available() else TORCHAO
+
+    def apply(self, model: Any, precision: Any, device: str, calibration: Any = None) -> Any:
         import torch
+
+        if not _torch_ao_available():  # pragma: no cover - torch still ships it here
+            from quantrisk.models.quantizers.torchao import quantize_with
+
+            return quantize_with(model, "Int8DynamicActivationInt8WeightConfig")
         from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
         spec = {name: default_dynamic_qconfig for name in quantizable_linears(model)}

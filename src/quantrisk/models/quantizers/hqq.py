@@ -1,0 +1,61 @@
+"""hqq-w{bits}g{group}: Half-Quadratic Quantization (Badri & Shaji 2023), calibration-free, via the `hqq` library.
+
+Every nn.Linear but the output head becomes `hqq.core.quantize.HQQLinear` with
+`BaseQuantizeConfig(nbits=bits, group_size=group)`: asymmetric per-group scale and zero point, the
+zero/scale optimised by HQQ's half-quadratic proximal solver on the weights alone (no data), weights
+bit-packed (8/4/3/2/1-bit; 5/6-bit are stored one per byte). Bits 1..8 except 7 (hqq has no 7-bit),
+group a multiple of 8 in 8..1024. CPU and CUDA (hqq's PyTorch backend).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from quantrisk.errors import PrecisionError
+from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, quiet_import
+from quantrisk.precision import Precision
+
+HQQ_PATTERN = re.compile(r"^hqq-w(\d+)g(\d+)$")
+HQQ_BITS = (1, 2, 3, 4, 5, 6, 8)
+
+
+class HqqQuantizer(Quantizer):
+    backend = "hqq"
+    library = "hqq"
+    module = "hqq"
+    install_hint = " (pip install hqq)"
+    lora_base = False
+    lora_reason = "HQQLinear is not an nn.Linear, so peft cannot wrap it here; fine-tune at fp32 and quantize for inference"
+    examples = ("hqq-w8g64", "hqq-w4g64", "hqq-w3g64", "hqq-w2g16", "hqq-w1g8")
+    pattern_hint = "hqq-w{1..6,8}g{8..1024, multiple of 8}"
+
+    @classmethod
+    def parse(cls, name: str) -> Precision | None:
+        m = HQQ_PATTERN.match(name)
+        if not m:
+            return None
+        bits, group = int(m.group(1)), int(m.group(2))
+        if bits not in HQQ_BITS or not (8 <= group <= 1024 and group % 8 == 0):
+            raise PrecisionError(f"precision {name!r}: HQQ bits must be one of {HQQ_BITS} and group a multiple of 8 "
+                                 f"in 8..1024 (got w{bits} g{group})")
+        return Precision(name, cls.backend, bits, "int", cls.devices, library=cls.library, group_size=group,
+                         trainable=False,
+                         description=f"HQQ {bits}-bit, group {group}, asymmetric, zero/scale optimised without data")
+
+    def implementation(self, precision: Any) -> str:
+        return f"hqq HQQLinear(BaseQuantizeConfig(nbits={precision.bits}, group_size={precision.group_size}))"
+
+    def apply(self, model: Any, precision: Any, device: str, calibration: Any = None) -> Any:
+        with quiet_import():
+            from hqq.core.quantize import BaseQuantizeConfig, HQQBackend, HQQLinear
+
+        HQQLinear.set_backend(HQQBackend.PYTORCH)
+        config = BaseQuantizeConfig(nbits=precision.bits, group_size=precision.group_size)
+        dtype = self.compute_dtype(precision, device)
+        for name, linear in quantizable_linears(model).items():
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            with quiet_import():
+                setattr(parent, child, HQQLinear(linear, config, compute_dtype=dtype, device=device))
+        return model

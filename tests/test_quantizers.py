@@ -1,0 +1,179 @@
+"""Back-ends own their facts; torchao, static (calibrated) activation quantization and HQQ on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from quantrisk.data.calibration import CalibrationSpec, load_calibration
+from quantrisk.errors import PrecisionError, UsageError
+from quantrisk.models.load import load_model
+from quantrisk.models.quantizers import QUANTIZERS, get_quantizer
+from quantrisk.precision import availability, parse_precision, require_available, require_lora_base
+
+CODE = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n"
+needs_torchao = pytest.mark.skipif(not availability("torchao-int8wo", "cpu")[0],
+                                   reason="torchao is not installed (pip install 'torchao>=0.14')")
+needs_hqq = pytest.mark.skipif(not availability("hqq-w4g64", "cpu")[0], reason="hqq is not installed (pip install hqq)")
+
+
+def _nll(lm) -> float:
+    ids = lm.tokenizer(CODE, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return float(lm.model(input_ids=ids, labels=ids).loss)
+
+
+@pytest.fixture(scope="module")
+def calib_file(tmp_path_factory):
+    import csv
+    import inspect
+    import textwrap
+
+    path = tmp_path_factory.mktemp("calib") / "calib.jsonl"
+    path.write_text("".join(json.dumps({"text": inspect.getsource(m)[:2000]}) + "\n" for m in (json, csv, textwrap)))
+    return path
+
+
+def test_every_backend_declares_its_facts_and_parses_its_examples():
+    for key, q in QUANTIZERS.items():
+        assert q.backend == key and q.examples and set(q.devices) <= {"cpu", "cuda"}
+        assert q.lora_base or q.lora_reason, key  # a back-end that refuses LoRA says why
+        for name in q.examples:
+            p = q.parse(name)
+            assert p is not None and p.backend == key and p.name == name
+            assert p.trainable == q.lora_base and p.calibrated == q.needs_calibration
+            assert set(p.devices) <= set(q.devices)
+            assert p.library == q.library
+        assert q.parse("no-such-precision") is None
+    # exactly one back-end owns each example
+    for q in QUANTIZERS.values():
+        for name in q.examples:
+            assert [k for k, other in QUANTIZERS.items() if other.parse(name) is not None] == [q.backend]
+
+
+def test_missing_library_gives_a_one_line_reason(monkeypatch):
+    q = QUANTIZERS["hqq"]
+    monkeypatch.setattr(q, "module", "no_such_module_quantrisk")
+    ok, why = availability("hqq-w4g64", "cpu")
+    assert not ok and why == "hqq is not installed (pip install hqq)"
+    with pytest.raises(PrecisionError, match="not available on cpu: hqq is not installed"):
+        require_available("hqq-w4g64", "cpu")
+
+
+def test_gpu_only_precisions_say_so_on_cpu():
+    for name in ("torchao-int4wo-g128", "torchao-fp8", "w8a8-static-fp8"):
+        ok, why = availability(name, "cpu")
+        assert not ok and "cuda only" in why, name
+
+
+def test_lora_base_is_checked_once_with_the_backends_reason():
+    assert require_lora_base("rtn-w4g64").name == "rtn-w4g64"
+    for name, words in [("int8-dynamic", "no autograd kernel"), ("hqq-w4g64", "HQQLinear"),
+                        ("w8a8-static", "calibrated scales"), ("torchao-int8wo", "tensor subclasses")]:
+        with pytest.raises(UsageError, match=f"DAP1 {name} cannot be fine-tuned: .*{words}"):
+            require_lora_base(name)
+
+
+@pytest.mark.parametrize("arch", ["llama", "pythia"])
+@needs_torchao
+def test_torchao_cpu_precisions_load_and_stay_close(tiny_model_dirs, arch):
+    d = tiny_model_dirs[arch]
+    ref = load_model(d, "fp32")
+    for name in ("torchao-int8wo", "torchao-w8a8"):
+        lm = load_model(d, name)
+        rec = lm.record
+        assert rec.library == "torchao" and rec.library_version and "quantize_(" in rec.implementation
+        assert rec.weight_bytes < 0.5 * ref.record.weight_bytes  # int8 linears vs fp32
+        assert rec.activations == parse_precision(name).activations
+        assert abs(_nll(lm) - _nll(ref)) < 0.05, name
+        lm.model.generate(lm.tokenizer(CODE, return_tensors="pt").input_ids, max_new_tokens=3, do_sample=False,
+                          pad_token_id=lm.tokenizer.pad_token_id)
+
+
+def test_int8_dynamic_records_which_implementation_ran(tiny_model_dirs):
+    rec = load_model(tiny_model_dirs["llama"], "int8-dynamic").record
+    assert rec.implementation.startswith("torch.ao.quantization.quantize_dynamic")
+    assert rec.activations == "int8-dynamic" and rec.calibration is None
+
+
+@needs_torchao
+def test_static_scales_are_calibrated_absmax(tiny_model_dirs, calib_file):
+    from quantrisk.data.calibration import token_batches
+    from quantrisk.models.quantizers.base import quantizable_linears
+    from quantrisk.models.quantizers.static import int8_input_scales
+
+    lm = load_model(tiny_model_dirs["llama"], "fp32")
+    cal = load_calibration(CalibrationSpec(str(calib_file), 2, 0), None)
+    batches = token_batches(lm.tokenizer, cal.texts)
+    linears = quantizable_linears(lm.model)
+    seen: dict[str, float] = {}
+    hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: seen.__setitem__(n, max(seen.get(n, 0.0), float(a[0].abs().max()))))
+             for n, m in linears.items()]
+    with torch.no_grad():
+        for ids in batches:
+            lm.model(input_ids=ids)
+    for h in hooks:
+        h.remove()
+    scales = int8_input_scales(lm.model, linears, batches)
+    assert set(scales) == set(linears)
+    for n, s in scales.items():  # torchao's symmetric int8: s = max|x| / ((127 - (-128)) / 2), checked by hand
+        assert float(s) == pytest.approx(seen[n] / 127.5, rel=1e-5), n
+
+
+@needs_torchao
+def test_w8a8_static_needs_and_records_calibration(tiny_model_dirs, calib_file):
+    d = tiny_model_dirs["llama"]
+    with pytest.raises(UsageError, match="calibration source 'reference' needs a quantrisk model directory"):
+        load_model(d, "w8a8-static")
+    lm = load_model(d, "w8a8-static", calibration=CalibrationSpec(str(calib_file), 2, 1))
+    cal = lm.record.calibration
+    assert cal["source"] == str(calib_file) and cal["n"] == 2 and cal["n_texts"] == 2 and cal["seed"] == 1
+    again = load_model(d, "w8a8-static", calibration=CalibrationSpec(str(calib_file), 2, 1)).record.calibration
+    assert again["sha256"] == cal["sha256"]  # same (source, n, seed) -> same texts
+    assert load_model(d, "w8a8-static", calibration=CalibrationSpec(str(calib_file), 3)).record.calibration["sha256"] != cal["sha256"]
+    assert lm.record.activations == "int8-static" and "Int8Static" in lm.record.implementation
+    assert abs(_nll(lm) - _nll(load_model(d, "fp32"))) < 0.1
+
+
+def test_calibration_parse_and_overlap_check(tmp_path):
+    assert CalibrationSpec.parse("reference") == CalibrationSpec("reference", 128, 0)
+    assert CalibrationSpec.parse("a/b.jsonl:64:3") == CalibrationSpec("a/b.jsonl", 64, 3)
+    assert CalibrationSpec.parse("reference:16") == CalibrationSpec("reference", 16, 0)
+    with pytest.raises(UsageError, match="positive"):
+        CalibrationSpec.parse("reference:0")
+    # a model dir whose split has member / nonmember / reference parts; a calibration file that repeats a member
+    from quantrisk.data.corpus import CodeSample, sha256_text, write_split
+
+    texts = {"m1": "def a(): pass", "n1": "def b(): pass", "r1": "def c(): pass", "r2": "def d(): pass"}
+    split = {"m1": "member", "n1": "nonmember", "r1": "reference", "r2": "reference"}
+    write_split(tmp_path / "split.jsonl", [CodeSample(k, f"{k}.py", t, sha256_text(t), split[k]) for k, t in texts.items()])
+    ref = load_calibration(CalibrationSpec("reference", 5), tmp_path)
+    assert sorted(ref.texts) == ["def c(): pass", "def d(): pass"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "def x(): pass"}) + "\n" + json.dumps({"text": "def a(): pass"}) + "\n")
+    with pytest.raises(UsageError, match="shares 1 samples with the member/non-member parts"):
+        load_calibration(CalibrationSpec(str(bad), 2), tmp_path)
+    ok = load_calibration(CalibrationSpec(str(bad), 2), None)  # no split to compare against: the caller checks
+    with pytest.raises(UsageError, match="shares 1 samples with the evaluation set"):
+        ok.check_disjoint(["def a(): pass"], "the evaluation set")
+    with pytest.raises(UsageError, match="field 'text'"):
+        (tmp_path / "nt.jsonl").write_text('{"code": "x"}\n')
+        load_calibration(CalibrationSpec(str(tmp_path / "nt.jsonl")), None)
+
+
+@needs_hqq
+def test_hqq_loads_packs_and_orders_by_bits(tiny_model_dirs):
+    d = tiny_model_dirs["llama"]
+    ref = load_model(d, "fp32")
+    recs = {}
+    for name in ("hqq-w8g64", "hqq-w4g64", "hqq-w2g64"):
+        lm = load_model(d, name)
+        recs[name] = lm.record
+        assert lm.record.fp16_bytes == ref.record.fp16_bytes  # logical parameters counted through HQQ's packing
+        assert torch.isfinite(torch.tensor(_nll(lm)))
+    assert recs["hqq-w2g64"].weight_bytes < recs["hqq-w4g64"].weight_bytes < recs["hqq-w8g64"].weight_bytes
+    assert recs["hqq-w8g64"].weight_bytes < ref.record.weight_bytes
+    assert abs(_nll(load_model(d, "hqq-w8g64")) - _nll(ref)) < 0.01
+    assert get_quantizer("hqq-w4g64").implementation(parse_precision("hqq-w4g64")).startswith("hqq HQQLinear")
