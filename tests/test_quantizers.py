@@ -177,3 +177,54 @@ def test_hqq_loads_packs_and_orders_by_bits(tiny_model_dirs):
     assert recs["hqq-w8g64"].weight_bytes < ref.record.weight_bytes
     assert abs(_nll(load_model(d, "hqq-w8g64")) - _nll(ref)) < 0.01
     assert get_quantizer("hqq-w4g64").implementation(parse_precision("hqq-w4g64")).startswith("hqq HQQLinear")
+
+
+def _split_model(tmp_path, tiny_dir):
+    """A copy of a tiny model with a quantrisk split.jsonl (member / nonmember / reference parts)."""
+    import inspect
+    import shutil
+
+    from quantrisk.data.corpus import CodeSample, sha256_text, write_split
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_dir, d)
+    funcs = [inspect.getsource(f) for f in (json.dumps, json.loads, shutil.copytree, shutil.rmtree, inspect.getsource,
+                                            inspect.signature)]
+    parts = ["member", "member", "nonmember", "nonmember", "reference", "reference"]
+    write_split(d / "split.jsonl", [CodeSample(f"s{i}", f"s{i}.py", t, sha256_text(t), parts[i]) for i, t in enumerate(funcs)])
+    return d, funcs
+
+
+@needs_torchao
+def test_probe_cli_calibrates_on_the_reference_split_and_records_it(tmp_path, tiny_model_dirs, capsys):
+    from quantrisk.cli import main
+
+    d, funcs = _split_model(tmp_path, tiny_model_dirs["llama"])
+    assert main(["probe", str(d), "-p", "w8a8-static", "--calibration", "reference:1:0", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["calibration"]["source"] == "reference" and info["calibration"]["n_texts"] == 1
+    assert info["calibration"]["origin"].endswith("split.jsonl") and info["activations"] == "int8-static"
+    # a calibration file that repeats a member is refused before anything loads: one line, exit 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": funcs[0]}) + "\n")
+    assert main(["probe", str(d), "-p", "w8a8-static", "--calibration", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --calibration: calibration") and "shares 1 samples" in err[0]
+
+
+@needs_torchao
+def test_privacy_cli_refuses_calibration_that_overlaps_the_evaluation_data(tmp_path, tiny_model_dirs, capsys):
+    from quantrisk.cli import main
+
+    data = tmp_path / "mi.jsonl"
+    rows = [{"text": f"def f{i}(x):\n    return x + {i}\n", "label": i % 2} for i in range(8)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    calib = tmp_path / "calib.jsonl"
+    calib.write_text(json.dumps({"text": rows[3]["text"]}) + "\n" + json.dumps({"text": "def g():\n    pass\n"}) + "\n")
+    out = tmp_path / "out"
+    code = main(["privacy", "--model", str(tiny_model_dirs["llama"]), "--data", str(data), "--precisions",
+                 "fp32,w8a8-static", "--calibration", str(calib), "--attacks", "loss", "--completion-n", "0", "--n", "all",
+                 "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "shares 1 samples with the member/non-member evaluation set" in err[0]
+    assert not out.exists()

@@ -184,8 +184,11 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
             return str(found) if found is not None else None
 
         reference = ReferenceModel(f"auto:{source}:{p.get('reference_path')}", resolve)
+    from quantrisk.data.calibration import CalibrationSpec
+
+    calibration = CalibrationSpec(**p["calibration"]) if p.get("calibration") else None
     result = privacy_at_precision(source, p["precision"], samples=mi_set, device=ctx.device, options=opts,
-                                  reference_source=reference, model_label=p["label"])
+                                  reference_source=reference, model_label=p["label"], calibration=calibration)
     for m in result.metrics:
         m.labels["seed"] = str(p["seed"])
     for row in result.samples:

@@ -232,6 +232,14 @@ class ExecutorSpec(_Strict):
     gpus_per_worker: int = Field(0, ge=0, le=1, description="1: pin worker i to GPU i (CUDA_VISIBLE_DEVICES)")
 
 
+class CalibrationField(_Strict):
+    """Calibration data of calibrated precisions (w8a8-static...): `quantrisk.data.calibration`."""
+
+    source: str = Field("reference", min_length=1, description="reference (the model's reference split) or a JSONL path")
+    n: int = Field(128, ge=1, le=1_000_000, description="samples")
+    seed: int = Field(0, ge=0, description="seed of the sample")
+
+
 class Spec(_Strict):
     """A whole experiment."""
 
@@ -243,6 +251,7 @@ class Spec(_Strict):
     precisions: list[PrecisionName] = Field(default_factory=list)
     studies: Studies = Field(default_factory=Studies)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    calibration: CalibrationField = Field(default_factory=CalibrationField)
     cache_dir: str | None = Field(None, description="pretrained zoo models (default $QUANTRISK_CACHE or ~/.cache/quantrisk)")
 
     @field_validator("precisions")

@@ -55,6 +55,7 @@ def expand(spec: Spec) -> list[Cell]:
     out: dict[str, Cell] = {}
     study = spec.studies.privacy
     if study is not None:
+        from quantrisk.precision import parse_precision
         from quantrisk.privacy.attacks import uses_reference_model
 
         wants_ref = study.reference == "auto" and uses_reference_model(study.attacks)
@@ -66,6 +67,8 @@ def expand(spec: Spec) -> list[Cell]:
                               "completion_n": study.completion_n, "max_new_tokens": study.max_new_tokens,
                               "reference": study.reference, "data": study.data, "batch_tokens": study.batch_tokens,
                               "max_length": study.max_length, "n_resamples": study.n_resamples, "device": spec.device}
+                    if parse_precision(precision).calibrated:  # only then: other cells keep their ids
+                        params["calibration"] = spec.calibration.model_dump()
                     c = Cell("privacy", params, _deps(params), f"privacy {label} @ {precision} seed {seed}")
                     out.setdefault(c.id, c)
     trojan = spec.studies.trojan

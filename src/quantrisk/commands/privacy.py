@@ -31,11 +31,16 @@ def register(app: typer.Typer) -> None:
         resamples: int = typer.Option(1000, help="Bootstrap resamples for the AUC CIs."),
         seed: int = typer.Option(0, help="Seed of the sampling and the bootstrap."),
         compile_model: bool = typer.Option(False, "--compile", help="CUDA: torch.compile the model for scoring."),
+        calibration: str = typer.Option("reference", help="Calibration data of calibrated precisions (w8a8-static...): "
+                                        "SOURCE[:N[:SEED]], SOURCE = reference (the model's reference split) or a "
+                                        "JSONL file with 'text'; default N 128, seed 0. Never overlaps the evaluation set."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
         """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision."""
         from quantrisk.commands._output import check_out_dir, print_json, print_table
+        from quantrisk.commands.probe import calibration_for
+        from quantrisk.data.calibration import CalibrationSpec
         from quantrisk.data.corpus import check_mi_jsonl
         from quantrisk.errors import UsageError, about
         from quantrisk.models.load import resolve_device, resolve_source
@@ -58,9 +63,13 @@ def register(app: typer.Typer) -> None:
         if (max_length is not None and max_length < 2) or (stride is not None and stride < 1):
             raise UsageError("--max-length must be at least 2 and --stride at least 1 when given")
         n_samples = check_n(n)
+        with about("--calibration"):
+            cal_spec = CalibrationSpec.parse(calibration)
         check_out_dir(out)
         with about("--model"):
             resolve_source(model)
+        with about("--calibration"):
+            calibration_for(model, names, cal_spec)
         if reference is not None:
             with about("--reference"):
                 resolve_source(reference)
@@ -71,7 +80,7 @@ def register(app: typer.Typer) -> None:
                               max_new_tokens=max_new_tokens, progress=not quiet,
                               compile=compile_model)
         result = run_privacy(model, names, n=n_samples, data=data, nonmembers=nonmembers, reference_source=reference,
-                             device=dev, options=opts)
+                             device=dev, options=opts, calibration=cal_spec)
         result.write_dir(out)
         if as_json:
             print_json({k: v for k, v in result.to_dict().items() if k != "samples"})

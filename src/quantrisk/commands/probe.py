@@ -22,15 +22,17 @@ PROBE_SNIPPET = '''def moving_average(values, window):
 
 
 def probe(source: str, precision: str, device: str = "cpu", *, allow_pickle: bool = False,
-          trust_remote_code: bool = False) -> dict:
-    """Load `source` at `precision`; return the load record plus the mean NLL (nats/token) on the snippet."""
+          trust_remote_code: bool = False, calibration: object = None) -> dict:
+    """Load `source` at `precision`; return the load record plus the mean NLL (nats/token) on the snippet.
+    `calibration`: a `CalibrationSpec` for calibrated precisions (default: 128 samples of the reference split)."""
     import time
 
     import torch
 
     from quantrisk.models.load import load_model
 
-    lm = load_model(source, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+    lm = load_model(source, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                    calibration=calibration)
     ids = lm.tokenizer(PROBE_SNIPPET, return_tensors="pt").input_ids
     ctx = int(getattr(lm.model.config, "max_position_embeddings", 0) or getattr(lm.model.config, "n_positions", 0) or 2048)
     ids = ids[:, :ctx].to(lm.model.device)
@@ -41,6 +43,18 @@ def probe(source: str, precision: str, device: str = "cpu", *, allow_pickle: boo
             "forward_seconds": round(time.perf_counter() - start, 4)}
 
 
+def calibration_for(model: str, precisions: list[str], spec: object) -> object:
+    """`spec` resolved against `model` (checked: found, disjoint from its member/non-member split) when one of
+    `precisions` needs calibration data; else `spec` unchanged. For the CLI: errors before any model loads."""
+    from quantrisk.data.calibration import load_calibration
+    from quantrisk.models.load import resolve_source
+    from quantrisk.models.quantizers import get_quantizer
+
+    if not any(get_quantizer(p).needs_calibration for p in precisions):
+        return spec
+    return load_calibration(spec, resolve_source(model))  # type: ignore[arg-type]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("probe")
     def probe_cmd(
@@ -49,10 +63,13 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
         allow_pickle: bool = typer.Option(False, help="Allow pickle (.bin) weights. Unsafe for untrusted models."),
         trust_remote_code: bool = typer.Option(False, help="Allow code shipped with the model. Unsafe."),
+        calibration: str = typer.Option("reference", help="Calibration data of calibrated precisions: SOURCE[:N[:SEED]] "
+                                        "(reference = the model's reference split, or a JSONL file with 'text')."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Load MODEL at a precision; print back-end, weight memory, load time and NLL on a built-in snippet."""
         from quantrisk.commands._output import print_json, print_table
+        from quantrisk.data.calibration import CalibrationSpec
         from quantrisk.errors import about
         from quantrisk.models.load import resolve_device
         from quantrisk.precision import require_available
@@ -61,7 +78,10 @@ def register(app: typer.Typer) -> None:
             dev = resolve_device(device)
         with about("--precision"):
             require_available(precision, dev)
-        info = probe(model, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        with about("--calibration"):
+            cal = calibration_for(model, [precision], CalibrationSpec.parse(calibration))
+        info = probe(model, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                     calibration=cal)
         if as_json:
             print_json(info)
             return

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from quantrisk.data.calibration import CalibrationSet, CalibrationSpec
 from quantrisk.errors import UsageError
 from quantrisk.privacy.attacks import (
     AttackChoice,
@@ -44,6 +45,20 @@ def _reference(reference_source: str | Path | ReferenceModel | None) -> Referenc
     return ReferenceModel(f"path:{reference_source}", lambda: str(reference_source))
 
 
+def evaluation_safe_calibration(model_source: str | Path, precision: str, mi_set: MISet,
+                                spec: CalibrationSpec | None) -> CalibrationSet | None:
+    """The calibration set for `precision` (None if its back-end needs none), checked disjoint from `mi_set`."""
+    from quantrisk.data.calibration import load_calibration
+    from quantrisk.models.load import resolve_source
+    from quantrisk.models.quantizers import get_quantizer
+
+    if not get_quantizer(precision).needs_calibration:
+        return None
+    cal = load_calibration(spec or CalibrationSpec(), resolve_source(model_source))
+    cal.check_disjoint((s.text for s in mi_set.samples), f"the member/non-member evaluation set ({mi_set.source})")
+    return cal
+
+
 def privacy_at_precision(
     model_source: str | Path,
     precision: str,
@@ -53,13 +68,15 @@ def privacy_at_precision(
     options: PrivacyOptions | None = None,
     reference_source: str | Path | ReferenceModel | None = None,
     model_label: str | None = None,
+    calibration: CalibrationSpec | None = None,
 ) -> StudyResult:
     """One cell: `model_source` loaded at `precision`; MI attacks (AUC with bootstrap CI, TPR at 1% and
     0.1% FPR) and code completion (CodeBLEU) on the member/non-member set `samples`.
 
     Only the attack inputs the chosen attacks need are computed (`privacy.inputs`); `reference_source` is the
     reference model (a directory / id, or a lazily resolved `ReferenceModel`), used only if an attack needs it.
-    An attack whose input is unavailable (no reference model, no prefix text) is skipped and counted."""
+    An attack whose input is unavailable (no reference model, no prefix text) is skipped and counted.
+    `calibration` (for precisions that need it; default `CalibrationSpec()`) is checked never to overlap `samples`."""
     from quantrisk.environment import environment
     from quantrisk.models.load import load_model
 
@@ -69,7 +86,8 @@ def privacy_at_precision(
     needs = required_inputs(choices)
     check_inputs(needs)
     start = time.perf_counter()
-    lm = load_model(model_source, precision, device)
+    lm = load_model(model_source, precision, device,
+                    calibration=evaluation_safe_calibration(model_source, precision, mi_set, calibration))
     label = model_label or Path(str(model_source)).name
     labels = {"model": label, "precision": lm.record.precision}
     skipped: dict[str, int] = dict(mi_set.skipped)
@@ -215,6 +233,7 @@ def run_privacy(
     reference_source: str | Path | None = None,
     device: str = "cpu",
     options: PrivacyOptions | None = None,
+    calibration: CalibrationSpec | None = None,
 ) -> StudyResult:
     """The whole privacy study of one model over `precisions`: N + N samples from `data` (labelled JSONL,
     or members with `nonmembers`) or else the model's own split.jsonl; the reference model (given, or
@@ -230,6 +249,8 @@ def run_privacy(
     for p in parse_precisions(list(precisions)):
         require_available(p, device)
     mi_set = load_mi_set(data or model_source, n, nonmembers=nonmembers, seed=opts.seed)
+    for p in precisions:  # calibration data of calibrated precisions: found, and disjoint from the evaluation set
+        evaluation_safe_calibration(model_source, p, mi_set, calibration)
     result = StudyResult("privacy")
 
     def resolve() -> str | None:
@@ -239,7 +260,7 @@ def run_privacy(
     reference = ReferenceModel(f"auto:{model_source}:{reference_source}", resolve)
     for p in precisions:
         cell = privacy_at_precision(model_source, p, samples=mi_set, device=device, options=opts,
-                                    reference_source=reference)
+                                    reference_source=reference, calibration=calibration)
         if reference.resolved is not None:
             result.artifacts["reference_model"] = reference.resolved
         if not result.environment:
