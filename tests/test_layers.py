@@ -17,6 +17,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "quantrisk.config": EXECUTION[1:],
     "quantrisk.cells": ("quantrisk.config", "quantrisk.grid", "quantrisk.runner", "quantrisk.store", "quantrisk.report"),
     "quantrisk.grid": ("quantrisk.runner", "quantrisk.store", "quantrisk.report"),
+    "quantrisk.comparisons": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),
+    "quantrisk.findings": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),
     "quantrisk.report": ("quantrisk.privacy", "quantrisk.trojan", "quantrisk.models", "quantrisk.cells",
                          "quantrisk.runner", "quantrisk.grid"),
 }

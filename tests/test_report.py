@@ -69,7 +69,7 @@ def _store(path, privacy: bool = True, trojan: bool = True):
 def test_report_has_every_section_and_embedded_images(tmp_path):
     _store(tmp_path / "run")
     rep = build_report(tmp_path / "run", tmp_path / "out")
-    assert rep.sections == ["Headline", "Privacy study", "ΔAUC vs bits", "TPR at low FPR vs bits", "ROC curves",
+    assert rep.sections == ["Headline", "Privacy study", "Paired comparisons", "ΔAUC vs bits", "TPR at low FPR vs bits", "ROC curves",
                             "Quality vs privacy risk", "Trojan study", "ASR and false triggers per DAP1 × DAP2",
                             "Payload signal", "Weight memory", "Run summary", "Failed cells", "Environment"]
     html = rep.html.read_text()
@@ -84,6 +84,17 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
     nb = "\u00a0"  # CI cells keep their interval on one line
     assert f"| pythia-tiny | fp32 | 32 | 0 | 0.800{nb}[0.750,{nb}0.850] | 0.620{nb}[0.570,{nb}0.670] | 0.100 (zlib) | 0.000 (zlib) | 0.3 |" in md
     assert "RuntimeError: boom" in md and "torch" in md
+    import json
+
+    found = json.loads((tmp_path / "out" / "findings.json").read_text())
+    assert [f["claim"] for f in found] == ["P1", "P2", "P3", "P4", "T1", "T2", "T3"]
+    assert all(set(f) == {"claim", "statement", "test", "effect", "ci", "p", "verdict", "why"} for f in found)
+    assert all(f["verdict"] in ("holds", "does not hold", "inconclusive") and f["why"] for f in found)
+    head = md[md.index("## Headline"):md.index("## Privacy study")]
+    assert "P1 " in head and "T3 inconclusive" in head  # the findings open the report
+    # one model: P4 needs two; the three-point correlation's exact p is at least 1/3
+    assert found[3]["verdict"] == "inconclusive" and "two models" in found[3]["why"]
+    assert found[2]["verdict"] == "inconclusive" and found[2]["p"] >= 1 / 3
 
 
 def test_html_structure_tables_scroll_and_details(tmp_path):

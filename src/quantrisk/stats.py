@@ -177,6 +177,28 @@ def paired_bootstrap_diff(
     return Interval(float(metric(a, y) - metric(b, y)), float(low), float(high))
 
 
+def bootstrap_diff(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    scores_a: ArrayLike,
+    labels_a: ArrayLike,
+    scores_b: ArrayLike,
+    labels_b: ArrayLike,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> Interval:
+    """Δ = metric(a) − metric(b) for two *independent* sample sets (e.g. two models' own member/non-member sets),
+    with a percentile bootstrap interval: each set resampled on its own (stratified as in `bootstrap_ci`)."""
+    a, ya = _check(scores_a, labels_a)
+    b, yb = _check(scores_b, labels_b)
+    ia, pa = _stratified_indices(ya, n_resamples, seed)
+    ib, pb = _stratified_indices(yb, n_resamples, seed + 1)
+    diff = _metric_rows(metric, a, ya, ia, pa) - _metric_rows(metric, b, yb, ib, pb)
+    low, high = np.quantile(diff, [alpha / 2, 1 - alpha / 2])
+    return Interval(float(metric(a, ya) - metric(b, yb)), float(low), float(high))
+
+
 @dataclass(frozen=True)
 class DeLong:
     """DeLong's test of two correlated ROC-AUCs: Δ = auc_a − auc_b, its standard error, z and the two-sided p."""

@@ -150,7 +150,8 @@ def register(app: typer.Typer) -> None:
 
         target = out or (run.parent if run.suffix == ".sqlite" else run) / "report"
         rep = build_report(run, target)
-        print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nsections: {', '.join(rep.sections)}")
+        print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nfindings: {rep.html.parent / 'findings.json'}\n"
+              f"sections: {', '.join(rep.sections)}")
         print_headline(store_path(run))
 
     @app.command("export")

@@ -29,7 +29,7 @@ from quantrisk.privacy.members import MISet, load_mi_set
 from quantrisk.privacy.options import PrivacyOptions
 from quantrisk.results import MetricRow, StudyResult
 from quantrisk.scoring import TokenScores, tokenize
-from quantrisk.stats import bootstrap_ci, fast_auc, pearson, spearman, tpr_at_fpr
+from quantrisk.stats import bootstrap_ci, fast_auc, pearson, spearman, tpr_ci
 
 
 def _add(skipped: dict[str, int], reason: str, count: int = 1) -> None:
@@ -134,8 +134,9 @@ def privacy_at_precision(
         ci = bootstrap_ci(fast_auc, values[ok], y[ok], n_resamples=opts.n_resamples, seed=opts.seed)
         al = {**labels, "attack": c.label}
         metrics.append(MetricRow("auc", ci.value, al, ci.low, ci.high))
-        metrics.append(MetricRow("tpr@1%fpr", tpr_at_fpr(values[ok], y[ok], 0.01), al))
-        metrics.append(MetricRow("tpr@0.1%fpr", tpr_at_fpr(values[ok], y[ok], 0.001), al))
+        for name, fpr in (("tpr@1%fpr", 0.01), ("tpr@0.1%fpr", 0.001)):
+            t = tpr_ci(values[ok], y[ok], fpr, n_resamples=opts.n_resamples, seed=opts.seed)
+            metrics.append(MetricRow(name, t.value, al, t.low, t.high))
         for k in sorted(set(exposure[y == 1].tolist()) - {0}):  # members seen k times vs every non-member
             sel = ok & ((y == 0) | (exposure == k))
             if len(set(y[sel])) == 2:
@@ -238,7 +239,8 @@ def run_privacy(
     """The whole privacy study of one model over `precisions`: N + N samples from `data` (labelled JSONL,
     or members with `nonmembers`) or else the model's own split.jsonl; the reference model (given, or
     built for a quantrisk-pretrained model) scored once at fp32; one `privacy_at_precision` cell per
-    precision; then the Pearson/Spearman correlation of CodeBLEU vs the best attack's AUC across them.
+    precision; then each precision against the full-precision one on the same samples (`comparisons.paired_comparisons`:
+    ΔAUC, DeLong p with Holm, ΔTPR@1%FPR) and the Pearson/Spearman correlation of CodeBLEU vs the best attack's AUC.
     Everything is validated (attacks, precisions, model, data) before any model is loaded."""
     from quantrisk.models.load import resolve_source
     from quantrisk.precision import parse_precisions, require_available
@@ -267,6 +269,11 @@ def run_privacy(
             result.environment = {k: v for k, v in cell.environment.items() if k != "load"} | {"loads": {}}
         result.environment["loads"][cell.environment["load"]["precision"]] = cell.environment["load"]
         result.merge(cell)
+    from quantrisk.comparisons import paired_comparisons
+
+    result.metrics += paired_comparisons([r for r in result.samples if r.get("kind") == "mi"],
+                                         [c.label for c in parse_attacks(list(opts.attacks))],
+                                         n_resamples=opts.n_resamples, seed=opts.seed)
     if len(precisions) < 3:
         result.skipped["correlation: fewer than 3 precisions"] = 1
     else:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantrisk.findings import RunRows, findings
 from quantrisk.report import plots
 from quantrisk.report.headline import finding_line, study_headlines
 from quantrisk.report.tables import (
@@ -67,14 +68,33 @@ def _correlation_text(stats: dict[str, Any]) -> str:
            f"(model, precision) points: " + "; ".join(parts) + ". Positive r: better quality goes with more leakage."
 
 
-def run_findings(store: Store) -> list[dict[str, Any]]:
-    """The claims with verdicts for this run (dicts with `headline.FINDING_KEYS`); none until a findings module
-    exists in this version."""
-    try:
-        from quantrisk.report import findings  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    return list(findings.findings(store))
+def run_findings(store: Store, rows: RunRows | None = None) -> list[dict[str, Any]]:
+    """The claims with verdicts for this run (dicts with `headline.FINDING_KEYS`), from `quantrisk.findings` over the
+    store's rows."""
+    return [f.to_dict() for f in findings(rows or RunRows.from_store(store))]
+
+
+def paired_table(rows: RunRows) -> Table | None:
+    """Each precision vs the full-precision baseline on the same samples: ΔAUC [paired CI], DeLong p (raw, Holm),
+    ΔTPR@1%FPR [paired CI]."""
+    got: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+    for m in rows.paired():
+        lab = m["labels"]
+        key = (lab.get("model", ""), lab.get("seed", ""), lab.get("precision", ""), lab.get("attack", ""), lab.get("baseline", ""))
+        got.setdefault(key, {})[m["name"]] = m
+    if not got:
+        return None
+
+    def ci(m: dict[str, Any] | None) -> str | None:
+        return None if m is None else f"{m['value']:+.3f}\u00a0[{m['ci_low']:+.3f},\u00a0{m['ci_high']:+.3f}]"
+
+    out = Table("Paired comparisons against the full-precision baseline (same samples)",
+                ["model", "seed", "precision", "attack", "baseline", "ΔAUC [95% CI]", "DeLong p", "p (Holm)",
+                 "ΔTPR@1%FPR [95% CI]"])
+    for key, m in sorted(got.items()):
+        out.rows.append([*key, ci(m.get("delta_auc")), m.get("delong_p", {}).get("value"),
+                         m.get("delong_p_holm", {}).get("value"), ci(m.get("delta_tpr@1%fpr"))])
+    return out
 
 
 def headline_section(store: Store, found: list[dict[str, Any]]) -> Section | None:
@@ -88,8 +108,9 @@ def headline_section(store: Store, found: list[dict[str, Any]]) -> Section | Non
     return Section("Headline", text, lines=lines)
 
 
-def collect_sections(store: Store, found: list[dict[str, Any]] | None = None) -> list[Section]:
+def collect_sections(store: Store, found: list[dict[str, Any]] | None = None, rows: RunRows | None = None) -> list[Section]:
     """Every section the store has data for, in report order (headline first)."""
+    rows = rows or RunRows.from_store(store)
     secs: list[Section] = []
     head = headline_section(store, found or [])
     if head is not None:
@@ -101,6 +122,11 @@ def collect_sections(store: Store, found: list[dict[str, Any]] | None = None) ->
     if pt is not None:
         secs.append(Section("Privacy study", "AUC above 0.5 means the attack tells members from non-members; "
                             "CIs are 95% bootstrap intervals. TPR at 1% / 0.1% FPR: the best attack's.", pt))
+        pc = paired_table(rows)
+        if pc is not None:
+            secs.append(Section("Paired comparisons", "Each precision against the full-precision baseline on the same "
+                                "samples: paired bootstrap CIs; DeLong's test, Holm-adjusted over the precisions × "
+                                "attacks of a model.", pc))
         img = plots.delta_auc_vs_bits(store)
         if img:
             secs.append(Section("ΔAUC vs bits", "Change of each attack's AUC against the full-precision baseline; "
@@ -175,11 +201,11 @@ def build_report(store: str | Path, out_dir: str | Path) -> Report:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with Store(store_path(store), create=False) as st:
-        found = run_findings(st)
-        sections = collect_sections(st, found)
+        rows = RunRows.from_store(st)
+        found = run_findings(st, rows)
+        sections = collect_sections(st, found, rows)
         runs = st.runs()
-    if found:
-        atomic_write_text(out / "findings.json", json.dumps(found, indent=2, default=str))
+    atomic_write_text(out / "findings.json", json.dumps(found, indent=2, allow_nan=False) + "\n")
     name = runs[-1]["spec_name"] if runs else "run"
     md = [f"# quantrisk report: {name}", ""]
     body = [f"<h1>quantrisk report: {html.escape(name)}</h1>"]
