@@ -91,7 +91,8 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
     assert all(set(f) == {"claim", "statement", "test", "effect", "ci", "p", "verdict", "why"} for f in found)
     assert all(f["verdict"] in ("holds", "does not hold", "inconclusive") and f["why"] for f in found)
     head = md[md.index("## Headline"):md.index("## Privacy study")]
-    assert "P1 " in head and "T3 inconclusive" in head  # the findings open the report
+    assert "- P1 does not hold: " in head and "T3 holds: " in head  # the findings open the report
+    assert "0 of 20 outputs contain the payload" in head  # the fake clean fine-tune: 10 prompts x 2 DAP2
     # one model: P4 needs two; the three-point correlation's exact p is at least 1/3
     assert found[3]["verdict"] == "inconclusive" and "two models" in found[3]["why"]
     assert found[2]["verdict"] == "inconclusive" and found[2]["p"] >= 1 / 3
