@@ -2,7 +2,8 @@
 
 Benchmarks: loading (load seconds and weight bytes per precision); scoring (MI scoring engine vs a
 per-sample loop; the share of the measured matmul peak); generation (batched greedy vs one prompt
-at a time); scaling (scoring seconds vs samples and model size).
+at a time); scaling (scoring seconds vs samples and model size); pretraining (tokens/s and MFU of the
+packed pretraining loop per zoo size).
 Others register themselves in BENCHMARKS below as they are written.
 """
 
@@ -100,7 +101,25 @@ def _scaling(args: argparse.Namespace, extra: list[str], command: str) -> list[d
                        args.repeats, command)
 
 
-BENCHMARKS = {"loading": _loading, "scoring": _scoring, "generation": _generation, "scaling": _scaling}
+def _pretraining(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:
+    from benchmarks import pretraining
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks pretraining", allow_abbrev=False)
+    p.add_argument("--sizes", default=None, help="zoo sizes (default: small,base on CUDA, tiny on CPU)")
+    p.add_argument("--steps", type=int, default=None, help="steps per size (default 30 on CUDA, 8 on CPU)")
+    p.add_argument("--warm-steps", type=int, default=None, help="untimed first steps (default 8 on CUDA, 2 on CPU)")
+    p.add_argument("--batch-size", type=int, default=None, help="rows per step (default: the size's exposure regime)")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per row (default: the size's exposure regime)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA only")
+    o = p.parse_args(extra)
+    cuda = args.device.startswith("cuda")
+    sizes = (o.sizes or ("small,base" if cuda else "tiny")).split(",")
+    return pretraining.run(sizes, args.device, o.steps or (30 if cuda else 8), o.warm_steps or (8 if cuda else 2),
+                           o.batch_size, o.seq_len, o.compile, command)
+
+
+BENCHMARKS = {"loading": _loading, "scoring": _scoring, "generation": _generation, "scaling": _scaling,
+              "pretraining": _pretraining}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -214,3 +214,46 @@ def test_corpus_source_strings():
     assert canonical_corpus("site-packages:Requests,numpy,stdlib") == "site-packages:numpy,requests,stdlib"
     with pytest.raises(UsageError, match="not a source"):
         parse_sources("stdlib,numpy")
+
+
+def test_spec_accepts_regime_and_exposures_and_grid_passes_them():
+    from quantrisk.config import parse_spec
+    from quantrisk.grid import expand
+
+    text = ("name: t\nmodels:\n  - {zoo: pythia, size: tiny, regime: exposure, exposures: [16, 1, 4]}\n"
+            "  - {zoo: llama, size: tiny}\nprecisions: [fp32]\nstudies:\n  privacy: {n: 10, attacks: [loss, reference]}\n")
+    spec = parse_spec(text, "t.yaml", check_device=False)
+    cells = {c.label: c for c in expand(spec)}
+    p = cells["pretrain pythia-tiny"].params
+    assert p["regime"] == "exposure" and p["exposures"] == [1, 4, 16]
+    assert "regime" not in cells["pretrain llama-tiny"].params  # memorise cells keep their ids
+    assert cells["pretrain pythia-tiny reference"].deps == (cells["pretrain pythia-tiny"].id,)
+    for bad, msg in (("{zoo: pythia, exposures: [1, 2]}", "regime: exposure"), ("{path: /x, regime: exposure}", "zoo models"),
+                     ("{zoo: pythia, regime: exposure, exposures: [0]}", "distinct integers"),
+                     ("{zoo: pythia, regime: sometimes}", "regime")):
+        with pytest.raises(UsageError, match=msg):
+            parse_spec(f"name: t\nmodels:\n  - {bad}\nprecisions: [fp32]\n", "t.yaml", check_device=False)
+
+
+def test_report_plots_auc_vs_exposure(tmp_path):
+    from quantrisk.cells import Cell
+    from quantrisk.report import build_report
+    from quantrisk.report.plots import auc_vs_exposure
+    from quantrisk.results import MetricRow, StudyResult
+    from quantrisk.store import Store
+
+    with Store(tmp_path / "run") as st:
+        st.begin_run("fake", "{}", {"python": "3.x", "packages": {}}, "local")
+        assert auc_vs_exposure(st) is None
+        for prec, shift in (("fp32", 0.0), ("rtn-w2g64", -0.05)):
+            lab = {"model": "pythia-tiny", "precision": prec, "seed": "0", "attack": "loss"}
+            metrics = [MetricRow("auc", 0.6 + shift, lab, 0.55, 0.65)]
+            metrics += [MetricRow("auc_by_exposure", 0.5 + 0.05 * i + shift, {**lab, "exposure": str(k)}, 0.45, 0.8)
+                        for i, k in enumerate((1, 4, 16))]
+            c = Cell("privacy", {"p": prec})
+            st.add_cells([c])
+            st.write_result(c.id, StudyResult("privacy", metrics, [], {}, {}))
+        png = auc_vs_exposure(st)
+        assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n"
+    report = build_report(tmp_path / "run", tmp_path / "report")
+    assert "AUC vs exposure" in (tmp_path / "report" / "report.md").read_text() and report is not None

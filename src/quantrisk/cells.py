@@ -136,7 +136,7 @@ def pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     p = cell.params
     if p["role"] == "target":
         path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
-                                 progress=ctx.progress)
+                                 progress=ctx.progress, regime=p.get("regime"), exposures=p.get("exposures"))
     else:
         ref = ensure_reference(ctx.artifact(p["target_cell"], "model_dir"), device=ctx.device, progress=ctx.progress,
                                cache_dir=ctx.cache_dir)

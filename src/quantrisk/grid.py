@@ -32,6 +32,7 @@ def _model_cells(spec: Spec, label: str, out: dict[str, Cell], *, reference: boo
         params["model_cell"] = base.id
     elif m.zoo is not None:
         target = Cell("pretrain", {"arch": m.zoo, "size": m.size, "seed": m.seed, "role": "target", "label": label,
+                                   **m.pretrain_params(),
                                    "device": spec.device}, (), f"pretrain {label}")
         out.setdefault(target.id, target)
         params["model_cell"] = target.id

@@ -396,13 +396,14 @@ def licence_of(meta: object) -> tuple[str | None, str]:
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One source file of a corpus: distribution, version, licence family, path, sha256 of its bytes."""
+    """One source file of a corpus: distribution, version, licence family, path, sha256 and size of its bytes."""
 
     dist: str
     version: str
     licence: str
     path: str
     sha256: str
+    bytes: int = 0
 
 
 @lru_cache(maxsize=4)
@@ -444,7 +445,7 @@ def site_packages_samples(unit: str, dists: tuple[str, ...] = ()) -> tuple[tuple
             except (OSError, UnicodeDecodeError):
                 continue
             rel = f.as_posix()
-            manifest.append(ManifestRow(name, dist.version, family, rel, hashlib.sha256(raw).hexdigest()))
+            manifest.append(ManifestRow(name, dist.version, family, rel, hashlib.sha256(raw).hexdigest(), len(raw)))
             items = [(rel, source)] if unit == "file" else [(f"{rel}::{q}", t) for q, t in _functions(source)]
             for sid, text in items:
                 if not (lo <= len(text) <= hi) or not text.strip():
@@ -470,8 +471,10 @@ def corpus_manifest(corpus: str | Path | None) -> list[ManifestRow]:
     for name, dists in sources:
         if name == "stdlib":
             root = stdlib_root()
-            rows += [ManifestRow("python-stdlib", version, "PSF", p.relative_to(root).as_posix(),
-                                 hashlib.sha256(p.read_bytes()).hexdigest()) for p in _python_files(root)]
+            for p in _python_files(root):
+                raw = p.read_bytes()
+                rows.append(ManifestRow("python-stdlib", version, "PSF", p.relative_to(root).as_posix(),
+                                        hashlib.sha256(raw).hexdigest(), len(raw)))
         else:
             rows += list(site_packages_samples("function", dists)[1])
     return rows

@@ -1,8 +1,10 @@
 """Embedded model zoo: the four real architectures of the studies at sizes we can train here.
 
-`tiny` (a few million parameters) is for CPU tests and the demo; `small` has the shape of
-Pythia-70m and `base` the shape of Pythia-160m (GPU). The vocabulary size comes from the
-tokenizer trained on the corpus (see `pretrain.py`), so it is an argument, not a constant.
+The size ladder: `tiny` (1.8M parameters with its 4096-token vocabulary) is for CPU tests and the demo;
+`small` has the shape of Pythia-70m, `base` of Pythia-160m and `large` of Pythia-410m (GPU; 36M, 110M
+and 336M parameters with the 16384-token vocabulary, untied embeddings): 180x from tiny to large. The
+vocabulary size comes from the tokenizer trained on the corpus (see `pretrain.py`), so it is an
+argument, not a constant.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformers import PretrainedConfig, PreTrainedModel
 
 ARCHS: tuple[str, ...] = ("pythia", "codegen", "gptneo", "llama")
-SIZES: tuple[str, ...] = ("tiny", "small", "base")
+SIZES: tuple[str, ...] = ("tiny", "small", "base", "large")
 
 # HF model_type of each zoo architecture.
 MODEL_TYPES: dict[str, str] = {
@@ -56,6 +58,7 @@ SHAPES: dict[str, Shape] = {
     "tiny": Shape(hidden=128, layers=4, heads=4, intermediate=512, context=512),
     "small": Shape(hidden=512, layers=6, heads=8, intermediate=2048, context=1024),  # Pythia-70m
     "base": Shape(hidden=768, layers=12, heads=12, intermediate=3072, context=2048),  # Pythia-160m
+    "large": Shape(hidden=1024, layers=24, heads=16, intermediate=4096, context=2048),  # Pythia-410m
 }
 
 

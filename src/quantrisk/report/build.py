@@ -138,6 +138,10 @@ def collect_sections(store: Store, found: list[dict[str, Any]] | None = None, ro
         img = plots.roc_curves(store)
         if img:
             secs.append(Section("ROC curves", f"Strongest attack: {plots.best_attack(store)}.", None, ("roc.png", img)))
+        img = plots.auc_vs_exposure(store)
+        if img:
+            secs.append(Section("AUC vs exposure", "Members seen k times (exposure-regime zoo models) against all "
+                                "non-members; band = 95% bootstrap CI.", None, ("auc_vs_exposure.png", img)))
         img, stats = plots.quality_vs_risk(store)
         if img:
             secs.append(Section("Quality vs privacy risk", _correlation_text(stats), None, ("codebleu_vs_auc.png", img)))

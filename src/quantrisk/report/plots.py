@@ -243,6 +243,37 @@ def roc_curves(store: Store) -> bytes | None:
     return _png(fig)
 
 
+def auc_vs_exposure(store: Store) -> bytes | None:
+    """MI AUC of the members seen k times vs all non-members (metric `auc_by_exposure`, exposure-regime zoo
+    models) against k on a log2 axis: one line per precision with its 95% bootstrap CI as a band, one panel
+    per (model, attack); the dotted line is chance (0.5). None when no cell has per-exposure AUCs."""
+    rows = store.metrics(kind="privacy", name="auc_by_exposure")
+    if not rows:
+        return None
+    data = _mean_by(rows, ("model", "attack", "precision", "exposure"))
+    panels = sorted({(k[0], k[1]) for k in data})
+    ncol = min(4, len(panels))
+    nrow = -(-len(panels) // ncol)
+    plt = _plt()
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False, sharey=True)
+    for ax, (model, attack) in zip(axes.flat, panels, strict=False):
+        for p in _precision_order({k[2] for k in data if k[:2] == (model, attack)}):
+            ks = sorted(int(k[3]) for k in data if k[:3] == (model, attack, p))
+            vals = [data[(model, attack, p, str(k))] for k in ks]
+            line = ax.plot(ks, [v[0] for v in vals], marker=marker_of(p), lw=1.2, label=p)[0]
+            if all(v[1] is not None and v[2] is not None for v in vals):
+                ax.fill_between(ks, [v[1] for v in vals], [v[2] for v in vals], color=line.get_color(), alpha=0.12, lw=0)
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("exposures k (times a member was trained on)")
+        ax.set_ylabel("AUC (members seen k times vs non-members)")
+        ax.set_title(f"{model} ({attack})", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    return _png(fig)
+
+
 def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
     """Scatter of CodeBLEU vs AUC of the strongest attack over (model, precision); Pearson/Spearman if ≥3 points."""
     from quantrisk.stats import pearson, spearman
