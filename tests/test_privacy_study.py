@@ -153,3 +153,19 @@ def test_cli_empty_member_file(memorised, tmp_path, capsys):
                  str(memorised["members"]), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "empty.jsonl: no samples (empty member file)" in err and len(err.splitlines()) == 1
+
+
+def test_mimir_attacks_end_to_end_and_gradnorm_skipped_where_weights_are_quantized(memorised):
+    from quantrisk.privacy.members import load_mi_set
+    from quantrisk.privacy.study import PrivacyOptions, privacy_at_precision
+
+    mi = load_mi_set(memorised["target"], N)
+    opts = PrivacyOptions(attacks=("dcpdd", "gradnorm", "neighbourhood"), n_resamples=100, completion_n=0)
+    r = privacy_at_precision(memorised["target"], "fp32", samples=mi, options=opts)
+    assert {m.labels["attack"] for m in r.metrics if m.name == "auc"} == {"dcpdd", "gradnorm", "neighbourhood"}
+    assert r.metric("auc", attack="gradnorm") > 0.8  # memorised members: small gradients
+    rows = [s for s in r.samples if s["kind"] == "mi"]
+    assert all(s["gradnorm"] < 0 and s["dcpdd"] > 0 for s in rows)
+    q = privacy_at_precision(memorised["target"], "int8-dynamic", samples=mi, options=opts)
+    assert "gradnorm" not in {m.labels["attack"] for m in q.metrics if m.name == "auc"}
+    assert any(k.startswith("gradnorm: weights stored quantized") for k in q.skipped)

@@ -2,7 +2,8 @@
 likely a member**, found by name in a registry. An attack declares the inputs it needs by name (`needs=`); the
 providers in `privacy/inputs/` compute them, and the study computes only what the selected attacks need.
 
-Names: `loss`, `zlib`, `lowercase`, `mink` / `mink-<k>`, `minkpp` / `minkpp-<k>`, `reference`, `recall`; `k` is a
+Names: `loss`, `zlib`, `lowercase`, `mink` / `mink-<k>`, `minkpp` / `minkpp-<k>`, `reference`, `recall`, `dcpdd`,
+`gradnorm`, `neighbourhood`; `k` is a
 fraction in (0, 1] (default 0.2). Formulas, sources and orientation: docs/METRICS.md ("Membership-inference attack
 scores"); each function's docstring gives its formula and paper. A new attack is one decorated function here (or in
 any module imported by the study) plus a known-answer test.
@@ -113,6 +114,41 @@ def reference_score(s: AttackInput, k: float) -> float:
 def recall_score(s: AttackInput, k: float) -> float:
     """ReCaLL: mean ℓ(x | P) / mean ℓ(x), P a fixed prefix of known non-members (Xie et al. 2024)."""
     return float(s["conditioned"].logprobs.mean()) / float(s.target.logprobs.mean())
+
+
+DCPDD_CAP = 0.01  # DC-PDD's upper bound a on each token's term (the paper's and its code's default)
+
+
+@register_attack("dcpdd", needs=("target", "token_freq"),
+                 description="DC-PDD: mean over first occurrences of min(p_i · −log f(t_i), a)")
+def dcpdd_score(s: AttackInput, k: float) -> float:
+    """DC-PDD (Zhang et al. 2024, "Pretraining Data Detection for LLMs: A Divergence-based Calibration Method"):
+    over the first occurrence of each distinct scored token t_i, mean of min(p_i · −log f(t_i), a), p_i = exp ℓ_i,
+    f = Laplace-smoothed token frequencies of the corpus's reference part, a = `DCPDD_CAP`. Higher = member."""
+    lp = s.target.logprobs
+    ids = np.asarray(s.target.token_ids)[1 : 1 + lp.shape[0]]
+    _, first = np.unique(ids, return_index=True)
+    first.sort()
+    terms = np.exp(lp[first]) * -np.log(s["token_freq"][ids[first]])
+    return float(np.minimum(terms, DCPDD_CAP).mean())
+
+
+@register_attack("gradnorm", needs=("grad_norm",), description="−‖∇θ L(x)‖₂ (gradient norm of the loss)")
+def gradnorm_score(s: AttackInput, k: float) -> float:
+    """Gradient norm: −‖∇_θ L(x)‖₂, L = the sample's mean token NLL, θ = all weights; members sit nearer a minimum,
+    so their gradients are smaller (Maini et al. 2024, "LLM Dataset Inference"; MIMIR's GradNorm, Duan et al. 2024).
+    Full precision and back-ends whose weights autograd can differentiate; skipped with the reason elsewhere."""
+    return -float(s["grad_norm"])
+
+
+@register_attack("neighbourhood", needs=("target", "neighbours"),
+                 description="mean ℓ(x) − mean over code neighbours of mean ℓ(x̃)")
+def neighbourhood_score(s: AttackInput, k: float) -> float:
+    """Neighbourhood comparison (Mattern et al. 2023), code-aware: mean ℓ(x) − (1/N) Σ_j mean ℓ(x̃_j), x̃_j
+    semantics-preserving rewrites of x (identifier renames, respacing; privacy/neighbours.py), i.e. the paper's
+    L(x̃) − L(x) with L the loss; higher = member (a member fits better than its own rewrites)."""
+    nb = s["neighbours"]
+    return math.nan if nb is None else float(s.target.logprobs.mean()) - float(nb)
 
 
 _NAME = re.compile(r"^([a-z]+)(?:-([0-9.]+))?$")
