@@ -42,8 +42,8 @@ def run(sizes: list[str], device: str, steps: int, warm_steps: int, batch_size: 
         stats = train_packed(model, tokens, lr=d["lr"], warmup=2, device=device, compile=compile,
                              warm_steps=warm_steps, log_every=max(steps, 1))
         tps = stats.steady_tokens_per_s
-        case = (f"{arch}-{size} ({params / 1e6:.1f}M params) batch {b}x{L} "
-                f"{'bf16 compiled' if cuda and compile is not False else 'fp32' if not cuda else 'bf16 eager'}")
+        mode = ("bf16 " if cuda else "fp32 ") + ("compiled" if stats.compiled else "eager")
+        case = f"{arch}-{size} ({params / 1e6:.1f}M params) batch {b}x{L} {mode}"
         rows.append({**base, "case": case, "metric": "tokens/s (steady)", "median": tps})
         rows.append({**base, "case": case, "metric": "seconds of the warm-up steps (incl. compile)", "median": stats.warm_seconds})
         if peak is not None:

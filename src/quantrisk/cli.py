@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         args.remove("--debug")
     try:
+        if "torch" not in sys.modules:  # thread defaults for shared machines (quantrisk.threads); torch reads them once
+            from quantrisk.threads import configure_threads
+
+            configure_threads()
         result = app(args=args, prog_name="quantrisk", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except _USAGE_ERRORS as exc:  # bad option, argument or command: one line, exit 2

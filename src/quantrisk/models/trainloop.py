@@ -28,6 +28,7 @@ class TrainStats:
     warm_seconds: float
     steady_tokens_per_s: float
     losses: list[tuple[int, float]] = field(default_factory=list)
+    compiled: bool = False
 
 
 def lr_schedule(lr: float, warmup: int, steps: int) -> Callable[[int], float]:
@@ -81,13 +82,13 @@ def train_packed(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98),
                             fused=True if cuda else None)
     lr_at = lr_schedule(lr, warmup, steps)
-    fn = _loss_fn(model)
-    if compile:
-        fn = torch.compile(fn)
+    eager = _loss_fn(model)
+    fn = torch.compile(eager) if compile else eager
     params = [p for p in model.parameters() if p.requires_grad]
     logged: list[tuple[int, Any]] = []
     warm_steps = min(warm_steps, max(steps - 1, 0))
     warm_seconds = 0.0
+    compiled = bool(compile)
     start = time.perf_counter()
     for step in range(steps):
         if step == warm_steps and warm_steps:
@@ -98,7 +99,19 @@ def train_packed(
             group["lr"] = lr_at(step)
         ids = data[step].long()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = fn(ids)
+            if step == 0 and fn is not eager:
+                try:  # a model torch.compile cannot trace still trains, eagerly (and says so)
+                    loss = fn(ids)
+                except Exception as exc:  # noqa: BLE001 - dynamo/inductor raise many types
+                    import warnings
+
+                    warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training eagerly",
+                                  stacklevel=2)
+                    fn, compiled = eager, False
+                    opt.zero_grad(set_to_none=True)
+                    loss = fn(ids)
+            else:
+                loss = fn(ids)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         opt.step()
@@ -113,4 +126,4 @@ def train_packed(
     steady = (steps - warm_steps) * per_step / max(seconds - warm_seconds, 1e-9)
     return TrainStats(steps=steps, tokens=steps * per_step, seconds=seconds, warm_steps=warm_steps,
                       warm_seconds=warm_seconds, steady_tokens_per_s=steady,
-                      losses=[(s, float(v)) for s, v in logged])
+                      losses=[(s, float(v)) for s, v in logged], compiled=compiled)
