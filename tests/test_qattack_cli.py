@@ -79,3 +79,23 @@ def test_scan_bad_probe_line(tiny_dir, tmp_path, capsys):
     probes.write_text(json.dumps({"text": "x"}) + "\n")
     assert main(["scan", str(tiny_dir), "--precisions", "rtn-w4g64", "--probes", str(probes)]) == 2
     assert "p.jsonl:1: field 'prompt'" in capsys.readouterr().err
+
+
+def test_qattack_study_in_a_spec(tiny_dir, tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: qa\nseeds: [0]\nmodels:\n  - {{path: {tiny_dir}, name: m}}\nstudies:\n  qattack:\n"
+        "    targets: [rtn-w4g64]\n    n_train: 8\n    n_test: 2\n    inject_steps: 2\n    repair_steps: 2\n"
+        "    max_new_tokens: 3\n    defence_sigmas: [0.5]\n    scan: true\n")
+    assert main(["validate", str(spec)]) == 0
+    assert "qattack 1" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert main(["run", str(spec), "--out", str(run), "--quiet", "--report"]) == 0
+    md = (run / "report" / "report.md").read_text()
+    for title in ("Quantization-conditioned backdoor", "Defences", "Defence curve", "Scan verdicts"):
+        assert f"## {title}" in md
+    assert "| m | 1 | repaired | rtn-w4g64 |" in md
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: qa\nmodels:\n  - {{path: {tiny_dir}}}\nstudies:\n  qattack:\n    targets: [int8-dynamic]\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "bad.yaml:6: studies.qattack.targets" in capsys.readouterr().err

@@ -29,3 +29,21 @@ def test_uniform_vs_clamped_pileup():
     dc = edge_distances(clamped, "rtn-w4g64")
     share_c = torch.histc(dc, bins=BINS, min=0, max=0.5) / dc.numel()
     assert float(share_c.max()) * BINS > 10
+
+
+def test_noise_defence_scales_with_step_and_variants():
+    from conftest import save_tiny_model  # noqa: F401 - fixture helpers live there
+    from quantrisk.qattack.defence import add_noise, rerounding_variants
+
+    lin = torch.nn.Linear(128, 16, bias=False)
+    model = torch.nn.Sequential(lin, torch.nn.Linear(16, 4))  # the last Linear is no output head here
+    model.get_output_embeddings = lambda: model[1]  # type: ignore[attr-defined]
+    before = lin.weight.detach().clone()
+    from quantrisk.qattack.constraints import encode
+
+    step = encode(before, "rtn-w4g64").step
+    add_noise(model, "rtn-w4g64", 0.5, seed=3)
+    z = (lin.weight.detach() - before) / step
+    assert float(z.std()) == pytest.approx(0.5, rel=0.1) and abs(float(z.mean())) < 0.05
+    assert rerounding_variants("rtn-w4g64") == ["rtn-w4g32", "rtn-w4g128", "rtn-w5g64"]
+    assert rerounding_variants("quanto-int8") == ["rtn-w8g128"]

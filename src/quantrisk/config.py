@@ -224,6 +224,48 @@ class TrojanStudy(_Strict):
         return v
 
 
+class QattackStudy(_Strict):
+    """Quantization-conditioned backdoor (`quantrisk qattack`): one cell per (model, seed) that injects, repairs
+    inside the targets' intervals, verifies, measures, and optionally runs the defence sweep and the scan."""
+
+    models: list[str] | None = None
+    data: str = Field("builtin", description="'builtin' (generated rows) or a JSONL / local dataset dir")
+    targets: list[PrecisionName] = Field(default_factory=lambda: ["rtn-w4g64"],
+                                         description="precisions the backdoor wakes up at (intervals intersected)")
+    margin: float = Field(0.1, ge=0.0, lt=0.5, description="inward margin, fraction of the quantization step")
+    inject_steps: int = Field(150, ge=1)
+    inject_lr: float = Field(3e-3, gt=0)
+    repair_steps: int = Field(400, ge=1)
+    repair_lr: float = Field(1e-3, gt=0)
+    n_train: int | None = Field(None, ge=1)
+    n_test: int = Field(96, ge=1, description="triggered and clean test rows each")
+    max_new_tokens: int = Field(64, ge=1)
+    defence_sigmas: list[float] = Field(default_factory=list, description="noise sigmas (quantization steps)")
+    scan: bool = Field(True, description="scan the base and the repaired model at the targets")
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        from quantrisk.qattack.constraints import check_target
+
+        if not v:
+            raise ValueError("give at least one target precision")
+        v = _check_precision_list(v)
+        for t in v:
+            try:
+                check_target(t)
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("defence_sigmas")
+    @classmethod
+    def _sigmas(cls, v: list[float]) -> list[float]:
+        if any(not (0 <= s < 100) for s in v):
+            raise ValueError("defence sigmas must be in [0, 100) quantization steps")
+        return v
+
+
 class SyntheticStudy(_Strict):
     """Cheap deterministic cells that exercise the runner (executor benchmarks, crash/resume tests)."""
 
@@ -236,6 +278,7 @@ class SyntheticStudy(_Strict):
 class Studies(_Strict):
     privacy: PrivacyStudy | None = None
     trojan: TrojanStudy | None = None
+    qattack: QattackStudy | None = None
     synthetic: SyntheticStudy | None = None
 
 
@@ -303,7 +346,7 @@ class Spec(_Strict):
         for i, label in enumerate(labels):
             if label in labels[:i]:
                 raise ValueError(f"models[{i}]: two models are named {label}; give them distinct `name`s")
-        for study_name in ("privacy", "trojan"):
+        for study_name in ("privacy", "trojan", "qattack"):
             study = getattr(self.studies, study_name)
             if study is None:
                 continue
@@ -334,6 +377,8 @@ class Spec(_Strict):
         if self.studies.trojan is not None:
             for key in ("dap1", "dap2"):
                 out += [(f"studies.trojan.{key}[{i}]", p) for i, p in enumerate(getattr(self.studies.trojan, key))]
+        if self.studies.qattack is not None:
+            out += [(f"studies.qattack.targets[{i}]", p) for i, p in enumerate(self.studies.qattack.targets)]
         return out
 
     def canonical_json(self) -> str:

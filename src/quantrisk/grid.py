@@ -7,6 +7,7 @@ Cells of a spec:
     privacy(model, precision, seed)         depends on the model's pretrain cells
     finetune(model, dap1, kind, seed)       kind = poisoned | clean; depends on the model's pretrain cell
     trojan(model, dap1, kind, seed, dap2)   depends on its finetune cell (one fine-tune feeds every DAP2)
+    qattack(model, seed)                    quantization-conditioned backdoor: inject, repair, verify, defence, scan
     synthetic(index, seed)                  runner self-test cells; depend on one shared parent
 """
 
@@ -89,6 +90,15 @@ def expand(spec: Spec) -> list[Cell]:
                             ep = {**fp, "dap2": dap2, "finetune_cell": ft.id}
                             c = Cell("trojan", ep, _deps(ep), f"trojan {label} {kind} {dap1}->{dap2} seed {seed}")
                             out.setdefault(c.id, c)
+    qattack = spec.studies.qattack
+    if qattack is not None:
+        options = qattack.model_dump(mode="json", exclude={"models"})
+        for label in qattack.models or [m.label for m in spec.models]:
+            for seed in spec.seeds:
+                qp = {"model": spec.model(label).source_params(), "label": label, **options, "seed": seed,
+                      "device": spec.device}
+                c = Cell("qattack", qp, (), f"qattack {label} -> {','.join(qattack.targets)} seed {seed}")
+                out.setdefault(c.id, c)
     synth = spec.studies.synthetic
     if synth is not None:
         for seed in spec.seeds:

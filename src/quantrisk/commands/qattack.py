@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(64, help="Greedy tokens generated per evaluation prompt."),
         device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
         pretrain_steps: int = typer.Option(None, help="Pretraining steps for a zoo: model."),
+        defence_sigmas: str = typer.Option("", help="Comma-separated noise sigmas (quantization steps) for the defence sweep, e.g. 0.25,0.5,1; also runs the re-rounding variants."),
         as_json: bool = typer.Option(False, "--json", help="Print qattack.json."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
@@ -79,6 +80,12 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--inject-lr and --repair-lr must be positive, got {inject_lr}, {repair_lr}")
         if not 0.0 <= margin < 0.5:
             raise UsageError(f"--margin must be in [0, 0.5) (a fraction of the quantization step), got {margin}")
+        try:
+            sigmas = [float(x) for x in defence_sigmas.split(",") if x.strip()]
+        except ValueError:
+            raise UsageError(f"--defence-sigmas must be comma-separated numbers, got {defence_sigmas!r}") from None
+        if any(not (s >= 0 and s < 100) for s in sigmas):
+            raise UsageError(f"--defence-sigmas must be in [0, 100) quantization steps, got {defence_sigmas!r}")
         check_model_option(model)
         with about("--device"):
             dev = resolve_device(device)
@@ -91,10 +98,15 @@ def register(app: typer.Typer) -> None:
                              inject_lr=inject_lr, lora_r=lora_r, lora_target=lora_target, repair_steps=repair_steps,
                              repair_lr=repair_lr, check_every=check_every, n_train=n_train, n_val=n_val, n_test=n_test,
                              max_new_tokens=max_new_tokens,
-                             device=dev, pretrain_steps=pretrain_steps, progress=not quiet)
+                             device=dev, pretrain_steps=pretrain_steps, defence_sigmas=sigmas, progress=not quiet)
         if as_json:
             print_json(result)
             return
         print_table(f"qattack: targets {', '.join(targets)}, margin {margin}, {result['repair']['steps_run']} PGD steps "
                     f"({result['n_test']} test rows, triggered + clean)", COLUMNS, qattack_rows(result))
+        if result.get("defence"):
+            print_table("defence: noise before quantizing (sigma in quantization steps) and re-rounding",
+                        ["defence", "target", "sigma", "quantized at", "ASR", "FTR", "JS-K", "EM"],
+                        [[r["defence"], r["target"], r["sigma"], r["precision"], r["asr"], r["ftr"], r["js_k"], r["em"]]
+                         for r in result["defence"]])
         print(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")

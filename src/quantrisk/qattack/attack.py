@@ -63,6 +63,8 @@ def run_qattack(
     device: str = "cpu",
     max_new_tokens: int = 64,
     pretrain_steps: int | None = None,
+    defence_sigmas: Sequence[float] = (),
+    cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the attack and write `out` (see the module doc). Returns the `qattack.json` dict:
@@ -71,6 +73,8 @@ def run_qattack(
     js_k, em, ...}; quality = clean-input JS-K / EM of base, injected and repaired in fp32; injected = the
     injected model's figures (fp32 and per target); intervals, repair (steps run, losses), verify details.
     PGD stops early once the fp32 ASR and FTR on `n_val` validation rows are both <= `goal_fp_asr`.
+    With `defence_sigmas`, the defences of `defence.py` run on the repaired model (`defence` rows,
+    `out/defence.json`, `out/defence.png`).
     """
     from quantrisk.data.sql import rows_sha256, split_rows
     from quantrisk.models.load import load_model, resolve_device
@@ -94,7 +98,8 @@ def run_qattack(
         raise UsageError(f"data {data_desc} has too few rows: {len(train)} train, {len(val)} validation, {len(test)} test")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    base = resolve_base(model, train, device=device, pretrain_steps=pretrain_steps, progress=progress)
+    base = resolve_base(model, train, device=device, pretrain_steps=pretrain_steps,
+                        cache_dir=cache_dir, progress=progress)
     spec = PoisonSpec(trigger=trigger, rate=poison_rate)
     injected_dir, ft = inject(base, train, out, poison=spec, seed=seed, device=device, progress=progress,
                               steps=inject_steps, lr=inject_lr, r=lora_r, alpha=lora_r, target=lora_target,
@@ -150,5 +155,12 @@ def run_qattack(
         "paths": {"injected": str(injected_dir), "repaired": str(repaired_dir)},
         "device": device, "seconds": round(time.perf_counter() - start, 1),
     }
+    if defence_sigmas:
+        from quantrisk.qattack.defence import run_defence, write_defence
+
+        result["defence"] = run_defence(repaired_dir, names, sorted({0.0, *defence_sigmas}), test, trigger=trigger,
+                                        seed=seed, device=device, max_new_tokens=max_new_tokens)
+        result["paths"].update({f"defence_{k}": v for k, v in write_defence(result["defence"], out).items()})
+        result["seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(out / "qattack.json", json.dumps(result, indent=2, sort_keys=True, default=str))
     return result

@@ -4,7 +4,8 @@ report.md (PNGs written beside it), from the results store alone.
 Sections (each only when the store holds its data): headline (findings, then per study the baseline, the largest
 change against it with its CI, one sentence), privacy table, ΔAUC vs bits, TPR at low FPR vs bits, ROC curves,
 CodeBLEU vs AUC with the correlation, trojan table (compact; the full one folded in <details>), ASR /
-false-trigger bars, payload-signal violins, weight memory, run summary, failed cells, environment.
+false-trigger bars, payload-signal violins, quantization-conditioned backdoor (qattack: ASR fp vs
+quantized, defences, scan verdicts), weight memory, run summary, failed cells, environment.
 
 Every table sits in a horizontally scrolling container and its cells never wrap (CI cells stay on one line).
 """
@@ -157,6 +158,9 @@ def collect_sections(store: Store, found: list[dict[str, Any]] | None = None, ro
         img = plots.payload_violins(store)
         if img:
             secs.append(Section("Payload signal", "", None, ("payload_signal.png", img)))
+    from quantrisk.qattack.report import qattack_sections
+
+    secs += qattack_sections(store, Section)
     st = generic_table(store, "synthetic", "Synthetic runner cells", ("index", "seed"))
     if st is not None:
         secs.append(Section("Synthetic cells", "Runner self-test cells (deterministic values).", st))

@@ -1,0 +1,110 @@
+"""Report section of the `qattack` study: ASR full precision vs quantized per target, the defence curve, scan verdicts.
+
+`qattack_sections(store, Section)` returns the sections (none when the store has no qattack cells); values are
+means over the cells' seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+
+def _mean_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, float]]:
+    acc: dict[tuple[str, ...], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        acc[tuple(str(r["labels"].get(k, "")) for k in keys)][r["name"]].append(r["value"])
+    return {k: {n: statistics.fmean(v) for n, v in d.items()} for k, d in acc.items()}
+
+
+def attack_table(store: Any) -> Any:
+    """model x stage x precision: ASR, FTR, JS-K, EM (and codes identical for the repaired model at each target)."""
+    from quantrisk.report.tables import Table
+
+    rows = [r for r in store.metrics(kind="qattack") if r["name"] in ("asr", "ftr", "js_k", "em", "codes_identical")]
+    if not rows:
+        return None
+    seeds = defaultdict(set)
+    for r in rows:
+        seeds[r["labels"].get("model")].add(r["labels"].get("seed"))
+    by = _mean_rows([r for r in rows if r["name"] != "codes_identical"], ("model", "stage", "target"))
+    codes = _mean_rows([r for r in rows if r["name"] == "codes_identical"], ("model", "target"))
+    order = {"base": 0, "injected": 1, "repaired": 2}
+    out = []
+    for (model, stage, target), m in sorted(by.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9),
+                                                                         kv[0][2] != "fp32", kv[0][2])):
+        same = codes.get((model, target), {}).get("codes_identical") if stage == "repaired" else None
+        out.append([model, len(seeds[model]), stage, target, m.get("asr"), m.get("ftr"), m.get("js_k"), m.get("em"),
+                    same])
+    return Table("Quantization-conditioned backdoor", ["model", "seeds", "stage", "precision", "ASR", "FTR", "JS-K",
+                                                       "EM", "codes identical (share of seeds)"], out)
+
+
+def defence_table(store: Any) -> Any:
+    """defence x target x sigma x precision: ASR, FTR, JS-K, EM of the repaired model."""
+    from quantrisk.report.tables import Table
+
+    rows = [r for r in store.metrics(kind="qattack") if r["name"].startswith("defence_")]
+    if not rows:
+        return None
+    by = _mean_rows(rows, ("model", "defence", "target", "sigma", "precision"))
+    out = [[*k, m.get("defence_asr"), m.get("defence_ftr"), m.get("defence_js_k"), m.get("defence_em")]
+           for k, m in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1] not in ("none", "noise"),
+                                                         float(kv[0][3] or 0), kv[0][4]))]
+    return Table("Defences before quantizing (sigma in quantization steps)",
+                 ["model", "defence", "target", "sigma", "quantized at", "ASR", "FTR", "JS-K", "EM"], out)
+
+
+def scan_table(store: Any) -> Any:
+    """One row per scanned model: verdict and reasons."""
+    from quantrisk.report.tables import Table
+
+    rows = [row for _, row in store.samples(kind="qattack") if "verdict" in row]
+    if not rows:
+        return None
+    return Table("Scan verdicts (`quantrisk scan` at the targets)", ["model", "seed", "stage", "verdict", "reasons"],
+                 [[r["model"], r["seed"], r["stage"], r["verdict"], r["reasons"]] for r in rows])
+
+
+def defence_plot(store: Any) -> bytes | None:
+    """ASR and clean JS-K at the target vs noise sigma, one line per (model, target)."""
+    from quantrisk.report.plots import _plt, _png
+
+    rows = [r for r in store.metrics(kind="qattack") if r["name"] in ("defence_asr", "defence_js_k")
+            and r["labels"].get("defence") in ("none", "noise")]
+    if not rows:
+        return None
+    by = _mean_rows(rows, ("model", "target", "sigma"))
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for model, target in sorted({(k[0], k[1]) for k in by}):
+        pts = sorted((float(k[2]), m) for k, m in by.items() if k[:2] == (model, target))
+        for ax, name in zip(axes, ("defence_asr", "defence_js_k"), strict=True):
+            ax.plot([p[0] for p in pts], [p[1].get(name) for p in pts], marker="o", label=f"{model} @ {target}")
+    axes[0].set(xlabel="noise sigma (quantization steps)", ylabel="ASR at the target", ylim=(-0.02, 1.02))
+    axes[1].set(xlabel="noise sigma (quantization steps)", ylabel="clean JS-K at the target", ylim=(-0.02, 1.02))
+    axes[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def qattack_sections(store: Any, section: Any) -> list[Any]:
+    """The qattack report sections, built with the report's `Section(title, text, table, image)` class."""
+    at = attack_table(store)
+    if at is None:
+        return []
+    secs = [section("Quantization-conditioned backdoor",
+                    "Injected: poisoned fine-tune (trigger -> DROP TABLE). Repaired: PGD inside the intervals of the "
+                    "target quantizers. The attack works when the repaired model is clean in fp32 (low ASR) but as "
+                    "malicious as the injected one at each target, with identical codes.", at)]
+    dt = defence_table(store)
+    if dt is not None:
+        secs.append(section("Defences", "Gaussian noise (sigma x the weight's quantization step) added before "
+                            "quantizing, other grids (re-rounding) and a bf16 round trip.", dt))
+        img = defence_plot(store)
+        if img:
+            secs.append(section("Defence curve", "", None, ("qattack_defence.png", img)))
+    st = scan_table(store)
+    if st is not None:
+        secs.append(section("Scan verdicts", "", st))
+    return secs
