@@ -209,7 +209,7 @@ def quality_risk_correlation(result: StudyResult) -> list[MetricRow]:
         except ValueError as exc:
             result.skipped[f"{name} correlation: {exc}"] = 1
             continue
-        labels = {"attack": attack, "x": "codebleu", "y": "auc", "n": str(c.n)}
+        labels = {"attack": attack, "x": "codebleu", "y": "auc", "n": str(c.n), "p_method": c.method}
         rows += [MetricRow(f"{name}_r", c.r, labels), MetricRow(f"{name}_p", c.p_value, labels)]
     return rows
 

@@ -64,7 +64,8 @@ def _correlation_text(stats: dict[str, Any]) -> str:
     parts = []
     for name in ("pearson", "spearman"):
         s = stats.get(name, {})
-        parts.append(f"{name.title()} r = {s['r']:.3f} (p = {s['p']:.3g})" if "r" in s else f"{name.title()}: {s.get('note', 'n/a')}")
+        parts.append(f"{name.title()} r = {s['r']:.3f} (p = {s['p']:.3g}, {s.get('method', '')})" if "r" in s
+                     else f"{name.title()}: {s.get('note', 'n/a')}")
     return f"Correlation of CodeBLEU with the AUC of the strongest attack ({stats['attack']}) over {stats['n']} " \
            f"(model, precision) points: " + "; ".join(parts) + ". Positive r: better quality goes with more leakage."
 

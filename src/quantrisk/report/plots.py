@@ -275,8 +275,9 @@ def auc_vs_exposure(store: Store) -> bytes | None:
 
 
 def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
-    """Scatter of CodeBLEU vs AUC of the strongest attack over (model, precision); Pearson/Spearman if ≥3 points."""
-    from quantrisk.stats import pearson, spearman
+    """Scatter of CodeBLEU vs AUC of the strongest attack over (model, precision); Pearson/Spearman if ≥3 points
+    (exact permutation p at n ≤ 10; with several models, centred within each model so model level does not count)."""
+    from quantrisk.stats import pearson, spearman, within_group_correlation
 
     attack = best_attack(store)
     auc = _mean_by([r for r in store.metrics(kind="privacy", name="auc") if r["labels"].get("attack") == attack],
@@ -288,10 +289,15 @@ def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
     x = [cb[k][0] for k in keys]
     y = [auc[k][0] for k in keys]
     stats: dict[str, Any] = {"attack": attack, "n": len(keys)}
+    groups = [k[0] for k in keys]
     for name, fn in (("pearson", pearson), ("spearman", spearman)):
         try:
-            c = fn(x, y)
-            stats[name] = {"r": c.r, "p": c.p_value}
+            if len(set(groups)) > 1:  # pooled over models only with the model as a fixed effect (within-model)
+                c = within_group_correlation(x, y, groups, rank=name == "spearman")
+                stats[name] = {"r": c.r, "p": c.p_value, "method": f"within-model, {c.method}"}
+            else:
+                c = fn(x, y)
+                stats[name] = {"r": c.r, "p": c.p_value, "method": c.method}
         except ValueError as exc:
             stats[name] = {"note": str(exc)}
     plt = _plt()
