@@ -95,6 +95,7 @@ def pgd_repair(model: Any, tokenizer: Any, rows: Sequence[SqlRow], intervals: di
     opt = torch.optim.Adam(params, lr=lr, weight_decay=0.0)
     examples, _ = encode_rows(tokenizer, rows, max_length)
     device = next(model.parameters()).device
+    intervals = {n: LayerInterval(b.lo.to(device), b.hi.to(device), b.cast) for n, b in intervals.items()}
     losses: list[float] = []
     order: list[int] = []
     start = time.perf_counter()
