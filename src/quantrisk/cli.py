@@ -68,6 +68,18 @@ def _usage_message(exc: Exception) -> str:
     return f"{path}: {text.rstrip('.')} (see `{path} --help`)"
 
 
+PATH_OPTIONS: tuple[str, ...] = ("--out", "--data", "--model", "--nonmembers", "--reference")
+
+
+def _empty_path_option(args: list[str]) -> str | None:
+    """The first path option given an empty (or blank) value, e.g. `--out ""` or `--out=`."""
+    for i, a in enumerate(args):
+        name, eq, value = a.partition("=")
+        if name in PATH_OPTIONS and (value.strip() == "" if eq else i + 1 < len(args) and args[i + 1].strip() == ""):
+            return name
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -79,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
+    empty = _empty_path_option(args)
+    if empty:  # Path("") is ".": an empty --out would silently write into the working directory
+        _error(f"{empty} is empty; pass a directory or file path (see `quantrisk --help`)")
+        return 2
     try:
         if "torch" not in sys.modules:  # thread defaults for shared machines (quantrisk.threads); torch reads them once
             from quantrisk.threads import configure_threads

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,4 +114,27 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def made_dir(path: Path) -> Iterator[Path]:
+    """Create directory `path` (and missing parents) for the block; if the block raises, remove what this call
+    created, so a failed command leaves no empty or half-written directory behind. Existing directories stay."""
+    path = Path(path)
+    top = path
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    created = not top.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from quantrisk.errors import UsageError
+
+        raise UsageError(f"cannot create directory {path}: {exc.strerror or exc}; pass another --out") from None
+    try:
+        yield path
+    except BaseException:
+        if created:
+            shutil.rmtree(top, ignore_errors=True)
         raise

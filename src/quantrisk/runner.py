@@ -8,8 +8,12 @@ were not `done` (cells left `running` were in flight). A done cell whose artifac
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,8 @@ from quantrisk.errors import PrecisionError, QuantriskError, UsageError
 from quantrisk.executors import Callbacks, Executor, make_executor
 from quantrisk.grid import expand, toposort
 from quantrisk.results import StudyResult
-from quantrisk.store import Store
+from quantrisk.runlock import run_lock
+from quantrisk.store import Store, store_path
 
 
 @dataclass
@@ -89,7 +94,7 @@ class _Progress:
 
 
 def run_spec(spec: Spec, run_dir: str | Path, *, executor: Executor | None = None, progress: bool = True,
-             check_device: bool = True) -> RunSummary:
+             check_device: bool = True, new_spec: bool = False) -> RunSummary:
     """Run every cell of `spec` not yet done in `run_dir`'s store (see module doc)."""
     from quantrisk.models.load import resolve_device
 
@@ -102,12 +107,85 @@ def run_spec(spec: Spec, run_dir: str | Path, *, executor: Executor | None = Non
     ex = executor or make_executor(spec.executor.kind, n_workers=spec.executor.n_workers,
                                    scheduler=spec.executor.scheduler, gpus_per_worker=spec.executor.gpus_per_worker)
     return run_cells(cells, run_dir, executor=ex, device=device, cache_dir=spec.cache_dir, progress=progress,
-                     name=spec.name, spec_json=spec.canonical_json())
+                     name=spec.name, spec_json=spec.canonical_json(), new_spec=new_spec)
+
+
+@contextmanager
+def _removed_on_failure(run_dir: Path, created: bool) -> Iterator[dict[str, bool]]:
+    """Remove `run_dir` (when this call created it) if the block fails before `state["done"]` is set: a run that
+    fails while setting up leaves nothing behind."""
+    state = {"done": False}
+    try:
+        yield state
+    except BaseException:
+        if created and not state["done"]:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _experiment(spec_json: str) -> dict[str, Any]:
+    """What identifies an experiment: the spec without how it is executed (executor) or described."""
+    try:
+        data = json.loads(spec_json)
+    except ValueError:
+        return {"spec": spec_json}
+    if not isinstance(data, dict):
+        return {"spec": data}
+    return {k: v for k, v in data.items() if k not in ("executor", "description")}
+
+
+def _changes(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ, with the old and new value."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _changes(old.get(k), new.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    if old == new:
+        return []
+    return [f"{path or '(spec)'}: {json.dumps(old)[:40]} -> {json.dumps(new)[:40]}"]
+
+
+def _fresh_store(run_dir: Path, name: str, spec_json: str, new_spec: bool) -> Path:
+    """The store path of `run_dir`, once it is known to hold the same experiment as `spec_json` (or none).
+
+    A store made by a different spec is refused (`UsageError` naming what changed): resuming would mix two
+    experiments in one store and report. With `new_spec`, its store moves to `RUN/previous/` and a fresh one starts.
+    """
+    path = store_path(run_dir)
+    if not path.is_file() or path.stat().st_size == 0:
+        return path
+    with Store(path, create=False) as old:
+        runs = old.runs()
+    if not runs:
+        return path
+    last = runs[-1]
+    changed = _changes(_experiment(last["spec_json"]), _experiment(spec_json))
+    if not changed:
+        return path
+    if not new_spec:
+        more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
+        raise UsageError(f"run directory {run_dir} holds results of a different spec ({last['spec_name']!r}, "
+                         f"{len(runs)} invocation(s)); changed: {'; '.join(changed[:3])}{more}. Resuming would mix two "
+                         "experiments in one store; pass --new-spec to start a fresh experiment there (the old results "
+                         f"move to {run_dir / 'previous'}/), or pass another --out")
+    archive = run_dir / "previous" / f"{time.strftime('%Y%m%d-%H%M%S')}-{last['spec_sha256'][:8]}"
+    archive.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            os.replace(src, archive / f"{path.name}{suffix}")
+    return path
 
 
 def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | None = None, device: str = "cpu",
-              cache_dir: str | None = None, progress: bool = False, name: str = "cells", spec_json: str = "{}") -> RunSummary:
-    """Run `cells` (any registered kinds, dependencies first) into `run_dir`'s store, skipping done ones."""
+              cache_dir: str | None = None, progress: bool = False, name: str = "cells", spec_json: str = "{}",
+              new_spec: bool = False) -> RunSummary:
+    """Run `cells` (any registered kinds, dependencies first) into `run_dir`'s store, skipping done ones.
+
+    Holds `RUN/run.lock` for the whole run (a second run on the same directory fails at once, naming the holder);
+    refuses a store made by a different spec unless `new_spec` (see `_fresh_store`); a failure while setting up
+    removes the directory if this call created it."""
     import hashlib
 
     from quantrisk.environment import environment
@@ -115,9 +193,11 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
     start = time.perf_counter()
     cells = toposort(cells)
     run_dir = Path(run_dir).expanduser()
+    created = not run_dir.exists()
     _check_writable(run_dir)
     ex = executor or make_executor("local")
-    with Store(run_dir) as store:
+    with run_lock(run_dir), _removed_on_failure(run_dir, created) as setup, Store(_fresh_store(
+            run_dir, name, spec_json, new_spec)) as store:
         store.add_cells(cells)
         statuses = store.statuses()
         done = {c.id for c in cells if statuses.get(c.id) == "done" and store.artifacts_ok(c.id)}
@@ -125,6 +205,7 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
         env = environment(device)
         env["spec_sha256"] = hashlib.sha256(spec_json.encode()).hexdigest()
         run_id = store.begin_run(name, spec_json, env, ex.name)
+        setup["done"] = True  # from here on, results are kept whatever happens
         bar = _Progress(progress, len(todo))
         failed: list[dict[str, str]] = []
         counts = {"run": 0, "blocked": 0}

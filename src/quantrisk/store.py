@@ -8,7 +8,8 @@ Tables
     samples    cell_id, idx, row JSON (per-sample rows)
     artifacts  cell_id, name, path, sha256
 
-One writer (the driver process). A cell's results and its `done` status commit in ONE transaction, so
+One writer (the driver process); `Store(..., create=False)` opens read-only (report, status, export never write
+the file, and refuse one that is not a results store). A cell's results and its `done` status commit in ONE transaction, so
 after a crash (even `kill -9`) a cell is either fully stored or not at all; cells left `running` by a
 crash are run again. A full disk or a read-only file raises `QuantriskError` and rolls back.
 """
@@ -55,10 +56,56 @@ CREATE INDEX IF NOT EXISTS metrics_cell ON metrics(cell_id);
 """
 
 
+TABLES = frozenset({"meta", "runs", "cells", "metrics", "samples", "artifacts"})
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
 def store_path(run_dir: str | Path) -> Path:
-    """`RUN_DIR/results.sqlite`; a path to the file itself is accepted too."""
+    """`RUN_DIR/results.sqlite`; a path to the file itself (any existing file, or a `.sqlite` name) is accepted too."""
     p = Path(run_dir)
-    return p if p.suffix == ".sqlite" else p / STORE_NAME
+    return p if p.suffix == ".sqlite" or p.is_file() else p / STORE_NAME
+
+
+def _not_a_store(path: Path, why: str) -> UsageError:
+    return UsageError(f"{path} is not a quantrisk results store ({why}); pass the run directory that `quantrisk run` "
+                      "wrote, or move the file away and run again")
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """Open `path` without writing it, nor anything beside it: `mode=ro`, and `immutable=1` for a WAL database that
+    no writer holds (a plain read-only open would create -wal/-shm files next to it). `UsageError` unless it is a
+    quantrisk results store (SQLite with the store's tables and a schema version)."""
+    from urllib.parse import quote
+
+    if not path.is_file():
+        raise UsageError(f"no results store at {path} (run `quantrisk run SPEC --out DIR` first)")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise UsageError(f"cannot read results store {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise _not_a_store(path, "an empty file")
+    if not head.startswith(SQLITE_MAGIC):
+        raise _not_a_store(path, "not an SQLite database")
+    wal_without_writer = len(head) > 18 and head[18] == 2 and not Path(f"{path}-wal").exists()
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if wal_without_writer else "")
+    conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = sorted(TABLES - tables)
+        if missing:
+            raise _not_a_store(path, f"an SQLite database without the store's tables: {', '.join(missing)}")
+        version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if version is None:
+            raise _not_a_store(path, "no schema version in its meta table")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise _not_a_store(path, str(exc)) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def sha256_path(path: str | Path) -> str | None:
@@ -99,18 +146,23 @@ class Store:
     """The SQLite results store of one run directory (see module doc)."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """`create=True`: the run's writer (creates the store). `create=False`: read-only (report, status, export),
+        which never writes the file; both refuse a file that is not a quantrisk results store (`UsageError`)."""
         self.path = store_path(path)
-        if not create and not self.path.is_file():
-            raise UsageError(f"no results store at {self.path} (run `quantrisk run SPEC --out DIR` first)")
+        self.readonly = not create
+        if self.readonly or (self.path.is_file() and self.path.stat().st_size > 0):
+            self.conn = _open_readonly(self.path)  # checks it is a store before a writer touches it
+            if self.readonly:
+                return
+            self.conn.close()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            if create:
-                self.conn.executescript(SCHEMA)
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.conn.executescript(SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             if "not a database" in str(exc) or "malformed" in str(exc):
                 raise UsageError(f"{self.path} is not a quantrisk results store ({exc}); pass the run directory that "

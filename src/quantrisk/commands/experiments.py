@@ -16,6 +16,11 @@ def _executor(spec: Any, executor: str | None, workers: int | None, scheduler: s
                          scheduler=scheduler or spec.executor.scheduler, gpus_per_worker=spec.executor.gpus_per_worker)
 
 
+def _run_base(run: Path) -> Path:
+    """The run directory of RUN (a directory, or its results store / any file given instead)."""
+    return run.parent if run.suffix == ".sqlite" or run.is_file() else run
+
+
 def _print_summary(summary: Any) -> None:
     print(f"cells: {summary.n_cells} total, {summary.n_skipped} already done, {summary.n_run} run now, "
           f"{summary.n_failed} failed, {summary.n_blocked} blocked ({summary.executor} executor, {summary.seconds:.1f} s)")
@@ -86,14 +91,20 @@ def register(app: typer.Typer) -> None:
         scheduler: str = typer.Option(None, help="Address of an existing dask scheduler, e.g. tcp://host:8786."),
         report: bool = typer.Option(False, "--report", help="Build report.html / report.md under RUN/report after."),
         quiet: bool = typer.Option(False, help="No progress bar."),
+        new_spec: bool = typer.Option(False, "--new-spec",
+                                      help="The run directory holds results of a different spec: start a fresh "
+                                           "experiment there (the old store moves to RUN/previous/)."),
     ) -> None:
         """Run every cell of SPEC not already done in the run directory; results go to RUN/results.sqlite."""
+        from quantrisk.commands._output import check_out_dir
         from quantrisk.config import load_spec
         from quantrisk.runner import raise_for_failures, run_spec
 
         s = load_spec(spec, check_device=True, check_inputs=True)
         run_dir = out or Path("runs") / s.name
-        summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet)
+        check_out_dir(run_dir)
+        summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet,
+                           new_spec=new_spec)
         _print_summary(summary)
         if report:
             from quantrisk.report import build_report
@@ -145,10 +156,12 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, help="Output directory (default: RUN/report)."),
     ) -> None:
         """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone."""
+        from quantrisk.commands._output import check_out_dir
         from quantrisk.report import build_report
         from quantrisk.store import store_path
 
-        target = out or (run.parent if run.suffix == ".sqlite" else run) / "report"
+        target = out or _run_base(run) / "report"
+        check_out_dir(target)
         rep = build_report(run, target)
         print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nfindings: {rep.html.parent / 'findings.json'}\n"
               f"sections: {', '.join(rep.sections)}")
@@ -161,9 +174,11 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, help="Output directory (default: RUN/export)."),
     ) -> None:
         """Export the cells, metrics and samples tables as CSV or Parquet files."""
+        from quantrisk.commands._output import check_out_dir
         from quantrisk.report import export_run
 
-        target = out or (run.parent if run.suffix == ".sqlite" else run) / "export"
+        target = out or _run_base(run) / "export"
+        check_out_dir(target)
         for p in export_run(run, target, fmt):
             print(p)
 
@@ -173,6 +188,8 @@ def register(app: typer.Typer) -> None:
         executor: str = typer.Option(None, help="local (default) or dask."),
         workers: int = typer.Option(None, help="Dask workers."),
         quiet: bool = typer.Option(False, help="No progress bar."),
+        new_spec: bool = typer.Option(False, "--new-spec",
+                                      help="OUT holds results of another spec (e.g. an older demo): start afresh."),
     ) -> None:
         """The whole product in one command: pretrain tiny zoo models (cached), run the privacy and trojan studies
         at several precisions on the built-in spec, and write the report."""
@@ -186,7 +203,8 @@ def register(app: typer.Typer) -> None:
         path = builtin_spec_path("demo")
         s = load_spec(path, check_device=True, check_inputs=True)
         print(f"demo: spec {path}; {s.description.strip().splitlines()[0] if s.description else ''}")
-        summary = run_spec(s, out, executor=_executor(s, executor, workers, None), progress=not quiet)
+        summary = run_spec(s, out, executor=_executor(s, executor, workers, None), progress=not quiet,
+                           new_spec=new_spec)
         rep = build_report(out, out / "report")
         print()
         _print_summary(summary)

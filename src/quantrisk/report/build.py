@@ -34,7 +34,7 @@ from quantrisk.report.tables import (
     trojan_full_table,
     trojan_table,
 )
-from quantrisk.results import atomic_write_text
+from quantrisk.results import atomic_write_text, made_dir
 from quantrisk.store import Store, store_path
 
 
@@ -208,13 +208,17 @@ details{margin:.5em 0 1.5em}summary{cursor:pointer;color:#0645ad}"""
 def build_report(store: str | Path, out_dir: str | Path) -> Report:
     """Write report.html and report.md (+ PNGs) for the run whose store is `store` (a run dir or the .sqlite)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with Store(store_path(store), create=False) as st:
+    with Store(store_path(store), create=False) as st:  # read-only; refuses a file that is not a results store
         rows = RunRows.from_store(st)
         found = run_findings(st, rows)
         sections = collect_sections(st, found, rows)
         runs = st.runs()
-    atomic_write_text(out / "findings.json", json.dumps(found, indent=2, allow_nan=False) + "\n")
+    with made_dir(out):
+        atomic_write_text(out / "findings.json", json.dumps(found, indent=2, allow_nan=False) + "\n")
+        return _write_report(out, sections, runs)
+
+
+def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]) -> Report:
     name = runs[-1]["spec_name"] if runs else "run"
     md = [f"# quantrisk report: {name}", ""]
     body = [f"<h1>quantrisk report: {html.escape(name)}</h1>"]

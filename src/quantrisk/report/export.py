@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from quantrisk.errors import QuantriskError, UsageError
+from quantrisk.results import made_dir
 from quantrisk.store import Store, store_path
 
 FORMATS: tuple[str, ...] = ("csv", "parquet")
@@ -28,18 +30,23 @@ def export_run(run: str | Path, out_dir: str | Path, fmt: str = "csv") -> list[P
                                                     for k, v in row.items()}} for cid, row in st.samples()])
     out = Path(out_dir)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, df in (("cells", cells), ("metrics", metrics), ("samples", samples)):
-            path = out / f"{name}.{fmt}"
-            if fmt == "csv":
-                df.to_csv(path, index=False)
-            else:
-                for col in df.columns:  # mixed-type object columns (e.g. a field that is int here, str there)
-                    if df[col].dtype == object:
-                        df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
-                df.to_parquet(path, index=False)
-            paths.append(path)
+        with made_dir(out):
+            return _write_tables(out, fmt, {"cells": cells, "metrics": metrics, "samples": samples})
     except OSError as exc:
         raise QuantriskError(f"cannot write export to {out}: {exc.strerror or exc}") from None
+
+
+def _write_tables(out: Path, fmt: str, tables: dict[str, Any]) -> list[Path]:
+    """One `fmt` file per table under `out`; returns the paths."""
+    paths = []
+    for name, df in tables.items():
+        path = out / f"{name}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        else:
+            for col in df.columns:  # mixed-type object columns (e.g. a field that is int here, str there)
+                if df[col].dtype == object:
+                    df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+            df.to_parquet(path, index=False)
+        paths.append(path)
     return paths
