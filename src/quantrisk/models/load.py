@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 
 from quantrisk.data.calibration import CalibrationSet, CalibrationSpec, load_calibration, token_batches
 from quantrisk.errors import ModelLoadError
+from quantrisk.models.checkpoint import check_config, check_index, load_verified
 from quantrisk.models.memory import packed_bytes, weight_memory
 from quantrisk.models.quantizers import get_quantizer
 from quantrisk.precision import Precision, device_type, require_available, require_lora_base
@@ -127,6 +128,7 @@ def check_model_dir(path: Path, *, allow_pickle: bool, trust_remote_code: bool) 
             f"{config_file} asks for remote code (auto_map); refused. Pass --trust-remote-code only if you trust it"
         )
     _check_model_type(config_file, config)
+    check_config(config_file, config)
     files = sorted(p.name for p in path.iterdir())
     has_safetensors = any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in files)
     has_pickle = any(f.endswith(PICKLE_SUFFIXES) and f != "training_args.bin" for f in files)
@@ -142,6 +144,7 @@ def check_model_dir(path: Path, *, allow_pickle: bool, trust_remote_code: bool) 
     for name in files:
         if name.endswith(".safetensors"):
             check_safetensors(path / name)
+    check_index(path, allow_pickle=allow_pickle, check_shard=check_safetensors)
     if not any(f in TOKENIZER_FILES for f in files):
         raise ModelLoadError(
             f"{path} has no tokenizer ({', '.join(TOKENIZER_FILES[:4])}, ...); save the model's tokenizer into it "
@@ -255,13 +258,14 @@ def _from_pretrained(source: str, kwargs: dict[str, Any], *, allow_pickle: bool,
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        return load_verified(  # weights must fit the config; the library's load report is captured
+            AutoModelForCausalLM.from_pretrained,
             source,
             use_safetensors=None if allow_pickle else True,
             trust_remote_code=trust_remote_code,
             **kwargs,
         )
-    except MemoryError:
+    except (MemoryError, ModelLoadError):
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors/transformers errors become one clear line
         raise ModelLoadError(f"could not load a causal LM from {source}: {_first_line(exc)}") from None
