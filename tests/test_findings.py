@@ -97,6 +97,9 @@ def test_p4_larger_quantized_beats_smaller_full_precision():
     worse = _privacy("big", "quanto-int4", {"zlib": STRONG}, Y, per_sample_cb=RNG.uniform(0.0, 0.1, 50), size=8.0)
     assert CLAIMS["P4"](_rows([worse, big_fp, small])).verdict == "does not hold"
     assert CLAIMS["P4"](_rows([small])).verdict == "inconclusive"
+    near = _privacy("small2", "quanto-int4", {"zlib": weak}, Y, per_sample_cb=RNG.uniform(0.4, 0.6, 50), size=2.5)
+    f = CLAIMS["P4"](_rows([near, small]))
+    assert f.verdict == "inconclusive" and "less than 1.5x" in f.why
 
 
 def _trojan(kind, dap2, payload, ps_sum, n=30):

@@ -26,6 +26,7 @@ ALPHA = 0.05
 HOLDS, NOT, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 NO_CHANGE_MARGIN = 0.02  # |ΔAUC| below this on the whole CI = "no change"
 MIN_PAIRED = 20  # paired samples below which a null result is inconclusive
+MIN_SIZE_RATIO = 1.5  # P4: "larger" = at least this many times the parameters (fp16 bytes) of the smaller model
 
 
 @dataclass
@@ -262,21 +263,25 @@ def _mean_by(ms: Iterable[dict[str, Any]], keys: tuple[str, ...] = ("model", "pr
 @register_claim("P4")
 def p4_larger_quantized_beats_smaller_full(rows: RunRows) -> Finding:
     statement = "A larger quantized model beats a smaller full-precision one on the quality/risk trade-off."
-    test = ("every (larger model at a quantized precision, smaller model at full precision) pair: ΔCodeBLEU "
+    test = ("every (larger model (≥ 1.5x the parameters) at a quantized precision, smaller model at full precision) pair: ΔCodeBLEU "
             "(per-sample mean, bootstrap CI) and ΔAUC of the strongest attack (bootstrap CI, independent samples); "
             "beats = quality significantly higher and risk not significantly higher")
     attack = best_attack(rows)
     size = _mean_by(rows.named("fp16_weight_mb", "privacy"), ("model",))
-    if len(size) < 2 or len(set(size.values())) < 2:
+    if len(size) < 2:
         return Finding("P4", statement, test, None, None, None, INCONCLUSIVE,
                        f"needs at least two models of different sizes; this run has {len(size)}")
+    if max(size.values()) < MIN_SIZE_RATIO * min(size.values()):
+        return Finding("P4", statement, test, None, None, None, INCONCLUSIVE,
+                       f"the models differ in size by less than {MIN_SIZE_RATIO}x ("
+                       + ", ".join(f"{m}: {v:.2f} MB fp16" for (m,), v in sorted(size.items())) + ")")
     quality = _per_sample(rows.privacy, "completion", "codebleu")
     scores = _mi_scores(rows.privacy, attack)
     pairs = []
     for (big,), big_mb in size.items():
         for (small,), small_mb in size.items():
             base = baseline_precision(p for (m, p) in quality if m == small)
-            if big_mb <= small_mb or base is None or (small, base) not in scores:
+            if big_mb < MIN_SIZE_RATIO * small_mb or base is None or (small, base) not in scores:
                 continue
             for (m, prec) in quality:
                 if m != big or _bits(prec) >= 16 or (m, prec) not in scores:
