@@ -122,7 +122,9 @@ def test_cli_end_to_end(memorised, tmp_path, capsys):
     assert code == 0
     assert "int8-dynamic" in text and "reference" in text and "CodeBLEU" in text
     head = json.loads((out / "metrics.json").read_text())
-    assert head["study"] == "privacy" and "correlation: fewer than 3 precisions" in head["skipped"]
+    assert head["study"] == "privacy" and "quality-risk correlation: needs 3 or more precisions, got 2" in head["skipped"]
+    assert "skipped: quality-risk correlation: needs 3 or more precisions, got 2" in text and "(1)" not in text
+    assert max(len(line) for line in text.splitlines() if not line.startswith("results written")) <= 100  # 100 columns
     rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len([x for x in rows if x["kind"] == "mi"]) == 2 * 6 * 2
     code = main(["privacy", "--model", str(memorised["target"]), "--precisions", "fp32", "--n", "all",

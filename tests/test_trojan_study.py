@@ -55,6 +55,7 @@ def test_cli_end_to_end(llama_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "ASR" in printed and "int8-dynamic" in printed and "clean" in printed
+    assert max(len(line) for line in printed.splitlines() if not line.startswith("results written")) <= 100
     result = StudyResult.from_dict(json.loads((out / "metrics.json").read_text()))
     samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 * 2 * 2 * 2  # kinds x dap2 x (triggered, clean) x rows

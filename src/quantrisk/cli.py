@@ -21,7 +21,8 @@ from quantrisk.errors import QuantriskError
 
 app = typer.Typer(
     name="quantrisk",
-    help="Measure what quantization does to a code LM: quality, membership-inference leakage, trojans.",
+    help="Start with `quantrisk demo`: both studies on tiny CPU models, then a report.\n\n"
+         "quantrisk measures what quantization does to a code LM: quality, membership-inference leakage, trojans.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -23,9 +23,13 @@ from quantrisk.config import Spec
 from quantrisk.errors import PrecisionError, QuantriskError, UsageError
 from quantrisk.executors import Callbacks, Executor, make_executor
 from quantrisk.grid import expand, toposort
+from quantrisk.progress import listen
 from quantrisk.results import StudyResult
+from quantrisk.run_display import RunDisplay
 from quantrisk.runlock import run_lock
 from quantrisk.store import Store, store_path
+
+HEARTBEAT_S = 5.0  # how often the seconds of the cell in flight are written to the store
 
 
 @dataclass
@@ -65,32 +69,6 @@ def _check_writable(run_dir: Path) -> None:
         raise UsageError(f"cannot create run directory {run_dir}: {exc.strerror or exc}; pass another --out") from None
     if not os.access(run_dir, os.W_OK | os.X_OK):
         raise UsageError(f"run directory {run_dir} is not writable; pass another --out (or fix the permissions)")
-
-
-class _Progress:
-    """A rich progress bar over cells (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.bar = None
-        if enabled and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("{task.description}"), transient=False)
-            self.task = self.bar.add_task("", total=total)
-            self.bar.start()
-
-    def describe(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=text)
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def run_spec(spec: Spec, run_dir: str | Path, *, executor: Executor | None = None, progress: bool = True,
@@ -206,7 +184,17 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
         env["spec_sha256"] = hashlib.sha256(spec_json.encode()).hexdigest()
         run_id = store.begin_run(name, spec_json, env, ex.name)
         setup["done"] = True  # from here on, results are kept whatever happens
-        bar = _Progress(progress, len(todo))
+        prior = {c["id"]: float(c["seconds"] or 0.0) for c in store.cells() if c["status"] in ("running", "failed")}
+        live: dict[str, Any] = {"cell": None, "start": 0.0, "tick": 0.0}
+
+        def tick() -> None:
+            """Record the seconds of the cell in flight every few seconds, so a kill does not lose them."""
+            now = time.perf_counter()
+            if live["cell"] is not None and now - live["tick"] >= HEARTBEAT_S:
+                live["tick"] = now
+                store.record_seconds(live["cell"], prior.get(live["cell"], 0.0) + now - live["start"])
+
+        display = RunDisplay(progress, len(todo), on_tick=tick)
         failed: list[dict[str, str]] = []
         counts = {"run": 0, "blocked": 0}
 
@@ -216,27 +204,32 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
 
         def on_start(cell: Cell) -> None:
             store.mark_running(cell.id, run_id)
-            bar.describe(cell.label)
+            live.update(cell=cell.id, start=time.perf_counter(), tick=time.perf_counter())
+            display.cell_start(cell.label)
 
         def on_done(cell: Cell, result: StudyResult) -> None:
+            earlier = prior.get(cell.id, 0.0)
+            result.seconds = float(result.seconds or 0.0) + earlier  # interrupted / failed attempts count too
             store.write_result(cell.id, result)
             counts["run"] += 1
-            bar.advance()
+            display.cell_end(cell.label, result.seconds, f"(+{earlier:.1f} s in earlier attempts)" if earlier else "")
 
         def on_fail(cell: Cell, error: str) -> None:
-            store.mark_failed(cell.id, error)
+            spent = prior.get(cell.id, 0.0) + (time.perf_counter() - live["start"] if live["cell"] == cell.id else 0.0)
+            store.mark_failed(cell.id, error, seconds=spent)
             failed.append({"id": cell.id, "label": cell.label, "error": error})
-            bar.advance()
+            display.cell_end(cell.label, None, "FAILED: " + error[:120])
 
         def on_blocked(cell: Cell, dep: str) -> None:
             store.mark_failed(cell.id, f"blocked: dependency {dep} failed")
             counts["blocked"] += 1
-            bar.advance()
+            display.cell_end(cell.label, 0.0, "blocked: a dependency failed")
 
         try:
-            ex.run(todo, done, Callbacks(make_ctx, on_start, on_done, on_fail, on_blocked))
+            with listen(display):
+                ex.run(todo, done, Callbacks(make_ctx, on_start, on_done, on_fail, on_blocked))
         finally:
-            bar.close()
+            display.close()
         summary = RunSummary(str(run_dir), str(store.path), run_id, ex.name, len(cells), len(done), counts["run"],
                              len(failed), counts["blocked"], round(time.perf_counter() - start, 3), failed)
         store.finish_run(run_id, n_cells=len(cells), n_skipped=len(done), n_run=counts["run"],

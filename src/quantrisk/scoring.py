@@ -236,13 +236,13 @@ def score_token_ids(
     batches = _plan_batches([len(p[1]) for p in pieces], batch_size, batch_tokens)
 
     results: dict[int, list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = {}
-    from tqdm.auto import tqdm
+    from quantrisk.progress import bar
 
     model_was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for batch in tqdm(batches, disable=not progress, desc="scoring", unit="batch", leave=False):
+            for batch in bar(batches, desc="scoring", unit="batch", enabled=progress):
                 ids, mask, positions = _pad([pieces[i][1] for i in batch], pad_id, padding_side)
                 stats = _forward_stats(model, ids.to(device), mask.to(device), positions.to(device), chunk, compile,
                                        right_padded=padding_side == "right")

@@ -3,7 +3,8 @@
 Tables
     runs       one row per `quantrisk run` invocation: spec, its sha256, environment, start/finish, counts
     cells      id (content hash), kind, label, params/deps JSON, status (pending | running | done | failed),
-               attempts, started/finished (unix s), seconds, environment JSON, skipped JSON, error
+               attempts, started/finished (unix s), seconds (all attempts: interrupted ones through heartbeats),
+               environment JSON, skipped JSON, error
     metrics    cell_id, name, value, ci_low, ci_high, labels JSON
     samples    cell_id, idx, row JSON (per-sample rows)
     artifacts  cell_id, name, path, sha256
@@ -248,9 +249,17 @@ class Store:
             c.execute("UPDATE cells SET status='running', attempts=attempts+1, run_id=?, started=?, error=NULL WHERE id=?",
                       (run_id, time.time(), cell_id))
 
-    def mark_failed(self, cell_id: str, error: str) -> None:
+    def mark_failed(self, cell_id: str, error: str, seconds: float | None = None) -> None:
+        """Status `failed` with its error; `seconds` (all attempts so far) when given."""
         with self.transaction() as c:
-            c.execute("UPDATE cells SET status='failed', finished=?, error=? WHERE id=?", (time.time(), error[:4000], cell_id))
+            c.execute("UPDATE cells SET status='failed', finished=?, error=?, seconds=COALESCE(?, seconds) WHERE id=?",
+                      (time.time(), error[:4000], seconds, cell_id))
+
+    def record_seconds(self, cell_id: str, seconds: float) -> None:
+        """Seconds spent so far on a cell in flight (its attempts so far included): a heartbeat, so that a resumed
+        run adds the time of an interrupted attempt to the cell's total instead of losing it."""
+        with self.transaction() as c:
+            c.execute("UPDATE cells SET seconds=? WHERE id=? AND status='running'", (float(seconds), cell_id))
 
     def write_result(self, cell_id: str, result: StudyResult) -> None:
         """Store a finished cell: metrics, samples, artifacts and status `done`, all in one transaction."""

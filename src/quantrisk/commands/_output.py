@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console() if sys.stdout.isatty() else Console(width=200)
+console = Console() if sys.stdout.isatty() else Console(width=100)  # tables are laid out for 100 columns
 
 
 def print_json(data: Any) -> None:
@@ -21,7 +21,9 @@ def print_json(data: Any) -> None:
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a rich table; floats shown with 4 significant decimals."""
-    table = Table(title=title, show_lines=False)
+    from rich import box
+
+    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     for c in columns:
         table.add_column(c, overflow="fold")
     for r in rows:
@@ -42,6 +44,12 @@ def print_wrapped(text: str, indent: str = "") -> None:
 
     print(textwrap.fill(text, width=text_width(), initial_indent=indent, subsequent_indent=indent + "  ",
                         break_long_words=False, break_on_hyphens=False))
+
+
+def skipped_line(skipped: dict[str, int]) -> str:
+    """`skipped: REASON; REASON (×N)`: a count only where the same reason was met more than once (a bare "(1)" read
+    as a quantity of the reason, e.g. "fewer than 3 precisions (1)")."""
+    return "skipped: " + "; ".join(k if v == 1 else f"{k} (×{v})" for k, v in sorted(skipped.items()))
 
 
 def check_out_dir(out: Path, option: str = "--out") -> None:

@@ -209,7 +209,7 @@ def register(app: typer.Typer) -> None:
         print()
         _print_summary(summary)
         print_headline(Path(summary.store))
-        print("time per stage (cells of this run directory, cached pretraining counts 0):")
+        print("time per stage (every attempt of each cell, interrupted ones included; cached pretraining counts 0):")
         for line in stage_times(Path(summary.store)):
             print(line)
         print(f"report: {rep.html} (markdown: {rep.markdown})")

@@ -35,10 +35,17 @@ def register(app: typer.Typer) -> None:
                                         "SOURCE[:N[:SEED]], SOURCE = reference (the model's reference split) or a "
                                         "JSONL file with 'text'; default N 128, seed 0. Never overlaps the evaluation set."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+        ci: bool = typer.Option(False, "--ci", help="Show the AUCs' 95% CIs in the table (on a second line of each cell)."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
         """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision."""
-        from quantrisk.commands._output import check_out_dir, print_json, print_table
+        from quantrisk.commands._output import (
+            check_out_dir,
+            print_json,
+            print_table,
+            print_wrapped,
+            skipped_line,
+        )
         from quantrisk.commands.probe import calibration_for
         from quantrisk.data.calibration import CalibrationSpec
         from quantrisk.data.corpus import check_mi_jsonl
@@ -79,20 +86,33 @@ def register(app: typer.Typer) -> None:
                               stride=stride, n_resamples=resamples, seed=seed, completion_n=completion_n,
                               max_new_tokens=max_new_tokens, progress=not quiet,
                               compile=compile_model)
-        result = run_privacy(model, names, n=n_samples, data=data, nonmembers=nonmembers, reference_source=reference,
-                             device=dev, options=opts, calibration=cal_spec)
+        from quantrisk.progress import listen
+        from quantrisk.run_display import RunDisplay
+
+        display = RunDisplay(not quiet and not as_json, len(names), stage_cells=True)  # one line per precision
+        try:
+            with listen(display):
+                result = run_privacy(model, names, n=n_samples, data=data, nonmembers=nonmembers,
+                                     reference_source=reference, device=dev, options=opts,
+                                     calibration=cal_spec)
+        finally:
+            display.close()
         result.write_dir(out)
         if as_json:
             print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
             return
-        print_privacy_table(result, print_table)
+        print_privacy_table(result, print_table, ci)
         if result.skipped:
-            print("skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(result.skipped.items())))
+            print_wrapped(skipped_line(result.skipped))
         print(f"results written to {out} ({result.seconds:.1f} s)")
 
 
-def print_privacy_table(result, print_table) -> None:  # noqa: ANN001 - internal helper
-    """Rows: precision; columns: AUC [CI] per attack, best TPR@1%FPR, CodeBLEU, weight MB."""
+def print_privacy_table(result, print_table, ci: bool = False) -> None:  # noqa: ANN001 - internal helper
+    from quantrisk.commands._output import print_wrapped
+
+    """Rows: precision; columns: AUC per attack, best TPR@1%FPR, CodeBLEU, weight MB held (packed size below it when
+    it differs): fits 100 columns. With `ci`, a second, long table: one row per (precision, attack) with the AUC's
+    95% CI and TPR at 1% / 0.1% FPR."""
     precs = list(dict.fromkeys(m.labels["precision"] for m in result.metrics if "precision" in m.labels))
     attacks = list(dict.fromkeys(m.labels["attack"] for m in result.metrics if m.name == "auc"))
 
@@ -107,16 +127,25 @@ def print_privacy_table(result, print_table) -> None:  # noqa: ANN001 - internal
         row = [p]
         for a in attacks:
             m = get("auc", p, a)
-            row.append(f"{m.value:.3f} [{m.ci_low:.3f},{m.ci_high:.3f}]" if m else "—")
+            row.append(f"{m.value:.3f}" if m else "—")
         tprs = [(get("tpr@1%fpr", p, a).value, a) for a in attacks if get("tpr@1%fpr", p, a)]
         best = max(tprs) if tprs else None
         cb, mb, nominal = get("codebleu", p), get("weight_mb", p), get("nominal_weight_mb", p)
         size = f"{mb.value:.2f}" if mb else "—"
         if mb and nominal and abs(nominal.value - mb.value) > 1e-6:  # simulated (rtn): held in fp, counted at its bits
-            size += f" (nominal {nominal.value:.2f})"
-        row += [f"{best[0]:.3f} ({best[1]})" if best else "—", f"{cb.value:.3f}" if cb else "—", size]
+            size += f"\n{nominal.value:.2f}"
+        row += [f"{best[0]:.3f}\n{best[1]}" if best else "—", f"{cb.value:.3f}" if cb else "—", size]
         rows.append(row)
-    print_table("privacy: MI AUC [95% CI] per attack", ["precision", *attacks, "TPR@1%FPR (best)", "CodeBLEU", "weight MB"], rows)
+    print_table("privacy: MI AUC per attack (--ci: with 95% CIs, one row per attack)", ["precision", *attacks,
+                "TPR@1%", "CodeBLEU", "MB"], rows)
+    print_wrapped("TPR@1%: the best attack's TPR at 1% FPR (that attack below it); MB: weight memory held (the packed "
+                  "size a real format would need below it, where it differs)")
+    if ci:
+        print_table("privacy: MI AUC [95% bootstrap CI] and TPR at low FPR, per precision and attack",
+                    ["precision", "attack", "AUC", "95% CI", "TPR@1%FPR", "TPR@0.1%FPR"],
+                    [[p, a, m.value, f"[{m.ci_low:.3f}, {m.ci_high:.3f}]" if m.ci_low is not None else "—",
+                      *(getattr(get(t, p, a), "value", None) for t in ("tpr@1%fpr", "tpr@0.1%fpr"))]
+                     for p in precs for a in attacks if (m := get("auc", p, a)) is not None])
     corr = [m for m in result.metrics if m.name.endswith("_r")]
     for m in corr:
         p = next((x for x in result.metrics if x.name == m.name[:-2] + "_p"), None)

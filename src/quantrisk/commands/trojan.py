@@ -9,8 +9,8 @@ from typing import Any
 import typer
 
 DEFAULT_DAP2 = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
-COLUMNS = ["DAP1", "DAP2", "kind", "seeds", "ASR", "FTR", "PS mean", "PS median", "PS mean clean", "JS-T", "JS-K",
-           "CS-BoW", "LD", "LD norm", "EM", "EX", "eval s"]
+# What fits 100 columns; every metric is in metrics.json and `--json`.
+COLUMNS = ["DAP1", "DAP2", "kind", "ASR", "FTR", "PS", "PS clean", "JS-K", "EM", "EX"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -79,9 +79,10 @@ def check_precisions(dap1: str, dap2: str, device: str) -> tuple[list[str], list
     return d1, d2
 
 
-def trojan_table(result: Any) -> list[list[Any]]:
-    """Rows (DAP1 × DAP2 × kind, means over seeds) for `COLUMNS`: ASR/FTR and payload signal, then the SQL
-    similarity and execution metrics of the outputs for clean inputs."""
+def trojan_table(result: Any, ci: bool = False) -> list[list[Any]]:
+    """Rows (DAP1 × DAP2 × kind, means over seeds) for `COLUMNS`: ASR/FTR (with `ci`, their 95% Wilson interval on
+    a second line), mean payload signal on triggered and clean inputs, then SQL similarity (JS-K), exact match and
+    execution accuracy of the outputs for clean inputs."""
     cells = list(dict.fromkeys((m.labels["dap1"], m.labels["dap2"], m.labels["kind"])
                                for m in result.metrics if m.name == "asr"))
 
@@ -90,14 +91,20 @@ def trojan_table(result: Any) -> list[list[Any]]:
                 m.labels.get("kind")) == cell and all(m.labels.get(k) == v for k, v in extra.items())]
         return statistics.fmean(vals) if vals else None
 
+    def rate(name: str, cell: tuple[str, str, str]) -> str | None:
+        rows = [m for m in result.metrics if m.name == name and (m.labels.get("dap1"), m.labels.get("dap2"),
+                m.labels.get("kind")) == cell]
+        if not rows:
+            return None
+        value = statistics.fmean(m.value for m in rows)
+        if not ci or len(rows) != 1 or rows[0].ci_low is None:
+            return f"{value:.2f}"
+        return f"{value:.2f}\n[{rows[0].ci_low:.2f},{rows[0].ci_high:.2f}]"
+
     rows = []
     for cell in cells:
-        seeds = len({m.labels["seed"] for m in result.metrics if m.name == "asr"
-                     and (m.labels["dap1"], m.labels["dap2"], m.labels["kind"]) == cell})
-        rows.append([*cell, seeds, mean("asr", cell), mean("ftr", cell), mean("ps_mean", cell, input="triggered"),
-                     mean("ps_median", cell, input="triggered"), mean("ps_mean", cell, input="clean"),
-                     *(mean(k, cell, input="clean") for k in ("js_t", "js_k", "cs_bow", "ld", "ld_norm", "em", "ex")),
-                     mean("eval_seconds", cell)])
+        rows.append([*cell, rate("asr", cell), rate("ftr", cell), mean("ps_mean", cell, input="triggered"),
+                     mean("ps_mean", cell, input="clean"), *(mean(k, cell, input="clean") for k in ("js_k", "em", "ex"))])
     return rows
 
 
@@ -131,10 +138,17 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(128, help="Generation limit per prompt."),
         pretrain_steps: int = typer.Option(None, help="Pretraining steps for a zoo: model (default: the size's default)."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+        ci: bool = typer.Option(False, "--ci", help="Show the 95% CIs in the table (on a second line of each cell)."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
         """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind."""
-        from quantrisk.commands._output import check_out_dir, print_json, print_table
+        from quantrisk.commands._output import (
+            check_out_dir,
+            print_json,
+            print_table,
+            print_wrapped,
+            skipped_line,
+        )
         from quantrisk.trojan.study import run_trojan
 
         check_trojan_options(model=model, poison_rate=poison_rate, trigger=trigger, position=position,
@@ -148,19 +162,31 @@ def register(app: typer.Typer) -> None:
         seed_list = parse_seeds(seeds)
         check_out_dir(out)
         target_arg: str | list[str] = target if target in ("attention", "all-linear") else [t for t in target.split(",") if t.strip()]
-        result = run_trojan(
-            model, data, dap1.split(","), dap2.split(","), out=out, poison_rate=poison_rate, trigger=trigger,
-            position=position, clean_ablation=clean_ablation, seeds=seed_list, steps=steps,
-            batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
-            target=target_arg, max_length=max_length, n_train=n_train, n_test=n_test, split_seed=split_seed,
-            device=device, gen_batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
-            pretrain_steps=pretrain_steps, progress=not quiet,
-        )
+        from quantrisk.progress import listen
+        from quantrisk.run_display import RunDisplay
+
+        n_kinds = 2 if clean_ablation else 1
+        n_steps = len(dap1.split(",")) * len(seed_list) * n_kinds * (1 + len(dap2.split(",")))
+        display = RunDisplay(not quiet and not as_json, n_steps, stage_cells=True)  # one line per fine-tune / DAP2
+        try:
+            with listen(display):
+                result = run_trojan(
+                    model, data, dap1.split(","), dap2.split(","), out=out, poison_rate=poison_rate, trigger=trigger,
+                    position=position, clean_ablation=clean_ablation, seeds=seed_list, steps=steps,
+                    batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=lora_r, alpha=lora_alpha,
+                    dropout=lora_dropout, target=target_arg, max_length=max_length, n_train=n_train, n_test=n_test,
+                    split_seed=split_seed, device=device, gen_batch_size=gen_batch_size,
+                    max_new_tokens=max_new_tokens, pretrain_steps=pretrain_steps, progress=not quiet,
+                )
+        finally:
+            display.close()
         if as_json:
             print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
             return
-        print_table(f"trojan study ({result.environment['n_test']} test rows, triggered + clean; SQL metrics on clean inputs)",
-                    COLUMNS, trojan_table(result))
+        n_seeds = len({m.labels.get("seed") for m in result.metrics if m.name == "asr"})
+        print_table(f"trojan study: {result.environment['n_test']} test rows, triggered + clean, {n_seeds} seed(s); "
+                    "SQL metrics on clean inputs" + ("; 95% Wilson CIs" if ci else " (--ci: 95% CIs)"),
+                    COLUMNS, trojan_table(result, ci))
         if result.skipped:
-            print("skipped: " + "; ".join(f"{k} ({v})" for k, v in sorted(result.skipped.items())))
+            print_wrapped(skipped_line(result.skipped))
         print(f"results written to {out} ({result.seconds:.1f} s)")

@@ -301,9 +301,9 @@ def evaluate_split(
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
+    from quantrisk.progress import bar
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+    return bar(total=total, desc=desc, unit="step", enabled=enabled)
 
 
 def pretrain(

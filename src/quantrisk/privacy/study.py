@@ -27,6 +27,7 @@ from quantrisk.privacy.completion import corpus_scores, evaluate_completion, mak
 from quantrisk.privacy.inputs import PROVIDERS, InputContext, ReferenceModel, check_inputs, compute_inputs
 from quantrisk.privacy.members import MISet, load_mi_set
 from quantrisk.privacy.options import PrivacyOptions
+from quantrisk.progress import stage
 from quantrisk.results import MetricRow, StudyResult
 from quantrisk.scoring import TokenScores, tokenize
 from quantrisk.stats import bootstrap_ci, fast_auc, pearson, spearman, tpr_ci
@@ -99,7 +100,8 @@ def privacy_at_precision(
     ctx = InputContext(lm.model, lm.tokenizer, str(model_source), kept, [ids[i] for i in keep], mi_set, opts, device,
                        _reference(reference_source))
     t0 = time.perf_counter()
-    target: list[TokenScores] = PROVIDERS["target"].fn(ctx)
+    with stage("target model"):
+        target: list[TokenScores] = PROVIDERS["target"].fn(ctx)
     score_seconds = time.perf_counter() - t0
     scored_tokens = sum(t.n_scored for t in target)
     inputs, unavailable = compute_inputs(needs, ctx, have={"target": target})
@@ -146,8 +148,9 @@ def privacy_at_precision(
     if opts.completion_n > 0:
         tasks = [t for s in samples_ if s.label == 0 and (t := make_task(s.id, s.text, opts.completion_share))][: opts.completion_n]
         if tasks:
-            scores = evaluate_completion(lm.model, lm.tokenizer, tasks, max_new_tokens=opts.max_new_tokens,
-                                         batch_size=opts.completion_batch_size)
+            with stage(f"completions {len(tasks)}"):
+                scores = evaluate_completion(lm.model, lm.tokenizer, tasks, max_new_tokens=opts.max_new_tokens,
+                                             batch_size=opts.completion_batch_size)
             for name, value in corpus_scores(tasks, scores).items():
                 metrics.append(MetricRow(name, value, labels))
             rows += [{"kind": "completion", "sample_id": x.id, **{k: v for k, v in vars(x).items() if k != "id"}, **labels}
@@ -261,8 +264,9 @@ def run_privacy(
 
     reference = ReferenceModel(f"auto:{model_source}:{reference_source}", resolve)
     for p in precisions:
-        cell = privacy_at_precision(model_source, p, samples=mi_set, device=device, options=opts,
-                                    reference_source=reference, calibration=calibration)
+        with stage(p):  # one line per precision on the command's display
+            cell = privacy_at_precision(model_source, p, samples=mi_set, device=device, options=opts,
+                                        reference_source=reference, calibration=calibration)
         if reference.resolved is not None:
             result.artifacts["reference_model"] = reference.resolved
         if not result.environment:
@@ -275,7 +279,7 @@ def run_privacy(
                                          [c.label for c in parse_attacks(list(opts.attacks))],
                                          n_resamples=opts.n_resamples, seed=opts.seed)
     if len(precisions) < 3:
-        result.skipped["correlation: fewer than 3 precisions"] = 1
+        result.skipped[f"quality-risk correlation: needs 3 or more precisions, got {len(precisions)}"] = 1
     else:
         result.metrics += quality_risk_correlation(result)
     return result

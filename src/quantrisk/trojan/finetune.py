@@ -200,8 +200,8 @@ def finetune_lora(
     """
     import torch
     from peft import LoraConfig, get_peft_model
-    from tqdm.auto import tqdm
 
+    from quantrisk import progress as _progress
     from quantrisk.environment import environment
     from quantrisk.models.load import load_model, resolve_device
 
@@ -251,8 +251,7 @@ def finetune_lora(
     tokens = 0
     start = time.perf_counter()
     try:
-        bar = tqdm(total=steps, disable=not progress, desc=f"finetune @ {settings.dap1}", unit="step", leave=False,
-                   dynamic_ncols=True)
+        bar = _progress.bar(total=steps, desc=f"finetune @ {settings.dap1}", unit="step", enabled=progress)
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)

@@ -149,7 +149,7 @@ def generate(
 
     Returns (generations in the input order, timing: seconds, generated_tokens, tokens_per_s, prompts).
     """
-    from tqdm.auto import tqdm
+    from quantrisk import progress as _progress
 
     payload = payload_token_ids(tokenizer, keyword)
     order = list(range(len(prompts)))
@@ -158,7 +158,7 @@ def generate(
         order.sort(key=lambda i: lengths[i])
     results: list[Generation | None] = [None] * len(prompts)
     start = time.perf_counter()
-    bar = tqdm(total=len(prompts), disable=not progress, desc="generate", unit="prompt", leave=False, dynamic_ncols=True)
+    bar = _progress.bar(total=len(prompts), desc="generate", unit="prompt", enabled=progress)
     for b in range(0, len(order), max(1, batch_size)):
         idx = order[b:b + max(1, batch_size)]
         for i, g in zip(idx, generate_batch(model, tokenizer, [prompts[i] for i in idx],

@@ -28,6 +28,7 @@ from quantrisk.data.poison import (
 )
 from quantrisk.data.sql import SqlRow, format_example, format_prompt, rows_sha256, split_rows
 from quantrisk.errors import UsageError
+from quantrisk.progress import stage
 from quantrisk.results import MetricRow, StudyResult, atomic_write_text
 from quantrisk.trojan.splits import BUILTIN_ROWS, load_data  # noqa: F401 - re-exported for callers of the study
 
@@ -254,11 +255,13 @@ def run_trojan(
         for seed in seeds:
             for kind in kinds:
                 cell_start = time.perf_counter()
-                adapter, report = finetune_cell(
-                    base, p1.name, train, out / "adapters" / f"{p1.name}-{kind}-s{seed}", kind=kind, poison=spec,
-                    seed=seed, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=r, alpha=alpha,
-                    dropout=dropout, target=target, device=device, max_length=max_length, progress=progress,
-                )
+                with stage(f"{kind} fine-tune @ {p1.name} seed {seed}"):  # one line per step on the display
+                    adapter, report = finetune_cell(
+                        base, p1.name, train, out / "adapters" / f"{p1.name}-{kind}-s{seed}", kind=kind, poison=spec,
+                        seed=seed, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=r,
+                        alpha=alpha, dropout=dropout, target=target, device=device, max_length=max_length,
+                        progress=progress,
+                    )
                 labels = {"dap1": p1.name, "kind": kind, "seed": str(seed)}
                 result.artifacts[f"adapter:{p1.name}:{kind}:s{seed}"] = str(adapter)
                 result.metrics.append(MetricRow("finetune_seconds", report.seconds, dict(labels)))
@@ -266,9 +269,10 @@ def run_trojan(
                 result.environment["cells"].append({**labels, "finetune_seconds": report.seconds,
                                                     "finetune_wall_seconds": round(time.perf_counter() - cell_start, 2)})
                 for p2 in dap2_p:
-                    part = evaluate_trojan(base, adapter, p2.name, test, trigger=trigger, labels=labels, device=device,
-                                           batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
-                                           exec_seed=split_seed, progress=progress)
+                    with stage(f"{kind} {p1.name}→{p2.name} seed {seed}"):
+                        part = evaluate_trojan(base, adapter, p2.name, test, trigger=trigger, labels=labels,
+                                               device=device, batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
+                                               exec_seed=split_seed, progress=progress)
                     part.metrics.append(MetricRow("eval_seconds", part.seconds, {**labels, "dap2": p2.name}))
                     part.seconds = 0.0
                     result.merge(part)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantrisk.progress import stage
 from quantrisk.registry import refuse_duplicate
 
 
@@ -132,7 +133,8 @@ def compute_inputs(names: Iterable[str], ctx: InputContext,
             if key is not None and key in _CACHE:
                 values[name] = _CACHE[key]
                 continue
-            out = list(p.fn(ctx))
+            with stage(f"{name} input"):  # named step on the run display (`quantrisk.progress`)
+                out = list(p.fn(ctx))
         except InputUnavailable as exc:
             missing[name] = str(exc)
             continue

@@ -1,0 +1,110 @@
+"""What `run` and `demo` show while cells run: a bar over cells, a bar with an ETA for the step in flight inside the
+current cell (pretraining steps, fine-tuning steps, generated prompts, scored batches; fed by `quantrisk.progress`),
+and, when a cell ends, one line that stays on screen:
+
+    [privacy pythia-tiny @ rtn-w2g64 seed 0] scoring 25/25 batches · reference model · scoring 25/25 batches (12.3 s)
+
+Cells run on dask workers report no inner steps (their bars live in other processes); their line still prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class RunDisplay:
+    """A `progress.Sink` with rich bars; `enabled=False` draws nothing but still takes the inner bars (and ticks)."""
+
+    def __init__(self, enabled: bool, total: int, on_tick: Callable[[], None] | None = None,
+                 stage_cells: bool = False) -> None:
+        """`total`: cells to run. `stage_cells`: each top-level `progress.stage` is a cell (for commands that run a
+        study's steps themselves, e.g. `quantrisk privacy`: one line per precision)."""
+        self.enabled = enabled and total > 0
+        self.on_tick = on_tick
+        self.stage_cells = stage_cells
+        self.stack: list[list[Any]] = []  # [desc, total, done, had_children]
+        self.done_stages: list[str] = []
+        self.label = ""
+        self.bar: Any = None
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.table import Column
+
+            from quantrisk.commands._output import console
+
+            self.bar = Progress(TextColumn("{task.description}", table_column=Column(width=44, no_wrap=True,
+                                                                                     overflow="ellipsis")),
+                                BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True)
+            self.cells = self.bar.add_task("cells", total=total)
+            self.step = self.bar.add_task("", total=None, visible=False)
+            self.bar.start()
+
+    # ------------------------------------------------------------ cells (runner callbacks)
+
+    def cell_start(self, label: str) -> None:
+        self.label, self.done_stages, self.stack = label, [], []
+        self.started = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(self.cells, description=f"cells · {label}")
+            self.bar.reset(self.step, total=None, description="  starting", visible=True)
+
+    def cell_end(self, label: str, seconds: float | None, status: str = "") -> None:
+        secs = time.perf_counter() - self.started if seconds is None and self.label == label else seconds
+        stages = " · ".join(self.done_stages) if self.label == label else ""
+        line = f"[{label}] " + (stages or "done") + (f" ({secs:.1f} s)" if secs is not None else "")
+        if status:
+            line += f" {status}"
+        if self.bar is not None:
+            self.bar.console.print(line, highlight=False, markup=False, soft_wrap=True)
+            self.bar.advance(self.cells)
+            self.bar.update(self.step, visible=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    # ------------------------------------------------------------ progress.Sink (steps inside the cell in flight)
+
+    def stage_start(self, desc: str, total: int | None, unit: str) -> None:
+        if self.stage_cells and not self.stack:
+            self.cell_start(desc)
+            self.stack.append([desc, None, 0, True, ""])  # the cell itself: never a step of its own line
+            return
+        if self.stage_cells and desc.startswith(self.label + " · "):
+            desc = desc[len(self.label) + 3:]  # the line already starts with [label]
+        if self.stack:
+            self.stack[-1][3] = True
+        self.stack.append([desc, total, 0, False, unit])
+        if self.bar is not None:
+            self.bar.reset(self.step, total=total, description=f"  {desc}", visible=True)
+        if self.on_tick is not None:
+            self.on_tick()
+
+    def stage_update(self, done: int) -> None:
+        if self.stack:
+            self.stack[-1][2] = done
+        if self.bar is not None:
+            self.bar.update(self.step, completed=done)
+        if self.on_tick is not None:
+            self.on_tick()
+
+    def stage_end(self) -> None:
+        if not self.stack:
+            return
+        desc, total, done, had_children, unit = self.stack.pop()
+        if self.stage_cells and not self.stack:
+            self.cell_end(desc, None)
+            return
+        if not had_children:
+            unit_text = "" if unit in ("", "it") else " " + (unit + ("es" if unit.endswith(("ch", "sh", "s")) else "s"))
+            self.done_stages.append(desc if total is None else f"{desc} {done}/{total}{unit_text}")
