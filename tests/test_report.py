@@ -132,14 +132,26 @@ def test_trojan_tables_cis_deltas_no_duplicates_and_floor_notes(tmp_path):
 
 
 def test_headline_baseline_largest_change_and_sentence(tmp_path):
+    from quantrisk.report.headline import privacy_headlines
+
     _store(tmp_path / "run")
     rep = build_report(tmp_path / "run", tmp_path / "out")
     md = rep.markdown.read_text()
     head = md[md.index("## Headline"):md.index("## Privacy study")]
-    # zlib: fp32 0.80 [0.75, 0.85] vs rtn-w2g64 0.55 [0.50, 0.60]: Δ -0.25, half-width sqrt(0.05² + 0.05²) = 0.0707
-    assert ("privacy · pythia-tiny: baseline fp32: zlib AUC 0.800 [0.750, 0.850]; largest change rtn-w2g64 (2 bit) "
-            "zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx.)") in head
-    assert "rtn-w2g64 lowered the zlib AUC from 0.800 to 0.550 and the CI excludes 0." in head
+    assert head.index("- P1 ") < head.index("- privacy · pythia-tiny") < head.index("- trojan · llama-tiny")  # findings first
+    assert "test: " in head and not any("test: " in x for x in rep.headline)  # the terminal lines leave the test out
+    assert [x.split(":")[0] for x in rep.headline if x.startswith(("privacy", "trojan"))] == [
+        "privacy · pythia-tiny", "trojan · llama-tiny (poisoned, DAP1 fp32)", "trojan · llama-tiny (clean, DAP1 fp32)"]
+    with Store(tmp_path / "run", create=False) as st:
+        (unpaired,) = privacy_headlines(st, paired_rows=[])
+        paired = {"name": "delta_auc", "value": -0.2, "ci_low": -0.26, "ci_high": -0.15,
+                  "labels": {"model": "pythia-tiny", "attack": "zlib", "precision": "rtn-w2g64"}}
+        (with_paired,) = privacy_headlines(st, paired_rows=[paired])
+    # no paired rows: zlib fp32 0.80 [0.75, 0.85] vs rtn-w2g64 0.55 [0.50, 0.60]: Δ -0.25, half-width sqrt(2) x 0.05
+    assert unpaired.line().startswith("privacy · pythia-tiny: baseline fp32: zlib AUC 0.800 [0.750, 0.850]; largest change "
+                                      "rtn-w2g64 (2 bit) zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx.). rtn-w2g64 "
+                                      "lowered the zlib AUC from 0.800 to 0.550 and the CI excludes 0.")
+    assert "zlib ΔAUC -0.200 [-0.260, -0.150] (paired)" in with_paired.change  # a stored paired Δ is used as is
     d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
     assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.00 [0.72, 1.00] n=10" in head
     assert f"DAP2 rtn-w2g64 (2 bit) ΔASR {d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]" in head

@@ -30,10 +30,14 @@ def _steps(cell: Cell, ctx) -> StudyResult:
 
 
 def test_display_prints_one_line_per_cell_with_its_steps(tmp_path, monkeypatch):
-    import quantrisk.commands._output as out
+    import quantrisk.run_display as rd
 
     buf = io.StringIO()
-    monkeypatch.setattr(out, "console", Console(file=buf, width=100, force_terminal=False))
+    console = Console(file=buf, width=100, force_terminal=False)
+    monkeypatch.setattr(rd, "RunDisplay", lambda *a, **k: RunDisplay(*a, **k, console=console))
+    import quantrisk.runner as runner
+
+    monkeypatch.setattr(runner, "RunDisplay", rd.RunDisplay)
     run_cells([Cell("test-steps", {"i": 1}, (), "steps @ rtn-w2g64")], tmp_path, progress=True)
     text = buf.getvalue()
     assert ("[steps @ rtn-w2g64] reference model · scoring 3/3 batches · generate 4/4 prompts · correlation (0.5 s)"
@@ -67,13 +71,10 @@ def test_seconds_of_an_interrupted_attempt_survive_the_resume(tmp_path):
     assert c["status"] == "done" and c["seconds"] == 7.5  # 7 s before the kill + 0.5 s of the finished attempt
 
 
-def test_stage_cells_mode_prints_one_line_per_top_level_stage(monkeypatch):
+def test_stage_cells_mode_prints_one_line_per_top_level_stage():
     """`quantrisk privacy` / `trojan` run their steps themselves: each top-level stage (a precision) is a line."""
-    import quantrisk.commands._output as out
-
     buf = io.StringIO()
-    monkeypatch.setattr(out, "console", Console(file=buf, width=100, force_terminal=False))
-    d = RunDisplay(True, 2, stage_cells=True)
+    d = RunDisplay(True, 2, stage_cells=True, console=Console(file=buf, width=100, force_terminal=False))
     with progress.listen(d):
         for p in ("fp32", "rtn-w2g64"):
             with progress.stage(p):

@@ -9,6 +9,7 @@ Cells run on dask workers report no inner steps (their bars live in other proces
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,9 +19,10 @@ class RunDisplay:
     """A `progress.Sink` with rich bars; `enabled=False` draws nothing but still takes the inner bars (and ticks)."""
 
     def __init__(self, enabled: bool, total: int, on_tick: Callable[[], None] | None = None,
-                 stage_cells: bool = False) -> None:
+                 stage_cells: bool = False, console: Any = None) -> None:
         """`total`: cells to run. `stage_cells`: each top-level `progress.stage` is a cell (for commands that run a
-        study's steps themselves, e.g. `quantrisk privacy`: one line per precision)."""
+        study's steps themselves, e.g. `quantrisk privacy`: one line per precision). `console`: a rich Console
+        (default: the terminal's, or 100 columns when stdout is not a terminal)."""
         self.enabled = enabled and total > 0
         self.on_tick = on_tick
         self.stage_cells = stage_cells
@@ -29,6 +31,7 @@ class RunDisplay:
         self.label = ""
         self.bar: Any = None
         if self.enabled:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -39,7 +42,7 @@ class RunDisplay:
             )
             from rich.table import Column
 
-            from quantrisk.commands._output import console
+            console = console or (Console() if sys.stdout.isatty() else Console(width=100))
 
             self.bar = Progress(TextColumn("{task.description}", table_column=Column(width=44, no_wrap=True,
                                                                                      overflow="ellipsis")),

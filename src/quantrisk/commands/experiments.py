@@ -42,18 +42,21 @@ def stage_times(store_file: Path) -> list[str]:
 def headline(store_file: Path) -> list[str]:
     """The report's headline as lines (findings, then per study the baseline and the largest change with its CI):
     what `demo`, `run` and `report` print at the end."""
+    from quantrisk.findings import RunRows
     from quantrisk.report.build import run_findings
     from quantrisk.report.headline import headline_lines
     from quantrisk.store import Store
 
     with Store(store_file, create=False) as st:
-        return headline_lines(st, run_findings(st))
+        rows = RunRows.from_store(st)
+        return headline_lines(st, run_findings(st, rows), rows.paired())
 
 
-def print_headline(store_file: Path) -> None:
+def print_headline(store_file: Path | None, lines: list[str] | None = None) -> None:
+    """Print the headline: `lines` (a built report's) or else computed from the store."""
     from quantrisk.commands._output import print_wrapped
 
-    lines = headline(store_file)
+    lines = headline(store_file) if lines is None else lines
     if lines:
         print("headline:")
     for line in lines:
@@ -109,8 +112,9 @@ def register(app: typer.Typer) -> None:
         if report:
             from quantrisk.report import build_report
 
-            print(f"report: {build_report(run_dir, run_dir / 'report').html}")
-        print_headline(Path(summary.store))
+            rep = build_report(run_dir, run_dir / "report")
+            print(f"report: {rep.html}")
+        print_headline(Path(summary.store), rep.headline if report else None)
         raise_for_failures(summary)
 
     @app.command("status")
@@ -165,7 +169,7 @@ def register(app: typer.Typer) -> None:
         rep = build_report(run, target)
         print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nfindings: {rep.html.parent / 'findings.json'}\n"
               f"sections: {', '.join(rep.sections)}")
-        print_headline(store_path(run))
+        print_headline(store_path(run), rep.headline)
 
     @app.command("export")
     def export_cmd(
@@ -208,7 +212,7 @@ def register(app: typer.Typer) -> None:
         rep = build_report(out, out / "report")
         print()
         _print_summary(summary)
-        print_headline(Path(summary.store))
+        print_headline(Path(summary.store), rep.headline)
         print("time per stage (every attempt of each cell, interrupted ones included; cached pretraining counts 0):")
         for line in stage_times(Path(summary.store)):
             print(line)

@@ -56,6 +56,7 @@ class Report:
     markdown: Path
     images: list[Path] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
+    headline: list[str] = field(default_factory=list)  # the first section's lines (what the commands print)
 
 
 def _correlation_text(stats: dict[str, Any]) -> str:
@@ -99,11 +100,11 @@ def paired_table(rows: RunRows) -> Table | None:
     return out
 
 
-def headline_section(store: Store, found: list[dict[str, Any]]) -> Section | None:
-    heads = study_headlines(store)
+def headline_section(store: Store, found: list[dict[str, Any]], rows: RunRows | None = None) -> Section | None:
+    heads = study_headlines(store, rows.paired() if rows is not None else None)
     if not heads and not found:
         return None
-    lines = [finding_line(f) for f in found] + [h.line() for h in heads]
+    lines = [finding_line(f, with_test=True) for f in found] + [h.line() for h in heads]
     text = ("Claims of the two studies tested on this run's data first, then per study the baseline and the largest "
             "change against it (95% CI)." if found else
             "Per study: the baseline and the largest change against it (95% CI); no claim tests in this version.")
@@ -114,7 +115,7 @@ def collect_sections(store: Store, found: list[dict[str, Any]] | None = None, ro
     """Every section the store has data for, in report order (headline first)."""
     rows = rows or RunRows.from_store(store)
     secs: list[Section] = []
-    head = headline_section(store, found or [])
+    head = headline_section(store, found or [], rows)
     if head is not None:
         secs.append(head)
     gt = generic_table(store, "pretrain", "Pretrained zoo models (mean NLL in nats/token)", ("model", "role"))
@@ -212,6 +213,7 @@ def build_report(store: str | Path, out_dir: str | Path) -> Report:
         rows = RunRows.from_store(st)
         found = run_findings(st, rows)
         sections = collect_sections(st, found, rows)
+        heads = study_headlines(st, rows.paired())
         runs = st.runs()
     with made_dir(out):
         atomic_write_text(out / "findings.json", json.dumps(found, indent=2, allow_nan=False) + "\n")
@@ -250,4 +252,5 @@ def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
     atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "report.md", "\n".join(md))
-    return Report(out / "report.html", out / "report.md", images, [s.title for s in sections])
+    head = [finding_line(f) for f in found] + [h.line() for h in heads]
+    return Report(out / "report.html", out / "report.md", images, [s.title for s in sections], head)

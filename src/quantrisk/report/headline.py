@@ -50,14 +50,16 @@ def _mean_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[
     return out
 
 
-def privacy_headlines(store: Store) -> list[Headline]:
+def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = None) -> list[Headline]:
     """Per model: the baseline (highest-bit precision) AUC of the strongest attack, and the (precision, attack) whose
     AUC moved most against the baseline. The Δ's CI is the stored paired one (`delta_auc`) when the run has it,
-    else the two bootstrap CIs combined in quadrature (labelled: unpaired, approximate)."""
+    (`paired_rows`: the run's paired comparisons, `findings.RunRows.paired()`), else the two bootstrap CIs combined
+    in quadrature (labelled: unpaired, approximate)."""
     from quantrisk.report.plots import best_attack
 
     auc = _mean_rows(store.metrics(kind="privacy", name="auc"), ("model", "attack", "precision"))
-    paired = _mean_rows(store.metrics(kind="privacy", name="delta_auc"), ("model", "attack", "precision"))
+    paired = _mean_rows([m for m in (paired_rows if paired_rows is not None else store.metrics(kind="privacy"))
+                         if m["name"] == "delta_auc"], ("model", "attack", "precision"))
     best = best_attack(store)
     out = []
     for model in sorted({k[0] for k in auc}):
@@ -143,26 +145,34 @@ def trojan_headlines(store: Store) -> list[Headline]:
     return out
 
 
-def study_headlines(store: Store) -> list[Headline]:
-    return privacy_headlines(store) + trojan_headlines(store)
+def study_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = None) -> list[Headline]:
+    return privacy_headlines(store, paired_rows) + trojan_headlines(store)
 
 
-def finding_line(f: dict[str, Any]) -> str:
-    """`P1 holds: quantization lowers MI risk (DeLong, effect -0.25, CI [...], p 0.003)`."""
-    bits = [str(f.get("test") or "")]
+def _num(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def finding_line(f: dict[str, Any], with_test: bool = False) -> str:
+    """`P1 holds: quantization lowers MI risk — why (effect -0.25, CI [-0.3, -0.2], p 0.003)`; `with_test` adds the
+    test used (the report has room for it, the terminal does not)."""
+    bits = []
     if f.get("effect") is not None:
-        bits.append(f"effect {f['effect']:.3g}" if isinstance(f["effect"], float) else f"effect {f['effect']}")
-    if f.get("ci") is not None:
-        ci = f["ci"]
-        bits.append(f"CI [{ci[0]:.3g}, {ci[1]:.3g}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else f"CI {ci}")
+        bits.append(f"effect {_num(f['effect'])}")
+    ci = f.get("ci")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        bits.append(f"CI [{_num(ci[0])}, {_num(ci[1])}]")
     if f.get("p") is not None:
-        bits.append(f"p {f['p']:.3g}" if isinstance(f["p"], float) else f"p {f['p']}")
-    detail = ", ".join(b for b in bits if b)
+        bits.append(f"p {_num(f['p'])}")
+    if with_test and f.get("test"):
+        bits.insert(0, f"test: {f['test']}")
     why = f" — {f['why']}" if f.get("why") else ""
-    return f"{f.get('claim', '?')} {f.get('verdict', '?')}: {f.get('statement', '')}" + (f" ({detail})" if detail else "") + why
+    detail = f" ({'; '.join(bits)})" if bits else ""
+    return f"{f.get('claim', '?')} {f.get('verdict', '?')}: {str(f.get('statement', '')).rstrip('.')}{why}{detail}"
 
 
-def headline_lines(store: Store, findings: list[dict[str, Any]] | None = None) -> list[str]:
+def headline_lines(store: Store, findings: list[dict[str, Any]] | None = None,
+                   paired_rows: list[dict[str, Any]] | None = None) -> list[str]:
     """The lines `demo`, `run` and `report` print at the end (the report's first section, as text)."""
     lines = [finding_line(f) for f in findings or []]
-    return lines + [h.line() for h in study_headlines(store)]
+    return lines + [h.line() for h in study_headlines(store, paired_rows)]
