@@ -217,10 +217,11 @@ def build_report(store: str | Path, out_dir: str | Path) -> Report:
         runs = st.runs()
     with made_dir(out):
         atomic_write_text(out / "findings.json", json.dumps(found, indent=2, allow_nan=False) + "\n")
-        return _write_report(out, sections, runs)
+        head = [finding_line(f) for f in found] + [h.line() for h in heads]  # what the commands print
+        return _write_report(out, sections, runs, head)
 
 
-def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]) -> Report:
+def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]], head: list[str]) -> Report:
     name = runs[-1]["spec_name"] if runs else "run"
     md = [f"# quantrisk report: {name}", ""]
     body = [f"<h1>quantrisk report: {html.escape(name)}</h1>"]
@@ -252,5 +253,4 @@ def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
     atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "report.md", "\n".join(md))
-    head = [finding_line(f) for f in found] + [h.line() for h in heads]
     return Report(out / "report.html", out / "report.md", images, [s.title for s in sections], head)
