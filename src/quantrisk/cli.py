@@ -18,6 +18,7 @@ import click
 import typer
 
 from quantrisk.errors import QuantriskError
+from quantrisk.quiet import install_warning_dedup, repeat_summary
 
 app = typer.Typer(
     name="quantrisk",
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     # peft asks transformers 5 a deprecated question on every adapter load; nothing for the user to do
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    install_warning_dedup()  # a library warning repeated in a long run is shown once, then counted
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
             configure_threads()
         result = app(args=args, prog_name="quantrisk", standalone_mode=False)
+        for line in repeat_summary():
+            click.echo(line, err=True)
         return int(result) if isinstance(result, int) else 0
     except _USAGE_ERRORS as exc:  # bad option, argument or command: one line, exit 2
         if debug:

@@ -19,9 +19,11 @@ dependency failed is reported `blocked` and not run.
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from quantrisk.cells import CELL_KINDS, Cell, CellContext, run_cell
@@ -87,12 +89,20 @@ class LocalExecutor:
 
 def remote_run(cell: Cell, ctx: CellContext, fn: Callable[[Cell, CellContext], StudyResult] | None,
                torch_threads: int | None) -> dict[str, Any]:
-    """What a dask worker runs: the cell, returned as a plain dict (StudyResult.to_dict())."""
+    """What a dask worker runs: the cell, returned as a plain dict (StudyResult.to_dict()). The worker's output
+    (prints, warnings, logs) goes to RUN/log.txt, each repeated warning once plus a count after the cell."""
+    from quantrisk.quiet import repeat_summary, worker_output
+
+    worker_output(ctx.run_dir)
     if torch_threads:
         import torch
 
         torch.set_num_threads(torch_threads)
-    return run_cell(cell, ctx, fn).to_dict()
+    try:
+        return run_cell(cell, ctx, fn).to_dict()
+    finally:
+        for line in repeat_summary(reset=True):
+            print(f"[{cell.label}] {line}", file=sys.stderr, flush=True)
 
 
 def worker_environ() -> dict[str, Any]:
@@ -119,10 +129,16 @@ class DaskExecutor:
         self.scheduler = scheduler
         self.gpus_per_worker = gpus_per_worker
 
-    def _client(self) -> tuple[Any, Any]:
+    def _client(self, log: Path | None = None) -> tuple[Any, Any]:
         import dask
 
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        env = worker_environ()
+        if log is not None:  # the workers' own logs (start-up, warnings) go to RUN/log.txt, not the terminal
+            from quantrisk.quiet import dask_worker_logging
+
+            log.parent.mkdir(parents=True, exist_ok=True)
+            env["DASK_LOGGING"] = repr(dask_worker_logging(log))
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
             return self._start_client()
 
     def _start_client(self) -> tuple[Any, Any]:
@@ -148,7 +164,7 @@ class DaskExecutor:
     def run(self, cells: list[Cell], done: set[str], cb: Callbacks) -> None:
         from dask.distributed import as_completed
 
-        client, cluster = self._client()
+        client, cluster = self._client(Path(cb.make_ctx(cells[0]).run_dir) / "log.txt" if cells else None)
         threads = None if self.scheduler else max(1, (os.cpu_count() or 1) // self.n_workers)
         try:
             finished = set(done)
