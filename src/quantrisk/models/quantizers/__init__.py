@@ -9,6 +9,7 @@ from __future__ import annotations
 from quantrisk.models.quantizers.base import Quantizer
 from quantrisk.models.quantizers.bnb import BnbQuantizer
 from quantrisk.models.quantizers.dtype import DtypeQuantizer
+from quantrisk.models.quantizers.gptq import GptqQuantizer
 from quantrisk.models.quantizers.hqq import HqqQuantizer
 from quantrisk.models.quantizers.quanto import QuantoQuantizer
 from quantrisk.models.quantizers.rtn import RTNQuantizer
@@ -25,6 +26,7 @@ QUANTIZERS: dict[str, type[Quantizer]] = {q.backend: q for q in (
     TorchAoQuantizer,
     StaticQuantizer,
     HqqQuantizer,
+    GptqQuantizer,
 )}
 
 

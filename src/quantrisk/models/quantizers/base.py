@@ -139,7 +139,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 def quiet_import() -> Iterator[None]:
     """Silence import-time chatter of optional libraries (torchao's "Failed to load <C extension built for another
     torch>", torch's pytree deprecation notes, Python warnings) so CLI output stays one line per message."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree", "hqq")]
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree", "hqq", "torch.fx._symbolic_trace")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
