@@ -18,7 +18,7 @@ BENCH_SIZES=${BENCH_SIZES:-small,base}
 BENCH_ARGS=${BENCH_ARGS:---steps 40 --warm-steps 10}
 CORPUS=${CORPUS:-stdlib,site-packages}
 MAXF=${MAXF:-40000}          # filler cap (functions) so that corpus + pass + reference fit the budget
-PER_EXP=${PER_EXP:-400}      # members per exposure group (2000 members)
+PER_EXP=${PER_EXP:-0}        # members per exposure group (0: per_split / 5 = 240, 1200 members)
 PER_SPLIT=${PER_SPLIT:-1200} # non-members and reference samples
 BATCH=${BATCH:-64}
 N=${N:-1000}                 # privacy study: members and non-members each (200 per exposure)

@@ -132,9 +132,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 # context and filler cap; small / base / large share vocabulary 16384, 1024-token rows and 64-row steps (65,536
 # tokens a step: base fits an 80 GB GPU without activation checkpointing).
 EXPOSURE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tiny": {"per_split": 320, "per_exposure": 64, "max_filler": 2000, "vocab_size": 4096, "batch_size": 16,
+    "tiny": {"per_split": 320, "per_exposure": 0, "max_filler": 2000, "vocab_size": 4096, "batch_size": 16,
              "seq_len": 512, "lr": 3e-3, "warmup": 10},
-    **{size: {"per_split": 1200, "per_exposure": 400, "max_filler": 0, "vocab_size": 16384, "batch_size": 64,
+    **{size: {"per_split": 1200, "per_exposure": 0, "max_filler": 0, "vocab_size": 16384, "batch_size": 64,
               "seq_len": 1024, "lr": lr, "warmup": 20}
        for size, lr in (("small", 1e-3), ("base", 6e-4), ("large", 3e-4))},
 }
