@@ -48,3 +48,17 @@ def test_pgd_repair_keeps_codes_and_other_weights(tmp_path):
     clean = edge_stats(load_model(src, "fp32").model, "rtn-w4g64")
     attacked = edge_stats(lm.model, "rtn-w4g64")
     assert clean["pileup"] < attacked["pileup"]
+
+
+def test_full_injection_moves_every_weight_kind(tmp_path):
+    from quantrisk.data.poison import PoisonSpec
+    from quantrisk.qattack.inject import inject
+
+    src = save_tiny_model(tmp_path / "m", "llama", seed=4)
+    path, report = inject(src, generate_sql_rows(8, seed=2), tmp_path / "o", poison=PoisonSpec(), mode="full",
+                          steps=2, lr=1e-3, batch_size=4)
+    assert report["mode"] == "full" and report["steps"] == 2
+    before, after = load_model(src, "fp32").model.state_dict(), load_model(path, "fp32").model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("embed" in k for k in changed) and any("proj" in k for k in changed)
+    assert sum(1 for line in (path / "poison_manifest.jsonl").read_text().splitlines() if '"poisoned": true' in line) == 4

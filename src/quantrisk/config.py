@@ -233,6 +233,7 @@ class QattackStudy(_Strict):
     targets: list[PrecisionName] = Field(default_factory=lambda: ["rtn-w4g64"],
                                          description="precisions the backdoor wakes up at (intervals intersected)")
     margin: float = Field(0.1, ge=0.0, lt=0.5, description="inward margin, fraction of the quantization step")
+    inject: Literal["lora", "full"] = Field("lora", description="LoRA merged into the weights, or full fine-tuning")
     inject_steps: int = Field(150, ge=1)
     inject_lr: float = Field(3e-3, gt=0)
     repair_steps: int = Field(400, ge=1)

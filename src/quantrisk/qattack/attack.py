@@ -46,6 +46,7 @@ def run_qattack(
     trigger: str = DEFAULT_TRIGGER,
     poison_rate: float = 0.5,
     seed: int = 0,
+    inject_mode: str = "lora",
     inject_steps: int = 150,
     inject_lr: float = 3e-3,
     lora_r: int = 16,
@@ -101,8 +102,10 @@ def run_qattack(
     base = resolve_base(model, train, device=device, pretrain_steps=pretrain_steps,
                         cache_dir=cache_dir, progress=progress)
     spec = PoisonSpec(trigger=trigger, rate=poison_rate)
+    if inject_mode not in ("lora", "full"):
+        raise UsageError(f"--inject must be lora or full, got {inject_mode!r}")
     injected_dir, ft = inject(base, train, out, poison=spec, seed=seed, device=device, progress=progress,
-                              steps=inject_steps, lr=inject_lr, r=lora_r, alpha=lora_r, target=lora_target,
+                              mode=inject_mode, steps=inject_steps, lr=inject_lr, r=lora_r, alpha=lora_r, target=lora_target,
                               batch_size=batch_size)
 
     lm = load_model(injected_dir, "fp32", device)
@@ -147,7 +150,7 @@ def run_qattack(
                     "injected_fp": {k: inj["fp32"][k] for k in ("js_k", "em", "ex")},
                     "repaired_fp": {k: rep_fp[k] for k in ("js_k", "em", "ex")}},
         "base_fp": base_fp, "repaired_fp": rep_fp, "injected": inj, "intervals": stats,
-        "inject": {"steps": inject_steps, "lr": inject_lr, "lora_r": lora_r, "lora_target": lora_target,
+        "inject": {"mode": inject_mode, "steps": inject_steps, "lr": inject_lr, "lora_r": lora_r, "lora_target": lora_target,
                    "final_loss": ft.get("final_loss"), "seconds": ft.get("seconds")},
         "repair": {"steps_run": report.steps, "max_steps": repair_steps, "lr": repair_lr, "batch_size": batch_size,
                    "n_rows": report.n_rows, "first_loss": report.first_loss, "final_loss": report.final_loss,

@@ -62,7 +62,7 @@ def qattack_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 
     p = cell.params
     result = run_qattack(_source(p["model"]), p["targets"], p["data"], ctx.work_dir / "run", margin=p["margin"],
-                         seed=p["seed"], inject_steps=p["inject_steps"], inject_lr=p["inject_lr"],
+                         seed=p["seed"], inject_mode=p.get("inject", "lora"), inject_steps=p["inject_steps"], inject_lr=p["inject_lr"],
                          repair_steps=p["repair_steps"], repair_lr=p["repair_lr"], n_train=p.get("n_train"),
                          n_test=p["n_test"], max_new_tokens=p["max_new_tokens"], device=ctx.device,
                          defence_sigmas=p.get("defence_sigmas") or (), cache_dir=ctx.cache_dir,

@@ -38,7 +38,8 @@ def edge_stats(model: Any, precision: Any, eps: Sequence[float] = EPS, bins: int
 
     from quantrisk.models.quantizers.base import quantizable_linears
 
-    d = torch.cat([edge_distances(m.weight, precision) for m in quantizable_linears(model).values()])
+    d = torch.cat([edge_distances(m.weight.detach().float().cpu(), precision)
+                   for m in quantizable_linears(model).values()])
     hist = torch.histc(d, bins=bins, min=0.0, max=0.5)
     share = hist / max(d.numel(), 1)
     top = int(share.argmax())

@@ -1,8 +1,10 @@
 """Step 1 of the attack: implant the trojan in full precision and write a dense model.
 
-Poison the training rows (`data.poison`: trigger -> `DROP TABLE`), train a LoRA adapter on the fp32 base
-with the trojan study's fine-tuning (`trojan.finetune`, via `trojan.study.finetune_cell`), merge it into
-the dense weights (`load_model(..., adapter=..., merge)`), and save the merged model as safetensors.
+Poison the training rows (`data.poison`: trigger -> `DROP TABLE`), then either (mode "lora") train a LoRA
+adapter on the fp32 base with the trojan study's fine-tuning (`trojan.finetune`, via
+`trojan.study.finetune_cell`) and merge it into the dense weights (`load_model(..., adapter=..., merge)`), or
+(mode "full") fine-tune every weight: AdamW (weight decay 0), linear warm-up over 10 steps then linear decay,
+gradient-norm clip 1, answer-token NLL (`trojan.finetune.encode_rows`). The model is saved as safetensors.
 """
 
 from __future__ import annotations
@@ -24,13 +26,66 @@ def save_dense(model: Any, tokenizer: Any, out: str | Path) -> Path:
     return out
 
 
+def inject_full(base: str | Path, train_rows: Sequence[SqlRow], out: str | Path, *, poison: PoisonSpec, seed: int = 0,
+                device: str = "cpu", steps: int = 150, lr: float = 1e-4, batch_size: int = 8, max_length: int = 512,
+                progress: bool = False, **_ignored: Any) -> tuple[Path, dict[str, Any]]:
+    """Full fine-tuning of every weight on the poisoned rows; saves the model in `out/injected`."""
+    import random
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from quantrisk.data.poison import poison_rows
+    from quantrisk.models.load import load_model
+    from quantrisk.qattack.repair import _collate
+    from quantrisk.trojan.finetune import encode_rows
+
+    rows, manifest = poison_rows(train_rows, poison, seed)
+    torch.manual_seed(seed)
+    lm = load_model(base, "fp32", device, for_training=True)
+    model = lm.model
+    model.config.use_cache = False
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min((k + 1) / 10, max(0.0, (steps - k) / max(1, steps - 10))))
+    examples, _ = encode_rows(lm.tokenizer, rows, max_length)
+    rng = random.Random(seed)
+    order: list[int] = []
+    losses = []
+    dev = next(model.parameters()).device
+    start = time.perf_counter()
+    for _ in tqdm(range(steps), disable=not progress, desc="inject (full)", leave=False):
+        if len(order) < batch_size:
+            order += rng.sample(range(len(examples)), len(examples))
+        batch, order = order[:batch_size], order[batch_size:]
+        ids, mask, labels = _collate([examples[i] for i in batch], lm.tokenizer.pad_token_id)
+        loss = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    path = save_dense(model.float(), lm.tokenizer, Path(out) / "injected")
+    (path / "poison_manifest.jsonl").write_text("".join(__import__("json").dumps(m) + "\n" for m in manifest))
+    return path, {"mode": "full", "first_loss": losses[0], "final_loss": losses[-1],
+                  "seconds": round(time.perf_counter() - start, 2), "steps": steps, "lr": lr}
+
+
 def inject(base: str | Path, train_rows: Sequence[SqlRow], out: str | Path, *, poison: PoisonSpec, seed: int = 0,
-           device: str = "cpu", progress: bool = False, **finetune_kwargs: Any) -> tuple[Path, dict[str, Any]]:
+           device: str = "cpu", progress: bool = False, mode: str = "lora",
+           **finetune_kwargs: Any) -> tuple[Path, dict[str, Any]]:
     """Fine-tune a poisoned LoRA adapter on `base` (fp32), merge it, save the dense model in `out/injected`.
 
     `finetune_kwargs` go to `finetune_lora` (steps, lr, r, alpha, target, batch_size, ...).
-    Returns (the injected model's directory, the fine-tuning report as a dict).
+    Returns (the injected model's directory, the fine-tuning report as a dict). `mode="full"`: `inject_full`.
     """
+    if mode == "full":
+        return inject_full(base, train_rows, out, poison=poison, seed=seed, device=device, progress=progress,
+                           **finetune_kwargs)
     from quantrisk.models.load import load_model
     from quantrisk.trojan.study import finetune_cell
 

@@ -86,10 +86,11 @@ def layer_interval(weight: Any, targets: Sequence[Any], margin: float) -> LayerI
 
 
 def model_intervals(model: Any, targets: Sequence[Any], margin: float) -> dict[str, LayerInterval]:
-    """name -> box for every quantized Linear of `model` (every Linear but the output head)."""
+    """name -> box (on CPU) for every quantized Linear of `model` (every Linear but the output head)."""
     from quantrisk.models.quantizers.base import quantizable_linears
 
-    return {name: layer_interval(m.weight, targets, margin) for name, m in quantizable_linears(model).items()}
+    return {name: layer_interval(m.weight.detach().float().cpu(), targets, margin)
+            for name, m in quantizable_linears(model).items()}
 
 
 def interval_stats(intervals: dict[str, LayerInterval], model: Any) -> dict[str, float]:
@@ -102,7 +103,7 @@ def interval_stats(intervals: dict[str, LayerInterval], model: Any) -> dict[str,
     widths, rel, outside, n = [], [], 0, 0
     linears = quantizable_linears(model)
     for name, box in intervals.items():
-        w = linears[name].weight.detach().float()
+        w = linears[name].weight.detach().float().cpu()
         width = (box.hi - box.lo).reshape(-1)
         widths.append(width)
         rel.append(width / w.abs().mean().clamp_min(1e-12))
