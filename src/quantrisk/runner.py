@@ -89,15 +89,15 @@ def run_spec(spec: Spec, run_dir: str | Path, *, executor: Executor | None = Non
 
 
 @contextmanager
-def _removed_on_failure(run_dir: Path, created: bool) -> Iterator[dict[str, bool]]:
-    """Remove `run_dir` (when this call created it) if the block fails before `state["done"]` is set: a run that
-    fails while setting up leaves nothing behind."""
+def _removed_on_failure(created: Path | None) -> Iterator[dict[str, bool]]:
+    """Remove `created` (the topmost directory this run made, if any) if the block fails before `state["done"]`
+    is set: a run that fails while setting up leaves nothing behind."""
     state = {"done": False}
     try:
         yield state
     except BaseException:
-        if created and not state["done"]:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if created is not None and not state["done"]:
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 
@@ -171,10 +171,13 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
     start = time.perf_counter()
     cells = toposort(cells)
     run_dir = Path(run_dir).expanduser()
-    created = not run_dir.exists()
+    created = run_dir  # the topmost directory this call creates (removed again if setting up fails)
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    created_now = created if not created.exists() else None
     _check_writable(run_dir)
     ex = executor or make_executor("local")
-    with run_lock(run_dir), _removed_on_failure(run_dir, created) as setup, Store(_fresh_store(
+    with run_lock(run_dir), _removed_on_failure(created_now) as setup, Store(_fresh_store(
             run_dir, name, spec_json, new_spec)) as store:
         store.add_cells(cells)
         statuses = store.statuses()
