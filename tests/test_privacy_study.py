@@ -111,6 +111,11 @@ def test_run_privacy_over_precisions_and_correlation(memorised):
     fp32 = r.metric("auc", attack="loss", precision="fp32")
     assert r.metric("auc", attack="loss", precision="int8-dynamic") == pytest.approx(fp32, abs=0.1)
     assert r.metric("auc", attack="loss", precision="rtn-w2g64") < fp32
+    # paired against fp32 on the same samples: ΔAUC equals the difference of the stored AUCs, p-values Holm-adjusted
+    d = r.metric("delta_auc", attack="loss", precision="rtn-w2g64")
+    assert d == pytest.approx(r.metric("auc", attack="loss", precision="rtn-w2g64") - fp32)
+    assert r.metric("delong_p_holm", attack="loss", precision="rtn-w2g64") >= r.metric("delong_p", attack="loss", precision="rtn-w2g64")
+    assert {m.labels["precision"] for m in r.metrics if m.name == "delta_auc"} == {"int8-dynamic", "rtn-w2g64"}
 
 
 def test_cli_end_to_end(memorised, tmp_path, capsys):
