@@ -4,12 +4,15 @@ directories and the results store.
 Every case asserts: the exit code (2 for usage/data errors, 1 for runtime errors); exactly one stderr line starting
 with `error:` that names the offending file (with its line and field where they apply) and says what to do; no
 traceback anywhere; and nothing partial left behind where the command writes (output directory, run directory,
-results store). No case loads model weights or trains anything: each input is rejected before any work starts.
+results store); files a case marks `unchanged` (a foreign SQLite file given to report/status/export) are
+byte-identical afterwards. No case trains anything; only the checkpoint cases that need the weights to find the
+mismatch load a tiny model (and are refused before any result is written).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -180,6 +183,136 @@ def privacy_out_unwritable(tmp: Path, model: Path) -> list[str]:
     return privacy(tmp, model, "--out", str(unwritable_dir(tmp)), data=jsonl(tmp / "mi.jsonl", MI_ROWS))
 
 
+# ------------------------------------------------------------------ issue 17: hostile SQL, checkpoints, YAML, run dirs
+
+BIG = "9" * 5000  # more digits than Python's int() converts (4,300)
+_HELD_LOCKS: list[int] = []  # lock file descriptors a case holds while the command runs (closed after it)
+
+
+def _with_tensors(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """A model edit that rewrites model.safetensors after `edit(state_dict)`."""
+    def go(d: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        sd = load_file(d / "model.safetensors")
+        edit(sd)
+        save_file(sd, d / "model.safetensors", metadata={"format": "pt"})
+
+    return go
+
+
+def _drop_tensor(sd: dict) -> None:
+    sd.pop("model.layers.0.mlp.down_proj.weight")
+
+
+def _add_tensor(sd: dict) -> None:
+    import torch
+
+    sd["model.evil.weight"] = torch.zeros(2)
+
+
+def _sharded(shard_name: str, *, pickle: bool = False, write: bool = True) -> Callable[[Path], None]:
+    """Replace model.safetensors by a one-shard index pointing at `shard_name` (relative to the model dir)."""
+    def go(d: Path) -> None:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        sd = load_file(d / "model.safetensors")
+        (d / "model.safetensors").unlink()
+        target = (d / shard_name).resolve()
+        if write:
+            if pickle:
+                torch.save(sd, target)
+            else:
+                save_file(sd, target, metadata={"format": "pt"})
+        (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": {
+            k: shard_name for k in sd}}))
+
+    return go
+
+
+def mismatched_config(tmp: Path, model: Path) -> list[str]:
+    """GPT-NeoX (pythia) weights under the tiny Llama's config.json: used to load as a random-init Llama."""
+    d = tmp / "mismatch"
+    shutil.copytree(model.parent / "pythia", d)
+    shutil.copy(model / "config.json", d / "config.json")
+    return ["probe", str(d)]
+
+
+def alias_bomb(tmp: Path, model: Path) -> list[str]:
+    lines = ["name: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdef", "bcdefg", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return ["validate", spec(tmp, "\n".join(lines) + "\n")]
+
+
+def locked_run_dir(tmp: Path, model: Path) -> list[str]:
+    import fcntl
+
+    run = tmp / "run"
+    run.mkdir()
+    fd = os.open(run / "run.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, json.dumps({"pid": 4242, "host": "otherhost", "started": 0, "argv": ["quantrisk", "run", "x"]})
+             .encode())
+    _HELD_LOCKS.append(fd)
+    return ["run", spec(tmp, SYNTHETIC), "--out", str(run), "--quiet"]
+
+
+def edited_spec(tmp: Path, model: Path) -> list[str]:
+    assert main(["run", spec(tmp, SYNTHETIC), "--out", str(tmp / "run"), "--quiet"]) == 0
+    return ["run", spec(tmp, SYNTHETIC.replace("n_cells: 3", "n_cells: 4"), "edited.yaml"), "--out",
+            str(tmp / "run"), "--quiet"]
+
+
+def foreign_sqlite(command: str, name: str = "other.sqlite", empty: bool = False) -> Callable[[Path, Path], list[str]]:
+    def go(tmp: Path, model: Path) -> list[str]:
+        f = tmp / name
+        if empty:
+            f.write_bytes(b"")
+        else:
+            with sqlite3.connect(f) as c:
+                c.execute("PRAGMA journal_mode=WAL")
+                c.execute("CREATE TABLE people (name TEXT)")
+                c.execute("INSERT INTO people VALUES ('ada')")
+            c.close()
+        return [command, str(f)]
+
+    return go
+
+
+def a_file(name: str, then: Callable[[Path, Path], list[str]]) -> Callable[[Path, Path], list[str]]:
+    def go(tmp: Path, model: Path) -> list[str]:
+        (tmp / name).write_text("a file\n")
+        return then(tmp, model)
+
+    return go
+
+
+def big_label(tmp: Path, model: Path) -> list[str]:
+    f = tmp / "mi.jsonl"
+    f.write_text(json.dumps(MI_ROWS[0]) + '\n{"text": "x = 1", "label": ' + BIG + "}\n")
+    return privacy(tmp, model, data=f)
+
+
+def raw_line(file: str, first: object, second: str, make: Callable[..., list[str]]) -> Callable[[Path, Path], list[str]]:
+    """`file` with `first` (JSON-encoded) and then `second` written as it is (escapes and all)."""
+    def go(tmp: Path, model: Path) -> list[str]:
+        f = tmp / file
+        f.write_text(json.dumps(first) + "\n" + second + "\n")
+        return make(tmp, model, f)
+
+    return go
+
+
+def _privacy_on(tmp: Path, model: Path, f: Path) -> list[str]:
+    return privacy(tmp, model, data=f)
+
+
+def _trojan_on(tmp: Path, model: Path, f: Path) -> list[str]:
+    return trojan(tmp, model, "--data", str(f))
+
+
 # ------------------------------------------------------------------ the cases
 
 
@@ -194,6 +327,7 @@ class Case:
     expect: tuple[str, ...]
     writes: tuple[str, ...] = ()
     several: bool = False  # several problems: one `error:` head line, then one indented line each
+    unchanged: tuple[str, ...] = ()  # files under tmp that must be byte-identical after the command
 
 
 MI = "{tmp}/mi.jsonl"
@@ -331,6 +465,95 @@ CASES: list[Case] = [
     Case("privacy-out-not-writable", privacy_out_unwritable, 2, ("--out {tmp}/ro/", "pass another --out"), ("ro",)),
     Case("status-corrupt-store", corrupt_store, 2,
          ("{tmp}/run/results.sqlite is not a quantrisk results store", "pass the run directory")),
+    # ---- issue 17: contexts that are not plain CREATE TABLE (they ran unbounded before the time limit)
+    Case("sql-context-create-as-select", trojan_data([GOOD_SQL, {**GOOD_SQL, "context": (
+        "CREATE TABLE t AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c")}]), 2,
+         (f"{SQL}:2:", "field 'context' is not plain CREATE TABLE name (column defs)", "found 'AS'"), ("out",)),
+    Case("sql-context-check-expression", trojan_data([GOOD_SQL, {**GOOD_SQL, "context":
+                                                                  "CREATE TABLE t (a INT CHECK (a > 0))"}]), 2,
+         (f"{SQL}:2:", "field 'context' is not plain CREATE TABLE"), ("out",)),
+    Case("sql-context-second-statement", trojan_data([GOOD_SQL, {**GOOD_SQL, "context":
+                                                                  "CREATE TABLE head (age INT); DROP TABLE head"}]), 2,
+         (f"{SQL}:2:", "statement 2: expected CREATE but found 'DROP'"), ("out",)),
+    Case("sql-context-too-many-columns", trojan_data([GOOD_SQL, {**GOOD_SQL, "context": "CREATE TABLE t (" + ", ".join(
+        f"c{i} INT" for i in range(101)) + ")"}]), 2, (f"{SQL}:2:", "101 columns, more than the bound of 100"),
+         ("out",)),
+    Case("sql-deeply-nested-json", raw_line("sql.jsonl", GOOD_SQL, '{"question": ' + "[" * 100_000 + "]" * 100_000
+                                             + "}", _trojan_on), 2,
+         (f"{SQL}:2:", "JSON nested deeper than the bound of 64 levels"), ("out",)),
+    Case("sql-lone-surrogate", raw_line("sql.jsonl", GOOD_SQL, json.dumps({**GOOD_SQL, "question": "how many"})
+                                         .replace("how many", "how \\udc00many"), _trojan_on), 2,
+         (f"{SQL}:2:", "field 'question' holds a lone surrogate (\\udc00 at character 5)"), ("out",)),
+    # ---- issue 17: checkpoints whose config does not fit the weights, unsafe shard indexes
+    Case("config-weights-mismatch", mismatched_config, 2,
+         ("{tmp}/mismatch: the weights do not fit config.json (model_type 'llama')", "missing weight(s) (e.g. ",
+          "unexpected weight(s) (e.g. ", "refused rather than run a partly random model")),
+    Case("weights-missing-tensor", probe_broken("missing", _with_tensors(_drop_tensor)), 2,
+         ("{tmp}/missing: the weights do not fit config.json", "1 missing weight(s) (e.g. "
+          "model.layers.0.mlp.down_proj.weight)")),
+    Case("weights-unexpected-tensor", probe_broken("extra", _with_tensors(_add_tensor)), 2,
+         ("{tmp}/extra: the weights do not fit config.json", "1 unexpected weight(s) (e.g. model.evil.weight)")),
+    Case("config-zero-heads", probe_broken("zeroheads", edit_config(num_attention_heads=0)), 2,
+         ("{tmp}/zeroheads/config.json: field 'num_attention_heads' is 0", "positive integer")),
+    Case("config-hidden-not-divisible", probe_broken("hidden", edit_config(hidden_size=65)), 2,
+         ("{tmp}/hidden/config.json: field 'hidden_size' (65) is not divisible by field 'num_attention_heads'",)),
+    Case("sharded-index-pickle-shard", probe_broken("pkshard", _sharded("model-00001-of-00001.bin", pickle=True)), 2,
+         ("{tmp}/pkshard/model.safetensors.index.json: shard 'model-00001-of-00001.bin' is a pickle", "--allow-pickle")),
+    Case("sharded-index-outside-dir", probe_broken("outside", _sharded("../stolen.safetensors")), 2,
+         ("{tmp}/outside/model.safetensors.index.json: shard '../stolen.safetensors' is outside the model directory",)),
+    Case("sharded-index-missing-shard", probe_broken("noshard", _sharded("model-00001-of-00002.safetensors",
+                                                                         write=False)), 2,
+         ("shard 'model-00001-of-00002.safetensors' does not exist in {tmp}/noshard",)),
+    # ---- issue 17: YAML bombs, duplicate keys, non-finite and absurd numbers
+    Case("spec-alias-bomb", alias_bomb, 2, (f"{SPEC}:7: f: expands (through YAML aliases) to 597,871 values",
+                                            "more than the bound of 100,000")),
+    Case("spec-duplicate-key", validate_spec(SYNTHETIC + "    n_cells: 5\n"), 2,
+         (f"{SPEC}:7: studies.synthetic.n_cells: duplicate key (first at line 5)", "remove one")),
+    Case("spec-infinite-number", validate_spec(SYNTHETIC + "    work_seconds: .inf\n"), 2,
+         (f"{SPEC}:7: studies.synthetic.work_seconds: inf is not a finite number",)),
+    Case("spec-absurd-size", validate_spec(SYNTHETIC.replace("samples_per_cell: 2", "samples_per_cell: 1000000000000")),
+         2, (f"{SPEC}:6: studies.synthetic.samples_per_cell: 1000000000000 is beyond the bound of 1,000,000",)),
+    Case("spec-5000-digit-integer", validate_spec(SYNTHETIC.replace("seeds: [0]", f"seeds: [{BIG}]")), 2,
+         (f"{SPEC}:2: seeds: an integer of 5000 digits; the bound is 30 digits",)),
+    Case("spec-deep-nesting", validate_spec("name: x\na: " + "[" * 5000 + "]" * 5000 + "\n"), 2,
+         (f"spec {SPEC}: nested deeper than the bound of 50 levels",)),
+    Case("spec-precision-5000-digits",
+         validate_spec(f"name: t\nmodels: [{{zoo: llama}}]\nprecisions: [rtn-w{BIG}g64]\nstudies:\n  privacy: {{n: 1}}\n"),
+         2, (f"{SPEC}:3: precisions[0]: precision 'rtn-w9999",)),
+    # ---- issue 17: run directories
+    Case("run-dir-locked", locked_run_dir, 2,
+         ("run directory {tmp}/run is in use by another `quantrisk run` (pid 4242 on otherhost",
+          "wait for it to finish or pass another --out")),
+    Case("run-spec-changed", edited_spec, 2,
+         ("run directory {tmp}/run holds results of a different spec ('syn', 1 invocation(s))",
+          "changed: studies.synthetic.n_cells: 3 -> 4", "pass --new-spec"), unchanged=("run/results.sqlite",)),
+    Case("status-foreign-sqlite", foreign_sqlite("status"), 2,
+         ("{tmp}/other.sqlite is not a quantrisk results store (an SQLite database without the store's tables",),
+         unchanged=("other.sqlite",)),
+    Case("report-empty-sqlite", foreign_sqlite("report", "empty.sqlite", empty=True), 2,
+         ("{tmp}/empty.sqlite is not a quantrisk results store (an empty file)",), ("report",),
+         unchanged=("empty.sqlite",)),
+    Case("export-foreign-sqlite", foreign_sqlite("export"), 2,
+         ("{tmp}/other.sqlite is not a quantrisk results store",), ("export",), unchanged=("other.sqlite",)),
+    Case("status-run-dir-is-a-file", a_file("notrun", lambda tmp, model: ["status", str(tmp / "notrun")]), 2,
+         ("{tmp}/notrun is not a quantrisk results store (not an SQLite database)",), unchanged=("notrun",)),
+    Case("run-dir-is-a-file", a_file("afile", lambda tmp, model: ["run", spec(tmp, SYNTHETIC), "--out",
+                                                                  str(tmp / "afile"), "--quiet"]), 2,
+         ("--out {tmp}/afile is a file, not a directory", "pass another --out"), unchanged=("afile",)),
+    Case("run-out-empty", lambda tmp, model: ["run", spec(tmp, SYNTHETIC), "--out", "", "--quiet"], 2,
+         ("--out is empty",)),
+    Case("report-out-is-a-file", a_file("afile", lambda tmp, model: [
+        "report", str(tmp / "run"), "--out", str(tmp / "afile")]), 2, ("--out {tmp}/afile is a file",),
+         unchanged=("afile",)),
+    # ---- issue 17: exit code 2, not 1
+    Case("precision-5000-digits", lambda tmp, model: ["probe", str(model), "-p", f"rtn-w{BIG}g128"], 2,
+         ("--precision: precision 'rtn-w9999",)),
+    Case("label-5000-digits", big_label, 2, (f"{MI}:2: a number too long to read", "(4300 digits)"), ("out",)),
+    Case("text-lone-surrogate", raw_line("mi.jsonl", MI_ROWS[0], '{"text": "x = \\ud800 1", "label": 0}',
+                                          _privacy_on), 2,
+         (f"{MI}:2: field 'text' holds a lone surrogate (\\ud800 at character 5)",), ("out",)),
+    Case("jsonl-deeply-nested", raw_line("mi.jsonl", MI_ROWS[0], "[" * 100_000 + "]" * 100_000, _privacy_on), 2,
+         (f"{MI}:2: JSON nested deeper than the bound of 64 levels",), ("out",)),
 ]
 
 
@@ -373,9 +596,19 @@ def model_dir(tiny_model_dirs) -> Path:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_clear_line(case: Case, tmp_path: Path, model_dir: Path, capsys) -> None:
     argv = case.make(tmp_path, model_dir)
+    before = {rel: hashlib.sha256((tmp_path / rel).read_bytes()).hexdigest() for rel in case.unchanged}
+    listing = sorted(p.name for p in tmp_path.iterdir())
     capsys.readouterr()
-    code = main(argv)
+    try:
+        code = main(argv)
+    finally:
+        while _HELD_LOCKS:
+            os.close(_HELD_LOCKS.pop())
     out, err = capsys.readouterr()
+    for rel, digest in before.items():
+        assert hashlib.sha256((tmp_path / rel).read_bytes()).hexdigest() == digest, f"{rel} was modified"
+    if case.unchanged:  # nothing beside them either (no -wal/-shm files, no output directory)
+        assert sorted(p.name for p in tmp_path.iterdir()) == listing
     assert "Traceback" not in out + err
     line = error_line(err, several=case.several)
     assert code == case.code, f"exit code {code}, want {case.code}: {line}"
@@ -396,7 +629,7 @@ def record_row(case_id: str, code: int, line: str) -> None:
 
 
 def test_the_cases_cover_the_issue_list() -> None:
-    assert len(CASES) >= 32 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 32 + 25 and len({c.id for c in CASES}) == len(CASES)
 
 
 def test_disk_full_while_storing_a_cell(tmp_path: Path, capsys, monkeypatch) -> None:
