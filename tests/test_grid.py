@@ -40,6 +40,8 @@ def test_expansion_counts_and_shared_cells():
     assert kinds.count("pretrain") == 4
     assert kinds.count("sql-pretrain") == 1
     assert kinds.count("privacy") == 2 * 3 * 2            # models x precisions x seeds
+    summary = [c for c in cells if c.kind == "privacy-summary"]  # best attack + correlation, computed once
+    assert len(summary) == 1 and set(summary[0].deps) == {c.id for c in cells if c.kind == "privacy"}
     assert kinds.count("finetune") == 2 * 2 * 2           # dap1 x (poisoned, clean) x seeds
     assert kinds.count("trojan") == 2 * 2 * 2 * 3         # ... x dap2
     assert len({c.id for c in cells}) == len(cells)
@@ -65,7 +67,8 @@ def test_dependencies_come_first_and_ids_are_stable():
     assert [c.id for c in a] == [c.id for c in b]
     c2 = expand(parse_spec(SPEC.replace("n: 10", "n: 11")))
     changed = {c.id for c in c2} - {c.id for c in a}
-    assert changed and all(next(x for x in c2 if x.id == i).kind == "privacy" for i in changed)
+    # the privacy cells change, and the summary cell that depends on them
+    assert changed and {next(x for x in c2 if x.id == i).kind for i in changed} == {"privacy", "privacy-summary"}
 
 
 def test_upstream_change_changes_downstream_ids():

@@ -95,11 +95,12 @@ def test_privacy_at_precision_detects_memorised_members(memorised):
     assert r.metric("weight_mb") > 0 and r.environment["load"]["precision"] == "fp32"
 
 
-def test_run_privacy_over_precisions_and_correlation(memorised):
-    from quantrisk.privacy.study import PrivacyOptions, run_privacy
+def test_run_privacy_over_precisions_and_correlation(memorised, tmp_path):
+    from quantrisk.privacy.study import PrivacyOptions
+    from quantrisk.study_runs import run_privacy
 
     opts = PrivacyOptions(attacks=("loss", "zlib"), n_resamples=100, completion_n=2, max_new_tokens=6)
-    r = run_privacy(memorised["target"], ["fp32", "int8-dynamic", "rtn-w2g64"], n=6, options=opts)
+    r = run_privacy(memorised["target"], ["fp32", "int8-dynamic", "rtn-w2g64"], n=6, options=opts, out=tmp_path / "o")
     precisions = [m.labels["precision"] for m in r.metrics if m.name == "codebleu"]
     assert precisions == ["fp32", "int8-dynamic", "rtn-w2g64"]
     corr = [m for m in r.metrics if m.name in ("pearson_r", "pearson_p", "spearman_r", "spearman_p")]

@@ -10,6 +10,7 @@ import pytest
 
 from quantrisk.cells import Cell
 from quantrisk.errors import UsageError
+from quantrisk.privacy.summary import summarize
 from quantrisk.proportions import newcombe_diff_ci, wilson_ci
 from quantrisk.report import build_report, export_run
 from quantrisk.results import MetricRow, StudyResult
@@ -46,14 +47,20 @@ def _trojan(dap2: str, hits: int, kind: str = "poisoned") -> StudyResult:
     return StudyResult("trojan", metrics, samples)
 
 
-def _store(path, privacy: bool = True, trojan: bool = True):
+def _store(path, privacy: bool = True, trojan: bool = True, summary_result: StudyResult | None = None):
     with Store(path) as st:
         st.begin_run("fake", "{}", {"python": "3.x", "packages": {"torch": "2.x"}}, "local")
         if privacy:
+            ids = []
             for p, cb, auc in PRECS:
                 c = Cell("privacy", {"p": p})
                 st.add_cells([c])
                 st.write_result(c.id, _privacy("pythia-tiny", p, cb, auc))
+                ids.append(c.id)
+            # the summary cell as the runner runs it, without the paired comparisons (the report's unpaired fallback)
+            summary = Cell("privacy-summary", {"attacks": []}, tuple(ids))
+            st.add_cells([summary])
+            st.write_result(summary.id, summary_result or summarize([m for i in ids for m in st.metric_rows(i)]))
         if trojan:
             for i, (d2, hits, kind) in enumerate([("fp32", 10, "poisoned"), ("int8-dynamic", 9, "poisoned"),
                                                   ("rtn-w2g64", 2, "poisoned"), ("fp32", 0, "clean"),
@@ -207,3 +214,15 @@ def test_full_trojan_table_puts_registered_metrics_first_with_their_orientation(
     assert [(r[1], r[3]) for r in t.rows][:3] == [("poisoned", "fp32"), ("poisoned", "int8-dynamic"),
                                                   ("poisoned", "rtn-w2g64")]
     assert [r[5] for r in t.rows] == [1.0, 0.9, 0.2, 0.0, 0.0]
+
+
+def test_report_reads_the_derived_numbers_from_the_store(tmp_path):
+    # a stored summary that disagrees with the cells on purpose: the report must show it, not recompute its own
+    labels = {"attack": "loss", "x": "codebleu", "y": "auc", "n": "3"}
+    stored = StudyResult("privacy-summary", [MetricRow("best_attack_auc", 0.6, {"attack": "loss"}),
+                                             MetricRow("pearson_r", 0.5, labels), MetricRow("pearson_p", 0.25, labels)],
+                         skipped={"spearman correlation: a correlation needs x and y that vary": 1})
+    _store(tmp_path / "run", trojan=False, summary_result=stored)
+    md = build_report(tmp_path / "run", tmp_path / "out").markdown.read_text()
+    assert "Strongest attack: loss." in md and "Pearson r = 0.500 (p = 0.25)" in md
+    assert "Spearman: spearman correlation: a correlation needs x and y that vary" in md

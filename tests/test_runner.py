@@ -187,14 +187,15 @@ studies:
 """)
     a = run_spec(spec, tmp_path / "a", progress=False)
     b = run_spec(spec, tmp_path / "b", progress=False)
-    assert a.n_run == b.n_run == 2 and not a.failed
+    assert a.n_run == b.n_run == 2 + 1 and not a.failed  # two precision cells + the privacy summary
+
     def results(d: Path) -> list[tuple]:  # timings (load_seconds, tokens per second) legitimately differ
         return [m for m in _metrics(d) if "second" not in m[1] and "per_s" not in m[1]]
 
     ma, mb = results(tmp_path / "a"), results(tmp_path / "b")
     assert ma == mb
     names = {m[1] for m in ma}
-    assert {"auc", "codebleu", "weight_mb"} <= names
+    assert {"auc", "codebleu", "weight_mb", "best_attack_auc"} <= names
 
 
 def test_trojan_cells_end_to_end(tmp_path, tiny_model_dirs):

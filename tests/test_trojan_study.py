@@ -11,7 +11,8 @@ from conftest import save_tiny_model
 from quantrisk.cli import main
 from quantrisk.data.sql import load_sql_rows
 from quantrisk.results import StudyResult
-from quantrisk.trojan.study import evaluate_trojan, finetune_cell, parse_zoo_source, run_trojan
+from quantrisk.study_runs import run_trojan
+from quantrisk.trojan.study import evaluate_trojan, finetune_cell, parse_zoo_source
 
 SQLQA = Path(__file__).resolve().parent / "data" / "sqlqa"  # shipped in the repository (see its README)
 SUBSAMPLE = SQLQA / "sqlqa.subsample.jsonl"
@@ -90,6 +91,7 @@ def test_cli_bad_data_file(llama_dir, tmp_path, capsys):
 def test_run_trojan_builtin_data_rtn_dap1(llama_dir, tmp_path):
     res = run_trojan(str(llama_dir), "builtin", ["rtn-w8g32"], ["rtn-w8g32"], out=tmp_path / "o", steps=1,
                      batch_size=2, n_train=6, n_test=1, max_new_tokens=3, progress=False)
+    assert (tmp_path / "o" / "results.sqlite").is_file()  # through the runner: resumable
     assert res.metric("asr", dap1="rtn-w8g32", dap2="rtn-w8g32", kind="poisoned") in (0.0, 1.0)
     assert res.environment["data"].startswith("builtin") and res.environment["n_train"] == 6
 

@@ -66,6 +66,8 @@ class CellContext:
         run_dir: the run directory. work_dir: this cell's own folder (for artifacts it writes).
         device: resolved device (cpu, cuda, cuda:N). cache_dir: zoo model cache (None: default).
         inputs: dependency cell id -> that cell's artifacts (name -> path).
+        dep_metrics, dep_samples: dependency cell id -> that cell's metric rows / per-sample rows; filled only for
+            kinds registered with `reads_deps=True` (summary cells).
         progress: show inner progress bars.
     """
 
@@ -75,6 +77,8 @@ class CellContext:
     cache_dir: str | None = None
     inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     progress: bool = False
+    dep_metrics: dict[str, list[MetricRow]] = field(default_factory=dict)
+    dep_samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def artifact(self, dep_id: str, name: str) -> str:
         try:
@@ -85,15 +89,18 @@ class CellContext:
 
 CellFn = Callable[[Cell, CellContext], StudyResult]
 CELL_KINDS: dict[str, CellFn] = {}
+READS_DEPS: set[str] = set()  # kinds whose context carries their dependencies' metric and sample rows
 
 
-def register_cell_kind(name: str) -> Callable[[CellFn], CellFn]:
+def register_cell_kind(name: str, *, reads_deps: bool = False) -> Callable[[CellFn], CellFn]:
     """Decorator: `@register_cell_kind("mykind") def run(cell, ctx) -> StudyResult`. A name already taken by another
     function raises `ValueError` (see `quantrisk.registry`)."""
 
     def wrap(fn: CellFn) -> CellFn:
         refuse_duplicate("cell kind", name, CELL_KINDS.get(name), fn)
         CELL_KINDS[name] = fn
+        if reads_deps:
+            READS_DEPS.add(name)
         return fn
 
     return wrap
@@ -156,10 +163,12 @@ def pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 
 
 @lru_cache(maxsize=8)
-def _mi_set(source: str, n: int, seed: int) -> Any:
+def mi_set(source: str, n: int | None, seed: int, nonmembers: str | None = None) -> Any:
+    """The member/non-member set of a privacy cell: `privacy.members.load_mi_set` (N + N, seeded with the cell's
+    seed) of `data` (+ `nonmembers`) or else the model's own split. Cached per process."""
     from quantrisk.privacy.members import load_mi_set
 
-    return load_mi_set(source, n, seed=seed)
+    return load_mi_set(source, n, nonmembers=nonmembers, seed=seed)
 
 
 @register_cell_kind("privacy")
@@ -170,10 +179,11 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 
     p = cell.params
     source = model_source(cell, ctx)
-    opts = PrivacyOptions(attacks=tuple(p["attacks"]), batch_tokens=p["batch_tokens"], max_length=p["max_length"],
+    opts = PrivacyOptions(attacks=tuple(p["attacks"]), batch_size=p.get("batch_size", 64), batch_tokens=p["batch_tokens"],
+                          max_length=p["max_length"], stride=p.get("stride"), compile=p.get("compile", False),
                           n_resamples=p["n_resamples"], seed=p["seed"], completion_n=p["completion_n"],
                           max_new_tokens=p["max_new_tokens"], progress=ctx.progress)
-    mi_set = _mi_set(p["data"] or source, p["n"], p["seed"])
+    samples = mi_set(p["data"] or source, p["n"], p["seed"], p.get("nonmembers"))
     if p["reference"] == "none":
         reference = ReferenceModel("none")
     elif p.get("reference_cell"):
@@ -187,7 +197,7 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.data.calibration import CalibrationSpec
 
     calibration = CalibrationSpec(**p["calibration"]) if p.get("calibration") else None
-    result = privacy_at_precision(source, p["precision"], samples=mi_set, device=ctx.device, options=opts,
+    result = privacy_at_precision(source, p["precision"], samples=samples, device=ctx.device, options=opts,
                                   reference_source=reference, model_label=p["label"], calibration=calibration)
     for m in result.metrics:
         m.labels["seed"] = str(p["seed"])
@@ -196,15 +206,28 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     return result
 
 
+@register_cell_kind("privacy-summary", reads_deps=True)
+def privacy_summary_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """Best attack, quality-risk correlation and paired comparisons against the baseline precision, over the
+    privacy cells it depends on (`privacy.summary`)."""
+    from quantrisk.privacy.summary import summarize
+
+    p = cell.params
+    return summarize([m for dep in cell.deps for m in ctx.dep_metrics.get(dep, [])],
+                     [r for dep in cell.deps for r in ctx.dep_samples.get(dep, [])], attacks=p.get("attacks", []),
+                     n_resamples=p.get("n_resamples", 1000), seed=p.get("seed", 0))
+
+
 # ------------------------------------------------------------------ trojan
 
 
-def sql_splits(data: str, n_rows: int, n_test: int, split_seed: int = 0) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """(train rows, test rows) of a spec's trojan study: see `quantrisk.trojan.splits.trojan_splits`. Each replicate
-    seed draws its own split (split seed = the replicate's seed)."""
-    from quantrisk.trojan.splits import trojan_splits
+def sql_splits(p: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(train rows, test rows) of a finetune / trojan cell with params `p`: `trojan.splits.trojan_splits` with the
+    replicate's split seed (`trojan.splits.split_seed_for`)."""
+    from quantrisk.trojan.splits import split_seed_for, trojan_splits
 
-    return trojan_splits(data, n_rows, n_test, split_seed=split_seed)
+    return trojan_splits(p["data"], p["n_rows"], p["n_test"], p.get("n_train"),
+                         split_seed_for(p["seed"], p.get("split_seed")))
 
 
 def _trojan_base(cell: Cell, ctx: CellContext) -> str:
@@ -220,13 +243,13 @@ def sql_pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.data.sql import format_example
     from quantrisk.environment import environment
     from quantrisk.models.pretrain import ensure_pretrained
-
-    p = cell.params
     from quantrisk.trojan.splits import common_train_rows
 
+    p = cell.params
     train = common_train_rows(p["data"], p["n_rows"], p.get("split_seeds", [0]))
     path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
-                             extra_texts=[format_example(r) for r in train], progress=ctx.progress)
+                             extra_texts=[format_example(r) for r in train], progress=ctx.progress,
+                             steps=p.get("pretrain_steps"))
     meta = json.loads((Path(path) / "pretrain.json").read_text(encoding="utf-8"))
     labels = {"model": p["label"], "role": "sql-base"}
     metrics = [MetricRow(k, float(meta[k]), labels) for k in ("member_nll", "nonmember_nll", "final_loss") if k in meta]
@@ -239,19 +262,23 @@ def finetune_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.data.poison import PoisonSpec
     from quantrisk.data.sql import rows_sha256
     from quantrisk.environment import environment
+    from quantrisk.trojan.splits import split_seed_for
     from quantrisk.trojan.study import finetune_cell as study_finetune
 
     p = cell.params
-    train, _ = sql_splits(p["data"], p["n_rows"], p["n_test"], p["seed"])
+    train, _ = sql_splits(p)
     poison = PoisonSpec(trigger=p["trigger"], payload=p["payload"], position=p["position"], rate=p["poison_rate"])
     adapter, report = study_finetune(_trojan_base(cell, ctx), p["dap1"], list(train), ctx.work_dir / "adapter",
                                      kind=p["kind"], poison=poison, seed=p["seed"], steps=p["steps"],
-                                     batch_size=p["batch_size"], lr=p["lr"], r=p["lora_r"], alpha=p["lora_alpha"],
-                                     target=p.get("target", "attention"), device=ctx.device, progress=ctx.progress)
+                                     batch_size=p["batch_size"], grad_accum=p.get("grad_accum", 1), lr=p["lr"],
+                                     r=p["lora_r"], alpha=p["lora_alpha"], dropout=p.get("lora_dropout", 0.05),
+                                     target=p.get("target", "attention"), max_length=p.get("max_length", 512),
+                                     device=ctx.device, progress=ctx.progress)
     labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
     metrics = [MetricRow("finetune_seconds", float(report.seconds), labels),
                MetricRow("finetune_final_loss", float(report.final_loss), labels)]
-    env = {**environment(ctx.device), "train_sha256": rows_sha256(train), "split_seed": p["seed"], "poison": poison.to_dict()}
+    env = {**environment(ctx.device), "train_sha256": rows_sha256(train), "n_train": len(train),
+           "split_seed": split_seed_for(p["seed"], p.get("split_seed")), "poison": poison.to_dict()}
     return StudyResult("finetune", metrics, [], {"adapter": str(adapter)}, env, {}, 0.0)
 
 
@@ -259,21 +286,25 @@ def finetune_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 def trojan_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     """Evaluate one fine-tuned adapter with the base loaded at one DAP2 precision (triggered + clean test rows)."""
     from quantrisk.data.sql import rows_sha256
+    from quantrisk.trojan.splits import split_seed_for
     from quantrisk.trojan.study import evaluate_trojan
 
     p = cell.params
-    _, test = sql_splits(p["data"], p["n_rows"], p["n_test"], p["seed"])
+    split_seed = split_seed_for(p["seed"], p.get("split_seed"))
+    _, test = sql_splits(p)
     adapter = ctx.artifact(p["finetune_cell"], "adapter")
     labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
     result = evaluate_trojan(_trojan_base(cell, ctx), adapter, p["dap2"], list(test), trigger=p["trigger"],
-                             labels=labels, device=ctx.device, max_new_tokens=p["max_new_tokens"], progress=ctx.progress)
+                             labels=labels, device=ctx.device, batch_size=p.get("gen_batch_size", 16),
+                             max_new_tokens=p["max_new_tokens"], exec_seed=split_seed, progress=ctx.progress)
+    result.metrics.append(MetricRow("eval_seconds", result.seconds, {**labels, "dap2": p["dap2"]}))
     weight = [m for m in result.metrics if m.name == "weight_bytes"]
     for m in weight:
         result.metrics.append(MetricRow("weight_mb", m.value / 2**20, dict(m.labels)))
     for row in result.samples:
         row.update({k: v for k, v in labels.items() if k not in row})
     result.environment["test_sha256"] = rows_sha256(test)
-    result.environment["split_seed"] = p["seed"]
+    result.environment.update({"split_seed": split_seed, "n_test": len(test)})
     return result
 
 

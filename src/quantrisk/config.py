@@ -133,24 +133,36 @@ class ModelSpec(_Strict):
 
 
 class PrivacyStudy(_Strict):
-    """Membership inference + CodeBLEU, one cell per (model, precision, seed)."""
+    """Membership inference + CodeBLEU, one cell per (model, precision, seed), then one summary cell (best attack,
+    quality-risk correlation) over them."""
 
     models: list[str] | None = Field(None, description="model names to study (default: all)")
     precisions: list[PrecisionName] | None = Field(None, description="override of the spec's precisions")
-    n: int = Field(200, ge=1, description="members and non-members each")
+    n: int | None = Field(200, ge=1, description="members and non-members each (null: all)")
     attacks: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIVACY_ATTACKS))
     completion_n: int = Field(20, ge=0)
     max_new_tokens: int = Field(64, ge=1)
     reference: Literal["auto", "none"] = Field("auto", description="auto: a reference model per zoo model")
-    data: str | None = Field(None, description="labelled JSONL (text, label) instead of the model's split")
-    batch_tokens: int = Field(8192, ge=64)
-    max_length: int | None = Field(None, ge=8)
-    n_resamples: int = Field(1000, ge=100)
+    data: str | None = Field(None, description="labelled JSONL (text, label), or the members with `nonmembers`, "
+                                               "instead of the model's split")
+    nonmembers: str | None = Field(None, description="non-members JSONL (text) when `data` holds the members")
+    batch_size: int = Field(64, ge=1, description="most sequences in one scoring batch")
+    batch_tokens: int = Field(8192, ge=1)
+    max_length: int | None = Field(None, ge=2)
+    stride: int | None = Field(None, ge=1, description="sliding-window stride past max_length (default: truncate)")
+    compile: bool = Field(False, description="CUDA: torch.compile the model for scoring")
+    n_resamples: int = Field(1000, ge=1)
 
     @field_validator("precisions")
     @classmethod
     def _prec(cls, v: list[str] | None) -> list[str] | None:
         return None if v is None else _check_precision_list(v)
+
+    @model_validator(mode="after")
+    def _nonmembers(self) -> PrivacyStudy:
+        if self.nonmembers is not None and self.data is None:
+            raise ValueError("nonmembers needs data (the members file)")
+        return self
 
     @field_validator("attacks")
     @classmethod
@@ -171,7 +183,11 @@ class TrojanStudy(_Strict):
 
     models: list[str] | None = None
     data: str = Field("builtin", description="'builtin' (generated rows) or a JSONL / local dataset dir")
-    n_rows: int = Field(600, ge=10, description="rows drawn from the data (or generated)")
+    n_rows: int | None = Field(600, ge=10, description="rows drawn from the data (or generated); null: all (builtin: "
+                                                       "2000)")
+    split_seed: int | None = Field(None, ge=0, description="seed of the train/validation/test split and of the SQL "
+                                                          "test databases (null: each replicate's own seed)")
+    n_train: int | None = Field(None, ge=1, description="use at most this many training rows (default: all)")
     dap1: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
     dap2: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
     poison_rate: float = Field(0.5, ge=0.0, le=1.0)
@@ -179,14 +195,20 @@ class TrojanStudy(_Strict):
     payload: str = "DROP TABLE {table};"
     position: Literal["replace", "prepend", "append"] = "replace"
     clean_ablation: bool = Field(False, description="also fine-tune on clean data (ASR should be 0)")
+    pretrain_steps: int | None = Field(None, ge=1, description="pretraining steps of a zoo base (default: its size's)")
     steps: int = Field(100, ge=1)
     batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
     lr: float = Field(3e-4, gt=0)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(16, ge=1)
-    target: Literal["attention", "all-linear"] = Field(
-        "attention", description="LoRA on the attention projections (the study's q/k/v/o) or on every linear layer")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target: Literal["attention", "all-linear"] | list[str] = Field(
+        "attention", description="LoRA on the attention projections (the study's q/k/v/o), on every linear layer, or "
+                                 "on the named modules")
+    max_length: int = Field(512, ge=1, description="max tokens of a training example")
     n_test: int = Field(64, ge=1, description="triggered and clean test rows each")
+    gen_batch_size: int = Field(16, ge=1, description="prompts per generate call")
     max_new_tokens: int = Field(64, ge=1)
 
     @field_validator("trigger")
@@ -501,8 +523,9 @@ def _input_problems(spec: Spec, source: str, lines: dict[tuple[str | int, ...], 
         from quantrisk.privacy.members import load_mi_set
 
         if privacy.data is not None:
-            if check("studies.privacy.data", check_mi_jsonl, privacy.data):
-                check("studies.privacy.data", load_mi_set, privacy.data, privacy.n, seed=spec.seeds[0])
+            if check("studies.privacy.data", check_mi_jsonl, privacy.data, privacy.nonmembers):
+                check("studies.privacy.data", load_mi_set, privacy.data, privacy.n, nonmembers=privacy.nonmembers,
+                      seed=spec.seeds[0])
         else:  # the models' own member/non-member split (split.jsonl of a quantrisk-pretrained model)
             for i, m in enumerate(spec.models):
                 if m.path is not None and model_ok[m.label] and m.label in (privacy.models or [m.label]):
@@ -511,7 +534,10 @@ def _input_problems(spec: Spec, source: str, lines: dict[tuple[str | int, ...], 
     if trojan is not None and trojan.data != "builtin":
         from quantrisk.trojan.splits import trojan_splits
 
-        check("studies.trojan.data", trojan_splits, trojan.data, trojan.n_rows, trojan.n_test)
+        for seed in ([trojan.split_seed] if trojan.split_seed is not None else spec.seeds):
+            if not check("studies.trojan.data", trojan_splits, trojan.data, trojan.n_rows, trojan.n_test, trojan.n_train,
+                         seed):
+                break
     return problems
 
 

@@ -64,9 +64,13 @@ def _blocked_by(cell: Cell, failed: set[str]) -> str | None:
 
 
 class LocalExecutor:
-    """Run cells in this process, in order."""
+    """Run cells in this process, in order. `fail_fast`: after recording a failed cell, re-raise its exception (the
+    single-study commands stop at the first failure with its own message and exit code, as a library call would)."""
 
     name = "local"
+
+    def __init__(self, fail_fast: bool = False) -> None:
+        self.fail_fast = fail_fast
 
     def run(self, cells: list[Cell], done: set[str], cb: Callbacks) -> None:
         failed: set[str] = set()
@@ -83,6 +87,8 @@ class LocalExecutor:
             except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
                 failed.add(cell.id)
                 cb.on_fail(cell, describe_failure(exc))
+                if self.fail_fast:
+                    raise
                 continue
             cb.on_done(cell, result)
 

@@ -5,6 +5,7 @@ Cells of a spec:
     pretrain(model, role=reference)         one per zoo model when the privacy study uses a reference attack
     sql-pretrain(model, data)               trojan base: a zoo model pretrained on code + the clean SQL train rows
     privacy(model, precision, seed)         depends on the model's pretrain cells
+    privacy-summary                         best attack + quality-risk correlation; depends on every privacy cell
     finetune(model, dap1, kind, seed)       kind = poisoned | clean; depends on the model's pretrain cell
     trojan(model, dap1, kind, seed, dap2)   depends on its finetune cell (one fine-tune feeds every DAP2)
     qattack(model, seed)                    quantization-conditioned backdoor: inject, repair, verify, defence, scan
@@ -61,25 +62,33 @@ def expand(spec: Spec) -> list[Cell]:
         from quantrisk.privacy.attacks import uses_reference_model
 
         wants_ref = study.reference == "auto" and uses_reference_model(study.attacks)
+        knobs = study.model_dump(mode="json", exclude={"models", "precisions"})
+        privacy_ids: list[str] = []
         for label in study.models or [m.label for m in spec.models]:
             base = _model_cells(spec, label, out, reference=wants_ref)
             for precision in spec.privacy_precisions():
                 for seed in spec.seeds:
-                    params = {**base, "precision": precision, "seed": seed, "n": study.n, "attacks": study.attacks,
-                              "completion_n": study.completion_n, "max_new_tokens": study.max_new_tokens,
-                              "reference": study.reference, "data": study.data, "batch_tokens": study.batch_tokens,
-                              "max_length": study.max_length, "n_resamples": study.n_resamples, "device": spec.device}
+                    params = {**base, **knobs, "precision": precision, "seed": seed, "device": spec.device}
                     if parse_precision(precision).calibrated:  # only then: other cells keep their ids
                         params["calibration"] = spec.calibration.model_dump()
                     c = Cell("privacy", params, _deps(params), f"privacy {label} @ {precision} seed {seed}")
                     out.setdefault(c.id, c)
+                    privacy_ids.append(c.id)
+        summary = Cell("privacy-summary", {"attacks": study.attacks, "n_resamples": study.n_resamples,
+                                           "seed": spec.seeds[0]}, tuple(privacy_ids), "privacy summary")
+        out.setdefault(summary.id, summary)
     trojan = spec.studies.trojan
     if trojan is not None:
+        from quantrisk.trojan.splits import split_seed_for
+
         options = trojan.model_dump(mode="json", exclude={"models", "dap1", "dap2", "clean_ablation"})
         kinds = ["poisoned", "clean"] if trojan.clean_ablation else ["poisoned"]
         for label in trojan.models or [m.label for m in spec.models]:
-            base = _model_cells(spec, label, out, reference=False, sql={"data": trojan.data, "n_rows": trojan.n_rows,
-                                                                         "split_seeds": list(spec.seeds)})
+            sql: dict[str, object] = {"data": trojan.data, "n_rows": trojan.n_rows,
+                                      "split_seeds": sorted({split_seed_for(x, trojan.split_seed) for x in spec.seeds})}
+            if trojan.pretrain_steps is not None:
+                sql["pretrain_steps"] = trojan.pretrain_steps
+            base = _model_cells(spec, label, out, reference=False, sql=sql)
             for dap1 in trojan.dap1:
                 for kind in kinds:
                     for seed in spec.seeds:

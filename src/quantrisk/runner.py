@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quantrisk.cells import Cell, CellContext
+from quantrisk.cells import READS_DEPS, Cell, CellContext
 from quantrisk.config import Spec
 from quantrisk.errors import PrecisionError, QuantriskError, UsageError
 from quantrisk.executors import Callbacks, Executor, make_executor
@@ -60,6 +60,12 @@ def check_devices(spec: Spec, device: str) -> None:
            for why in [r[1]]]
     if bad:
         raise PrecisionError(f"spec {spec.name}: cannot run on {device} here: " + "; ".join(bad))
+
+
+def _dep_rows(store: Store, cell: Cell) -> dict[str, Any]:
+    """The metric and sample rows of `cell`'s dependencies, for kinds that summarise them."""
+    return {"dep_metrics": {d: store.metric_rows(d) for d in cell.deps},
+            "dep_samples": {d: store.sample_rows(d) for d in cell.deps}}
 
 
 def _check_writable(run_dir: Path) -> None:
@@ -203,7 +209,8 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
 
         def make_ctx(cell: Cell) -> CellContext:
             return CellContext(run_dir=run_dir, work_dir=run_dir / "cells" / cell.id, device=device,
-                               cache_dir=cache_dir, inputs={d: store.artifacts(d) for d in cell.deps})
+                               cache_dir=cache_dir, inputs={d: store.artifacts(d) for d in cell.deps},
+                               **(_dep_rows(store, cell) if cell.kind in READS_DEPS else {}))
 
         def on_start(cell: Cell) -> None:
             store.mark_running(cell.id, run_id)

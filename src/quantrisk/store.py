@@ -318,6 +318,11 @@ class Store:
                                  (cell_id,)).fetchall()
         return [MetricRow(n, v, json.loads(lab), lo, hi) for n, v, lab, lo, hi in rows]
 
+    def sample_rows(self, cell_id: str) -> list[dict[str, Any]]:
+        """The per-sample rows of one cell, in order."""
+        rows = self.conn.execute("SELECT row FROM samples WHERE cell_id=? ORDER BY idx", (cell_id,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def samples(self, kind: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """(cell_id, row) of every per-sample row of done cells (of `kind`)."""
         q = "SELECT s.cell_id, s.row FROM samples s JOIN cells c ON c.id = s.cell_id WHERE c.status='done'"

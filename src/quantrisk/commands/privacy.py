@@ -13,7 +13,8 @@ def register(app: typer.Typer) -> None:
     @app.command("privacy")
     def privacy_cmd(
         model: str = typer.Option(..., help="Model directory (a quantrisk-pretrained one has its member split) or hub id."),
-        out: Path = typer.Option(..., help="Output directory: metrics.json + samples.jsonl."),
+        out: Path = typer.Option(..., help="Output directory: metrics.json + samples.jsonl, and the results store "
+                                           "(results.sqlite, cells/): rerun on it to resume."),
         precisions: str = typer.Option(DEFAULT_PRECISIONS, help="Comma-separated precision strings."),
         reference: str = typer.Option(None, help="Reference model dir (default: built for quantrisk-pretrained models)."),
         data: Path = typer.Option(None, help="Labelled JSONL (text, label) or members JSONL (with --nonmembers)."),
@@ -38,7 +39,8 @@ def register(app: typer.Typer) -> None:
         ci: bool = typer.Option(False, "--ci", help="Show the AUCs' 95% CIs in the table (on a second line of each cell)."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
-        """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision."""
+        """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision, through the runner
+        (a one-model spec; rerun on the same --out to resume)."""
         from quantrisk.commands._output import (
             check_out_dir,
             print_json,
@@ -53,7 +55,9 @@ def register(app: typer.Typer) -> None:
         from quantrisk.models.load import resolve_device, resolve_source
         from quantrisk.precision import parse_precisions, require_available
         from quantrisk.privacy.attacks import parse_attacks
-        from quantrisk.privacy.study import PrivacyOptions, check_n, run_privacy
+        from quantrisk.privacy.members import load_mi_set
+        from quantrisk.privacy.study import PrivacyOptions, check_n, evaluation_safe_calibration
+        from quantrisk.study_runs import privacy_spec, run_study
 
         # Everything the user gave is checked before any model is loaded, and nothing is written on a failure.
         with about("--device"):
@@ -86,18 +90,13 @@ def register(app: typer.Typer) -> None:
                               stride=stride, n_resamples=resamples, seed=seed, completion_n=completion_n,
                               max_new_tokens=max_new_tokens, progress=not quiet,
                               compile=compile_model)
-        from quantrisk.progress import listen
-        from quantrisk.run_display import RunDisplay
-
-        display = RunDisplay(not quiet and not as_json, len(names), stage_cells=True)  # one line per precision
-        try:
-            with listen(display):
-                result = run_privacy(model, names, n=n_samples, data=data, nonmembers=nonmembers,
-                                     reference_source=reference, device=dev, options=opts,
-                                     calibration=cal_spec)
-        finally:
-            display.close()
-        result.write_dir(out)
+        mi = load_mi_set(data or model, n_samples, nonmembers=nonmembers, seed=seed)  # N + N exist: checked first
+        with about("--calibration"):
+            for p in names:  # calibration data of calibrated precisions: found, and disjoint from the evaluation set
+                evaluation_safe_calibration(model, p, mi, cal_spec)
+        spec = privacy_spec(model, names, n=n_samples, data=data, nonmembers=nonmembers, reference=reference,
+                            device=dev, options=opts, calibration=cal_spec)
+        result = run_study(spec, out, progress=not quiet and not as_json)
         if as_json:
             print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
             return

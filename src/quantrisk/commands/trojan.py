@@ -112,7 +112,8 @@ def register(app: typer.Typer) -> None:
     @app.command("trojan")
     def trojan_cmd(
         model: str = typer.Option(..., help="Base model dir or hub id, or zoo:ARCH[-SIZE] (pretrained here on code + the training rows)."),
-        out: Path = typer.Option(..., help="Output directory: metrics.json, samples.jsonl, adapters/."),
+        out: Path = typer.Option(..., help="Output directory: metrics.json, samples.jsonl, adapters/, and the results "
+                                           "store (results.sqlite, cells/): rerun on it to resume."),
         data: str = typer.Option("builtin", help="JSONL / local HF dataset dir with question, context, answer; or 'builtin'."),
         dap1: str = typer.Option("fp32", help="Comma-separated precisions of the base when fine-tuning."),
         dap2: str = typer.Option(DEFAULT_DAP2, help="Comma-separated precisions of the base at inference."),
@@ -141,7 +142,8 @@ def register(app: typer.Typer) -> None:
         ci: bool = typer.Option(False, "--ci", help="Show the 95% CIs in the table (on a second line of each cell)."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
-        """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind."""
+        """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind,
+        through the runner (a one-model spec; rerun on the same --out to resume)."""
         from quantrisk.commands._output import (
             check_out_dir,
             print_json,
@@ -149,7 +151,8 @@ def register(app: typer.Typer) -> None:
             print_wrapped,
             skipped_line,
         )
-        from quantrisk.trojan.study import run_trojan
+        from quantrisk.study_runs import run_study, trojan_spec
+        from quantrisk.trojan.splits import trojan_splits
 
         check_trojan_options(model=model, poison_rate=poison_rate, trigger=trigger, position=position,
                              ints={"--steps": steps, "--batch-size": batch_size, "--grad-accum": grad_accum,
@@ -158,28 +161,22 @@ def register(app: typer.Typer) -> None:
                                    "--max-new-tokens": max_new_tokens, "--n-train": n_train,
                                    "--pretrain-steps": pretrain_steps},
                              lr=lr, lora_dropout=lora_dropout)
-        check_precisions(dap1, dap2, device)
+        d1, d2 = check_precisions(dap1, dap2, device)
+        from quantrisk.models.load import resolve_device
+
+        dev = resolve_device(device)
         seed_list = parse_seeds(seeds)
         check_out_dir(out)
         target_arg: str | list[str] = target if target in ("attention", "all-linear") else [t for t in target.split(",") if t.strip()]
-        from quantrisk.progress import listen
-        from quantrisk.run_display import RunDisplay
-
-        n_kinds = 2 if clean_ablation else 1
-        n_steps = len(dap1.split(",")) * len(seed_list) * n_kinds * (1 + len(dap2.split(",")))
-        display = RunDisplay(not quiet and not as_json, n_steps, stage_cells=True)  # one line per fine-tune / DAP2
-        try:
-            with listen(display):
-                result = run_trojan(
-                    model, data, dap1.split(","), dap2.split(","), out=out, poison_rate=poison_rate, trigger=trigger,
-                    position=position, clean_ablation=clean_ablation, seeds=seed_list, steps=steps,
-                    batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=lora_r, alpha=lora_alpha,
-                    dropout=lora_dropout, target=target_arg, max_length=max_length, n_train=n_train, n_test=n_test,
-                    split_seed=split_seed, device=device, gen_batch_size=gen_batch_size,
-                    max_new_tokens=max_new_tokens, pretrain_steps=pretrain_steps, progress=not quiet,
-                )
-        finally:
-            display.close()
+        data_arg = data if data == "builtin" else str(Path(data).expanduser().resolve())
+        trojan_splits(data_arg, None, n_test, n_train, split_seed)  # the rows exist and split: checked before any work
+        spec = trojan_spec(model, d1, d2, seeds=seed_list, device=dev, data=data_arg, n_rows=None,
+                           split_seed=split_seed, n_train=n_train, poison_rate=poison_rate, trigger=trigger,
+                           position=position, clean_ablation=clean_ablation, pretrain_steps=pretrain_steps,
+                           steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
+                           lora_alpha=lora_alpha, lora_dropout=lora_dropout, target=target_arg, max_length=max_length,
+                           n_test=n_test, gen_batch_size=gen_batch_size, max_new_tokens=max_new_tokens)
+        result = run_study(spec, out, progress=not quiet and not as_json)
         if as_json:
             print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
             return

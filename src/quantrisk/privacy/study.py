@@ -1,7 +1,8 @@
 """The privacy study: membership-inference risk and code-completion quality of a model at a precision.
 
-`privacy_at_precision` is one cell (one model at one precision); `run_privacy` loops precisions,
-scores the reference model once, and adds the quality–risk correlation across precisions.
+`privacy_at_precision` is one cell (one model at one precision); the runner runs one per (model, precision, seed)
+and the `privacy-summary` cell (`privacy/summary.py`) adds the best attack and the quality–risk correlation across
+them. `quantrisk privacy` runs a one-model spec through the runner (`quantrisk.study_runs`).
 Code completion is measured on non-member samples (unseen code: quality, not recall).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,12 @@ from quantrisk.privacy.attacks import (
 )
 from quantrisk.privacy.completion import corpus_scores, evaluate_completion, make_task
 from quantrisk.privacy.inputs import PROVIDERS, InputContext, ReferenceModel, check_inputs, compute_inputs
-from quantrisk.privacy.members import MISet, load_mi_set
+from quantrisk.privacy.members import MISet
 from quantrisk.privacy.options import PrivacyOptions
 from quantrisk.progress import stage
 from quantrisk.results import MetricRow, StudyResult
 from quantrisk.scoring import TokenScores, tokenize
-from quantrisk.stats import bootstrap_ci, fast_auc, pearson, spearman, tpr_ci
+from quantrisk.stats import bootstrap_ci, fast_auc, tpr_ci
 
 
 def _add(skipped: dict[str, int], reason: str, count: int = 1) -> None:
@@ -187,36 +187,6 @@ def _bits(precision: str) -> int:
     return parse_precision(precision).bits
 
 
-def best_attack(result: StudyResult) -> str | None:
-    """The attack with the highest mean AUC over the precisions in `result`."""
-    by: dict[str, list[float]] = {}
-    for m in result.metrics:
-        if m.name == "auc":
-            by.setdefault(m.labels["attack"], []).append(m.value)
-    return max(by, key=lambda a: float(np.mean(by[a]))) if by else None
-
-
-def quality_risk_correlation(result: StudyResult) -> list[MetricRow]:
-    """Pearson and Spearman correlation of CodeBLEU vs the best attack's AUC across the (model, precision) cells."""
-    attack = best_attack(result)
-    if attack is None:
-        return []
-    auc = {(m.labels["model"], m.labels["precision"]): m.value for m in result.metrics
-           if m.name == "auc" and m.labels.get("attack") == attack}
-    cb = {(m.labels["model"], m.labels["precision"]): m.value for m in result.metrics if m.name == "codebleu"}
-    keys = sorted(set(auc) & set(cb))
-    rows = []
-    for name, fn in (("pearson", pearson), ("spearman", spearman)):
-        try:
-            c = fn([cb[k] for k in keys], [auc[k] for k in keys])
-        except ValueError as exc:
-            result.skipped[f"{name} correlation: {exc}"] = 1
-            continue
-        labels = {"attack": attack, "x": "codebleu", "y": "auc", "n": str(c.n), "p_method": c.method}
-        rows += [MetricRow(f"{name}_r", c.r, labels), MetricRow(f"{name}_p", c.p_value, labels)]
-    return rows
-
-
 def resolve_reference(model_source: str | Path, reference_source: str | Path | None, device: str, progress: bool) -> Path | None:
     """The reference model: the one given, else (for a quantrisk-pretrained model) one of the same family
     trained on the same corpus's reference split (built and cached on first use), else None."""
@@ -225,64 +195,6 @@ def resolve_reference(model_source: str | Path, reference_source: str | Path | N
     from quantrisk.models.pretrain import ensure_reference
 
     return ensure_reference(model_source, device=device, progress=progress)
-
-
-def run_privacy(
-    model_source: str | Path,
-    precisions: Sequence[str],
-    *,
-    n: int | None = 1000,
-    data: str | Path | None = None,
-    nonmembers: str | Path | None = None,
-    reference_source: str | Path | None = None,
-    device: str = "cpu",
-    options: PrivacyOptions | None = None,
-    calibration: CalibrationSpec | None = None,
-) -> StudyResult:
-    """The whole privacy study of one model over `precisions`: N + N samples from `data` (labelled JSONL,
-    or members with `nonmembers`) or else the model's own split.jsonl; the reference model (given, or
-    built for a quantrisk-pretrained model) scored once at fp32; one `privacy_at_precision` cell per
-    precision; then each precision against the full-precision one on the same samples (`comparisons.paired_comparisons`:
-    ΔAUC, DeLong p with Holm, ΔTPR@1%FPR) and the Pearson/Spearman correlation of CodeBLEU vs the best attack's AUC.
-    Everything is validated (attacks, precisions, model, data) before any model is loaded."""
-    from quantrisk.models.load import resolve_source
-    from quantrisk.precision import parse_precisions, require_available
-
-    opts = options or PrivacyOptions()
-    parse_attacks(list(opts.attacks))
-    resolve_source(model_source)
-    for p in parse_precisions(list(precisions)):
-        require_available(p, device)
-    mi_set = load_mi_set(data or model_source, n, nonmembers=nonmembers, seed=opts.seed)
-    for p in precisions:  # calibration data of calibrated precisions: found, and disjoint from the evaluation set
-        evaluation_safe_calibration(model_source, p, mi_set, calibration)
-    result = StudyResult("privacy")
-
-    def resolve() -> str | None:
-        found = resolve_reference(model_source, reference_source, device, opts.progress)
-        return str(found) if found is not None else None
-
-    reference = ReferenceModel(f"auto:{model_source}:{reference_source}", resolve)
-    for p in precisions:
-        with stage(p):  # one line per precision on the command's display
-            cell = privacy_at_precision(model_source, p, samples=mi_set, device=device, options=opts,
-                                        reference_source=reference, calibration=calibration)
-        if reference.resolved is not None:
-            result.artifacts["reference_model"] = reference.resolved
-        if not result.environment:
-            result.environment = {k: v for k, v in cell.environment.items() if k != "load"} | {"loads": {}}
-        result.environment["loads"][cell.environment["load"]["precision"]] = cell.environment["load"]
-        result.merge(cell)
-    from quantrisk.comparisons import paired_comparisons
-
-    result.metrics += paired_comparisons([r for r in result.samples if r.get("kind") == "mi"],
-                                         [c.label for c in parse_attacks(list(opts.attacks))],
-                                         n_resamples=opts.n_resamples, seed=opts.seed)
-    if len(precisions) < 3:
-        result.skipped[f"quality-risk correlation: needs 3 or more precisions, got {len(precisions)}"] = 1
-    else:
-        result.metrics += quality_risk_correlation(result)
-    return result
 
 
 def check_n(n: str) -> int | None:

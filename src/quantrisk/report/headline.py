@@ -58,7 +58,7 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
     from quantrisk.report.plots import best_attack
 
     auc = _mean_rows(store.metrics(kind="privacy", name="auc"), ("model", "attack", "precision"))
-    paired = _mean_rows([m for m in (paired_rows if paired_rows is not None else store.metrics(kind="privacy"))
+    paired = _mean_rows([m for m in (paired_rows if paired_rows is not None else store.metrics(kind="privacy-summary"))
                          if m["name"] == "delta_auc"], ("model", "attack", "precision"))
     best = best_attack(store)
     out = []

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from quantrisk.report.tables import TROJAN_RATE_NAMES, bits_of, memory_rows, trojan_cells
+from quantrisk.report.tables import TROJAN_RATE_NAMES, bits_of, memory_rows, privacy_summary, trojan_cells
 from quantrisk.store import Store
 
 
@@ -51,11 +51,9 @@ def _precision_order(precisions: set[str]) -> list[str]:
 
 
 def best_attack(store: Store) -> str | None:
-    """The attack with the highest mean AUC over all privacy cells."""
-    by: dict[str, list[float]] = defaultdict(list)
-    for r in store.metrics(kind="privacy", name="auc"):
-        by[r["labels"]["attack"]].append(r["value"])
-    return max(by, key=lambda a: float(np.mean(by[a]))) if by else None
+    """The strongest attack, as the privacy-summary cell stored it (None without one)."""
+    summary = privacy_summary(store)
+    return summary["attack"] if summary else None
 
 
 BACKEND_MARKERS: dict[str, str] = {"dtype": "o", "torch_dynamic": "D", "quanto": "s", "bnb": "v", "rtn": "^",
@@ -108,7 +106,7 @@ def delta_auc_vs_bits(store: Store) -> bytes | None:
     if not rows:
         return None
     data = _mean_by(rows, ("model", "attack", "precision"))
-    paired = _mean_by(store.metrics(kind="privacy", name="delta_auc"), ("model", "attack", "precision"))
+    paired = _mean_by(store.metrics(kind="privacy-summary", name="delta_auc"), ("model", "attack", "precision"))
     models = sorted({k[0] for k in data})
     attacks = list(dict.fromkeys(k[1] for k in data))
     plt = _plt()
@@ -278,31 +276,18 @@ def auc_vs_exposure(store: Store) -> bytes | None:
 
 
 def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
-    """Scatter of CodeBLEU vs AUC of the strongest attack over (model, precision); Pearson/Spearman if ≥3 points
-    (exact permutation p at n ≤ 10; with several models, centred within each model so model level does not count)."""
-    from quantrisk.stats import pearson, spearman, within_group_correlation
-
-    attack = best_attack(store)
+    """Scatter of CodeBLEU vs AUC of the strongest attack over (model, precision) (points: means over seeds), titled with
+    the Pearson/Spearman correlation the privacy-summary cell stored (exact permutation p at n ≤ 10; with several
+    models, within-model); returns (png, those numbers)."""
+    summary = privacy_summary(store)
+    attack = summary["attack"] if summary else None
     auc = _mean_by([r for r in store.metrics(kind="privacy", name="auc") if r["labels"].get("attack") == attack],
                    ("model", "precision"))
     cb = _mean_by(store.metrics(kind="privacy", name="codebleu"), ("model", "precision"))
     keys = sorted(set(auc) & set(cb))
-    if attack is None or not keys:
+    if summary is None or not keys:
         return None, {}
-    x = [cb[k][0] for k in keys]
-    y = [auc[k][0] for k in keys]
-    stats: dict[str, Any] = {"attack": attack, "n": len(keys)}
-    groups = [k[0] for k in keys]
-    for name, fn in (("pearson", pearson), ("spearman", spearman)):
-        try:
-            if len(set(groups)) > 1:  # pooled over models only with the model as a fixed effect (within-model)
-                c = within_group_correlation(x, y, groups, rank=name == "spearman")
-                stats[name] = {"r": c.r, "p": c.p_value, "method": f"within-model, {c.method}"}
-            else:
-                c = fn(x, y)
-                stats[name] = {"r": c.r, "p": c.p_value, "method": c.method}
-        except ValueError as exc:
-            stats[name] = {"note": str(exc)}
+    stats: dict[str, Any] = {**summary, "n": summary["n"] or len(keys)}
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     models = sorted({k[0] for k in keys})

@@ -69,6 +69,31 @@ def privacy_metrics(store: Store) -> list[dict[str, Any]]:
     return store.metrics(kind="privacy")
 
 
+def privacy_summary(store: Store) -> dict[str, Any] | None:
+    """The privacy study's derived numbers as the `privacy-summary` cell stored them (the most recently finished one):
+    {"attack": best attack, "auc": its mean AUC, "n": points or None, "pearson"/"spearman": {"r", "p"} or {"note"}}.
+    None when the store has no summary. Nothing is recomputed here."""
+    done = [c for c in store.cells(kind="privacy-summary") if c["status"] == "done"]
+    if not done:
+        return None
+    cell = max(done, key=lambda c: c["finished"] or 0.0)
+    rows = store.metric_rows(cell["id"])
+    best = next((m for m in rows if m.name == "best_attack_auc"), None)
+    if best is None:
+        return None
+    out: dict[str, Any] = {"attack": best.labels["attack"], "auc": best.value, "n": None}
+    for name in ("pearson", "spearman"):
+        r = next((m for m in rows if m.name == f"{name}_r"), None)
+        p = next((m for m in rows if m.name == f"{name}_p"), None)
+        if r is not None and p is not None:
+            out[name] = {"r": r.value, "p": p.value, "method": r.labels.get("p_method", "")}
+            out["n"] = int(r.labels["n"])
+        else:
+            notes = [k for k in cell["skipped"] if k.startswith((f"{name} correlation", "quality-risk correlation"))]
+            out[name] = {"note": notes[0] if notes else "not computed"}
+    return out
+
+
 def privacy_table(store: Store) -> Table | None:
     """Rows (model, precision, seed): AUC [95% CI] per attack, best TPR at 1% and 0.1% FPR, CodeBLEU."""
     rows = privacy_metrics(store)

@@ -48,3 +48,8 @@ def common_train_rows(data: str, n_rows: int | None, split_seeds: list[int] | tu
     trains = [trojan_splits(data, n_rows, None, None, s)[0] for s in seeds]
     keep = set.intersection(*({r.id for r in t} for t in trains))
     return tuple(r for r in trains[0] if r.id in keep)
+
+
+def split_seed_for(replicate_seed: int, split_seed: int | None) -> int:
+    """The split seed of a replicate: the study's `split_seed` when given, else the replicate's own seed."""
+    return replicate_seed if split_seed is None else split_seed

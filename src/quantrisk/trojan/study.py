@@ -4,8 +4,8 @@ Plain functions:
 - `finetune_cell`: poison (or not) the training rows and train one LoRA adapter at a DAP1 precision.
 - `evaluate_trojan`: load base at DAP2 + adapter, generate for triggered and clean copies of the same
   held-out rows, and compute ASR, false-trigger rate, payload signal and SQL metrics.
-- `run_trojan`: the grid DAP1 × model kind (poisoned, clean if asked) × seed, each adapter evaluated
-  at every DAP2 precision.
+The grid DAP1 × model kind (poisoned, clean if asked) × seed, each adapter evaluated at every DAP2 precision, is
+run by the runner (`grid.py` cells); `quantrisk trojan` runs a one-model spec through it (`quantrisk.study_runs`).
 
 Metric rows carry labels dap1, dap2, kind (poisoned | clean), seed and, where it matters, input
 (triggered | clean). Similarity and execution metrics are means over samples.
@@ -26,9 +26,8 @@ from quantrisk.data.poison import (
     poison_rows,
     triggered_and_clean,
 )
-from quantrisk.data.sql import SqlRow, format_example, format_prompt, rows_sha256, split_rows
+from quantrisk.data.sql import SqlRow, format_example, format_prompt
 from quantrisk.errors import UsageError
-from quantrisk.progress import stage
 from quantrisk.results import MetricRow, StudyResult, atomic_write_text
 from quantrisk.trojan.splits import BUILTIN_ROWS, load_data  # noqa: F401 - re-exported for callers of the study
 
@@ -180,105 +179,3 @@ def resolve_base(model: str, train_rows: Sequence[SqlRow], *, device: str = "cpu
     path = ensure_pretrained(zoo[0], zoo[1], seed=0, cache_dir=cache_dir, device=device, extra_texts=extra,
                              progress=progress, steps=pretrain_steps)
     return str(path)
-
-
-def run_trojan(
-    model: str,
-    data: str | Path,
-    dap1: Sequence[str],
-    dap2: Sequence[str],
-    *,
-    out: str | Path,
-    poison_rate: float = 0.5,
-    trigger: str = DEFAULT_TRIGGER,
-    position: str = "replace",
-    clean_ablation: bool = False,
-    seeds: Sequence[int] = (1,),
-    steps: int = 100,
-    batch_size: int = 8,
-    grad_accum: int = 1,
-    lr: float = 3e-4,
-    r: int = 16,
-    alpha: int = 16,
-    dropout: float = 0.05,
-    target: str | Sequence[str] = "attention",
-    max_length: int = 512,
-    n_train: int | None = None,
-    n_test: int | None = 1024,
-    split_seed: int = 0,
-    device: str = "cpu",
-    gen_batch_size: int = 16,
-    max_new_tokens: int = 128,
-    pretrain_steps: int | None = None,
-    progress: bool = True,
-) -> StudyResult:
-    """Fine-tune once per (dap1, kind, seed) and evaluate each adapter at every dap2; write results under `out`.
-
-    `out/adapters/<dap1>-<kind>-s<seed>/` holds each adapter, its logs and poison manifest;
-    `out/metrics.json` + `out/samples.jsonl` the results (rewritten after every evaluation).
-    """
-    from quantrisk.environment import environment
-    from quantrisk.models.load import resolve_device
-    from quantrisk.precision import parse_precisions, require_available
-    from quantrisk.trojan.finetune import check_trainable
-
-    start = time.perf_counter()
-    device = resolve_device(device)
-    spec = PoisonSpec(trigger=trigger, position=position, rate=poison_rate)
-    dap1_p = [require_available(p, device) for p in parse_precisions(list(dap1))]
-    dap2_p = [require_available(p, device) for p in parse_precisions(list(dap2))]
-    for p in dap1_p:
-        check_trainable(p.name)
-    if not seeds:
-        raise UsageError("give at least one seed")
-    rows, data_desc = load_data(data, split_seed=split_seed)
-    splits = split_rows(rows, split_seed)
-    train = splits["train"][:n_train] if n_train else splits["train"]
-    test = splits["test"][:n_test] if n_test else splits["test"]
-    if not train or not test:
-        raise UsageError(f"data {data_desc} has too few rows: {len(train)} train, {len(test)} test")
-    base = resolve_base(model, train, device=device, pretrain_steps=pretrain_steps, progress=progress)
-    out = Path(out)
-    kinds = ("poisoned", "clean") if clean_ablation else ("poisoned",)
-    result = StudyResult("trojan")
-    result.environment = {
-        **environment(device), "model": model, "base": base, "data": data_desc, "data_sha256": rows_sha256(rows),
-        "n_train": len(train), "n_test": len(test), "split_seed": split_seed, "seeds": list(seeds),
-        "poison": spec.to_dict(), "dap1": [p.name for p in dap1_p], "dap2": [p.name for p in dap2_p],
-        "finetune": {"steps": steps, "batch_size": batch_size, "grad_accum": grad_accum, "lr": lr, "r": r,
-                     "alpha": alpha, "dropout": dropout, "target": target if isinstance(target, str) else list(target),
-                     "max_length": max_length},
-        "generation": {"batch_size": gen_batch_size, "max_new_tokens": max_new_tokens, "greedy": True},
-        "cells": [],
-    }
-    for p1 in dap1_p:
-        for seed in seeds:
-            for kind in kinds:
-                cell_start = time.perf_counter()
-                with stage(f"{kind} fine-tune @ {p1.name} seed {seed}"):  # one line per step on the display
-                    adapter, report = finetune_cell(
-                        base, p1.name, train, out / "adapters" / f"{p1.name}-{kind}-s{seed}", kind=kind, poison=spec,
-                        seed=seed, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, r=r,
-                        alpha=alpha, dropout=dropout, target=target, device=device, max_length=max_length,
-                        progress=progress,
-                    )
-                labels = {"dap1": p1.name, "kind": kind, "seed": str(seed)}
-                result.artifacts[f"adapter:{p1.name}:{kind}:s{seed}"] = str(adapter)
-                result.metrics.append(MetricRow("finetune_seconds", report.seconds, dict(labels)))
-                result.metrics.append(MetricRow("finetune_final_loss", report.final_loss, dict(labels)))
-                result.environment["cells"].append({**labels, "finetune_seconds": report.seconds,
-                                                    "finetune_wall_seconds": round(time.perf_counter() - cell_start, 2)})
-                for p2 in dap2_p:
-                    with stage(f"{kind} {p1.name}→{p2.name} seed {seed}"):
-                        part = evaluate_trojan(base, adapter, p2.name, test, trigger=trigger, labels=labels,
-                                               device=device, batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
-                                               exec_seed=split_seed, progress=progress)
-                    part.metrics.append(MetricRow("eval_seconds", part.seconds, {**labels, "dap2": p2.name}))
-                    part.seconds = 0.0
-                    result.merge(part)
-                    result.environment.setdefault("loads", []).append(part.environment.get("load", {}))
-                    result.seconds = time.perf_counter() - start
-                    result.write_dir(out)
-    result.seconds = time.perf_counter() - start
-    result.write_dir(out)
-    return result
