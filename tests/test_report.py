@@ -218,11 +218,11 @@ def test_full_trojan_table_puts_registered_metrics_first_with_their_orientation(
 
 def test_report_reads_the_derived_numbers_from_the_store(tmp_path):
     # a stored summary that disagrees with the cells on purpose: the report must show it, not recompute its own
-    labels = {"attack": "loss", "x": "codebleu", "y": "auc", "n": "3"}
+    labels = {"attack": "loss", "x": "codebleu", "y": "auc", "n": "3", "p_method": "exact permutation"}
     stored = StudyResult("privacy-summary", [MetricRow("best_attack_auc", 0.6, {"attack": "loss"}),
                                              MetricRow("pearson_r", 0.5, labels), MetricRow("pearson_p", 0.25, labels)],
                          skipped={"spearman correlation: a correlation needs x and y that vary": 1})
     _store(tmp_path / "run", trojan=False, summary_result=stored)
     md = build_report(tmp_path / "run", tmp_path / "out").markdown.read_text()
-    assert "Strongest attack: loss." in md and "Pearson r = 0.500 (p = 0.25)" in md
+    assert "Strongest attack: loss." in md and "Pearson r = 0.500 (p = 0.25, exact permutation)" in md
     assert "Spearman: spearman correlation: a correlation needs x and y that vary" in md

@@ -109,15 +109,18 @@ def collect(run_dir: str | Path, cells: Sequence[Cell], study: str) -> StudyResu
 
 
 def run_study(spec: Spec, out: str | Path, *, progress: bool = True) -> StudyResult:
-    """Run `spec` (one study) into the store under `out` (resuming), stopping at the first failing cell with its own
-    error; then write `out/metrics.json` + `out/samples.jsonl` from the store and return what they hold."""
+    """Run `spec` (one study) into the store under `out` (resuming the same spec; another spec's store moves to
+    `out/previous/`), stopping at the first failing cell with its own error; then write `out/metrics.json` +
+    `out/samples.jsonl` from the store and return what they hold."""
     from quantrisk.executors import LocalExecutor
     from quantrisk.grid import expand
     from quantrisk.runner import run_spec
 
     start = time.perf_counter()
     study = "privacy" if spec.studies.privacy is not None else "trojan"
-    run_spec(spec, out, executor=LocalExecutor(fail_fast=True), progress=progress)
+    # same settings resume; changed settings start a fresh store (the old one moves to OUT/previous/), as the command
+    # used to overwrite its output directory
+    run_spec(spec, out, executor=LocalExecutor(fail_fast=True), progress=progress, new_spec=True)
     cells = expand(spec)
     result = collect(out, cells, study)
     if study == "trojan":
