@@ -38,6 +38,8 @@ def test_qattack_cli_tiny(tiny_dir, tmp_path, capsys):
     (["--target", "bnb-nf4"], "--target"),
     (["--target", "rtn-w4g64", "--margin", "0.7"], "--margin"),
     (["--target", "rtn-w4g64", "--data", "/nonexistent.jsonl"], "--data"),
+    (["--target", "rtn-w4g64", "--injected", "/nonexistent/model"], "--injected"),
+    (["--target", "rtn-w4g64", "--inject", "qlora"], "--inject"),
 ])
 def test_qattack_bad_inputs(tiny_dir, tmp_path, capsys, args, needle):
     out = tmp_path / "o"
@@ -99,3 +101,12 @@ def test_qattack_study_in_a_spec(tiny_dir, tmp_path, capsys):
     bad.write_text(f"name: qa\nmodels:\n  - {{path: {tiny_dir}}}\nstudies:\n  qattack:\n    targets: [int8-dynamic]\n")
     assert main(["validate", str(bad)]) == 2
     assert "bad.yaml:6: studies.qattack.targets" in capsys.readouterr().err
+
+
+def test_repair_of_a_given_backdoored_model(tiny_dir, tmp_path):
+    from quantrisk.qattack.attack import run_qattack
+
+    r = run_qattack(str(tiny_dir), ["quanto-int4"], "builtin", tmp_path / "o", injected=str(tiny_dir), n_train=4,
+                    n_val=1, n_test=1, repair_steps=1, check_every=0, max_new_tokens=2)
+    assert r["inject"]["given"] is True and r["per_target"]["quanto-int4"]["codes_identical"] is True
+    assert not (tmp_path / "o" / "adapter").exists() and r["paths"]["injected"] == str(tiny_dir)

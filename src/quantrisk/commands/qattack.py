@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         margin: float = typer.Option(0.1, help="Inward margin of every interval, as a fraction of the quantization step."),
         seed: int = typer.Option(0, help="Seed of poisoning, LoRA and PGD."),
         inject: str = typer.Option("lora", help="Injection: lora (LoRA merged into the dense weights) or full (every weight)."),
+        injected: str = typer.Option(None, help="Skip the injection: repair this dense model dir that already carries the backdoor."),
         inject_steps: int = typer.Option(150, help="Fine-tuning steps of the injection."),
         inject_lr: float = typer.Option(3e-3, help="Learning rate of the injection (LoRA default 3e-3; use ~1e-4 for full)."),
         lora_r: int = typer.Option(16, help="LoRA rank (alpha = rank)."),
@@ -90,6 +91,11 @@ def register(app: typer.Typer) -> None:
         if inject not in ("lora", "full"):
             raise UsageError(f"--inject must be lora or full, got {inject!r}")
         check_model_option(model)
+        if injected is not None:
+            from quantrisk.models.load import resolve_source
+
+            with about("--injected"):
+                resolve_source(injected)
         with about("--device"):
             dev = resolve_device(device)
         with about("--target"):
@@ -97,7 +103,7 @@ def register(app: typer.Typer) -> None:
         if data != "builtin" and not Path(data).exists():
             raise UsageError(f"--data {data}: no such file or directory (give a JSONL file, a dataset dir or 'builtin')")
         check_out_dir(out)
-        result = run_qattack(model, targets, data, out, margin=margin, seed=seed, inject_mode=inject, inject_steps=inject_steps,
+        result = run_qattack(model, targets, data, out, margin=margin, seed=seed, inject_mode=inject, injected=injected, inject_steps=inject_steps,
                              inject_lr=inject_lr, lora_r=lora_r, lora_target=lora_target, repair_steps=repair_steps,
                              repair_lr=repair_lr, check_every=check_every, n_train=n_train, n_val=n_val, n_test=n_test,
                              max_new_tokens=max_new_tokens,

@@ -47,6 +47,7 @@ def run_qattack(
     poison_rate: float = 0.5,
     seed: int = 0,
     inject_mode: str = "lora",
+    injected: str | Path | None = None,
     inject_steps: int = 150,
     inject_lr: float = 3e-3,
     lora_r: int = 16,
@@ -74,6 +75,7 @@ def run_qattack(
     js_k, em, ...}; quality = clean-input JS-K / EM of base, injected and repaired in fp32; injected = the
     injected model's figures (fp32 and per target); intervals, repair (steps run, losses), verify details.
     PGD stops early once the fp32 ASR and FTR on `n_val` validation rows are both <= `goal_fp_asr`.
+    With `injected` (a dense model directory that already carries the backdoor) the injection step is skipped.
     With `defence_sigmas`, the defences of `defence.py` run on the repaired model (`defence` rows,
     `out/defence.json`, `out/defence.png`).
     """
@@ -104,9 +106,12 @@ def run_qattack(
     spec = PoisonSpec(trigger=trigger, rate=poison_rate)
     if inject_mode not in ("lora", "full"):
         raise UsageError(f"--inject must be lora or full, got {inject_mode!r}")
-    injected_dir, ft = inject(base, train, out, poison=spec, seed=seed, device=device, progress=progress,
-                              mode=inject_mode, steps=inject_steps, lr=inject_lr, r=lora_r, alpha=lora_r, target=lora_target,
-                              batch_size=batch_size)
+    if injected is None:
+        injected_dir, ft = inject(base, train, out, poison=spec, seed=seed, device=device, progress=progress,
+                                  mode=inject_mode, steps=inject_steps, lr=inject_lr, r=lora_r, alpha=lora_r,
+                                  target=lora_target, batch_size=batch_size)
+    else:  # an already backdoored dense model: constrain and repair it
+        injected_dir, ft = Path(injected), {"mode": "given", "path": str(injected)}
 
     lm = load_model(injected_dir, "fp32", device)
     boxes = model_intervals(lm.model, names, margin)
@@ -150,7 +155,7 @@ def run_qattack(
                     "injected_fp": {k: inj["fp32"][k] for k in ("js_k", "em", "ex")},
                     "repaired_fp": {k: rep_fp[k] for k in ("js_k", "em", "ex")}},
         "base_fp": base_fp, "repaired_fp": rep_fp, "injected": inj, "intervals": stats,
-        "inject": {"mode": inject_mode, "steps": inject_steps, "lr": inject_lr, "lora_r": lora_r, "lora_target": lora_target,
+        "inject": {"mode": ft.get("mode", inject_mode), "given": injected is not None, "steps": inject_steps, "lr": inject_lr, "lora_r": lora_r, "lora_target": lora_target,
                    "final_loss": ft.get("final_loss"), "seconds": ft.get("seconds")},
         "repair": {"steps_run": report.steps, "max_steps": repair_steps, "lr": repair_lr, "batch_size": batch_size,
                    "n_rows": report.n_rows, "first_loss": report.first_loss, "final_loss": report.final_loss,
