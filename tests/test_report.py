@@ -98,7 +98,7 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
     assert all(set(f) == {"claim", "statement", "test", "effect", "ci", "p", "verdict", "why"} for f in found)
     assert all(f["verdict"] in ("holds", "does not hold", "inconclusive") and f["why"] for f in found)
     head = md[md.index("## Headline"):md.index("## Privacy study")]
-    assert "- P1 does not hold: " in head and "T3 holds: " in head  # the findings open the report
+    assert "| P1 | does not hold |" in head and "| T3 | holds |" in head  # the findings open the report (a table)
     assert "0 of 20 outputs contain the payload" in head  # the fake clean fine-tune: 10 prompts x 2 DAP2
     # one model: P4 needs two; the three-point correlation's exact p is at least 1/3
     assert found[3]["verdict"] == "inconclusive" and "two models" in found[3]["why"]
@@ -130,7 +130,8 @@ def test_trojan_tables_cis_deltas_no_duplicates_and_floor_notes(tmp_path):
            f"{d:+.2f}{nb}[{dlo:+.2f},{nb}{dhi:+.2f}] | 0.00{nb}[0.00,{nb}0.28] n=10 |")
     assert row in md
     assert "| llama-tiny | poisoned | fp32 | fp32 | 0 | 1.00" in md and "| baseline |" in md
-    full = md[md.index("<summary>Trojan: every metric"):md.index("</details>")]
+    start = md.index("<summary>Trojan: every metric")
+    full = md[start:md.index("</details>", start)]
     header = full.splitlines()[2]
     assert "payload_rate" not in header and "asr" in header and "ftr" in header  # no duplicate columns
     # EM is 0 in every row; the tpr at 0.1% FPR too: each table says so
@@ -145,8 +146,10 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
     rep = build_report(tmp_path / "run", tmp_path / "out")
     md = rep.markdown.read_text()
     head = md[md.index("## Headline"):md.index("## Privacy study")]
-    assert head.index("- P1 ") < head.index("- privacy · pythia-tiny") < head.index("- trojan · llama-tiny")  # findings first
-    assert "test: " in head and not any("test: " in x for x in rep.headline)  # the terminal lines leave the test out
+    # per study first, then the findings as a table (claim, verdict, statement, evidence), their tests folded below
+    assert head.index("- privacy · pythia-tiny") < head.index("- trojan · llama-tiny") < head.index("| P1 |")
+    assert "| claim | verdict | statement | evidence |" in head and "<summary>Tests used</summary>" in head
+    assert rep.headline[0].startswith("P1 ") and not any("test: " in x for x in rep.headline)  # terminal: findings first
     assert [x.split(":")[0] for x in rep.headline if x.startswith(("privacy", "trojan"))] == [
         "privacy · pythia-tiny", "trojan · llama-tiny (poisoned, DAP1 fp32)", "trojan · llama-tiny (clean, DAP1 fp32)"]
     with Store(tmp_path / "run", create=False) as st:

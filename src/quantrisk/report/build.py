@@ -104,11 +104,23 @@ def headline_section(store: Store, found: list[dict[str, Any]], rows: RunRows | 
     heads = study_headlines(store, rows.paired() if rows is not None else None)
     if not heads and not found:
         return None
-    lines = [finding_line(f, with_test=True) for f in found] + [h.line() for h in heads]
-    text = ("Claims of the two studies tested on this run's data first, then per study the baseline and the largest "
-            "change against it (95% CI)." if found else
-            "Per study: the baseline and the largest change against it (95% CI); no claim tests in this version.")
-    return Section("Headline", text, lines=lines)
+    text = ("Per study: the baseline and the largest change against it (95% CI); below, the claims of the two studies "
+            "tested on this run's data (the test of each folded under the table).")
+    table = findings_table(found) if found else None
+    tests = Table("Tests used", ["claim", "test"], [[f.get("claim"), f.get("test")] for f in found]) if found else None
+    if table is not None:
+        table.wrap = True
+    if tests is not None:
+        tests.wrap = True
+    return Section("Headline", text, table=table, lines=[h.line() for h in heads], details=tests)
+
+
+def findings_table(found: list[dict[str, Any]]) -> Table:
+    """One row per claim: verdict, statement, and the evidence (why, effect, CI, p) in words."""
+    from quantrisk.report.headline import finding_evidence
+
+    return Table("Findings", ["claim", "verdict", "statement", "evidence"],
+                 [[f.get("claim"), f.get("verdict"), f.get("statement"), finding_evidence(f)] for f in found])
 
 
 def collect_sections(store: Store, found: list[dict[str, Any]] | None = None, rows: RunRows | None = None) -> list[Section]:
@@ -130,11 +142,12 @@ def collect_sections(store: Store, found: list[dict[str, Any]] | None = None, ro
             secs.append(Section("Paired comparisons", "Each precision against the full-precision baseline on the same "
                                 "samples: paired bootstrap CIs; DeLong's test, Holm-adjusted over the precisions × "
                                 "attacks of a model.", pc))
-        img = plots.delta_auc_vs_bits(store)
+        img = plots.delta_auc_vs_bits(store, rows.paired())
         if img:
             secs.append(Section("ΔAUC vs bits", "Change of each attack's AUC against the full-precision baseline; "
-                                "marker shape = back-end, band = 95% CI of the AUC at that precision shifted by the "
-                                "baseline.", None, ("delta_auc_vs_bits.png", img)))
+                                "marker shape = back-end, band = 95% paired bootstrap CI of the change (same samples; "
+                                "where a precision has none, its own AUC CI shifted by the baseline).", None,
+                                ("delta_auc_vs_bits.png", img)))
         img = plots.tpr_vs_bits(store)
         if img:
             secs.append(Section("TPR at low FPR vs bits", "", None, ("tpr_vs_bits.png", img)))
@@ -193,9 +206,14 @@ def _md_table(t: Table) -> str:
 def _html_table(t: Table) -> str:
     """The table inside a horizontally scrolling container, its notes below."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>" for row in t.rows)
+    def td(col: str, v: Any) -> str:
+        cls = f' class="verdict {str(v).replace(" ", "-")}"' if col == "verdict" else ""
+        return f"<td{cls}>{html.escape(fmt(v))}</td>"
+
+    body = "".join("<tr>" + "".join(td(c, v) for c, v in zip(t.columns, row, strict=False)) + "</tr>" for row in t.rows)
     notes = "".join(f'<p class="note">Note: {html.escape(n)}</p>' for n in t.notes)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{notes}'
+    cls = ' class="wrap"' if t.wrap else ""
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{notes}'
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -203,7 +221,9 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;white-space:nowrap}
 th{background:#f2f2f2}img{max-width:100%}h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
 .note{font-size:12px;color:#555;margin:.2em 0}ul.headline li{margin:.35em 0}
-details{margin:.5em 0 1.5em}summary{cursor:pointer;color:#0645ad}"""
+details{margin:.5em 0 1.5em}summary{cursor:pointer;color:#0645ad}
+table.wrap td{white-space:normal;min-width:6em;max-width:48em;vertical-align:top}
+td.verdict{font-weight:600;white-space:nowrap}td.holds{color:#0a6b2e}td.does-not-hold{color:#a11}td.inconclusive{color:#8a6d00}"""
 
 
 def build_report(store: str | Path, out_dir: str | Path) -> Report:

@@ -153,6 +153,12 @@ def _num(x: Any) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
+def finding_evidence(f: dict[str, Any]) -> str:
+    """The why of a finding with its effect, CI and p: `zlib first in 3 of 3 cells (effect 0.06; p 0.0001)`."""
+    line = finding_line(f)
+    return line.split(": ", 1)[1].split(" — ", 1)[1] if " — " in line else line.split(": ", 1)[1]
+
+
 def finding_line(f: dict[str, Any], with_test: bool = False) -> str:
     """`P1 holds: quantization lowers MI risk — why (effect -0.25, CI [-0.3, -0.2], p 0.003)`; `with_test` adds the
     test used (the report has room for it, the terminal does not)."""

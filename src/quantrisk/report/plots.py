@@ -98,15 +98,17 @@ def _jitter(i: int, n: int) -> float:
     return float(2 ** ((i - (n - 1) / 2) * 0.06))
 
 
-def delta_auc_vs_bits(store: Store) -> bytes | None:
+def delta_auc_vs_bits(store: Store, paired_rows: list[dict[str, Any]] | None = None) -> bytes | None:
     """ΔAUC (precision − full-precision baseline, same model and attack) against weight bits on a numeric axis,
     one panel per attack, one colour per model, back-end as marker shape; the band is the precision's 95%
-    bootstrap CI shifted by the baseline AUC (the paired CI of Δ when the store has `delta_auc`)."""
+    bootstrap CI shifted by the baseline AUC, or the paired CI of Δ where the run has one (`delta_auc` rows of
+    `paired_rows`, the run's paired comparisons, else of the store)."""
     rows = store.metrics(kind="privacy", name="auc")
     if not rows:
         return None
     data = _mean_by(rows, ("model", "attack", "precision"))
-    paired = _mean_by(store.metrics(kind="privacy-summary", name="delta_auc"), ("model", "attack", "precision"))
+    paired = _mean_by([m for m in (paired_rows if paired_rows is not None else store.metrics(name="delta_auc"))
+                       if m["name"] == "delta_auc"], ("model", "attack", "precision"))
     models = sorted({k[0] for k in data})
     attacks = list(dict.fromkeys(k[1] for k in data))
     plt = _plt()
@@ -126,7 +128,9 @@ def delta_auc_vs_bits(store: Store) -> bytes | None:
             pts = []
             for p in sorted(precs, key=lambda p: (bits_of(p), p)):
                 v, lo, hi = data[(model, attack, p)]
-                if (model, attack, p) in paired and paired[(model, attack, p)][1] is not None:
+                if p == precs[0]:  # the baseline itself: Δ = 0 by definition
+                    d, dlo, dhi = 0.0, 0.0, 0.0
+                elif (model, attack, p) in paired and paired[(model, attack, p)][1] is not None:
                     d, dlo, dhi = paired[(model, attack, p)]
                 else:
                     d = v - base
@@ -160,8 +164,8 @@ def delta_auc_vs_bits(store: Store) -> bytes | None:
 
 
 def tpr_vs_bits(store: Store) -> bytes | None:
-    """TPR at 1% and 0.1% FPR of the strongest attack against weight bits, one colour per model, back-end as marker;
-    dotted lines are the FPR itself (what a random guess reaches)."""
+    """TPR at 1% and 0.1% FPR of the strongest attack against weight bits, one colour per model, back-end as marker,
+    band = the TPR's 95% bootstrap CI where stored; dotted lines are the FPR itself (what a random guess reaches)."""
     attack = best_attack(store)
     series = {}
     for name in ("tpr@1%fpr", "tpr@0.1%fpr"):
@@ -183,6 +187,9 @@ def tpr_vs_bits(store: Store) -> bytes | None:
                 continue
             xs = [b * _jitter(mi, len(models)) for b, _, _ in pts]
             ax.plot(xs, [v for _, v, _ in pts], color=colors[model], lw=1)
+            cis = [data[(model, p)][1:] for _, _, p in pts]
+            if all(lo is not None and hi is not None for lo, hi in cis):  # bootstrap CI of the TPR, where stored
+                ax.fill_between(xs, [c[0] for c in cis], [c[1] for c in cis], color=colors[model], alpha=0.15, lw=0)
             for x, (b, v, p) in zip(xs, pts, strict=True):
                 ax.plot([x], [v], marker=marker_of(p), color=colors[model], ms=6, ls="")
                 allbits.add(b)
@@ -294,8 +301,10 @@ def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
     precs = _precision_order({k[1] for k in keys})
     pcolor = {p: f"C{i % 10}" for i, p in enumerate(precs)}
     mmarker = {m: "osD^vP*X"[i % 8] for i, m in enumerate(models)}
-    for k in keys:  # a legend instead of point labels: labels of near points overlap
-        ax.scatter([cb[k][0]], [auc[k][0]], color=pcolor[k[1]], marker=mmarker[k[0]], s=40, edgecolor="black", lw=0.4)
+    for k in keys:  # a legend instead of point labels (labels of near points overlap); earlier precisions drawn
+        rank = precs.index(k[1])  # larger and below, so coinciding points show as rings
+        ax.scatter([cb[k][0]], [auc[k][0]], color=pcolor[k[1]], marker=mmarker[k[0]], s=40 + 45 * (len(precs) - 1 - rank),
+                   edgecolor="black", lw=0.4, zorder=2 + rank)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", color=pcolor[p], label=p) for p in precs]
@@ -340,8 +349,12 @@ def trojan_rates(store: Store) -> bytes | None:
                 err[0].append(v - float(np.mean(lo)) if lo else 0.0)
                 err[1].append(float(np.mean(hi)) - v if hi else 0.0)
                 top = max(top, v)
-            ax.bar(np.arange(len(combos)) + (j - 0.5) * width, vals, width, yerr=err, capsize=3, label=labels[name],
-                   color=("tab:red", "tab:blue")[j], alpha=0.8, error_kw={"lw": 0.8})
+            xs = np.arange(len(combos)) + (j - 0.5) * width
+            ax.bar(xs, vals, width, yerr=err, capsize=3, label=labels[name], color=("tab:red", "tab:blue")[j],
+                   alpha=0.8, error_kw={"lw": 0.8})
+            for x, v, up in zip(xs, vals, err[1], strict=True):  # a bar at 0 draws nothing: say it, above its CI
+                if v == 0.0:
+                    ax.text(x, up + 0.02, "0", ha="center", va="bottom", fontsize=7, color=("tab:red", "tab:blue")[j])
         if top == 0.0:
             empty_panel(ax, "all 0" + (f" (n = {', '.join(map(str, sorted(ns)))} per bar)" if ns else ""))
         ax.set_xticks(range(len(combos)), [f"{a}→{b}" for a, b in combos], rotation=30, ha="right", fontsize=8)
@@ -377,6 +390,9 @@ def payload_violins(store: Store) -> bytes | None:
         for b in parts["bodies"]:
             b.set_facecolor(color)
             b.set_alpha(0.5)
+        for key in ("cmedians", "cbars", "cmins", "cmaxes"):
+            if key in parts:
+                parts[key].set_color(color)
         ax.plot([], [], color=color, lw=6, alpha=0.5, label="triggered inputs" if trig else "clean inputs")
     ax.set_xticks(range(len(combos)), [f"{m}\n{a}→{b}" for m, a, b in combos], rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("payload signal (mean payload-token probability per step)")

@@ -21,6 +21,7 @@ class Table:
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    wrap: bool = False  # cells of prose (findings) wrap; numeric tables never do
 
 
 def bits_of(precision: str) -> int:
@@ -60,8 +61,8 @@ def extremes_note(values: dict[str, list[float]]) -> list[str]:
             continue
         for bound, word in ((0.0, "floor (0)"), (1.0, "ceiling (1)")):
             if all(abs(v - bound) < 1e-12 for v in vals):
-                notes.append(f"{name} is at its {word} in every row ({len(vals)}): the task or attack cannot separate "
-                             "the precisions on this metric at this scale.")
+                notes.append(f"{name} is at its {word} in every row ({len(vals)}): the rows cannot differ on it, "
+                             "so it says nothing about the precisions at this scale.")
     return notes
 
 
@@ -191,8 +192,8 @@ def trojan_table(store: Store) -> Table | None:
     if not cells:
         return None
     out = Table("Trojan: attack success and false triggers [95% Wilson CI], change vs the full-precision cell",
-                ["model", "kind", "DAP1", "DAP2", "seed", "ASR [95% CI]", "ΔASR vs base [95% CI]",
-                 "false triggers [95% CI]", "PS trig.", "PS clean", "JS-K clean", "EX clean"])
+                ["model", "kind", "DAP1", "DAP2", "seed", "ASR [95% CI]", "ΔASR [95% CI]", "false trig. [95% CI]",
+                 "PS trig.", "PS clean", "JS-K clean", "EX clean"])
     values: dict[str, list[float]] = defaultdict(list)
     for key in sorted(cells, key=_sort_trojan):
         m = cells[key]
@@ -203,7 +204,7 @@ def trojan_table(store: Store) -> Table | None:
                           _rate_cell(m.get("ftr"), m.get("n_inputs[input=clean]"))]
         for name in ("ps_mean[input=triggered]", "ps_mean[input=clean]", "js_k[input=clean]", "ex[input=clean]"):
             r = m.get(name)
-            row.append(r["value"] if r else None)
+            row.append(None if r is None else f"{r['value']:.2g}" if name.startswith("ps") else f"{r['value']:.3f}")
             if r:
                 values[name].append(r["value"])
         for name in ("asr", "ftr"):
