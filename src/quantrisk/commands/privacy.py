@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
                                         "SOURCE[:N[:SEED]], SOURCE = reference (the model's reference split) or a "
                                         "JSONL file with 'text'; default N 128, seed 0. Never overlaps the evaluation set."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-        ci: bool = typer.Option(False, "--ci", help="Show the AUCs' 95% CIs in the table (on a second line of each cell)."),
+        ci: bool = typer.Option(False, "--ci", help="Also print the AUCs' 95% CIs and TPR at 1% / 0.1% FPR: a second table, one row per precision and attack."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
         """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision, through the runner
