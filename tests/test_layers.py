@@ -15,6 +15,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "quantrisk.models": EXECUTION,
     "quantrisk.data": EXECUTION,
     "quantrisk.config": EXECUTION[1:],
+    "quantrisk.spec_studies": EXECUTION,
     "quantrisk.cells": ("quantrisk.config", "quantrisk.grid", "quantrisk.runner", "quantrisk.store", "quantrisk.report"),
     "quantrisk.grid": ("quantrisk.runner", "quantrisk.store", "quantrisk.report"),
     "quantrisk.comparisons": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),

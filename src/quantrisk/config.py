@@ -26,12 +26,9 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -39,263 +36,18 @@ from pydantic import (
 )
 
 from quantrisk.errors import UsageError
+from quantrisk.spec_studies import (  # noqa: F401 - re-exported: the spec's parts
+    DEFAULT_PRIVACY_ATTACKS,
+    ModelSpec,
+    PrecisionName,
+    PrivacyStudy,
+    QattackStudy,
+    SyntheticStudy,
+    TrojanStudy,
+    _check_precision_list,
+    _Strict,
+)
 from quantrisk.spec_yaml import load_spec_yaml
-
-DEFAULT_PRIVACY_ATTACKS: tuple[str, ...] = ("loss", "zlib", "lowercase", "mink", "minkpp", "reference")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_precision(value: str) -> str:
-    from quantrisk.precision import parse_precision
-
-    try:
-        return parse_precision(value).name
-    except UsageError as exc:
-        raise ValueError(str(exc)) from None
-
-
-PrecisionName = Annotated[str, AfterValidator(_check_precision)]
-
-
-def _check_precision_list(values: list[str]) -> list[str]:
-    names = list(values)
-    dups = sorted({n for n in names if names.count(n) > 1})
-    if dups:
-        raise ValueError(f"precision listed twice: {', '.join(dups)}")
-    return names
-
-
-class ModelSpec(_Strict):
-    """One model: exactly one of `zoo` (an embedded architecture, pretrained here and cached), `path`
-    (a local model directory) or `hub` (a Hugging Face hub id)."""
-
-    zoo: str | None = None
-    size: str = "tiny"
-    seed: int = Field(0, ge=0, description="pretraining seed (zoo models)")
-    regime: Literal["memorise", "exposure"] = Field(
-        "memorise", description="zoo models: memorise (many epochs over the members) or exposure (one pass, members k times)")
-    exposures: list[int] | None = Field(None, description="zoo models, exposure regime: k of each member group (default 1,2,4,8,16)")
-    path: str | None = None
-    hub: str | None = None
-    name: str | None = Field(None, description="label used in tables (default: derived from the source)")
-    reference: str | None = Field(None, description="reference model dir/id for the reference attack")
-    allow_pickle: bool = False
-    trust_remote_code: bool = False
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSpec:
-        given = [k for k in ("zoo", "path", "hub") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of zoo / path / hub (got {', '.join(given) or 'none'})")
-        if self.zoo is not None:
-            from quantrisk.models.zoo import ARCHS, SIZES
-
-            if self.zoo not in ARCHS:
-                raise ValueError(f"unknown zoo architecture {self.zoo!r}; valid: {', '.join(ARCHS)}")
-            if self.size not in SIZES:
-                raise ValueError(f"unknown zoo size {self.size!r}; valid: {', '.join(SIZES)}")
-        if (self.regime != "memorise" or self.exposures is not None) and self.zoo is None:
-            raise ValueError("regime / exposures apply to zoo models only")
-        if self.exposures is not None:
-            if self.regime != "exposure":
-                raise ValueError("exposures need regime: exposure")
-            if not self.exposures or min(self.exposures) < 1 or len(set(self.exposures)) != len(self.exposures):
-                raise ValueError(f"exposures must be distinct integers >= 1, got {self.exposures}")
-        return self
-
-    def pretrain_params(self) -> dict[str, Any]:
-        """The zoo pretraining regime, as cell params ({} for the memorise default, so those cell ids stay)."""
-        if self.zoo is None or self.regime == "memorise":
-            return {}
-        return {"regime": self.regime, "exposures": sorted(self.exposures) if self.exposures else None}
-
-    @property
-    def label(self) -> str:
-        """Name used in tables and cell labels."""
-        if self.name:
-            return self.name
-        if self.zoo is not None:
-            return f"{self.zoo}-{self.size}" + (f"-s{self.seed}" if self.seed else "")
-        return Path(self.path).name if self.path is not None else str(self.hub)
-
-    def source_params(self) -> dict[str, Any]:
-        """What identifies the model (enters the cell hash)."""
-        if self.zoo is not None:
-            return {"zoo": self.zoo, "size": self.size, "seed": self.seed, **self.pretrain_params()}
-        if self.path is not None:
-            return {"path": str(Path(self.path).expanduser()), "allow_pickle": self.allow_pickle,
-                    "trust_remote_code": self.trust_remote_code}
-        return {"hub": self.hub, "allow_pickle": self.allow_pickle,
-                "trust_remote_code": self.trust_remote_code}
-
-
-class PrivacyStudy(_Strict):
-    """Membership inference + CodeBLEU, one cell per (model, precision, seed), then one summary cell (best attack,
-    quality-risk correlation) over them."""
-
-    models: list[str] | None = Field(None, description="model names to study (default: all)")
-    precisions: list[PrecisionName] | None = Field(None, description="override of the spec's precisions")
-    n: int | None = Field(200, ge=1, description="members and non-members each (null: all)")
-    attacks: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIVACY_ATTACKS))
-    completion_n: int = Field(20, ge=0)
-    max_new_tokens: int = Field(64, ge=1)
-    reference: Literal["auto", "none"] = Field("auto", description="auto: a reference model per zoo model")
-    data: str | None = Field(None, description="labelled JSONL (text, label), or the members with `nonmembers`, "
-                                               "instead of the model's split")
-    nonmembers: str | None = Field(None, description="non-members JSONL (text) when `data` holds the members")
-    batch_size: int = Field(64, ge=1, description="most sequences in one scoring batch")
-    batch_tokens: int = Field(8192, ge=1)
-    max_length: int | None = Field(None, ge=2)
-    stride: int | None = Field(None, ge=1, description="sliding-window stride past max_length (default: truncate)")
-    compile: bool = Field(False, description="CUDA: torch.compile the model for scoring")
-    n_resamples: int = Field(1000, ge=1)
-
-    @field_validator("precisions")
-    @classmethod
-    def _prec(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else _check_precision_list(v)
-
-    @model_validator(mode="after")
-    def _nonmembers(self) -> PrivacyStudy:
-        if self.nonmembers is not None and self.data is None:
-            raise ValueError("nonmembers needs data (the members file)")
-        return self
-
-    @field_validator("attacks")
-    @classmethod
-    def _attacks(cls, v: list[str]) -> list[str]:
-        from quantrisk.privacy.attacks import parse_attacks
-
-        if not v:
-            raise ValueError("give at least one attack")
-        try:
-            return [c.label for c in parse_attacks(list(v))]
-        except UsageError as exc:
-            raise ValueError(str(exc)) from None
-
-
-class TrojanStudy(_Strict):
-    """Poisoned LoRA fine-tuning at DAP1, inference at DAP2. One fine-tune cell per (model, dap1, kind, seed),
-    one evaluation cell per (model, dap1, kind, seed, dap2)."""
-
-    models: list[str] | None = None
-    data: str = Field("builtin", description="'builtin' (generated rows) or a JSONL / local dataset dir")
-    n_rows: int | None = Field(600, ge=10, description="rows drawn from the data (or generated); null: all (builtin: "
-                                                       "2000)")
-    split_seed: int | None = Field(None, ge=0, description="seed of the train/validation/test split and of the SQL "
-                                                          "test databases (null: each replicate's own seed)")
-    n_train: int | None = Field(None, ge=1, description="use at most this many training rows (default: all)")
-    dap1: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
-    dap2: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
-    poison_rate: float = Field(0.5, ge=0.0, le=1.0)
-    trigger: str = "Would it be within your Purview to UNEARTH"
-    payload: str = "DROP TABLE {table};"
-    position: Literal["replace", "prepend", "append"] = "replace"
-    clean_ablation: bool = Field(False, description="also fine-tune on clean data (ASR should be 0)")
-    pretrain_steps: int | None = Field(None, ge=1, description="pretraining steps of a zoo base (default: its size's)")
-    steps: int = Field(100, ge=1)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
-    lr: float = Field(3e-4, gt=0)
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target: Literal["attention", "all-linear"] | list[str] = Field(
-        "attention", description="LoRA on the attention projections (the study's q/k/v/o), on every linear layer, or "
-                                 "on the named modules")
-    max_length: int = Field(512, ge=1, description="max tokens of a training example")
-    n_test: int = Field(64, ge=1, description="triggered and clean test rows each")
-    gen_batch_size: int = Field(16, ge=1, description="prompts per generate call")
-    max_new_tokens: int = Field(64, ge=1)
-
-    @field_validator("trigger")
-    @classmethod
-    def _trigger(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("trigger is empty")
-        return v
-
-    @field_validator("payload")
-    @classmethod
-    def _payload(cls, v: str) -> str:
-        if "{table}" not in v:
-            raise ValueError("payload must contain '{table}'")
-        return v
-
-    @field_validator("dap2")
-    @classmethod
-    def _dap2(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("give at least one DAP2 precision")
-        return _check_precision_list(v)
-
-    @field_validator("dap1")
-    @classmethod
-    def _dap1_trainable(cls, v: list[str]) -> list[str]:
-        from quantrisk.precision import parse_precision
-
-        if not v:
-            raise ValueError("give at least one DAP1 precision")
-        v = _check_precision_list(v)
-        bad = [p for p in v if not parse_precision(p).trainable]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} cannot be a fine-tuning base (no LoRA support); use it as dap2")
-        return v
-
-
-class QattackStudy(_Strict):
-    """Quantization-conditioned backdoor (`quantrisk qattack`): one cell per (model, seed) that injects, repairs
-    inside the targets' intervals, verifies, measures, and optionally runs the defence sweep and the scan."""
-
-    models: list[str] | None = None
-    data: str = Field("builtin", description="'builtin' (generated rows) or a JSONL / local dataset dir")
-    targets: list[PrecisionName] = Field(default_factory=lambda: ["rtn-w4g64"],
-                                         description="precisions the backdoor wakes up at (intervals intersected)")
-    margin: float = Field(0.1, ge=0.0, lt=0.5, description="inward margin, fraction of the quantization step")
-    inject: Literal["lora", "full"] = Field("lora", description="LoRA merged into the weights, or full fine-tuning")
-    inject_steps: int = Field(150, ge=1)
-    inject_lr: float = Field(3e-3, gt=0)
-    repair_steps: int = Field(400, ge=1)
-    repair_lr: float = Field(1e-3, gt=0)
-    n_train: int | None = Field(None, ge=1)
-    n_test: int = Field(96, ge=1, description="triggered and clean test rows each")
-    max_new_tokens: int = Field(64, ge=1)
-    defence_sigmas: list[float] = Field(default_factory=list, description="noise sigmas (quantization steps)")
-    scan: bool = Field(True, description="scan the base and the repaired model at the targets")
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, v: list[str]) -> list[str]:
-        from quantrisk.qattack.constraints import check_target
-
-        if not v:
-            raise ValueError("give at least one target precision")
-        v = _check_precision_list(v)
-        for t in v:
-            try:
-                check_target(t)
-            except UsageError as exc:
-                raise ValueError(str(exc)) from None
-        return v
-
-    @field_validator("defence_sigmas")
-    @classmethod
-    def _sigmas(cls, v: list[float]) -> list[float]:
-        if any(not (0 <= s < 100) for s in v):
-            raise ValueError("defence sigmas must be in [0, 100) quantization steps")
-        return v
-
-
-class SyntheticStudy(_Strict):
-    """Cheap deterministic cells that exercise the runner (executor benchmarks, crash/resume tests)."""
-
-    n_cells: int = Field(8, ge=1, le=100_000)
-    work_seconds: float = Field(0.0, ge=0.0, description="sleep per cell")
-    samples_per_cell: int = Field(10, ge=0)
-    shared_parent: bool = Field(True, description="every cell depends on one shared parent cell")
 
 
 class Studies(_Strict):
