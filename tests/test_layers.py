@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "quantrisk"
 EXECUTION = ("quantrisk.config", "quantrisk.grid", "quantrisk.cells", "quantrisk.runner", "quantrisk.executors",
-             "quantrisk.store", "quantrisk.report", "quantrisk.commands", "quantrisk.cli")
+             "quantrisk.store", "quantrisk.report", "quantrisk.commands", "quantrisk.cli", "quantrisk.study_runs")
 # module (or package) -> module prefixes it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "quantrisk.privacy": EXECUTION,
@@ -21,7 +21,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "quantrisk.comparisons": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),
     "quantrisk.findings": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),
     "quantrisk.report": ("quantrisk.privacy", "quantrisk.trojan", "quantrisk.models", "quantrisk.cells",
-                         "quantrisk.runner", "quantrisk.grid"),
+                         "quantrisk.runner", "quantrisk.grid", "quantrisk.study_runs"),
+    "quantrisk.study_runs": ("quantrisk.report", "quantrisk.commands", "quantrisk.cli"),
 }
 # the registries' metadata (names, orientation) may be read above their layer
 ALLOWED = ("quantrisk.trojan.metrics", "quantrisk.privacy.attacks")
