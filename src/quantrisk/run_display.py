@@ -44,11 +44,22 @@ class RunDisplay:
 
             console = console or (Console() if sys.stdout.isatty() else Console(width=100))
 
+            class StepEta(TimeRemainingColumn):
+                """`eta 0:01:40` for the step in flight; nothing for the cells row (cells differ too much in length
+                for a rate over cells to predict anything)."""
+
+                def render(self, task: Any) -> Any:
+                    from rich.text import Text
+
+                    if task.fields.get("no_eta"):
+                        return Text("")
+                    return Text("eta ", style="progress.remaining") + super().render(task)
+
             self.bar = Progress(TextColumn("{task.description}", table_column=Column(width=44, no_wrap=True,
                                                                                      overflow="ellipsis")),
-                                BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True)
-            self.cells = self.bar.add_task("cells", total=total)
+                                BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(), StepEta(),
+                                console=console, transient=True)
+            self.cells = self.bar.add_task("cells", total=total, no_eta=True)
             self.step = self.bar.add_task("", total=None, visible=False)
             self.bar.start()
 
