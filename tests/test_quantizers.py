@@ -260,4 +260,19 @@ def test_gptq_calibrates_and_beats_rtn_on_the_calibration_text(tiny_model_dirs, 
     g = load_model(d, "gptq-w2g64", calibration=spec)
     assert g.record.calibration["n_texts"] == 3 and g.record.library == "llmcompressor"
     assert g.record.nominal_bytes < load_model(d, "fp32").record.nominal_bytes / 4
+    assert g.record.fp16_bytes == load_model(d, "fp32").record.fp16_bytes  # scales are not model parameters
     assert abs(nll(g) - ref) <= abs(nll(load_model(d, "rtn-w2g64")) - ref)
+
+
+def test_precisions_cli_lists_the_new_strings_with_availability(capsys):
+    from quantrisk.cli import main
+
+    assert main(["precisions", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["precisions"]}
+    assert {"torchao-int8wo", "torchao-w8a8", "torchao-int4wo-g128", "torchao-fp8", "w8a8-static", "w8a8-static-fp8",
+            "hqq-w4g64", "gptq-w4g128", "int8-dynamic"} <= set(rows)
+    assert rows["w8a8-static"]["calibrated"] and rows["w8a8-static"]["activations"] == "int8-static"
+    assert not rows["torchao-fp8"]["available"] and "cuda only" in rows["torchao-fp8"]["reason"]
+    assert main(["precisions"]) == 0
+    out = capsys.readouterr().out
+    assert "torchao-fp8: torchao-fp8 runs on cuda only, not cpu" in out and "also valid: rtn-w{2..8}g{16..256}" in out

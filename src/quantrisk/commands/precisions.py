@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List every precision with back-end, library + version, bits, activations, whether it needs calibration
         data, devices, whether it can be a LoRA base (DAP1), and whether it runs on this machine (and why not)."""
-        from quantrisk.commands._output import print_json, print_table
+        from quantrisk.commands._output import print_json, print_table, print_wrapped
         from quantrisk.errors import about
         from quantrisk.models.quantizers import QUANTIZERS
         from quantrisk.precision import availability, device_type, known_precisions
@@ -31,10 +31,15 @@ def register(app: typer.Typer) -> None:
             print_json({"device": device, "precisions": rows, "patterns": patterns})
             return
         print_table(
-            f"precisions (availability on {device}; patterns: {'; '.join(patterns)})",
-            ["precision", "backend", "library", "bits", "group", "activations", "calib", "devices", "DAP1",
-             "available", "note"],
-            [[r["name"], r["backend"], (r["library"] or "torch") + (f" {r['library_version']}" if r["library_version"] else ""),
-              r["bits"], r["group_size"], r["activations"], "yes" if r["calibrated"] else "-", "/".join(r["devices"]),
-              "yes" if r["trainable"] else "no", "yes" if r["available"] else "no", r["reason"]] for r in rows],
+            f"precisions (availability on {device})",
+            ["precision", "library (back-end)", "bits", "group", "activations", "calib", "devices", "DAP1", "here"],
+            [[r["name"], (r["library"] or "torch") + (f" ({r['backend']})" if r["backend"] != r["library"] else ""), r["bits"], r["group_size"], r["activations"],
+              "yes" if r["calibrated"] else "-", "/".join(r["devices"]), "yes" if r["trainable"] else "no",
+              "yes" if r["available"] else "no"] for r in rows],
         )
+        print_wrapped("also valid: " + "; ".join(patterns))
+        libs = sorted({(r["library"] or "torch", r["library_version"]) for r in rows if r["library_version"]})
+        print_wrapped("libraries here: " + ", ".join(f"{n} {v}" for n, v in libs))
+        for r in rows:
+            if r["reason"]:
+                print_wrapped(f"{r['name']}: {r['reason']}")

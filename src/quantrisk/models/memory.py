@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
+# Parameters compressed-tensors (llm-compressor's GPTQ) registers beside a quantized Linear's weight.
+QUANT_METADATA = frozenset({"weight_scale", "weight_zero_point", "weight_g_idx", "weight_global_scale"})
+
+
 @dataclass(frozen=True)
 class WeightMemory:
     """bytes: what is held. logical_params: parameters of the unquantized model (for the fp16 baseline)."""
@@ -89,13 +93,14 @@ def weight_memory(model: Any) -> WeightMemory:
             extras = [meta.get(k) for k in ("scale", "zero")] + [bias]
             total += _tensor_bytes(module.W_q) + sum(_tensor_bytes(t) for t in extras if _is_tensor(t))
             logical += _numel(meta["shape"]) + (bias.numel() if _is_tensor(bias) else 0)
-        for t in list(module.parameters(recurse=False)):
+        for pname, t in list(module.named_parameters(recurse=False)):
             key = id(t)
             if key in seen:
                 continue
             seen.add(key)
             total += _tensor_bytes(t) + _bnb_extra(t)
-            logical += _logical_numel(t)
+            if pname not in QUANT_METADATA:  # held, but not a parameter of the unquantized model
+                logical += _logical_numel(t)
         for name, buf in module.named_buffers(recurse=False):
             if buf is None or id(buf) in seen or name in getattr(module, "_non_persistent_buffers_set", set()):
                 continue
