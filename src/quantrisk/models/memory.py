@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
 # Parameters compressed-tensors (llm-compressor's GPTQ) registers beside a quantized Linear's weight.
 QUANT_METADATA = frozenset({"weight_scale", "weight_zero_point", "weight_g_idx", "weight_global_scale"})
 
