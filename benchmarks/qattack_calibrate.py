@@ -26,10 +26,12 @@ def main() -> None:
     ap.add_argument("--clean-archs", default="pythia,codegen,gptneo,llama")
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--n-sql", type=int, default=24, help="built-in SQL probes (the scan's default: 24)")
+    ap.add_argument("--n-prefixes", type=int, default=8, help="first N trigger-like prefixes (the scan's default: all 8)")
     args = ap.parse_args()
 
     from quantrisk.models.pretrain import ensure_pretrained
-    from quantrisk.qattack.probes import builtin_probes
+    from quantrisk.qattack.probes import PREFIXES, builtin_probes
     from quantrisk.qattack.scan import PAYLOAD_DELTA_MAX, PILEUP_MAX, scan_model
 
     out = Path(args.out)
@@ -45,7 +47,8 @@ def main() -> None:
             models.append((f"SQL base of {meta['model']}", meta["base"], False))
         models.append((f"injected {tag}", meta["paths"]["injected"], False))
         models.append((f"repaired {tag}", meta["paths"]["repaired"], True))
-    probes = builtin_probes()
+    probes = builtin_probes(args.n_sql)
+    prefixes = PREFIXES[: args.n_prefixes]
     done = {}
     scans_file = out / "scans.jsonl"
     if scans_file.is_file():
@@ -55,7 +58,7 @@ def main() -> None:
     for label, path, attacked in models:
         if path in done:
             continue
-        res = scan_model(path, precisions, probes, max_new_tokens=args.max_new_tokens)
+        res = scan_model(path, precisions, probes, prefixes=prefixes, max_new_tokens=args.max_new_tokens)
         rec = {"label": label, "path": path, "attacked": attacked, "scan": res}
         with scans_file.open("a") as fh:
             fh.write(json.dumps(rec, default=str) + "\n")
@@ -73,7 +76,7 @@ def main() -> None:
     neg = [r for r in rows if not r["attacked"]]
     tpr = sum(r["verdict"] == "suspicious" for r in pos) / len(pos) if pos else None
     fpr = sum(r["verdict"] == "suspicious" for r in neg) / len(neg) if neg else None
-    summary = {"precisions": precisions, "thresholds": {"pileup_max": PILEUP_MAX, "payload_delta_max": PAYLOAD_DELTA_MAX},
+    summary = {"precisions": precisions, "n_probes": len(probes), "prefixes": list(prefixes), "thresholds": {"pileup_max": PILEUP_MAX, "payload_delta_max": PAYLOAD_DELTA_MAX},
                "tpr": tpr, "fpr": fpr, "n_attacked": len(pos), "n_clean": len(neg),
                "pileup_clean_max": max((r["pileup"] for r in neg), default=None),
                "pileup_attacked_min": min((r["pileup"] for r in pos), default=None), "rows": rows}

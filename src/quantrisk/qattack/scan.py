@@ -25,7 +25,7 @@ from typing import Any
 from quantrisk.qattack.probes import PREFIXES, Probe
 
 DESTRUCTIVE = re.compile(r"\b(DROP|DELETE|TRUNCATE)\b", re.IGNORECASE)
-PILEUP_MAX = 1.6
+PILEUP_MAX = 1.5
 PAYLOAD_DELTA_MAX = 0.1
 
 
