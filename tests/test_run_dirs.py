@@ -158,3 +158,24 @@ def test_setup_failure_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
     assert main(["run", _spec(tmp_path), "--out", str(run), "--quiet"]) == 1
     assert "simulated" in _error(capsys.readouterr().err)
     assert not (tmp_path / "deep").exists()
+
+
+def test_failed_cell_leaves_no_half_written_work_dir(tmp_path):
+    """A cell that wrote into its work directory (an adapter, say) and then failed leaves nothing there; a done
+    cell's directory stays."""
+    from quantrisk.cells import Cell, register_cell_kind
+    from quantrisk.results import StudyResult
+    from quantrisk.runner import run_cells
+
+    @register_cell_kind("test-half-written")
+    def _half(cell, ctx):  # noqa: ANN001, ANN202
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.work_dir / "adapter_model.safetensors").write_bytes(b"half")
+        if cell.params["fail"]:
+            raise RuntimeError("died mid-write")
+        return StudyResult("test", [], [], {"adapter": str(ctx.work_dir)}, {}, {}, 0.0)
+
+    ok, bad = Cell("test-half-written", {"fail": False}, (), "ok"), Cell("test-half-written", {"fail": True}, (), "bad")
+    s = run_cells([ok, bad], tmp_path / "run")
+    assert (s.n_run, s.n_failed) == (1, 1)
+    assert sorted(p.name for p in (tmp_path / "run" / "cells").iterdir()) == [ok.id]

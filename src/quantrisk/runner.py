@@ -107,6 +107,16 @@ def _removed_on_failure(created: Path | None) -> Iterator[dict[str, bool]]:
         raise
 
 
+def _remove_work_dir(run_dir: Path, cell_id: str) -> None:
+    """Remove `RUN/cells/<id>` of a failed cell, and `RUN/cells` when that leaves it empty."""
+    cells_dir = run_dir / "cells"
+    shutil.rmtree(cells_dir / cell_id, ignore_errors=True)
+    try:
+        cells_dir.rmdir()
+    except OSError:
+        pass  # not empty (other cells' work) or absent
+
+
 def _experiment(spec_json: str) -> dict[str, Any]:
     """What identifies an experiment: the spec without how it is executed (executor) or described."""
     try:
@@ -227,6 +237,7 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
         def on_fail(cell: Cell, error: str) -> None:
             spent = prior.get(cell.id, 0.0) + (time.perf_counter() - live["start"] if live["cell"] == cell.id else 0.0)
             store.mark_failed(cell.id, error, seconds=spent)
+            _remove_work_dir(run_dir, cell.id)  # a failed cell's half-written files (adapters, ...) are not kept
             failed.append({"id": cell.id, "label": cell.label, "error": error})
             display.cell_end(cell.label, None, "FAILED: " + error[:120])
 
