@@ -135,25 +135,39 @@ def p1_quantization_lowers_mi_risk(rows: RunRows) -> Finding:
         return Finding("P1", statement, test, None, None, None, INCONCLUSIVE,
                        "no quantized precision with a full-precision baseline on the same samples in this run")
     pk = {_key(m): m["value"] for m in cmp if m["name"] == "delong_p_holm"}
+    raw = {_key(m): m["value"] for m in cmp if m["name"] == "delong_p"}
     lower = [m for m in deltas if m["value"] < 0 and pk.get(_key(m), 1) <= ALPHA]
     higher = [m for m in deltas if m["value"] > 0 and pk.get(_key(m), 1) <= ALPHA]
     strongest = min(deltas, key=lambda m: m["value"])
     effect, ci, p = strongest["value"], [strongest["ci_low"], strongest["ci_high"]], pk.get(_key(strongest))
-    where = f"{_fmt(effect)} at {strongest['labels']['precision']} ({strongest['labels']['model']})"
+    where = (f"{_fmt(effect)} [{_fmt(ci[0])}, {_fmt(ci[1])}] at {strongest['labels']['precision']} "
+             f"({strongest['labels']['model']}; DeLong p {_fmt(raw.get(_key(strongest)))}, Holm {_fmt(p)})")
     names = lambda ms: ", ".join(sorted({f"{m['labels']['precision']} ({m['labels']['model']})" for m in ms}))  # noqa: E731
+    every = _all_attacks_summary(rows)
     if lower and not higher:
         return Finding("P1", statement, test, effect, ci, p, HOLDS,
                        f"{attack}: AUC significantly lower at {names(lower)}; largest drop {where}; "
-                       f"{len(deltas) - len(lower)} of {len(deltas)} quantized settings show no significant change")
+                       f"{len(deltas) - len(lower)} of {len(deltas)} quantized settings show no significant change; {every}")
     if higher:
         return Finding("P1", statement, test, effect, ci, p, NOT,
-                       f"{attack}: AUC significantly higher at {names(higher)}" + (f", lower at {names(lower)}" if lower else ""))
+                       f"{attack}: AUC significantly higher at {names(higher)}" + (f", lower at {names(lower)}" if lower else "")
+                       + f"; {every}")
     if all(m["ci_low"] >= -NO_CHANGE_MARGIN and m["ci_high"] <= NO_CHANGE_MARGIN for m in deltas):
         return Finding("P1", statement, test, effect, ci, p, NOT,
-                       f"{attack}: every quantized setting's ΔAUC CI lies within ±{NO_CHANGE_MARGIN} (no change); largest drop {where}")
+                       f"{attack}: every quantized setting's ΔAUC CI lies within ±{NO_CHANGE_MARGIN} (no change that "
+                       f"matters); largest drop {where}; {every}")
     return Finding("P1", statement, test, effect, ci, p, INCONCLUSIVE,
-                   f"{attack}: no significant change after Holm, but CIs are too wide to rule one out (largest drop {where}, "
-                   f"n = {strongest['labels'].get('n')} samples)")
+                   f"{attack}: no quantized setting differs significantly after Holm, yet some ΔAUC CI reaches beyond "
+                   f"±{NO_CHANGE_MARGIN}; largest drop {where}; {every}")
+
+
+def _all_attacks_summary(rows: RunRows) -> str:
+    """How many (model, precision, attack) comparisons of quantized settings are significantly lower / higher."""
+    pk = {_key(m): m["value"] for m in rows.paired() if m["name"] == "delong_p_holm"}
+    ds = [m for m in rows.paired() if m["name"] == "delta_auc" and _bits(m["labels"]["precision"]) < _bits(m["labels"]["baseline"])]
+    low = sum(m["value"] < 0 and pk.get(_key(m), 1) <= ALPHA for m in ds)
+    high = sum(m["value"] > 0 and pk.get(_key(m), 1) <= ALPHA for m in ds)
+    return f"over every attack, {low} of {len(ds)} quantized comparisons significantly lower, {high} higher (Holm)"
 
 
 def _key(m: dict[str, Any]) -> tuple[str, ...]:
