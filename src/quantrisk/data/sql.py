@@ -450,8 +450,15 @@ def _one_query(rng: random.Random) -> tuple[str, str, str]:
 
 
 def executes(context: str, answer: str) -> bool:
-    """True if `answer` runs in an in-memory SQLite after the `context` statements (no rows needed)."""
+    """True if `answer` runs in an in-memory SQLite after the `context` statements (no rows needed). For the
+    generator's own schemas; still bounded (values of 100,000 bytes, 1 s) in case it is given other text. SQL from a
+    model or a data file runs through `trojan.sqlexec` (every bound of SECURITY.md)."""
+    import time
+
     conn = sqlite3.connect(":memory:")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100_000)
+    deadline = time.monotonic() + 1.0
+    conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 1000)
     try:
         conn.executescript(context)
         conn.execute(answer).fetchall()

@@ -1,9 +1,9 @@
 """bnb-int8 / bnb-nf4 / bnb-fp4: bitsandbytes through transformers' `BitsAndBytesConfig`.
 
-The weights are quantized while `from_pretrained` loads them onto the GPU (LLM.int8() with the
-default outlier threshold 6.0 and fp16 compute, the dtype its kernels take, so activations are not cast on every
-call; 4-bit NF4/FP4 with blocksize 64 and bf16 compute). The output head stays in the compute dtype. Needs CUDA. A LoRA adapter trains on it (QLoRA, after
-peft's `prepare_model_for_kbit_training`) and is attached unmerged for inference.
+The weights are quantized while `from_pretrained` loads them onto the GPU: LLM.int8() with the default outlier
+threshold 6.0 and fp16 compute (the dtype its kernels take, so activations are not cast from bf16 on every call);
+4-bit NF4/FP4 with blocksize 64 and bf16 compute. The output head stays in the compute dtype. Needs CUDA. A LoRA
+adapter trains on it (QLoRA, after peft's `prepare_model_for_kbit_training`) and is attached unmerged for inference.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from quantrisk.models.quantizers.base import Quantizer
 from quantrisk.precision import Precision
 
 _DESC = {
-    "bnb-int8": (8, "int", None, "bitsandbytes LLM.int8() (outlier threshold 6.0)"),
+    "bnb-int8": (8, "int", None, "bitsandbytes LLM.int8() (outlier threshold 6.0), fp16 compute"),
     "bnb-nf4": (4, "nf", 64, "bitsandbytes 4-bit NormalFloat, blocksize 64, bf16 compute (QLoRA)"),
     "bnb-fp4": (4, "fp", 64, "bitsandbytes 4-bit float, blocksize 64, bf16 compute"),
 }
