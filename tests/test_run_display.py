@@ -40,8 +40,9 @@ def test_display_prints_one_line_per_cell_with_its_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "RunDisplay", rd.RunDisplay)
     run_cells([Cell("test-steps", {"i": 1}, (), "steps @ rtn-w2g64")], tmp_path, progress=True)
     text = buf.getvalue()
+    assert max(len(x) for x in text.splitlines()) <= 100  # wrapped between words for a 100-column terminal
     assert ("[steps @ rtn-w2g64] reference model · scoring 3/3 batches · generate 4/4 prompts · correlation (0.5 s)"
-            in text), text
+            in " ".join(text.replace("\u00a0", " ").split())), text
 
 
 def test_sink_nesting_records_leaf_steps_only():
@@ -84,6 +85,6 @@ def test_stage_cells_mode_prints_one_line_per_top_level_stage():
                 with progress.stage("completions 4"):
                     pass
     d.close()
-    lines = [x for x in buf.getvalue().splitlines() if x.startswith("[")]
+    lines = [x.replace("\u00a0", " ") for x in buf.getvalue().splitlines() if x.startswith("[")]
     assert [x.split(" (")[0] for x in lines] == ["[fp32] target model · scoring 2/2 batches · completions 4",
                                                   "[rtn-w2g64] target model · scoring 2/2 batches · completions 4"]

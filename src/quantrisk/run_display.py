@@ -75,10 +75,15 @@ class RunDisplay:
     def cell_end(self, label: str, seconds: float | None, status: str = "") -> None:
         secs = time.perf_counter() - self.started if seconds is None and self.label == label else seconds
         stages = " · ".join(self.done_stages) if self.label == label else ""
-        line = f"[{label}] " + (stages or "done") + (f" ({secs:.1f} s)" if secs is not None else "")
+        line = f"[{label}] " + (stages or "done") + (f" ({secs:.1f}\u00a0s)" if secs is not None else "")
         if status:
             line += f" {status}"
         if self.bar is not None:
+            import textwrap
+
+            width = max(40, min(100, self.bar.console.width))  # wrapped between words, continuation indented
+            line = textwrap.fill(line, width=width, subsequent_indent="    ", break_long_words=False,
+                                 break_on_hyphens=False)
             self.bar.console.print(line, highlight=False, markup=False, soft_wrap=True)
             self.bar.advance(self.cells)
             self.bar.update(self.step, visible=False)

@@ -232,7 +232,8 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
             result.seconds = float(result.seconds or 0.0) + earlier  # interrupted / failed attempts count too
             store.write_result(cell.id, result)
             counts["run"] += 1
-            display.cell_end(cell.label, result.seconds, f"(+{earlier:.1f} s in earlier attempts)" if earlier else "")
+            display.cell_end(cell.label, result.seconds,
+                             f"({earlier:.1f} s of it in interrupted or failed attempts)" if earlier else "")
 
         def on_fail(cell: Cell, error: str) -> None:
             spent = prior.get(cell.id, 0.0) + (time.perf_counter() - live["start"] if live["cell"] == cell.id else 0.0)

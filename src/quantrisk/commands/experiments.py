@@ -35,8 +35,15 @@ def stage_times(store_file: Path) -> list[str]:
     with Store(store_file, create=False) as st:
         rows = cells_table(st).rows  # [kind, done, running, pending, failed, seconds]
     total = sum(r[5] for r in rows) or 1.0
-    return [f"  {r[0]:<14} {r[1]:>3} cells {r[5]:8.1f} s ({100 * r[5] / total:4.1f}%)"
+    w = max((len(r[0]) for r in rows), default=0)
+    return [f"  {r[0]:<{w}} {r[1]:>3} cells {r[5]:8.1f} s ({100 * r[5] / total:4.1f}%)"
             for r in sorted(rows, key=lambda r: -r[5])]
+
+
+def print_stage_times(store_file: Path) -> None:
+    print("time per stage (every attempt of each cell, interrupted ones included; cached pretraining counts 0):")
+    for line in stage_times(store_file):
+        print(line)
 
 
 def headline(store_file: Path) -> list[str]:
@@ -109,6 +116,7 @@ def register(app: typer.Typer) -> None:
         summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet,
                            new_spec=new_spec)
         _print_summary(summary)
+        print_stage_times(Path(summary.store))
         if report:
             from quantrisk.report import build_report
 
@@ -212,10 +220,8 @@ def register(app: typer.Typer) -> None:
         rep = build_report(out, out / "report")
         print()
         _print_summary(summary)
-        print_headline(Path(summary.store), rep.headline)
-        print("time per stage (every attempt of each cell, interrupted ones included; cached pretraining counts 0):")
-        for line in stage_times(Path(summary.store)):
-            print(line)
+        print_stage_times(Path(summary.store))
         print(f"report: {rep.html} (markdown: {rep.markdown})")
+        print_headline(Path(summary.store), rep.headline)
         print(f"demo finished in {time.perf_counter() - start:.1f} s")
         raise_for_failures(summary)
