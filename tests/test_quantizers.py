@@ -276,3 +276,19 @@ def test_precisions_cli_lists_the_new_strings_with_availability(capsys):
     assert main(["precisions"]) == 0
     out = capsys.readouterr().out
     assert "torchao-fp8: torchao-fp8 runs on cuda only, not cpu" in out and "also valid: rtn-w{2..8}g{16..256}" in out
+
+
+def test_spec_calibration_reaches_only_the_calibrated_cells():
+    from quantrisk.config import parse_spec
+    from quantrisk.grid import expand
+
+    base = "name: c\nmodels: [{zoo: pythia}]\nprecisions: [fp32, w8a8-static]\nstudies:\n  privacy: {n: 10, attacks: [loss]}\n"
+    cells = {c.params["precision"]: c for c in expand(parse_spec(base)) if c.kind == "privacy"}
+    assert "calibration" not in cells["fp32"].params  # uncalibrated cells keep the ids they had
+    assert cells["w8a8-static"].params["calibration"] == {"source": "reference", "n": 128, "seed": 0}
+    custom = {c.params["precision"]: c for c in expand(parse_spec(base + "calibration: {n: 32, seed: 5}\n"))
+              if c.kind == "privacy"}
+    assert custom["w8a8-static"].params["calibration"] == {"source": "reference", "n": 32, "seed": 5}
+    assert custom["w8a8-static"].id != cells["w8a8-static"].id and custom["fp32"].id == cells["fp32"].id
+    with pytest.raises(UsageError, match="calibration.n"):
+        parse_spec(base + "calibration: {n: 0}\n")
