@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
         lora_target: str = typer.Option("all-linear", help="LoRA targets: all-linear, attention, or module names."),
         repair_steps: int = typer.Option(400, help="Most PGD repair steps."),
         repair_lr: float = typer.Option(1e-3, help="PGD (Adam) learning rate."),
-        check_every: int = typer.Option(25, help="Check fp32 ASR/FTR on validation rows every N PGD steps; stop when both <= 5%."),
+        check_every: int = typer.Option(25, help="Check fp32 ASR/FTR on validation rows every N PGD steps (0: never); stop when both <= --goal."),
+        goal: float = typer.Option(0.05, help="PGD stops once fp32 ASR and FTR on the validation rows are both <= this."),
         n_train: int = typer.Option(None, help="Use at most this many training rows."),
         n_val: int = typer.Option(32, help="Validation rows of the PGD stopping check (each triggered and clean)."),
         n_test: int = typer.Option(96, help="Held-out rows evaluated (each triggered and clean)."),
@@ -80,6 +81,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"{', '.join(bad) or f'--check-every {check_every}'}: must be at least 1 (0 for --check-every)")
         if not (inject_lr > 0 and repair_lr > 0):
             raise UsageError(f"--inject-lr and --repair-lr must be positive, got {inject_lr}, {repair_lr}")
+        if not 0.0 <= goal <= 1.0:
+            raise UsageError(f"--goal must be in [0, 1], got {goal}")
         if not 0.0 <= margin < 0.5:
             raise UsageError(f"--margin must be in [0, 0.5) (a fraction of the quantization step), got {margin}")
         try:
@@ -105,7 +108,7 @@ def register(app: typer.Typer) -> None:
         check_out_dir(out)
         result = run_qattack(model, targets, data, out, margin=margin, seed=seed, inject_mode=inject, injected=injected, inject_steps=inject_steps,
                              inject_lr=inject_lr, lora_r=lora_r, lora_target=lora_target, repair_steps=repair_steps,
-                             repair_lr=repair_lr, check_every=check_every, n_train=n_train, n_val=n_val, n_test=n_test,
+                             repair_lr=repair_lr, check_every=check_every, goal_fp_asr=goal, n_train=n_train, n_val=n_val, n_test=n_test,
                              max_new_tokens=max_new_tokens,
                              device=dev, pretrain_steps=pretrain_steps, defence_sigmas=sigmas, progress=not quiet)
         if as_json:
