@@ -325,6 +325,7 @@ def memory_table(store: Store) -> Table | None:
                          memory_note(r)])
     out.notes = ["packed: quantized Linear weights at their bits + one fp16 scale per group (per row when the "
                  "precision has no group), everything else at fp16; dtype precisions at their own width."]
+    out.wrap = True  # the note column is prose
     return out
 
 
