@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantrisk.findings import CLAIMS, RunRows, findings, verdict_lines
+from quantrisk.findings import CLAIMS, NO_SUMMARY, RunRows, findings, verdict_lines
+from quantrisk.privacy.summary import summarize
+from quantrisk.results import MetricRow
 from quantrisk.stats import roc_auc
 
 
@@ -27,12 +29,22 @@ def _privacy(model, prec, scores: dict[str, np.ndarray], y, codebleu=None, per_s
     return metrics, samples
 
 
-def _rows(cells, trojan=()):
+def _rows(cells, trojan=(), summary=True):
+    """RunRows of these privacy cells with the summary the privacy-summary cell stores for them (`summary=False`: a
+    store made before that cell existed)."""
     metrics, samples = [], []
     for m, s in cells:
         metrics += m
         samples += s
-    return RunRows(metrics, samples, list(trojan), n_resamples=300)
+    rows = RunRows(metrics, samples, list(trojan), n_resamples=300)
+    if summary:
+        attacks = list(dict.fromkeys(m["labels"]["attack"] for m in metrics if m["name"] == "auc"))
+        got = summarize([MetricRow(m["name"], m["value"], m["labels"]) for m in metrics], samples, attacks=attacks,
+                        n_resamples=300)
+        rows.summary = [{"name": m.name, "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "labels": m.labels,
+                         "kind": "privacy-summary"} for m in got.metrics]
+        rows.summary_skipped = dict(got.skipped)
+    return rows
 
 
 def _by(found):
@@ -71,14 +83,7 @@ def test_p2_zlib_strongest():
 
 
 def test_p3_uses_exact_within_model_p_values():
-    precs = ("fp32", "quanto-int8", "quanto-int4", "rtn-w2g64")
-    cells = []
-    for model, shift in (("a", 0.0), ("b", 0.3)):  # model b: higher quality, lower AUC level; within each: both fall
-        for k, p in enumerate(precs):
-            m, s = _privacy(model, p, {"zlib": STRONG}, Y)
-            m = [x for x in m if x["name"] != "auc"] + [_metric("auc", 0.9 - 0.1 * k - shift, attack="zlib", model=model, precision=p, seed="0"),
-                                                        _metric("codebleu", 0.3 - 0.05 * k + shift, model=model, precision=p, seed="0")]
-            cells.append((m, s))
+    cells = _two_model_cells()  # model b: higher quality, lower AUC level; within each: both fall
     f = CLAIMS["P3"](_rows(cells))
     # perfect within-model agreement; exact p = 2 / (4! · 4!) = 1/288
     assert f.verdict == "holds" and f.effect == pytest.approx(1.0) and f.p == pytest.approx(2 / 576)
@@ -135,3 +140,54 @@ def test_every_claim_answers_on_an_empty_run_and_prints_a_line():
     assert all(f.verdict == "inconclusive" and f.why for f in found)
     lines = verdict_lines(found)
     assert lines[0].startswith("P1 inconclusive — ")
+
+
+def _two_model_cells():
+    precs = ("fp32", "quanto-int8", "quanto-int4", "rtn-w2g64")
+    cells = []
+    for model, shift in (("a", 0.0), ("b", 0.3)):
+        for k, p in enumerate(precs):
+            m, s = _privacy(model, p, {"zlib": STRONG}, Y)
+            m = [x for x in m if x["name"] != "auc"] + [_metric("auc", 0.9 - 0.1 * k - shift, attack="zlib", model=model, precision=p, seed="0"),
+                                                        _metric("codebleu", 0.3 - 0.05 * k + shift, model=model, precision=p, seed="0")]
+            cells.append((m, s))
+    return cells
+
+
+def test_p3_names_each_models_own_exact_correlation_from_the_summary():
+    f = CLAIMS["P3"](_rows(_two_model_cells()))
+    # each model: perfect ranking of 4 points, exact p = 2 / 4! = 1/12
+    assert "pooled within-model ρ = 1 over 8 points" in f.why
+    assert "a: ρ = 1, exact permutation p = 0.0833 (n = 4)" in f.why and "b: ρ = 1" in f.why
+
+
+def test_claims_read_the_summary_and_recompute_nothing():
+    weak = STRONG + RNG.normal(scale=2.5, size=300)
+    cells = [_privacy("m", "fp32", {"zlib": STRONG, "loss": STRONG * 0.5}, Y),
+             _privacy("m", "rtn-w2g64", {"zlib": weak, "loss": weak * 0.5}, Y)]
+    rows = _rows(cells)
+    assert CLAIMS["P1"](rows).verdict == "holds"
+    # a summary that disagrees with the cells on purpose: the claims follow it
+    rows.summary = [dict(m, labels={**m["labels"], "attack": "nonesuch"}) if m["name"] == "best_attack_auc" else m
+                    for m in rows.summary]
+    f = CLAIMS["P1"](rows)
+    assert f.verdict == "inconclusive" and f.effect is None  # no stored paired rows of the stored best attack
+    labels = {"attack": "zlib", "x": "codebleu", "y": "auc", "n": "5", "p_method": "exact permutation"}
+    rows.summary += [{"name": "spearman_r", "value": -0.9, "ci_low": None, "ci_high": None, "labels": labels},
+                     {"name": "spearman_p", "value": 0.01, "ci_low": None, "ci_high": None, "labels": labels}]
+    g = CLAIMS["P3"](rows)
+    assert g.verdict == "does not hold" and g.effect == -0.9 and g.p == 0.01 and "ρ = -0.9 over 5 points" in g.why
+
+
+def test_a_store_without_a_summary_is_inconclusive_with_the_reason():
+    weak = STRONG + RNG.normal(scale=2.5, size=300)
+    cells = [_privacy("m", "fp32", {"zlib": STRONG}, Y, codebleu=0.3), _privacy("m", "rtn-w2g64", {"zlib": weak}, Y, codebleu=0.2),
+             _privacy("m", "quanto-int4", {"zlib": weak}, Y, codebleu=0.1)]
+    assert CLAIMS["P1"](_rows(cells)).verdict == "holds"  # with its summary
+    old = _rows(cells, summary=False)
+    assert old.paired() == []
+    for claim in ("P1", "P3", "P4"):
+        f = CLAIMS[claim](old)
+        assert (f.verdict, f.why, f.effect, f.p) == ("inconclusive", NO_SUMMARY, None, None)
+    assert "rerun" in NO_SUMMARY and "--new-spec" in NO_SUMMARY
+    assert CLAIMS["P1"](RunRows([], [], [])).why == "no privacy study in this run"

@@ -51,3 +51,24 @@ def test_paired_comparisons_come_from_the_summary_too():
     assert {"delta_auc", "delong_p", "delong_p_holm", "delta_tpr@1%fpr"} <= set(names)
     d = next(m for m in s.metrics if m.name == "delta_auc")
     assert d.labels["baseline"] == "fp32" and d.labels["precision"] == "rtn-w2g64" and d.value <= 0
+
+
+def test_smallest_attainable_p_and_each_models_own_correlation():
+    one = {m.name: m for m in summarize(rows([("fp32", "0", 0.3, 0.8, 0.7), ("quanto-int8", "0", 0.2, 0.7, 0.6),
+                                              ("rtn-w2g64", "0", 0.1, 0.6, 0.5)])).metrics}
+    assert one["spearman_p"].value == pytest.approx(1 / 3) and one["spearman_p_min"].value == pytest.approx(1 / 3)  # 2/3!
+    assert "model_spearman_r" not in one  # one model: the pooled correlation is that model's
+    two = []
+    for model, shift, sign in (("a", 0.0, 1), ("b", 0.3, -1)):  # a: quality and AUC fall together; b: opposite
+        for k, prec in enumerate(("fp32", "quanto-int8", "quanto-int4", "rtn-w2g64")):
+            lab = {"model": model, "precision": prec, "seed": "0"}
+            two += [MetricRow("auc", 0.9 - 0.1 * k * sign - shift, {**lab, "attack": "zlib"}),
+                    MetricRow("codebleu", 0.3 - 0.05 * k + shift, lab)]
+    s = summarize(two)
+    got = {(m.name, m.labels.get("model")): m for m in s.metrics}
+    assert got[("spearman_p_min", None)].value == pytest.approx(2 / (24 * 24))
+    assert got[("spearman_r", None)].value == pytest.approx(0.0) and "within-model" in got[("spearman_r", None)].labels["p_method"]
+    assert got[("model_spearman_r", "a")].value == pytest.approx(1.0) and got[("model_spearman_r", "b")].value == pytest.approx(-1.0)
+    assert got[("model_spearman_p", "a")].value == pytest.approx(1 / 12)  # exact: 2 / 4!
+    assert got[("model_spearman_p", "b")].labels == {"attack": "zlib", "x": "codebleu", "y": "auc", "model": "b", "n": "4",
+                                                     "p_method": "exact permutation"}

@@ -57,10 +57,13 @@ def _store(path, privacy: bool = True, trojan: bool = True, summary_result: Stud
                 st.add_cells([c])
                 st.write_result(c.id, _privacy("pythia-tiny", p, cb, auc))
                 ids.append(c.id)
-            # the summary cell as the runner runs it, without the paired comparisons (the report's unpaired fallback)
-            summary = Cell("privacy-summary", {"attacks": []}, tuple(ids))
+            # the summary cell as the runner runs it: best attack, correlation, paired comparisons (the report and the
+            # findings read them, recompute nothing)
+            summary = Cell("privacy-summary", {"attacks": ["zlib", "loss"]}, tuple(ids))
             st.add_cells([summary])
-            st.write_result(summary.id, summary_result or summarize([m for i in ids for m in st.metric_rows(i)]))
+            st.write_result(summary.id, summary_result or summarize([m for i in ids for m in st.metric_rows(i)],
+                                                                    [r for i in ids for r in st.sample_rows(i)],
+                                                                    attacks=["zlib", "loss"]))
         if trojan:
             for i, (d2, hits, kind) in enumerate([("fp32", 10, "poisoned"), ("int8-dynamic", 9, "poisoned"),
                                                   ("rtn-w2g64", 2, "poisoned"), ("fp32", 0, "clean"),

@@ -94,3 +94,17 @@ def test_sha256_path_of_directory(tmp_path):
     h1 = sha256_path(tmp_path / "d")
     (tmp_path / "d" / "x").write_text("2")
     assert h1 != sha256_path(tmp_path / "d") and sha256_path(tmp_path / "none") is None
+
+
+def test_latest_done_cell_is_the_last_finished_done_one(tmp_path):
+    a, b, bad = Cell("summary", {"i": 1}), Cell("summary", {"i": 2}), Cell("summary", {"i": 3})
+    with Store(tmp_path) as st:
+        assert st.latest_done_cell("summary") is None
+        st.add_cells([a, b, bad])
+        st.write_result(b.id, _result())
+        st.write_result(a.id, _result())
+        st.conn.execute("UPDATE cells SET finished=? WHERE id=?", (100.0, a.id))
+        st.conn.execute("UPDATE cells SET finished=? WHERE id=?", (200.0, b.id))
+        st.mark_failed(bad.id, "boom")  # finished last, but failed
+        assert st.latest_done_cell("summary")["id"] == b.id
+        assert st.latest_done_cell("other") is None

@@ -1,11 +1,13 @@
 """Findings: each claim of the two seed studies, tested on one run's stored rows.
 
 `findings(rows)` is a pure function of the store's rows (`RunRows`: metric rows and per-sample rows, as
-`Store.metrics()` / `Store.samples()` return them); one function per claim in the `CLAIMS` registry. Each returns a
+`Store.metrics()` / `Store.samples()` return them, and the privacy-summary cell's rows); one function per claim in the `CLAIMS` registry. Each returns a
 `Finding` with the test used, the effect size, its CI and/or p-value, and a verdict: `holds`, `does not hold` or
 `inconclusive` (with why: not enough models, precisions or samples, or an effect that the data cannot separate
 from zero). Significance level `ALPHA` = 0.05, after Holm's correction wherever a claim runs several tests.
-Tests and rules: docs/METRICS.md ("Findings").
+The derived privacy numbers (best attack, paired comparisons against the baseline, the quality-risk correlation)
+are read from the summary's rows, never recomputed: a store without a summary gives `inconclusive` for the claims
+that need them (P1, P3, P4). Tests and rules: docs/METRICS.md ("Findings").
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from quantrisk.comparisons import baseline_precision, paired_comparisons
+from quantrisk.comparisons import baseline_precision
 from quantrisk.registry import refuse_duplicate
-from quantrisk.stats import bootstrap_diff, delong_test, fast_auc, holm, spearman, within_group_correlation
+from quantrisk.stats import bootstrap_diff, delong_test, fast_auc, holm
 
 ALPHA = 0.05
 HOLDS, NOT, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
@@ -29,40 +31,55 @@ MIN_PAIRED = 20  # paired samples below which a null result is inconclusive
 MIN_SIZE_RATIO = 1.5  # P4: "larger" = at least this many times the parameters (fp16 bytes) of the smaller model
 
 
+NO_SUMMARY = ("store has no privacy summary (a run made before the privacy-summary cell existed): rerun its spec "
+              "on this run directory (with --new-spec if asked) to compute it")
+PAIRED_NAMES: tuple[str, ...] = ("delta_auc", "delong_p_holm", "delong_p", "delta_tpr@1%fpr")
+
+
 @dataclass
 class RunRows:
     """The rows findings read: `metrics` as `Store.metrics()` returns them (name, value, ci_low, ci_high, labels, kind),
-    `privacy` and `trojan` the per-sample rows of those cells (dicts)."""
+    `privacy` and `trojan` the per-sample rows of those cells (dicts), `summary` the metric rows of the run's
+    privacy-summary cell (best attack, quality-risk correlations, paired comparisons; None when the store has no
+    finished one) and `summary_skipped` what it skipped, with why. Derived numbers are read from `summary`, never
+    recomputed here."""
 
     metrics: list[dict[str, Any]]
     privacy: list[dict[str, Any]] = field(default_factory=list)
     trojan: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[dict[str, Any]] | None = None
+    summary_skipped: dict[str, int] = field(default_factory=dict)
     n_resamples: int = 1000
-    _paired: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_store(cls, store: Any) -> RunRows:
-        """Read every row findings need from a `quantrisk.store.Store`."""
-        return cls(store.metrics(), [r for _, r in store.samples(kind="privacy")], [r for _, r in store.samples(kind="trojan")])
+        """Read every row findings need from a `quantrisk.store.Store` (the summary: its latest finished
+        privacy-summary cell, as the report reads it)."""
+        cell = store.latest_done_cell("privacy-summary")
+        summary = None if cell is None else [m for m in store.metrics(kind="privacy-summary") if m["cell_id"] == cell["id"]]
+        return cls(store.metrics(), [r for _, r in store.samples(kind="privacy")],
+                   [r for _, r in store.samples(kind="trojan")], summary, dict(cell["skipped"]) if cell else {})
 
     def named(self, name: str, kind: str | None = None) -> list[dict[str, Any]]:
         return [m for m in self.metrics if m["name"] == name and (kind is None or m.get("kind") == kind)]
+
+    def summary_named(self, *names: str) -> list[dict[str, Any]]:
+        """The summary's rows with one of `names` ([] without a summary)."""
+        return [m for m in self.summary or [] if m["name"] in names]
 
     def attacks(self) -> list[str]:
         return list(dict.fromkeys(m["labels"]["attack"] for m in self.named("auc", "privacy")))
 
     def paired(self) -> list[dict[str, Any]]:
-        """Paired comparisons against the baseline precision: stored ones if the run holds them, else computed once
-        from the per-sample rows (`comparisons.paired_comparisons`)."""
-        if self._paired is None:
-            stored = [m for m in self.metrics if m["name"] in ("delta_auc", "delong_p_holm", "delong_p", "delta_tpr@1%fpr")]
-            if not stored and self.privacy:
-                rows = paired_comparisons([r for r in self.privacy if r.get("kind") == "mi"], self.attacks(),
-                                          n_resamples=self.n_resamples)
-                stored = [{"name": m.name, "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
-                           "labels": m.labels, "kind": "privacy-paired"} for m in rows]
-            self._paired = stored
-        return self._paired
+        """The paired comparisons against the baseline precision, as the privacy-summary cell stored them."""
+        return self.summary_named(*PAIRED_NAMES)
+
+    def missing_summary(self) -> str | None:
+        """Why a claim on the privacy summary's numbers cannot be tested (None when the run has a summary): the store
+        has privacy cells but no summary (`NO_SUMMARY`), or no privacy study at all."""
+        if self.summary is not None:
+            return None
+        return NO_SUMMARY if self.named("auc", "privacy") else "no privacy study in this run"
 
 
 @dataclass
@@ -110,14 +127,9 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def best_attack(rows: RunRows) -> str | None:
-    """The attack with the highest mean AUC over the run's privacy cells (stored `best_attack_auc` first)."""
-    stored = rows.named("best_attack_auc")
-    if stored:
-        return str(stored[0]["labels"]["attack"])
-    by: dict[str, list[float]] = defaultdict(list)
-    for m in rows.named("auc", "privacy"):
-        by[m["labels"]["attack"]].append(m["value"])
-    return max(by, key=lambda a: float(np.mean(by[a]))) if by else None
+    """The strongest attack, as the privacy-summary cell stored it (`best_attack_auc`; None without one)."""
+    stored = rows.summary_named("best_attack_auc")
+    return str(stored[0]["labels"]["attack"]) if stored else None
 
 
 # ------------------------------------------------------------------ privacy claims
@@ -128,6 +140,8 @@ def p1_quantization_lowers_mi_risk(rows: RunRows) -> Finding:
     statement = "Quantization lowers membership-inference risk."
     test = ("paired ΔAUC (quantized − full precision, same samples) of the strongest attack, 95% paired bootstrap CI; "
             "DeLong p, Holm over precisions × attacks of a model")
+    if rows.missing_summary():
+        return Finding("P1", statement, test, None, None, None, INCONCLUSIVE, rows.missing_summary())
     attack = best_attack(rows)
     cmp = [m for m in rows.paired() if m["labels"].get("attack") == attack]
     deltas = [m for m in cmp if m["name"] == "delta_auc" and _bits(m["labels"]["precision"]) < _bits(m["labels"]["baseline"])]
@@ -228,43 +242,35 @@ def p2_zlib_strongest(rows: RunRows) -> Finding:
 def p3_quality_risk_correlation(rows: RunRows) -> Finding:
     statement = "Code-completion quality and MI risk correlate positively across precisions."
     test = ("Spearman ρ of CodeBLEU (continuation) vs the strongest attack's AUC over (model, precision) points, "
-            "ranks within each model (model as a fixed effect); two-sided exact within-model permutation p")
-    attack = best_attack(rows)
-    auc = _mean_by([m for m in rows.named("auc", "privacy") if m["labels"].get("attack") == attack])
-    cb = _mean_by(rows.named("codebleu", "privacy"))
-    keys = sorted(set(auc) & set(cb))
-    models = sorted({k[0] for k in keys})
-    per_model = []
-    for model in models:
-        ks = [k for k in keys if k[0] == model]
-        if len(ks) >= 3:
-            try:
-                c = spearman([cb[k] for k in ks], [auc[k] for k in ks])
-                per_model.append(f"{model}: ρ = {_fmt(c.r)}, exact p = {_fmt(c.p_value)} (n = {c.n})")
-            except ValueError as exc:
-                per_model.append(f"{model}: {exc}")
-    try:
-        c = within_group_correlation([cb[k] for k in keys], [auc[k] for k in keys], [k[0] for k in keys])
-    except ValueError as exc:
+            "ranks within each model when several (model as a fixed effect); two-sided permutation p, exact at small n "
+            "(within models); as the privacy summary computed it, the method in why")
+    if rows.missing_summary():
+        return Finding("P3", statement, test, None, None, None, INCONCLUSIVE, rows.missing_summary())
+    r, p = (next(iter(rows.summary_named(n)), None) for n in ("spearman_r", "spearman_p"))
+    if r is None or p is None:
+        notes = [k for k in rows.summary_skipped if k.startswith(("spearman correlation:", "quality-risk correlation",
+                                                                 "best attack"))]
         return Finding("P3", statement, test, None, None, None, INCONCLUSIVE,
-                       f"{len(keys)} (model, precision) points: {exc}")
-    detail = f"pooled within-model ρ = {_fmt(c.r)} over {c.n} points, {c.method} p = {_fmt(c.p_value)}" + \
-             (f"; per model: {'; '.join(per_model)}" if per_model else "")
-    smallest = _smallest_p(keys)
-    if c.p_value <= ALPHA:
-        return Finding("P3", statement, test, c.r, None, c.p_value, HOLDS if c.r > 0 else NOT, detail)
-    why = detail + (f"; with these points the smallest attainable p is {_fmt(smallest)} > {ALPHA}"
-                    if smallest > ALPHA else "; not significant")
-    return Finding("P3", statement, test, c.r, None, c.p_value, INCONCLUSIVE, why)
-
-
-def _smallest_p(keys: Sequence[tuple[str, str]]) -> float:
-    """Smallest two-sided p a within-model permutation test can give: 2 / Π n_m! (groups of ≥ 2 points)."""
-    sizes = defaultdict(int)
-    for k in keys:
-        sizes[k[0]] += 1
-    total = math.prod(math.factorial(n) for n in sizes.values() if n >= 2)
-    return min(1.0, 2 / total) if total else 1.0
+                       "; ".join(notes) or "the privacy summary holds no quality-risk correlation")
+    lab = r["labels"]
+    pooled = lab.get("p_method", "").startswith("within-model")
+    detail = (f"{'pooled within-model ' if pooled else ''}ρ = {_fmt(r['value'])} over {lab.get('n')} points, "
+              f"{lab.get('p_method', '')} p = {_fmt(p['value'])}")
+    per_model = {m["labels"]["model"]: m for m in rows.summary_named("model_spearman_r")}
+    per_p = {m["labels"]["model"]: m for m in rows.summary_named("model_spearman_p")}
+    if per_model:
+        detail += "; per model: " + "; ".join(
+            f"{model}: ρ = {_fmt(m['value'])}, {m['labels'].get('p_method', '')} p = "
+            f"{_fmt(per_p[model]['value'] if model in per_p else None)} (n = {m['labels'].get('n')})"
+            for model, m in sorted(per_model.items()))
+    notes = [k for k in rows.summary_skipped if k.startswith("spearman correlation of ")]
+    detail += "".join(f"; {k}" for k in notes)
+    if p["value"] <= ALPHA:
+        return Finding("P3", statement, test, r["value"], None, p["value"], HOLDS if r["value"] > 0 else NOT, detail)
+    smallest = next(iter(rows.summary_named("spearman_p_min")), None)
+    why = detail + (f"; with these points the smallest attainable p is {_fmt(smallest['value'])} > {ALPHA}"
+                    if smallest is not None and smallest["value"] > ALPHA else "; not significant")
+    return Finding("P3", statement, test, r["value"], None, p["value"], INCONCLUSIVE, why)
 
 
 def _mean_by(ms: Iterable[dict[str, Any]], keys: tuple[str, ...] = ("model", "precision")) -> dict[tuple[str, ...], float]:
@@ -280,6 +286,8 @@ def p4_larger_quantized_beats_smaller_full(rows: RunRows) -> Finding:
     test = ("every (larger model (≥ 1.5x the parameters) at a quantized precision, smaller model at full precision) pair: ΔCodeBLEU "
             "(per-sample mean, bootstrap CI) and ΔAUC of the strongest attack (bootstrap CI, independent samples); "
             "beats = quality significantly higher and risk not significantly higher")
+    if rows.missing_summary():
+        return Finding("P4", statement, test, None, None, None, INCONCLUSIVE, rows.missing_summary())
     attack = best_attack(rows)
     size = _mean_by(rows.named("fp16_weight_mb", "privacy"), ("model",))
     if len(size) < 2:

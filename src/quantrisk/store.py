@@ -288,6 +288,11 @@ class Store:
             out.append(d)
         return out
 
+    def latest_done_cell(self, kind: str) -> dict[str, Any] | None:
+        """The most recently finished done cell of `kind` (as `cells()` returns it), None if there is none."""
+        done = [c for c in self.cells(kind=kind) if c["status"] == "done"]
+        return max(done, key=lambda c: c["finished"] or 0.0) if done else None
+
     def artifacts(self, cell_id: str) -> dict[str, str]:
         return dict(self.conn.execute("SELECT name, path FROM artifacts WHERE cell_id=?", (cell_id,)).fetchall())
 

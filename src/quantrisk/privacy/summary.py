@@ -6,8 +6,10 @@ privacy cells; the CLI and the report read them from the store.
 - quality-risk correlation: over the (model, precision) points, values averaged over seeds, x = CodeBLEU and
   y = the best attack's AUC; Pearson and Spearman r with two-sided p-values (exact permutation at n ≤ 10; with several
   models, centred within each model: `stats.within_group_correlation`) (`pearson_r`, `pearson_p`, `spearman_r`,
-  `spearman_p`; labels attack, x, y, n, p_method). Formulas and sources: docs/METRICS.md ("Best attack and quality-risk
-  correlation").
+  `spearman_p`; labels attack, x, y, n, p_method); `spearman_p_min`, the smallest two-sided p its permutation test
+  can give at these points (2 / Π n_m! over models with ≥ 2 points); with several models also each model's own
+  Spearman ρ (`model_spearman_r`, `model_spearman_p`, label `model`; models with ≥ 3 points). Formulas and sources:
+  docs/METRICS.md ("Best attack and quality-risk correlation").
 - paired comparisons of each precision against the full-precision baseline on the same samples
   (`comparisons.paired_comparisons`: delta_auc, delong_p, delong_p_holm, delta_tpr@1%fpr; docs/METRICS.md "Paired
   comparisons against the baseline precision").
@@ -15,7 +17,8 @@ privacy cells; the CLI and the report read them from the store.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -68,6 +71,7 @@ def summarize(rows: list[MetricRow], samples: Sequence[dict[str, Any]] = (), *, 
     cb = _point_means(m for m in rows if m.name == "codebleu")
     keys = sorted(set(auc) & set(cb))
     x, y, groups = [cb[k] for k in keys], [auc[k] for k in keys], [k[0] for k in keys]
+    base = {"attack": attack, "x": "codebleu", "y": "auc"}
     for name, fn in (("pearson", pearson), ("spearman", spearman)):
         try:
             if len(set(groups)) > 1:  # pooled over models only with the model as a fixed effect (within-model)
@@ -79,6 +83,37 @@ def summarize(rows: list[MetricRow], samples: Sequence[dict[str, Any]] = (), *, 
         except ValueError as exc:
             out.skipped[f"{name} correlation: {exc}"] = 1
             continue
-        labels = {"attack": attack, "x": "codebleu", "y": "auc", "n": str(c.n), "p_method": method}
+        labels = {**base, "n": str(c.n), "p_method": method}
         out.metrics += [MetricRow(f"{name}_r", c.r, labels), MetricRow(f"{name}_p", c.p_value, labels)]
+        if name == "spearman":
+            out.metrics.append(MetricRow("spearman_p_min", smallest_permutation_p(groups), labels))
+    if len(set(groups)) > 1:
+        out.metrics += per_model_spearman(x, y, groups, base, out.skipped)
+    return out
+
+
+def smallest_permutation_p(groups: Sequence[str]) -> float:
+    """Smallest two-sided p a (within-model) permutation test of these points can give: 2 / Π n_m! over the models
+    with ≥ 2 points (one model: 2 / n!); 1.0 when no model has 2."""
+    total = math.prod(math.factorial(n) for n in Counter(groups).values() if n >= 2)
+    return min(1.0, 2 / total) if total > 1 else 1.0
+
+
+def per_model_spearman(x: Sequence[float], y: Sequence[float], groups: Sequence[str], labels: dict[str, str],
+                       skipped: dict[str, int]) -> list[MetricRow]:
+    """Each model's own Spearman ρ of (x, y) over its points (models with ≥ 3 points; exact permutation p at
+    n ≤ 10): `model_spearman_r` / `model_spearman_p` rows labelled `model`; a model whose ρ is undefined is counted
+    in `skipped`."""
+    out = []
+    for model in sorted(set(groups)):
+        ix = [i for i, g in enumerate(groups) if g == model]
+        if len(ix) < 3:
+            continue
+        try:
+            c = spearman([x[i] for i in ix], [y[i] for i in ix])
+        except ValueError as exc:
+            skipped[f"spearman correlation of {model}: {exc}"] = 1
+            continue
+        lab = {**labels, "model": model, "n": str(c.n), "p_method": c.method}
+        out += [MetricRow("model_spearman_r", c.r, lab), MetricRow("model_spearman_p", c.p_value, lab)]
     return out

@@ -74,10 +74,9 @@ def privacy_summary(store: Store) -> dict[str, Any] | None:
     """The privacy study's derived numbers as the `privacy-summary` cell stored them (the most recently finished one):
     {"attack": best attack, "auc": its mean AUC, "n": points or None, "pearson"/"spearman": {"r", "p"} or {"note"}}.
     None when the store has no summary. Nothing is recomputed here."""
-    done = [c for c in store.cells(kind="privacy-summary") if c["status"] == "done"]
-    if not done:
+    cell = store.latest_done_cell("privacy-summary")
+    if cell is None:
         return None
-    cell = max(done, key=lambda c: c["finished"] or 0.0)
     rows = store.metric_rows(cell["id"])
     best = next((m for m in rows if m.name == "best_attack_auc"), None)
     if best is None:
