@@ -5,12 +5,14 @@
 set -u
 . benchmarks/gpu/setup.sh   # install the wheels once, before the two streams
 ROOT=$OUT
+END=$(( $(date +%s) + ${BUDGET:-540} ))   # every script ends by then, so the results are packed before the call's limit
 stream() {  # stream NAME GPU SCRIPTS...
   local name=$1 gpu=$2; shift 2
   for s in "$@"; do
+    left=$(( END - $(date +%s) )); [ "$left" -gt 10 ] || { echo "=== $s not started: budget spent"; continue; }
     mkdir -p "/tmp/res/$s"
     echo "=== $s start $(date +%T)"
-    CUDA_VISIBLE_DEVICES=$gpu OUT="/tmp/res/$s" QUANTRISK_CACHE="/tmp/qc$gpu" bash "benchmarks/gpu/$s.sh"
+    CUDA_VISIBLE_DEVICES=$gpu OUT="/tmp/res/$s" QUANTRISK_CACHE="/tmp/qc$gpu" timeout -k 5 "$left" bash "benchmarks/gpu/$s.sh"
     echo "=== $s exit $? $(date +%T)"
   done > "$ROOT/$name.log" 2>&1
 }
