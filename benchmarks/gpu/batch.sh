@@ -19,6 +19,6 @@ stream() {  # stream NAME GPU SCRIPTS...
 stream A 0 ${A:-} &
 stream B 1 ${B:-} &
 wait
-cd /tmp/res && for d in *; do tar czf "$ROOT/$d.tgz" "$d"; done
+cd /tmp/res && for d in *; do tar czf "$ROOT/$d.tgz" --exclude="*.safetensors" --exclude="*.bin" --exclude="*.pt" "$d"; done
 ls -la "$ROOT"
 tail -5 "$ROOT"/A.log "$ROOT"/B.log
