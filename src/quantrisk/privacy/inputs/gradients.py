@@ -16,7 +16,7 @@ def autograd_blocker(model: Any) -> str | None:
     for m in model.modules():
         mod = type(m).__module__
         if mod.startswith(QUANTIZED_MODULES):
-            return f"weights stored quantized ({type(m).__name__} from {mod.split('.')[0]}): no gradient w.r.t. them"
+            return f"weights stored quantized ({mod}.{type(m).__name__}): no gradient w.r.t. them"
     if not any(p.is_floating_point() for p in model.parameters()):
         return "no floating-point parameters"
     return None
