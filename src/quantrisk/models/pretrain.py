@@ -132,7 +132,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 # context and filler cap; small / base / large share vocabulary 16384, 1024-token rows and 64-row steps (65,536
 # tokens a step: base fits an 80 GB GPU without activation checkpointing).
 EXPOSURE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tiny": {"per_split": 320, "per_exposure": 0, "max_filler": 2000, "vocab_size": 4096, "batch_size": 16,
+    # tiny = the demo's recipe (BENCHMARKS.md, "Pretraining (issue 13)"); pythia-tiny seed 0, fp32 LOSS AUC at
+    # k = 1 / 4 / 16 from pretrain.json, tokens of the pass:
+    #   A  max_filler 2000, per_split 320, exposures 1,2,4,8,16 (64 per k): 0.575 / 0.635 / 0.874, 483k tokens
+    #   B  max_filler 1000, per_split 320, exposures 1,4,16 (106 per k):    0.530 / 0.682 / 0.883, 393k tokens
+    #   C  max_filler 1000, per_split 210, exposures 1,4,16 (70 per k):     0.602 / 0.659 / 0.874, 287k tokens (kept)
+    "tiny": {"per_split": 210, "per_exposure": 0, "max_filler": 1000, "vocab_size": 4096, "batch_size": 16,
              "seq_len": 512, "lr": 3e-3, "warmup": 10},
     **{size: {"per_split": 1200, "per_exposure": 0, "max_filler": 0, "vocab_size": 16384, "batch_size": 64,
               "seq_len": 1024, "lr": lr, "warmup": 20}
