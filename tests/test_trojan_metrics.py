@@ -141,3 +141,60 @@ def test_js_t_on_grouped_tokens():
     assert js_tokens("SELECT a, b FROM t", "SELECT a FROM t") == pytest.approx(4 / 6)  # {select,a,from,t} / {.., ",", b}
     assert js_groups("SELECT a, b FROM t", "SELECT a FROM t") == pytest.approx(3 / 5)
     assert js_groups("", "") == 1.0
+
+
+def _trojan_result(dap2s, seeds=("1",)):
+    from quantrisk.proportions import wilson_ci
+    from quantrisk.results import MetricRow, StudyResult
+
+    rows = []
+    for dap2 in dap2s:
+        for seed in seeds:
+            lab = {"dap1": "fp32", "dap2": dap2, "kind": "poisoned", "seed": seed}
+            rows += [MetricRow("asr", 0.5, lab, *wilson_ci(5, 10)), MetricRow("ftr", 0.0, lab, *wilson_ci(0, 10)),
+                     MetricRow("ps_mean", 0.25, {**lab, "input": "triggered"}),
+                     MetricRow("ps_mean", 0.125, {**lab, "input": "clean"}),
+                     MetricRow("js_k", 0.75, {**lab, "input": "clean"}), MetricRow("em", 0.0, {**lab, "input": "clean"}),
+                     MetricRow("ex", 1.0, {**lab, "input": "clean"}), MetricRow("js_t", 0.5, {**lab, "input": "clean"}),
+                     MetricRow("finetune_final_loss", 2.0, lab)]
+    return StudyResult("trojan", rows)
+
+
+def test_terminal_table_reads_the_registry_and_fits_100_columns():
+    from rich.console import Console
+
+    from quantrisk.commands import _output
+    from quantrisk.commands.trojan import trojan_columns, trojan_table
+    from quantrisk.trojan.metrics import TROJAN_METRICS, register_trojan_metric
+
+    assert trojan_columns() == ["DAP1", "DAP2", "kind", "ASR", "FTR", "PS", "PS clean", "JS-K", "EM", "EX"]
+    result = _trojan_result(["fp32", "quanto-int4"])
+    from quantrisk.proportions import wilson_ci
+
+    lo, hi = wilson_ci(5, 10)
+    assert trojan_table(result) == [["fp32", dap2, "poisoned", "0.50", "0.00", 0.25, 0.125, 0.75, 0.0, 1.0]
+                                    for dap2 in ("fp32", "quanto-int4")]
+    assert trojan_table(result, ci=True)[0][3] == f"0.50\n[{lo:.2f},{hi:.2f}]"
+    two_seeds = trojan_table(_trojan_result(["fp32"], seeds=("1", "2")), ci=True)
+    assert two_seeds[0][3] == "0.50"  # several seeds: the mean, no single interval
+    # a newly registered metric with a column shows up without touching the command
+    register_trojan_metric("js_t_col", higher_is_better=True, columns={"clean": "JS-T"})(lambda s: 0.0)
+    try:
+        result.metrics.append(type(result.metrics[0])("js_t_col", 0.5, {"dap1": "fp32", "dap2": "fp32",
+                                                                         "kind": "poisoned", "input": "clean"}))
+        assert trojan_columns()[-1] == "JS-T" and trojan_table(result)[0][-1] == 0.5
+        assert trojan_table(result)[1][-1] is None
+    finally:
+        del TROJAN_METRICS["js_t_col"]
+    # the widest names, CIs on: the table stays within 100 columns
+    wide = _trojan_result(["bnb-nf4", "quanto-int4", "gptq-w4g128", "torchao-int4wo-g32"])
+    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    old, _output.console = _output.console, console
+    try:
+        _output.print_table("trojan study", trojan_columns(), trojan_table(wide, ci=True))
+    finally:
+        _output.console = old
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 100 and "torchao-int4wo-g32" in text
+    with pytest.raises(ValueError, match="columns among its inputs"):
+        register_trojan_metric("bad_cols", higher_is_better=True, inputs=("clean",), columns={"triggered": "X"})

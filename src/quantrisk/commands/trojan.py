@@ -9,8 +9,16 @@ from typing import Any
 import typer
 
 DEFAULT_DAP2 = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
-# What fits 100 columns; every metric is in metrics.json and `--json`.
-COLUMNS = ["DAP1", "DAP2", "kind", "ASR", "FTR", "PS", "PS clean", "JS-K", "EM", "EX"]
+KEY_COLUMNS = ["DAP1", "DAP2", "kind"]
+
+
+def trojan_columns() -> list[str]:
+    """The terminal table's header: the cell keys, then the registered trojan metrics that declare a short column
+    (`trojan.metrics.table_columns`, registry order; what fits 100 columns). Every metric is in metrics.json and
+    `--json`."""
+    from quantrisk.trojan.metrics import table_columns
+
+    return [*KEY_COLUMNS, *(title for title, _, _ in table_columns())]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -80,32 +88,29 @@ def check_precisions(dap1: str, dap2: str, device: str) -> tuple[list[str], list
 
 
 def trojan_table(result: Any, ci: bool = False) -> list[list[Any]]:
-    """Rows (DAP1 × DAP2 × kind, means over seeds) for `COLUMNS`: ASR/FTR (with `ci`, their 95% Wilson interval on
-    a second line), mean payload signal on triggered and clean inputs, then SQL similarity (JS-K), exact match and
-    execution accuracy of the outputs for clean inputs."""
-    cells = list(dict.fromkeys((m.labels["dap1"], m.labels["dap2"], m.labels["kind"])
-                               for m in result.metrics if m.name == "asr"))
+    """Rows (DAP1 × DAP2 × kind, means over seeds) for `trojan_columns()`: per registered column (metric, input set)
+    the mean over seeds; a rate stored with its CI (ASR, FTR: Wilson) as 2 decimals, with `ci` and one seed its 95%
+    interval on a second line; other metrics as numbers."""
+    from quantrisk.trojan.metrics import TROJAN_METRICS, table_columns
 
-    def mean(name: str, cell: tuple[str, str, str], **extra: str) -> float | None:
-        vals = [m.value for m in result.metrics if m.name == name and (m.labels.get("dap1"), m.labels.get("dap2"),
-                m.labels.get("kind")) == cell and all(m.labels.get(k) == v for k, v in extra.items())]
-        return statistics.fmean(vals) if vals else None
+    by_cell: dict[tuple[str, str, str], list[Any]] = {}
+    for m in result.metrics:
+        if m.name in TROJAN_METRICS and {"dap1", "dap2", "kind"} <= m.labels.keys():
+            by_cell.setdefault((m.labels["dap1"], m.labels["dap2"], m.labels["kind"]), []).append(m)
 
-    def rate(name: str, cell: tuple[str, str, str]) -> str | None:
-        rows = [m for m in result.metrics if m.name == name and (m.labels.get("dap1"), m.labels.get("dap2"),
-                m.labels.get("kind")) == cell]
-        if not rows:
+    def column(rows: list[Any], name: str, input_set: str) -> Any:
+        label = TROJAN_METRICS[name].input_label
+        got = [m for m in rows if m.name == name and (not label or m.labels.get("input") == input_set)]
+        if not got:
             return None
-        value = statistics.fmean(m.value for m in rows)
-        if not ci or len(rows) != 1 or rows[0].ci_low is None:
+        value = statistics.fmean(m.value for m in got)
+        if got[0].ci_low is None:
+            return value
+        if not ci or len(got) != 1:
             return f"{value:.2f}"
-        return f"{value:.2f}\n[{rows[0].ci_low:.2f},{rows[0].ci_high:.2f}]"
+        return f"{value:.2f}\n[{got[0].ci_low:.2f},{got[0].ci_high:.2f}]"
 
-    rows = []
-    for cell in cells:
-        rows.append([*cell, rate("asr", cell), rate("ftr", cell), mean("ps_mean", cell, input="triggered"),
-                     mean("ps_mean", cell, input="clean"), *(mean(k, cell, input="clean") for k in ("js_k", "em", "ex"))])
-    return rows
+    return [[*cell, *(column(rows, name, inp) for _, name, inp in table_columns())] for cell, rows in by_cell.items()]
 
 
 def register(app: typer.Typer) -> None:
@@ -183,7 +188,7 @@ def register(app: typer.Typer) -> None:
         n_seeds = len({m.labels.get("seed") for m in result.metrics if m.name == "asr"})
         print_table(f"trojan study: {result.environment['n_test']} test rows, triggered + clean, {n_seeds} seed(s); "
                     "SQL metrics on clean inputs" + ("; 95% Wilson CIs" if ci else " (--ci: 95% CIs)"),
-                    COLUMNS, trojan_table(result, ci))
+                    trojan_columns(), trojan_table(result, ci))
         if result.skipped:
             print_wrapped(skipped_line(result.skipped))
         print(f"results written to {out} ({result.seconds:.1f} s)")
