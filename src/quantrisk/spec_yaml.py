@@ -66,15 +66,20 @@ class _Bound(Exception):
         self.node = node
 
 
+def _yaml_error(exc: yaml.YAMLError | RecursionError, source: str) -> UsageError:
+    """The one-line error for YAML that does not parse (FILE:LINE where the parser knows it) or nests too deep."""
+    if isinstance(exc, RecursionError):
+        return UsageError(f"spec {source}: nested deeper than the bound of {MAX_DEPTH} levels")
+    mark = getattr(exc, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    return UsageError(f"spec {source}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})")
+
+
 def _compose(text: str, source: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"spec {source}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    except RecursionError:
-        raise UsageError(f"spec {source}: nested deeper than the bound of {MAX_DEPTH} levels") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _yaml_error(exc, source) from None
 
 
 def _sizes(root: yaml.Node, source: str) -> None:
@@ -203,12 +208,8 @@ def load_spec_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, in
     except _Bound as exc:
         path = next((p for p, line in lines.items() if line == exc.node.start_mark.line + 1), ())
         raise UsageError(f"spec {source}:{exc.node.start_mark.line + 1}: {_dotted(path)}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"spec {source}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    except RecursionError:
-        raise UsageError(f"spec {source}: nested deeper than the bound of {MAX_DEPTH} levels") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _yaml_error(exc, source) from None
     finally:
         loader.dispose()
     _numbers(data, lines, source)
