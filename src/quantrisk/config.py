@@ -47,7 +47,8 @@ from quantrisk.spec_studies import (  # noqa: F401 - re-exported: the spec's par
     _check_precision_list,
     _Strict,
 )
-from quantrisk.spec_yaml import load_spec_yaml
+from quantrisk.spec_yaml import dotted as dotted_path
+from quantrisk.spec_yaml import load_spec_yaml, located
 
 
 class Studies(_Strict):
@@ -166,20 +167,6 @@ class Spec(_Strict):
 # ------------------------------------------------------------------ loading with located errors
 
 
-def _where(source: str, lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> str:
-    for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            return f"{source}:{lines[loc[:cut]]}"
-    return source
-
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(spec)"
-
-
 def _raise(source: str, problems: list[str]) -> None:
     """One problem: one line `spec FILE:LINE: field.path: message`; several: a head line, then one indented
     line per problem."""
@@ -215,7 +202,7 @@ def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None =
                 loc, msg = _loc_of(m.group(1)), m.group(2)
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling; see examples/demo.yaml)"
-            problems.append(f"{_where(source, lines, loc)}: {_dotted(loc)}: {msg}")
+            problems.append(f"{located(source, lines, loc)}: {dotted_path(loc)}: {msg}")
         _raise(source, problems)
         raise  # unreachable: _raise always raises
     problems = []
@@ -230,10 +217,10 @@ def parse_spec(text: str, source: str = "<spec>", *, check_device: bool | None =
             ok, why = availability(p, device)
             if not ok:
                 loc = _loc_of(dotted)
-                problems.append(f"{_where(source, lines, loc)}: {dotted}: {p} cannot run on {device} here: {why}")
+                problems.append(f"{located(source, lines, loc)}: {dotted}: {p} cannot run on {device} here: {why}")
     if not any(getattr(spec.studies, k) is not None for k in type(spec.studies).model_fields):
         # = "the grid is empty": every enabled study yields cells (each needs models, precisions, n_cells >= 1).
-        problems.append(f"{_where(source, lines, ('studies',))}: studies: the grid is empty (enable at least one of "
+        problems.append(f"{located(source, lines, ('studies',))}: studies: the grid is empty (enable at least one of "
                         "studies.privacy / trojan / synthetic)")
     if not problems and check_inputs:
         problems += _input_problems(spec, source, lines)
@@ -255,7 +242,7 @@ def _input_problems(spec: Spec, source: str, lines: dict[tuple[str | int, ...], 
         try:
             fn(*args, **kw)
         except QuantriskError as exc:
-            problems.append(f"{_where(source, lines, _loc_of(dotted))}: {dotted}: {exc}")
+            problems.append(f"{located(source, lines, _loc_of(dotted))}: {dotted}: {exc}")
             return False
         return True
 

@@ -38,7 +38,8 @@ SIZE_BOUNDS: dict[str, float] = {
 Loc = tuple[str | int, ...]
 
 
-def _dotted(loc: Loc) -> str:
+def dotted(loc: Loc) -> str:
+    """A value's path as written in messages: `studies.privacy.attacks[2]` (`(spec)` for the root)."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -89,7 +90,7 @@ def _sizes(root: yaml.Node, source: str) -> None:
 
     def count(node: yaml.Node, depth: int, path: Loc) -> int:
         if depth > MAX_DEPTH:
-            raise UsageError(f"spec {source}:{node.start_mark.line + 1}: {_dotted(path)}: nested deeper than the "
+            raise UsageError(f"spec {source}:{node.start_mark.line + 1}: {dotted(path)}: nested deeper than the "
                              f"bound of {MAX_DEPTH} levels")
         if id(node) in size:
             return size[id(node)]
@@ -103,7 +104,7 @@ def _sizes(root: yaml.Node, source: str) -> None:
                 total += count(v, depth + 1, (*path, i))
         size[id(node)] = total
         if total > MAX_VALUES and not _big_child(node):
-            raise UsageError(f"spec {source}:{node.start_mark.line + 1}: {_dotted(path)}: expands (through YAML "
+            raise UsageError(f"spec {source}:{node.start_mark.line + 1}: {dotted(path)}: expands (through YAML "
                              f"aliases) to {total:,} values, more than the bound of {MAX_VALUES:,}; write the "
                              "values out or use fewer aliases")
         return total
@@ -130,7 +131,7 @@ def _duplicates(root: yaml.Node, source: str) -> None:
                 key = k.value if isinstance(k, yaml.ScalarNode) else id(k)
                 line = k.start_mark.line + 1
                 if key in first:
-                    raise UsageError(f"spec {source}:{line}: {_dotted((*path, str(key)))}: duplicate key (first at "
+                    raise UsageError(f"spec {source}:{line}: {dotted((*path, str(key)))}: duplicate key (first at "
                                      f"line {first[key]}); YAML would silently keep the last, remove one")
                 first[key] = line
                 stack.append((v, (*path, str(k.value))))
@@ -162,14 +163,16 @@ def _line_map(root: yaml.Node | None) -> dict[Loc, int]:
     return out
 
 
+def located(source: str, lines: dict[Loc, int], loc: Loc) -> str:
+    """`FILE:LINE` of `loc`, or of its nearest ancestor in the line map; `FILE` when none is located."""
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return f"{source}:{lines[loc[:cut]]}"
+    return source
+
+
 def _numbers(data: Any, lines: dict[Loc, int], source: str) -> None:
     """Refuse non-finite floats, numbers past MAX_NUMBER, and size fields past SIZE_BOUNDS."""
-    def where(loc: Loc) -> str:
-        for cut in range(len(loc), -1, -1):
-            if loc[:cut] in lines:
-                return f"{source}:{lines[loc[:cut]]}"
-        return source
-
     stack: list[tuple[Any, Loc]] = [(data, ())]
     while stack:
         value, loc = stack.pop()
@@ -179,12 +182,12 @@ def _numbers(data: Any, lines: dict[Loc, int], source: str) -> None:
             stack.extend((v, (*loc, i)) for i, v in enumerate(value))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value):
-                raise UsageError(f"spec {where(loc)}: {_dotted(loc)}: {value} is not a finite number (give a finite "
+                raise UsageError(f"spec {located(source, lines, loc)}: {dotted(loc)}: {value} is not a finite number (give a finite "
                                  "value)")
             key = loc[-1] if loc and isinstance(loc[-1], str) else None
             bound = SIZE_BOUNDS.get(key, MAX_NUMBER) if key is not None else MAX_NUMBER
             if abs(value) > bound:
-                raise UsageError(f"spec {where(loc)}: {_dotted(loc)}: {value} is beyond the bound of {bound:,} "
+                raise UsageError(f"spec {located(source, lines, loc)}: {dotted(loc)}: {value} is beyond the bound of {bound:,} "
                                  f"{'for ' + key if key in SIZE_BOUNDS else 'for a number in a spec'}")
 
 
@@ -207,7 +210,7 @@ def load_spec_yaml(text: str, source: str = "<spec>") -> tuple[Any, dict[Loc, in
         data = loader.construct_document(root)
     except _Bound as exc:
         path = next((p for p, line in lines.items() if line == exc.node.start_mark.line + 1), ())
-        raise UsageError(f"spec {source}:{exc.node.start_mark.line + 1}: {_dotted(path)}: {exc}") from None
+        raise UsageError(f"spec {source}:{exc.node.start_mark.line + 1}: {dotted(path)}: {exc}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise _yaml_error(exc, source) from None
     finally:
