@@ -257,3 +257,27 @@ def test_report_plots_auc_vs_exposure(tmp_path):
         assert png is not None and png[:8] == b"\x89PNG\r\n\x1a\n"
     report = build_report(tmp_path / "run", tmp_path / "report")
     assert "AUC vs exposure" in (tmp_path / "report" / "report.md").read_text() and report is not None
+
+
+def test_spec_run_end_to_end_in_the_exposure_regime(tmp_path, monkeypatch, capsys):
+    """`quantrisk run` of a spec with an exposure-regime zoo model: pretrain + reference + privacy cells, the
+    per-exposure AUCs in the store and the AUC-vs-exposure plot in the report (tiny recipe shrunk for speed)."""
+    from quantrisk.models import pretrain as pretrain_mod
+    from quantrisk.store import Store
+
+    small = {k: v for k, v in FAST.items() if k not in ("regime", "exposures")}
+    monkeypatch.setitem(pretrain_mod.EXPOSURE_DEFAULTS, "tiny", small)
+    monkeypatch.setenv("QUANTRISK_CACHE", str(tmp_path / "cache"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: exp\ndevice: cpu\nseeds: [0]\nmodels:\n  - {zoo: pythia, size: tiny, regime: exposure, "
+                    "exposures: [1, 4]}\nprecisions: [fp32, rtn-w2g64]\nstudies:\n  privacy: {n: 12, attacks: [loss, "
+                    "reference], completion_n: 0, n_resamples: 50}\n")
+    run = tmp_path / "run"
+    assert main(["run", str(spec), "--out", str(run), "--quiet", "--report"]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed" in out
+    with Store(run / "results.sqlite") as st:
+        rows = st.metrics(kind="privacy", name="auc_by_exposure")
+    assert {(r["labels"]["precision"], r["labels"]["attack"], r["labels"]["exposure"]) for r in rows} == {
+        (p, a, k) for p in ("fp32", "rtn-w2g64") for a in ("loss", "reference") for k in ("1", "4")}
+    assert "AUC vs exposure" in (run / "report" / "report.md").read_text()
