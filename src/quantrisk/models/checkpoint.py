@@ -31,6 +31,9 @@ POSITIVE_INT_FIELDS: tuple[str, ...] = (
     "num_layers", "num_heads", "head_dim", "rotary_dim",
 )
 MAX_CONFIG_INT = 2**31 - 1
+# bitsandbytes' per-layer quantization state (int8 row scales, 4-bit absmax / quant maps), made while loading
+QUANTIZER_STATE = (".SCB", ".weight_format", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map",
+                   ".quant_state", ".quant_state.bitsandbytes__nf4", ".quant_state.bitsandbytes__fp4")
 MAX_INDEX_BYTES = 50_000_000
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -120,6 +123,8 @@ def load_verified(from_pretrained: Callable[..., Any], source: str, **kwargs: An
     finally:
         library.handlers, library.propagate = saved
     missing = list(info.get("missing_keys") or [])
+    if kwargs.get("quantization_config") is not None:  # state a quantizer creates at load, never in a checkpoint
+        missing = [k for k in missing if not k.endswith(QUANTIZER_STATE)]
     unexpected = list(info.get("unexpected_keys") or [])
     mismatched = [str(k[0] if isinstance(k, (tuple, list)) else k) for k in info.get("mismatched_keys") or []]
     problems = [_problem(w, k) for w, k in (("missing", missing), ("unexpected", unexpected),
