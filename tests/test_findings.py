@@ -191,3 +191,30 @@ def test_a_store_without_a_summary_is_inconclusive_with_the_reason():
         assert (f.verdict, f.why, f.effect, f.p) == ("inconclusive", NO_SUMMARY, None, None)
     assert "rerun" in NO_SUMMARY and "--new-spec" in NO_SUMMARY
     assert CLAIMS["P1"](RunRows([], [], [])).why == "no privacy study in this run"
+
+
+def test_from_store_reads_the_latest_summary_cell_and_says_when_there_is_none(tmp_path):
+    from quantrisk.cells import Cell
+    from quantrisk.results import StudyResult
+    from quantrisk.store import Store
+
+    weak = STRONG + RNG.normal(scale=2.5, size=300)
+    cells = [_privacy("m", "fp32", {"zlib": STRONG}, Y), _privacy("m", "rtn-w2g64", {"zlib": weak}, Y)]
+    with Store(tmp_path) as st:
+        ids = []
+        for i, (m, s) in enumerate(cells):
+            c = Cell("privacy", {"i": i})
+            st.add_cells([c])
+            st.write_result(c.id, StudyResult("privacy", [MetricRow(x["name"], x["value"], x["labels"]) for x in m], s))
+            ids.append(c.id)
+        old = RunRows.from_store(st)
+        assert old.summary is None and CLAIMS["P1"](old).why == NO_SUMMARY
+        summary = Cell("privacy-summary", {"attacks": ["zlib"]}, tuple(ids))
+        st.add_cells([summary])
+        st.write_result(summary.id, summarize([m for i in ids for m in st.metric_rows(i)],
+                                              [r for i in ids for r in st.sample_rows(i)], attacks=["zlib"], n_resamples=300))
+        rows = RunRows.from_store(st)
+    assert {m["name"] for m in rows.summary} >= {"best_attack_auc", "delta_auc", "delong_p_holm"}
+    assert rows.summary_skipped == {"quality-risk correlation: needs 3 or more precisions, got 2": 1}
+    assert CLAIMS["P1"](rows).verdict == "holds"
+    assert "needs 3 or more precisions" in CLAIMS["P3"](rows).why

@@ -31,8 +31,7 @@ MIN_PAIRED = 20  # paired samples below which a null result is inconclusive
 MIN_SIZE_RATIO = 1.5  # P4: "larger" = at least this many times the parameters (fp16 bytes) of the smaller model
 
 
-NO_SUMMARY = ("store has no privacy summary (a run made before the privacy-summary cell existed): rerun its spec "
-              "on this run directory (with --new-spec if asked) to compute it")
+NO_SUMMARY = "store has no privacy summary (an older run): rerun its spec on it, with --new-spec if asked"
 PAIRED_NAMES: tuple[str, ...] = ("delta_auc", "delong_p_holm", "delong_p", "delta_tpr@1%fpr")
 
 
