@@ -214,7 +214,9 @@ def register(app: typer.Typer) -> None:
         start = time.perf_counter()
         path = builtin_spec_path("demo")
         s = load_spec(path, check_device=True, check_inputs=True)
-        print(f"demo: spec {path}; {s.description.strip().splitlines()[0] if s.description else ''}")
+        from quantrisk.commands._output import print_wrapped
+
+        print_wrapped(f"demo: spec {path}; " + " ".join((s.description or "").split()))
         summary = run_spec(s, out, executor=_executor(s, executor, workers, None), progress=not quiet,
                            new_spec=new_spec)
         rep = build_report(out, out / "report")

@@ -223,7 +223,7 @@ th{background:#f2f2f2}img{max-width:100%}h2{border-bottom:1px solid #ddd;padding
 .note{font-size:12px;color:#555;margin:.2em 0}ul.headline li{margin:.35em 0}
 details{margin:.5em 0 1.5em}summary{cursor:pointer;color:#0645ad}
 table.wrap td{white-space:normal;min-width:6em;max-width:48em;vertical-align:top}
-td.verdict{font-weight:600;white-space:nowrap}td.holds{color:#0a6b2e}td.does-not-hold{color:#a11}td.inconclusive{color:#8a6d00}"""
+td.verdict{font-weight:600}table.wrap td.verdict{white-space:nowrap}td.holds{color:#0a6b2e}td.does-not-hold{color:#a11}td.inconclusive{color:#8a6d00}"""
 
 
 def build_report(store: str | Path, out_dir: str | Path) -> Report:

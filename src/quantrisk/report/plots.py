@@ -136,7 +136,9 @@ def delta_auc_vs_bits(store: Store, paired_rows: list[dict[str, Any]] | None = N
                     d = v - base
                     dlo = None if lo is None else lo - base
                     dhi = None if hi is None else hi - base
-                pts.append((bits_of(p) * _jitter(mi, len(models)), d, dlo, dhi, p))
+                same = sorted(q for q in precs if bits_of(q) == bits_of(p))  # e.g. int8-dynamic and quanto-int8
+                x = bits_of(p) * _jitter(mi, len(models)) * 2 ** ((same.index(p) - (len(same) - 1) / 2) * 0.1)
+                pts.append((x, d, dlo, dhi, p))
             xs = [q[0] for q in pts]
             ax.plot(xs, [q[1] for q in pts], color=colors[model], lw=1, alpha=0.8)
             if all(q[2] is not None for q in pts):
