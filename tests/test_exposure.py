@@ -281,3 +281,18 @@ def test_spec_run_end_to_end_in_the_exposure_regime(tmp_path, monkeypatch, capsy
     assert {(r["labels"]["precision"], r["labels"]["attack"], r["labels"]["exposure"]) for r in rows} == {
         (p, a, k) for p in ("fp32", "rtn-w2g64") for a in ("loss", "reference") for k in ("1", "4")}
     assert "AUC vs exposure" in (run / "report" / "report.md").read_text()
+
+
+def test_site_packages_corpus_is_the_same_parsed_in_processes(monkeypatch):
+    from quantrisk.data import corpus
+
+    scan = corpus.site_packages_samples.__wrapped__
+    alone = scan("function", ("packaging",))
+    monkeypatch.setattr(corpus, "POOL_MIN_FILES", 0)
+    monkeypatch.setattr(corpus.os, "cpu_count", lambda: 3)
+    pooled = scan("function", ("packaging",))
+    assert pooled == alone and alone[0] and alone[1]
+    assert all(s.id.startswith("site-packages/packaging/") for s in alone[0])
+    assert {r.licence for r in alone[1]} <= {"Apache-2.0", "BSD", "Apache-2.0+BSD"}
+    with pytest.raises(UsageError, match="not installed"):
+        scan("function", ("no-such-distribution-here",))

@@ -28,9 +28,9 @@ X=${TIMEOUT_SCALE:-1}        # the CPU dry run on a busy machine needs longer li
 set -x
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>/dev/null || true
-timeout $((150 * X)) python3 -m benchmarks pretraining --device "$DEVICE" --repeats 1 --sizes "$BENCH_SIZES" $BENCH_ARGS \
+timeout $((140 * X)) python3 -m benchmarks pretraining --device "$DEVICE" --repeats 1 --sizes "$BENCH_SIZES" $BENCH_ARGS \
   2>&1 | tee "$OUT/pretraining_benchmark.txt"
-timeout $((210 * X)) python3 -m quantrisk.cli pretrain --arch pythia --size "$SIZE" --regime exposure --exposures 1,2,4,8,16 \
+timeout $((220 * X)) python3 -m quantrisk.cli pretrain --arch pythia --size "$SIZE" --regime exposure --exposures 1,2,4,8,16 \
   --corpus "$CORPUS" --max-filler "$MAXF" --per-exposure "$PER_EXP" --per-split "$PER_SPLIT" --batch-size "$BATCH" \
   --device "$DEVICE" --out "$MODEL" --quiet --json > "$OUT/pretrain_base.json"
 python3 - "$OUT/pretrain_base.json" <<'PY'
@@ -41,7 +41,7 @@ print({k: d[k] for k in ("seconds", "tokens_seen", "tokens_per_second", "n_param
 PY
 cp "$MODEL/train_log.jsonl" "$OUT/train_log_base.jsonl" 2>/dev/null
 wc -l "$MODEL/corpus_manifest.jsonl" > "$OUT/corpus_manifest_lines.txt" 2>/dev/null
-timeout $((170 * X)) python3 -m quantrisk.cli privacy --model "$MODEL" --precisions "$PRECISIONS" \
+timeout $((160 * X)) python3 -m quantrisk.cli privacy --model "$MODEL" --precisions "$PRECISIONS" \
   --attacks loss,zlib,minkpp,reference --n "$N" --completion-n 0 --device "$DEVICE" --batch-tokens 65536 \
   --out "$OUT/privacy_base" > "$OUT/privacy_base.txt" 2>&1
 tail -30 "$OUT/privacy_base.txt"
