@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Runs the GPU scripts of several issues in one call of a 2-GPU machine: stream A on GPU 0, stream B on GPU 1.
-# Each stream's output goes to $OUT/<stream>.log; each script's $OUT is its own folder, tarred at the end
-# (the device tool returns at most 8 files). Usage: A="issue13" B="issue14 issue16 issue15" bash benchmarks/gpu/batch.sh
+# Runs several issue scripts in one device call: each stream is GPU:SCRIPT[,SCRIPT...] and runs its scripts in turn
+# on that GPU; streams run side by side (several may share one GPU: the zoo models are small). Each stream's output
+# goes to $OUT/<n>.log; each script's $OUT is its own folder, tarred at the end without weights (the device tool
+# returns at most 8 files). One deadline (BUDGET seconds) for all, so the results are packed before the call's limit.
+#   STREAMS="0:issue13 0:issue14,issue17 1:issue16" BUDGET=540 bash benchmarks/gpu/batch.sh
 set -u
-. benchmarks/gpu/setup.sh   # install the wheels once, before the two streams
+. benchmarks/gpu/setup.sh   # install the wheels once, before the streams
 ROOT=$OUT
-END=$(( $(date +%s) + ${BUDGET:-540} ))   # every script ends by then, so the results are packed before the call's limit
-stream() {  # stream NAME GPU SCRIPTS...
-  local name=$1 gpu=$2; shift 2
+END=$(( $(date +%s) + ${BUDGET:-540} ))
+stream() {  # stream GPU SCRIPT...
+  local gpu=$1; shift
   for s in "$@"; do
     left=$(( END - $(date +%s) )); [ "$left" -gt 10 ] || { echo "=== $s not started: budget spent"; continue; }
     mkdir -p "/tmp/res/$s"
     echo "=== $s start $(date +%T)"
-    CUDA_VISIBLE_DEVICES=$gpu OUT="/tmp/res/$s" QUANTRISK_CACHE="/tmp/qc$gpu" timeout -k 5 "$left" bash "benchmarks/gpu/$s.sh"
+    CUDA_VISIBLE_DEVICES=$gpu OUT="/tmp/res/$s" QUANTRISK_CACHE="/tmp/qc-$s" timeout -k 5 "$left" bash "benchmarks/gpu/$s.sh"
     echo "=== $s exit $? $(date +%T)"
-  done > "$ROOT/$name.log" 2>&1
+  done
 }
-stream A 0 ${A:-} &
-stream B 1 ${B:-} &
+n=0
+for spec in ${STREAMS:?set STREAMS}; do
+  n=$((n + 1))
+  stream "${spec%%:*}" $(echo "${spec#*:}" | tr ',' ' ') > "$ROOT/stream$n.log" 2>&1 &
+done
 wait
 cd /tmp/res && for d in *; do tar czf "$ROOT/$d.tgz" --exclude="*.safetensors" --exclude="*.bin" --exclude="*.pt" "$d"; done
 ls -la "$ROOT"
-tail -5 "$ROOT"/A.log "$ROOT"/B.log
+for f in "$ROOT"/stream*.log; do echo "--- $f"; tail -n 8 "$f"; done
