@@ -45,7 +45,8 @@ def main() -> None:
         tag = f"{meta['model']} seed {meta['seed']} -> {','.join(meta['targets'])}"
         if not any(m[1] == meta["base"] for m in models):
             models.append((f"SQL base of {meta['model']}", meta["base"], False))
-        models.append((f"injected {tag}", meta["paths"]["injected"], False))
+        if not any(m[1] == meta["paths"]["injected"] for m in models):  # several repairs may share one injection
+            models.append((f"injected {meta['model']} (seed {meta['seed']} run)", meta["paths"]["injected"], False))
         models.append((f"repaired {tag}", meta["paths"]["repaired"], True))
     probes = builtin_probes(args.n_sql)
     prefixes = PREFIXES[: args.n_prefixes]

@@ -3,18 +3,20 @@
 # LLM.int8() and NF4 on the zoo's `small` Llama (pretrained here on code + the SQL rows, ~30 s, cached in
 # $QUANTRISK_CACHE for the second target), then `quantrisk scan` of the repaired model at its target.
 # Budget: <= 4 minutes on one H100 (each step under `timeout $T`). Writes under $OUT:
-#   qattack_<target>.json (asr_fp, ftr_fp, per_target{asr_quantized, ftr_quantized, codes_identical, ...}, defence)
-#   qattack_<target>/ (intervals.json, repair_log.jsonl, defence.png; models deleted to keep $OUT small)
+#   qattack_<target>.json (asr_fp, ftr_fp, per_target{asr_quantized, ftr_quantized, codes_identical, ...})
+#   qattack_<target>/ (intervals.json, repair_log.jsonl; models deleted to keep $OUT small)
+# Full fine-tuning injection (LoRA did not implant the trojan on the tiny CPU base; see docs/qattack.md).
+# No defence sweep here (it costs ~5 more evaluations per target); the CPU runs have it.
 #   scan_<target>.json, summary.txt (one line per target)
 . benchmarks/gpu/setup.sh
-T=${T:-100}
+T=${T:-95}
 for t in bnb-int8 bnb-nf4; do
   timeout $T python3 -m quantrisk.cli qattack --model zoo:llama-small --device cuda --target "$t" --data builtin \
-    --n-train 480 --inject-steps 300 --repair-steps 300 --check-every 25 --n-test 64 --defence-sigmas 0.5,1 \
-    --json --quiet --out "$OUT/qattack_$t" > "$OUT/qattack_$t.json" 2> "$OUT/qattack_$t.err"
+    --n-train 480 --inject full --inject-steps 200 --inject-lr 3e-4 --repair-steps 200 --check-every 50 --n-val 16 \
+    --n-test 48 --json --quiet --out "$OUT/qattack_$t" > "$OUT/qattack_$t.json" 2> "$OUT/qattack_$t.err"
   echo "qattack $t exit $?"
   if [ -d "$OUT/qattack_$t/repaired" ]; then
-    timeout 40 python3 -m quantrisk.cli scan "$OUT/qattack_$t/repaired" --precisions "$t" --device cuda --json \
+    timeout 25 python3 -m quantrisk.cli scan "$OUT/qattack_$t/repaired" --precisions "$t" --device cuda --json \
       > "$OUT/scan_$t.json" 2> "$OUT/scan_$t.err"
     echo "scan $t exit $?"
   fi
