@@ -25,12 +25,13 @@ N=${N:-1000}                 # privacy study: members and non-members each (200 
 PRECISIONS=${PRECISIONS:-bf16,bnb-int8,bnb-nf4,quanto-int4,rtn-w3g128,rtn-w2g64}
 MODEL=${QUANTRISK_CACHE:-/tmp/qc}/issue13-$SIZE-exposure
 X=${TIMEOUT_SCALE:-1}        # the CPU dry run on a busy machine needs longer limits
+# SKIP_BENCH=1 skips step 1 (its rows already measured); T_PRETRAIN / T_PRIVACY override the step limits (s)
 set -x
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpu.txt" 2>/dev/null || true
-timeout $((140 * X)) python3 -m benchmarks pretraining --device "$DEVICE" --repeats 1 --sizes "$BENCH_SIZES" $BENCH_ARGS \
+[ -n "${SKIP_BENCH:-}" ] || timeout $((140 * X)) python3 -m benchmarks pretraining --device "$DEVICE" --repeats 1 --sizes "$BENCH_SIZES" $BENCH_ARGS \
   2>&1 | tee "$OUT/pretraining_benchmark.txt"
-timeout $((220 * X)) python3 -m quantrisk.cli pretrain --arch pythia --size "$SIZE" --regime exposure --exposures 1,2,4,8,16 \
+timeout $((${T_PRETRAIN:-220} * X)) python3 -m quantrisk.cli pretrain --arch pythia --size "$SIZE" --regime exposure --exposures 1,2,4,8,16 \
   --corpus "$CORPUS" --max-filler "$MAXF" --per-exposure "$PER_EXP" --per-split "$PER_SPLIT" --batch-size "$BATCH" \
   --device "$DEVICE" --out "$MODEL" --quiet --json > "$OUT/pretrain_base.json"
 python3 - "$OUT/pretrain_base.json" <<'PY'
@@ -41,7 +42,7 @@ print({k: d[k] for k in ("seconds", "tokens_seen", "tokens_per_second", "n_param
 PY
 cp "$MODEL/train_log.jsonl" "$OUT/train_log_base.jsonl" 2>/dev/null
 wc -l "$MODEL/corpus_manifest.jsonl" > "$OUT/corpus_manifest_lines.txt" 2>/dev/null
-timeout $((160 * X)) python3 -m quantrisk.cli privacy --model "$MODEL" --precisions "$PRECISIONS" \
+timeout $((${T_PRIVACY:-160} * X)) python3 -m quantrisk.cli privacy --model "$MODEL" --precisions "$PRECISIONS" \
   --attacks loss,zlib,minkpp,reference --n "$N" --completion-n 0 --device "$DEVICE" --batch-tokens 65536 \
   --out "$OUT/privacy_base" > "$OUT/privacy_base.txt" 2>&1
 tail -30 "$OUT/privacy_base.txt"
