@@ -10,7 +10,7 @@ DEV=${DEV:-cuda} SIZE=${SIZE:-small} N=${N:-500} MODEL=${MODEL:-/tmp/pys}
 set -x
 timeout 30 python3 -m quantrisk.cli precisions --device "$DEV" > "$OUT/issue14_precisions.txt" 2>&1
 if [ ! -f "$MODEL/split.jsonl" ]; then  # foundation.sh pretrains the same model into /tmp/pys
-  timeout 60 python3 -m quantrisk.cli pretrain --arch pythia --size "$SIZE" --device "$DEV" --out "$MODEL" --quiet \
+  timeout ${T_PRETRAIN:-120} python3 -m quantrisk.cli pretrain --arch pythia --size "$SIZE" --device "$DEV" --out "$MODEL" --quiet \
     --json > "$OUT/issue14_pretrain.json" || exit 1
 fi
 # most informative first: a run cut short by its timeout keeps the rows it finished (OUT/issue14.jsonl)
