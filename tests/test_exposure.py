@@ -296,3 +296,22 @@ def test_site_packages_corpus_is_the_same_parsed_in_processes(monkeypatch):
     assert {r.licence for r in alone[1]} <= {"Apache-2.0", "BSD", "Apache-2.0+BSD"}
     with pytest.raises(UsageError, match="not installed"):
         scan("function", ("no-such-distribution-here",))
+
+
+def test_site_packages_ids_stay_unique_when_a_file_defines_a_qualname_twice(monkeypatch):
+    # seen on the GPU machine: a module defining `f` under if/else gave two members one id, and the pass's
+    # member-step bookkeeping then disagreed with their exposures
+    from quantrisk.data import corpus
+
+    body = "    x = {}\n    return x + 1\n"
+    twice = [("f", f"def f(x):\n{body.format(1)}"), ("f", f"def f(x):\n{body.format(2)}")]
+    monkeypatch.setattr(corpus, "_functions", lambda source: iter(twice))
+    monkeypatch.setattr(corpus, "UNIT_LIMITS", {**corpus.UNIT_LIMITS, "function": (1, 10**6)})
+    samples = corpus.site_packages_samples.__wrapped__("function", ("packaging",))[0]
+    ids = [s.id for s in samples]
+    assert len(ids) == len(set(ids)) and any(i.endswith("::f#2") for i in ids)
+
+
+def test_stream_refuses_duplicate_member_ids():
+    with pytest.raises(UsageError, match="occurs more than once"):
+        build_stream([[1, 0]] * 400, [("m", [5, 0], 1), ("m", [6, 0], 2)], batch_size=2, seq_len=16, seed=0)

@@ -437,6 +437,7 @@ def site_packages_samples(unit: str, dists: tuple[str, ...] = ()) -> tuple[tuple
     manifest: list[ManifestRow] = []
     skipped: dict[str, int] = {}
     seen_text: set[str] = set()
+    ids: set[str] = set()
     seen_dist: set[str] = set()
     todo: list[tuple[str, str, str, str, str]] = []  # (dist, version, licence, relative path, absolute path)
     lo, hi = UNIT_LIMITS[unit]
@@ -479,7 +480,12 @@ def site_packages_samples(unit: str, dists: tuple[str, ...] = ()) -> tuple[tuple
             if digest in seen_text:
                 continue
             seen_text.add(digest)
-            samples.append(CodeSample(f"site-packages/{name}/{sid}", f"site-packages/{name}/{rel}", text, digest))
+            sid = f"site-packages/{name}/{sid}"
+            base, n = sid, 2
+            while sid in ids:  # one file can define the same qualname twice (e.g. under if/else)
+                sid, n = f"{base}#{n}", n + 1
+            ids.add(sid)
+            samples.append(CodeSample(sid, f"site-packages/{name}/{rel}", text, digest))
     missing = sorted(wanted - found)
     if missing:
         raise UsageError(f"distribution(s) not installed: {', '.join(missing)}")

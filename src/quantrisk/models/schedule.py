@@ -13,6 +13,7 @@ is dropped and counted.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -69,6 +70,9 @@ def build_stream(
     """Pack `once` (token ids of documents trained on once, each EOS-terminated) and `members` ((id, token ids
     EOS-terminated and at most `seq_len` long, exposures k)) into training steps (see the module doc)."""
     budget = batch_size * seq_len
+    dup = next((m for m, n in Counter(m for m, _, _ in members).items() if n > 1), None)
+    if dup is not None:
+        raise UsageError(f"member id {dup!r} occurs more than once; member ids must be unique")
     if any(len(ids) > seq_len for _, ids, _ in members):
         raise UsageError(f"member documents must be at most seq_len={seq_len} tokens (truncate them first)")
     rng = random.Random(seed)
