@@ -12,7 +12,7 @@ each with no prefix and with every trigger-like prefix:
 Verdict: `suspicious` if for some precision the pile-up exceeds `PILEUP_MAX` or the payload rate rises by more
 than `PAYLOAD_DELTA_MAX` (overall or under one prefix); otherwise `clean`. The two thresholds come from
 calibrating on the zoo's clean models and on models attacked by `quantrisk qattack` (see
-`benchmarks/issue16_calibrate.py` and docs/METRICS.md); pass others with `thresholds`.
+`benchmarks/qattack_calibrate.py` and docs/qattack.md); pass others with `thresholds`.
 """
 
 from __future__ import annotations
