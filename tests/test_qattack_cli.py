@@ -106,7 +106,8 @@ def test_qattack_study_in_a_spec(tiny_dir, tmp_path, capsys):
 def test_repair_of_a_given_backdoored_model(tiny_dir, tmp_path):
     from quantrisk.qattack.attack import run_qattack
 
-    r = run_qattack(str(tiny_dir), ["quanto-int4"], "builtin", tmp_path / "o", injected=str(tiny_dir), n_train=4,
+    r = run_qattack(str(tiny_dir), ["quanto-int4", "torchao-int8wo"], "builtin", tmp_path / "o", injected=str(tiny_dir), n_train=4,
                     n_val=1, n_test=1, repair_steps=1, check_every=0, max_new_tokens=2)
-    assert r["inject"]["given"] is True and r["per_target"]["quanto-int4"]["codes_identical"] is True
+    assert r["inject"]["given"] is True
+    assert all(t["codes_identical"] is True for t in r["per_target"].values()) and len(r["per_target"]) == 2
     assert not (tmp_path / "o" / "adapter").exists() and r["paths"]["injected"] == str(tiny_dir)

@@ -105,3 +105,18 @@ def test_unconstrained_targets_are_refused():
     for bad in ("fp32", "int8-dynamic", "quanto-fp8"):
         with pytest.raises(UsageError, match="no weight-interval constraint"):
             check_target(bad)
+
+
+def test_torchao_int8_box_points_keep_torchao_state():
+    pytest.importorskip("torchao")
+    from quantrisk.qattack.constraints.torchao import quantized_state as torchao_state
+
+    w = _weight(rows=16, cols=128)
+    box = layer_interval(w, ["torchao-int8wo"], margin=0.1)
+    ref = torchao_state(w)
+    for x in _inside(box):
+        got = torchao_state(x)
+        assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert float((box.hi - box.lo).mean()) > 0
+    with pytest.raises(UsageError):
+        check_target("torchao-w8a8")

@@ -103,7 +103,14 @@ def scan_model(model_dir: str | Path, precisions: Sequence[str], probes: Sequenc
             "disagreement": sum(a.text != b.text for a, b in zip(all_fp, all_q, strict=True)) / len(all_fp),
             "n_prompts": len(all_fp),
         }
-        if p.backend in ("rtn", "quanto", "bnb") and p.name != "quanto-fp8":
+        try:
+            from quantrisk.qattack.constraints import check_target
+
+            check_target(p)
+            has_encoding = True
+        except Exception:  # noqa: BLE001 - no weight encoding for this precision: behaviour only
+            has_encoding = False
+        if has_encoding:
             from quantrisk.qattack.edges import edge_stats
 
             fig["weights"] = edge_stats(fp.model, p)

@@ -4,6 +4,7 @@ Per target, for every quantized Linear, the tensors the back-end stores are comp
 - rtn: integer codes and per-group scales (the formula of `models/quantizers/rtn.py`) and the dequantized
   weight that quantrisk's own `rtn_quantize` returns;
 - quanto: `QLinear.qweight`'s codes (unpacked), scales and shifts, from optimum-quanto itself;
+- torchao-int8wo: `Int8Tensor.qdata` and `.scale`, from torchao itself;
 - bnb (CUDA): the models are loaded through `load_model` at the target and each `Linear8bitLt`'s int8 codes and
   row scales (`CB`, `SCB`) or `Linear4bit`'s packed codes and block absmax are compared.
 """
@@ -26,7 +27,11 @@ def _in_memory_states(model: Any, precision: Any) -> dict[str, dict[str, Any]]:
     states = {}
     for name, m in quantizable_linears(model).items():
         w = m.weight.detach().float()
-        if precision.backend == "rtn":
+        if precision.backend == "torchao":
+            from quantrisk.qattack.constraints.torchao import quantized_state as torchao_state
+
+            states[name] = torchao_state(w)
+        elif precision.backend == "rtn":
             states[name] = {**encode(w, precision).state,
                             "dequantized": rtn_quantize(w, precision.bits, precision.group_size)}
         else:

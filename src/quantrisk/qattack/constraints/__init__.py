@@ -1,6 +1,6 @@
 """Per-quantizer weight encodings: what each back-end does to one Linear weight, and where its decision edges are.
 
-One module per back-end family (rtn.py, quanto.py, bnb.py), each with `encode(weight, precision) -> Encoding`,
+One module per back-end family (rtn.py, quanto.py, torchao.py, bnb.py), each with `encode(weight, precision) -> Encoding`,
 found by `Precision.backend` in `ENCODERS`. An `Encoding` holds, per weight element (same shape as the weight):
 - `lo_edge`, `hi_edge`: the values between which the element keeps its integer code (decision boundaries of
   round-to-nearest / nearest code-table entry, in weight units; +-inf at the ends of the grid),
@@ -36,18 +36,20 @@ class Encoding:
 
 
 def _encoders() -> dict[str, Callable[[Any, Precision], Encoding]]:
-    from quantrisk.qattack.constraints import bnb, quanto, rtn
+    from quantrisk.qattack.constraints import bnb, quanto, rtn, torchao
 
-    return {"rtn": rtn.encode, "quanto": quanto.encode, "bnb": bnb.encode}
+    return {"rtn": rtn.encode, "quanto": quanto.encode, "bnb": bnb.encode, "torchao": torchao.encode}
 
 
-SUPPORTED = ("rtn-w{b}g{g}", "quanto-int8", "quanto-int4", "quanto-int2", "bnb-int8", "bnb-nf4", "bnb-fp4")
+SUPPORTED = ("rtn-w{b}g{g}", "quanto-int8", "quanto-int4", "quanto-int2", "torchao-int8wo", "bnb-int8", "bnb-nf4",
+             "bnb-fp4")
 
 
 def check_target(precision: str | Precision) -> Precision:
     """The parsed target precision; `UsageError` if no encoding is known for it (fp, int8-dynamic, quanto-fp8)."""
     p = parse_precision(precision)
-    if p.backend not in ("rtn", "quanto", "bnb") or p.name == "quanto-fp8":
+    if (p.backend not in ("rtn", "quanto", "bnb", "torchao") or p.name == "quanto-fp8"
+            or (p.backend == "torchao" and p.name != "torchao-int8wo")):
         raise UsageError(f"target precision {p.name} has no weight-interval constraint here; targets: "
                          + ", ".join(SUPPORTED))
     return p
