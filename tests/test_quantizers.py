@@ -123,6 +123,24 @@ def test_static_scales_are_calibrated_absmax(tiny_model_dirs, calib_file):
 
 
 @needs_torchao
+def test_w8a8_static_on_a_bf16_model_calibrates_without_changing_its_inputs(tiny_model_dirs, calib_file):
+    # seen on the H100: the calibration hook returned the observer's float32 copy of each input, which replaced
+    # the input of a bf16 model ("mat1 and mat2 must have the same dtype, but got Float and BFloat16")
+    from quantrisk.data.calibration import token_batches
+    from quantrisk.models.quantizers.static import StaticQuantizer
+
+    lm = load_model(tiny_model_dirs["llama"], "bf16")
+    batches = token_batches(lm.tokenizer, load_calibration(CalibrationSpec(str(calib_file), 2, 0), None).texts)
+    with torch.no_grad():
+        before = lm.model(input_ids=batches[0]).logits
+    StaticQuantizer().apply(lm.model, parse_precision("w8a8-static"), "cpu", calibration=batches)
+    with torch.no_grad():
+        after = lm.model(input_ids=batches[0]).logits
+    assert after.dtype == torch.bfloat16 and torch.isfinite(after).all()
+    assert 0 < float((after.float() - before.float()).abs().max()) < float(before.float().abs().max())
+
+
+@needs_torchao
 def test_w8a8_static_needs_and_records_calibration(tiny_model_dirs, calib_file):
     d = tiny_model_dirs["llama"]
     with pytest.raises(UsageError, match="calibration source 'reference' needs a quantrisk model directory"):

@@ -58,8 +58,15 @@ def int8_input_scales(model: Any, linears: dict[str, Any], calibration: Sequence
     observers = {n: AffineQuantizedMinMaxObserver(MappingType.SYMMETRIC, torch.int8, PerTensor(),
                                                   eps=torch.finfo(torch.float32).eps, scale_dtype=torch.float32,
                                                   zero_point_dtype=torch.int32) for n in linears}
-    hooks = [m.register_forward_pre_hook(lambda _m, args, obs=observers[n]: obs(args[0].float()))
-             for n, m in linears.items()]
+    def observe(obs: Any) -> Any:
+        def hook(_module: Any, args: tuple[Any, ...]) -> None:
+            # returns None: a pre-hook's return value would replace the layer's input (the observer returns its
+            # float32 argument, which on a bf16 model (CUDA) broke the next matmul: "mat1 and mat2 must have the
+            # same dtype, but got Float and BFloat16", seen on an H100)
+            obs(args[0].float())
+        return hook
+
+    hooks = [m.register_forward_pre_hook(observe(observers[n])) for n, m in linears.items()]
     try:
         run_calibration(model, calibration)
     finally:
