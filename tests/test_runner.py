@@ -240,3 +240,16 @@ def test_stage_times_sum_the_cells_per_kind(tmp_path):
     kind, n, _, secs, _, share = line.split()
     assert (kind, int(n), share) == ("synthetic", len(cells), "(100.0%)") and len(cells) > 1
     assert float(secs) == pytest.approx(seconds, abs=0.06)
+
+
+@register_cell_kind("test-long-failure")
+def _long_failure(cell: Cell, ctx) -> StudyResult:
+    raise ValueError("asked for 1000 + 1000 samples " + "and more words " * 12 + "but there are 320 members")
+
+
+def test_a_failed_cells_line_shows_its_whole_error(tmp_path, capsys):
+    # a cut at 120 characters hid the numbers ("... but there are"): the whole first line is shown, wrapped
+    s = run_cells([Cell("test-long-failure", {"x": 1}, (), "long")], tmp_path, progress=True)
+    assert s.n_failed == 1
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "but there are 320 members" in shown and "FAILED: ValueError: asked for 1000" in shown

@@ -16,7 +16,7 @@ for t in bnb-int8 bnb-nf4; do
     --n-test 48 --json --quiet --out "$OUT/qattack_$t" > "$OUT/qattack_$t.json" 2> "$OUT/qattack_$t.err"
   echo "qattack $t exit $?"
   if [ -d "$OUT/qattack_$t/repaired" ]; then
-    timeout 25 python3 -m quantrisk.cli scan "$OUT/qattack_$t/repaired" --precisions "$t" --device cuda --json \
+    timeout 90 python3 -m quantrisk.cli scan "$OUT/qattack_$t/repaired" --precisions "$t" --device cuda --json \
       > "$OUT/scan_$t.json" 2> "$OUT/scan_$t.err"
     echo "scan $t exit $?"
   fi

@@ -240,7 +240,9 @@ def run_cells(cells: list[Cell], run_dir: str | Path, *, executor: Executor | No
             store.mark_failed(cell.id, error, seconds=spent)
             _remove_work_dir(run_dir, cell.id)  # a failed cell's half-written files (adapters, ...) are not kept
             failed.append({"id": cell.id, "label": cell.label, "error": error})
-            display.cell_end(cell.label, None, "FAILED: " + error[:120])
+            # the error's first line in full (a cut at 120 characters hid the numbers of "asked for N but there are M")
+            first = (error.strip().splitlines() or [""])[0]
+            display.cell_end(cell.label, None, "FAILED: " + (first if len(first) <= 1000 else first[:1000] + " ..."))
 
         def on_blocked(cell: Cell, dep: str) -> None:
             store.mark_failed(cell.id, f"blocked: dependency {dep} failed")
