@@ -33,7 +33,8 @@ def _round_inward(lo: Any, hi: Any, dtype: Any) -> tuple[Any, Any]:
     import torch
 
     def step_toward(x: Any, target: Any) -> Any:
-        return torch.nextafter(x.to(torch.float64), target.to(torch.float64)).to(dtype)
+        # one ulp of `dtype` itself (a step taken in float64 and cast back rounded to the same fp16/fp32 value)
+        return torch.nextafter(x, target.to(x.dtype))
 
     lo_c, hi_c = lo.to(dtype), hi.to(dtype)
     # one ulp of `dtype` inward where rounding went outward (nextafter is not defined for bf16: walk via fp32 bits)

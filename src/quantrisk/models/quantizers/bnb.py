@@ -53,10 +53,7 @@ class BnbQuantizer(Quantizer):
                 bnb_4bit_compute_dtype=torch.bfloat16,
                 bnb_4bit_use_double_quant=False,
             )
-        # LLM.int8()'s kernels compute in fp16: with bf16 activations bitsandbytes casts them on every matmul (and
-        # warns each time: 169,134 warnings in one GPU run), so the int8 model is loaded with fp16 compute
-        dtype = torch.float16 if precision.name == "bnb-int8" else torch.bfloat16
-        return {"quantization_config": config, "dtype": dtype, "device_map": {"": device}}
+        return {"quantization_config": config, "dtype": load_dtype(precision.name), "device_map": {"": device}}
 
     def prepare_for_training(self, model: Any) -> Any:
         from peft import prepare_model_for_kbit_training
@@ -65,3 +62,12 @@ class BnbQuantizer(Quantizer):
 
     def apply(self, model: Any, precision: Any, device: str, calibration: Any = None) -> Any:
         return model  # done at load time
+
+
+def load_dtype(name: str) -> Any:
+    """The dtype a bitsandbytes precision loads (and so casts its weights to before quantizing): LLM.int8()'s
+    kernels compute in fp16 — with bf16 activations bitsandbytes casts them on every matmul (and warned each time:
+    169,134 warnings in one GPU run) — so bnb-int8 loads in fp16; the 4-bit types load in bf16."""
+    import torch
+
+    return torch.float16 if name == "bnb-int8" else torch.bfloat16

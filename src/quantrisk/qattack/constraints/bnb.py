@@ -1,4 +1,5 @@
-"""bnb-int8 / bnb-nf4 / bnb-fp4: bitsandbytes as quantrisk loads it (weights cast to bf16 first), per element.
+"""bnb-int8 / bnb-nf4 / bnb-fp4: bitsandbytes as quantrisk loads it (weights cast to its load dtype first:
+fp16 for bnb-int8, bf16 for the 4-bit types), per element.
 
 - int8 (LLM.int8() weight, `int8_vectorwise_quant`): per output row, s = max|w| / 127, q = round(w / s);
   the row's absmax element is frozen.
@@ -7,8 +8,8 @@
   the block's absmax element is frozen, the others stay within [-a, a] and their code's cell.
 The code tables are bitsandbytes' (`bitsandbytes.functional.get_4bit_type`) when it is installed, else the
 same values written out below (NF4: Dettmers et al., QLoRA 2023, appendix E; FP4: bnb's e2m1 table).
-The back-end sees the weights as bf16 (`cast`): intervals are computed on the bf16 values and their ends
-rounded inward to bf16 (`intervals.py`), so the saved fp32 weights cast to the same bf16 codes.
+The back-end sees the weights in its load dtype (`cast`): intervals are computed on those values and their ends
+rounded inward in that dtype (`intervals.py`), so the saved fp32 weights cast to the same codes.
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ def code_table(kind: str) -> Any:
 
 
 def encode(weight: Any, precision: Any) -> Encoding:
-    """The bitsandbytes `Encoding` of an fp32 weight (out, in), computed on its bf16 values."""
+    """The bitsandbytes `Encoding` of an fp32 weight (out, in), computed on the values bitsandbytes sees: cast to
+    the dtype quantrisk loads that precision in (`load_dtype`: fp16 for bnb-int8, bf16 for the 4-bit types)."""
     import torch
 
-    w = weight.detach().to(torch.bfloat16).float()
+    from quantrisk.models.quantizers.bnb import load_dtype
+
+    cast = load_dtype(precision.name)
+    w = weight.detach().to(cast).float()
     out_f, in_f = w.shape
     if precision.name == "bnb-int8":
         absmax = w.abs().amax(dim=1, keepdim=True)
@@ -53,7 +58,7 @@ def encode(weight: Any, precision: Any) -> Encoding:
         frozen = frozen_extremes(w, signed_abs=True) | (scale == 0).expand_as(w)
         return Encoding(lo_edge=lo, hi_edge=hi, step=safe.expand_as(w), range_lo=(-absmax).expand_as(w),
                         range_hi=absmax.expand_as(w), frozen=frozen,
-                        state={"codes": q.to(torch.int8), "scales": absmax.reshape(-1)}, cast=torch.bfloat16)
+                        state={"codes": q.to(torch.int8), "scales": absmax.reshape(-1)}, cast=cast)
     kind = precision.name.split("-")[1]
     flat = w.reshape(-1)
     pad = (-flat.numel()) % BLOCKSIZE
@@ -69,4 +74,4 @@ def encode(weight: Any, precision: Any) -> Encoding:
     return Encoding(lo_edge=back(lo * safe), hi_edge=back(hi * safe), step=back(width * safe),
                     range_lo=back((-absmax).expand_as(blocks)), range_hi=back(absmax.expand_as(blocks)),
                     frozen=back(frozen), state={"codes": back(idx).to(torch.uint8), "scales": absmax.reshape(-1)},
-                    cast=torch.bfloat16)
+                    cast=cast)
