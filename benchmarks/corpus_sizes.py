@@ -13,7 +13,8 @@ import json
 
 
 def main() -> None:
-    from quantrisk.data.corpus import _stdlib_samples, corpus_manifest, site_packages_samples
+    from quantrisk.data.corpus import _stdlib_samples
+    from quantrisk.data.site_packages import corpus_manifest, site_packages_samples
     from quantrisk.models.tokenizer import train_tokenizer
 
     p = argparse.ArgumentParser()

@@ -15,12 +15,12 @@ from quantrisk.data.corpus import (
     CodeSample,
     assign_exposure_splits,
     canonical_corpus,
-    licence_of,
     load_split,
     normalise_code,
     parse_sources,
     sha256_text,
 )
+from quantrisk.data.site_packages import licence_of
 from quantrisk.errors import UsageError
 from quantrisk.models.pretrain import default_settings, ensure_reference, pretrain
 from quantrisk.models.schedule import build_stream
@@ -284,12 +284,12 @@ def test_spec_run_end_to_end_in_the_exposure_regime(tmp_path, monkeypatch, capsy
 
 
 def test_site_packages_corpus_is_the_same_parsed_in_processes(monkeypatch):
-    from quantrisk.data import corpus
+    from quantrisk.data import site_packages
 
-    scan = corpus.site_packages_samples.__wrapped__
+    scan = site_packages.site_packages_samples.__wrapped__
     alone = scan("function", ("packaging",))
-    monkeypatch.setattr(corpus, "POOL_MIN_FILES", 0)
-    monkeypatch.setattr(corpus.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(site_packages, "POOL_MIN_FILES", 0)
+    monkeypatch.setattr(site_packages.os, "cpu_count", lambda: 3)
     pooled = scan("function", ("packaging",))
     assert pooled == alone and alone[0] and alone[1]
     assert all(s.id.startswith("site-packages/packaging/") for s in alone[0])
@@ -301,13 +301,13 @@ def test_site_packages_corpus_is_the_same_parsed_in_processes(monkeypatch):
 def test_site_packages_ids_stay_unique_when_a_file_defines_a_qualname_twice(monkeypatch):
     # seen on the GPU machine: a module defining `f` under if/else gave two members one id, and the pass's
     # member-step bookkeeping then disagreed with their exposures
-    from quantrisk.data import corpus
+    from quantrisk.data import site_packages
 
     body = "    x = {}\n    return x + 1\n"
     twice = [("f", f"def f(x):\n{body.format(1)}"), ("f", f"def f(x):\n{body.format(2)}")]
-    monkeypatch.setattr(corpus, "_functions", lambda source: iter(twice))
-    monkeypatch.setattr(corpus, "UNIT_LIMITS", {**corpus.UNIT_LIMITS, "function": (1, 10**6)})
-    samples = corpus.site_packages_samples.__wrapped__("function", ("packaging",))[0]
+    monkeypatch.setattr(site_packages, "_functions", lambda source: iter(twice))
+    monkeypatch.setattr(site_packages, "UNIT_LIMITS", {**site_packages.UNIT_LIMITS, "function": (1, 10**6)})
+    samples = site_packages.site_packages_samples.__wrapped__("function", ("packaging",))[0]
     ids = [s.id for s in samples]
     assert len(ids) == len(set(ids)) and any(i.endswith("::f#2") for i in ids)
 

@@ -32,14 +32,12 @@ from quantrisk.data.corpus import (
     assign_exposure_splits,
     assign_splits,
     canonical_corpus,
-    corpus_description,
-    corpus_manifest,
     load_corpus,
     load_split,
     sha256_text,
-    write_manifest,
     write_split,
 )
+from quantrisk.data.site_packages import corpus_description, corpus_manifest, write_manifest
 from quantrisk.errors import UsageError
 from quantrisk.models.trainloop import lr_schedule
 from quantrisk.models.zoo import SHAPES, build_model, check_arch, check_size
