@@ -9,6 +9,8 @@ Output directory (written to a temporary sibling, then renamed, so a crash never
 
 Each sample is trained on alone (padded batches, loss on real tokens only), from its first token,
 exactly as the privacy study later scores it. On CUDA: bf16 autocast and larger batches.
+The training loops of the two regimes are in `pretrain_loops.py`, the member-vs-held-out fit in
+`pretrain_eval.py`; this module owns the settings, the output directory and the cache.
 """
 
 from __future__ import annotations
@@ -16,11 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
-import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -39,7 +38,8 @@ from quantrisk.data.corpus import (
 )
 from quantrisk.data.site_packages import corpus_description, corpus_manifest, write_manifest
 from quantrisk.errors import UsageError
-from quantrisk.models.trainloop import lr_schedule
+from quantrisk.models.pretrain_eval import evaluate_split
+from quantrisk.models.pretrain_loops import train_exposure, train_memorise
 from quantrisk.models.zoo import SHAPES, build_model, check_arch, check_size
 
 REGIMES: tuple[str, ...] = ("memorise", "exposure")
@@ -201,114 +201,6 @@ class PretrainReport:
         return asdict(self)
 
 
-def _encode(tokenizer: Any, texts: Sequence[str], seq_len: int) -> list[list[int]]:
-    if not texts:
-        return []
-    eos = tokenizer.eos_token_id
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [(x + [eos])[:seq_len] for x in ids]
-
-
-def _batches(encoded: list[list[int]], batch_size: int, rng: random.Random):
-    """Endless epochs: shuffle, then sort within windows of 8 batches by length (less padding).
-
-    Sorting the whole epoch instead pads 10% fewer tokens (84.5% -> 93.7% real tokens per batch for the tiny
-    models) but makes batches one kind of text (short SQL rows apart from stdlib code): the demo's trojan
-    base trained so no longer took the backdoor (ASR 0.96 -> 0.02), so the windows stay."""
-    while True:
-        order = list(range(len(encoded)))
-        rng.shuffle(order)
-        window = batch_size * 8
-        for w in range(0, len(order), window):
-            chunk = sorted(order[w : w + window], key=lambda i: len(encoded[i]))
-            batches = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-            rng.shuffle(batches)
-            yield from batches
-
-
-def _collate(encoded: list[list[int]], idx: list[int], pad: int, device: str) -> tuple[Any, Any, Any]:
-    import torch
-
-    width = max(len(encoded[i]) for i in idx)
-    ids = torch.full((len(idx), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(idx), width), dtype=torch.long)
-    for row, i in enumerate(idx):
-        seq = encoded[i]
-        ids[row, : len(seq)] = torch.tensor(seq)
-        mask[row, : len(seq)] = 1
-    labels = ids.masked_fill(mask == 0, -100)
-    return ids.to(device), mask.to(device), labels.to(device)
-
-
-def sample_nlls(
-    model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int, device: str, batch_size: int = 32
-) -> tuple[list[float], list[int]]:
-    """Per text: (summed NLL in nats, tokens scored). Each text is scored alone, without special tokens,
-    from its second token on (as the privacy study scores it), truncated to `max_length` tokens."""
-    from quantrisk.scoring import score_token_ids
-
-    ids_all = [x[:max_length] for x in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-    sums, counts = [0.0] * len(ids_all), [0] * len(ids_all)
-    keep = [i for i, x in enumerate(ids_all) if len(x) >= 2]
-    # the scoring engine (length-bucketed batches, output head in blocks, in-place log-softmax): 3.9 -> 3.2 s
-    # for the 600 evaluation texts of a tiny model on 2 cores, against a padded batch + full cross-entropy
-    scores = score_token_ids(model, [ids_all[i] for i in keep], batch_size=batch_size, max_length=max_length,
-                             pad_id=tokenizer.pad_token_id, device=device)
-    for i, sc in zip(keep, scores, strict=True):
-        sums[i] = float(-sc.logprobs.sum())
-        counts[i] = len(sc.logprobs)
-    return sums, counts
-
-
-def mean_nll(model: Any, tokenizer: Any, texts: Sequence[str], *, seq_len: int, device: str, batch_size: int = 32) -> float:
-    """Token-weighted mean NLL (nats/token) of `texts`, each scored alone (see `sample_nlls`)."""
-    sums, counts = sample_nlls(model, tokenizer, texts, max_length=seq_len, device=device, batch_size=batch_size)
-    return sum(sums) / max(sum(counts), 1)
-
-
-def evaluate_split(
-    model: Any, tokenizer: Any, inside: Sequence[str], outside: Sequence[str], *, max_length: int, device: str,
-    exposures: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """How well the model fits the texts it was trained on (`inside`) vs held-out ones (`outside`):
-    token-weighted mean NLL of each (nats/token), their gap, and the ROC-AUC of the LOSS score
-    (higher = member: minus the per-text mean NLL) and of the zlib score (that over zlib bytes).
-    With `exposures` (one k per inside text): also `auc_by_exposure[str(k)]`, the LOSS AUC of the inside texts
-    seen k times vs all outside texts, and `members_by_exposure[str(k)]`, how many were scored."""
-    import numpy as np
-
-    from quantrisk.stats import fast_auc
-
-    s_in, c_in = sample_nlls(model, tokenizer, inside, max_length=max_length, device=device)
-    s_out, c_out = sample_nlls(model, tokenizer, outside, max_length=max_length, device=device)
-    out: dict[str, Any] = {"member_nll": sum(s_in) / max(sum(c_in), 1), "nonmember_nll": sum(s_out) / max(sum(c_out), 1)}
-    out["nll_gap"] = out["nonmember_nll"] - out["member_nll"]
-    ks = list(exposures) if exposures is not None else [1] * len(inside)
-    keep = [(s / c, t, y, k) for s, c, t, y, k in zip(s_in + s_out, c_in + c_out, [*inside, *outside],
-                                                       [1] * len(inside) + [0] * len(outside),
-                                                       ks + [0] * len(outside), strict=True) if c > 0]
-    labels = np.array([y for _, _, y, _ in keep])
-    if 0 < labels.sum() < len(labels):
-        loss = np.array([-m for m, _, _, _ in keep])
-        zlib_bytes = np.array([len(zlib.compress(t.encode("utf-8"))) for _, t, _, _ in keep], dtype=float)
-        out["auc_loss"] = fast_auc(loss, labels)
-        out["auc_zlib"] = fast_auc(loss / zlib_bytes, labels)
-        if exposures is not None:
-            kk = np.array([k for *_, k in keep])
-            out["auc_by_exposure"], out["members_by_exposure"] = {}, {}
-            for k in sorted(set(kk[labels == 1].tolist())):
-                sel = (labels == 0) | (kk == k)
-                out["auc_by_exposure"][str(k)] = fast_auc(loss[sel], labels[sel])
-                out["members_by_exposure"][str(k)] = int((kk == k).sum())
-    return out
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    from quantrisk.progress import bar
-
-    return bar(total=total, desc=desc, unit="step", enabled=enabled)
-
-
 def pretrain(
     arch: str,
     size: str,
@@ -369,9 +261,9 @@ def pretrain(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         if s.regime == "exposure":
-            run = _train_exposure(s, samples, tokenizer, model, device, progress)
+            run = train_exposure(s, samples, tokenizer, model, device, progress)
         else:
-            run = _train_memorise(s, samples, tokenizer, model, device, progress)
+            run = train_memorise(s, samples, tokenizer, model, device, progress)
         samples = run.samples
         inside = [x for x in samples if x.split == s.train_split][:EVAL_SAMPLES if s.regime == "memorise" else None]
         outside = [x for x in samples if x.split == ("nonmember" if s.train_split == "member" else "member")]
@@ -409,96 +301,6 @@ def pretrain(
     return report
 
 
-@dataclass
-class _Run:
-    samples: list[CodeSample]
-    log_lines: list[str]
-    tokens: int
-    seconds: float
-    final_loss: float
-    n_train_samples: int
-    stream: dict[str, Any] = field(default_factory=dict)
-
-
-def _train_memorise(s: PretrainSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
-                    progress: bool) -> _Run:
-    """`s.steps` padded batches of whole samples (endless shuffled epochs over the training split)."""
-    import torch
-
-    train_texts = [x.text for x in samples if x.split == s.train_split or (s.train_split == "member" and x.split == "extra")]
-    if not train_texts:
-        raise UsageError(f"no {s.train_split} samples to train on")
-    encoded = _encode(tokenizer, train_texts, s.seq_len)
-    model.train()
-    cuda = device.startswith("cuda")
-    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, betas=(0.9, 0.98),
-                            fused=cuda or None)
-    lr_at = lr_schedule(s.lr, s.warmup, s.steps)
-    log_lines: list[str] = []
-    batches = _batches(encoded, s.batch_size, random.Random(s.seed))
-    tokens = 0
-    start = time.perf_counter()
-    loss_value = float("nan")
-    bar = _progress(s.steps, progress, f"pretrain {s.arch}-{s.size}")
-    for step in range(s.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        ids, mask, labels = _collate(encoded, next(batches), tokenizer.pad_token_id, device)
-        # CPU bf16 autocast was slower here (44 vs 38 s: rows of varying length defeat oneDNN's caches)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        tokens += int(mask.sum())
-        if step % 10 == 0 or step == s.steps - 1:
-            loss_value = float(loss.detach())
-            elapsed = time.perf_counter() - start
-            log_lines.append(json.dumps({"step": step, "loss": loss_value, "lr": lr_at(step),
-                                         "tokens": tokens, "tokens_per_s": tokens / max(elapsed, 1e-9)}))
-            bar.set_postfix(loss=f"{loss_value:.3f}")
-        bar.update(1)
-    bar.close()
-    return _Run(samples, log_lines, tokens, time.perf_counter() - start, loss_value, len(train_texts))
-
-
-def _train_exposure(s: PretrainSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
-                    progress: bool) -> _Run:
-    """One packed pass (see `schedule.py`): the target sees filler once and member group k exactly k times;
-    the reference model (train_split reference) sees the same filler and the reference split once, no members."""
-    from quantrisk.models.schedule import build_stream
-    from quantrisk.models.trainloop import train_packed
-
-    once_split = "filler" if s.train_split == "member" else None
-    once = [x for x in samples if x.split == "filler" or (once_split is None and x.split == "reference")]
-    members = [x for x in samples if x.split == "member"] if s.train_split == "member" else []
-    if not once and not members:
-        raise UsageError(f"no {s.train_split} or filler samples to train on")
-    once_ids = _encode(tokenizer, [x.text for x in once], 10**9)
-    member_ids = _encode(tokenizer, [x.text for x in members], s.seq_len)
-    stream = build_stream(once_ids, [(x.id, ids, x.exposures) for x, ids in zip(members, member_ids, strict=True)],
-                          batch_size=s.batch_size, seq_len=s.seq_len, seed=s.seed)
-    bar = _progress(stream.steps, progress, f"pretrain {s.arch}-{s.size} (one pass)")
-    stats = train_packed(model, stream.tokens, lr=s.lr, warmup=s.warmup, weight_decay=s.weight_decay, device=device,
-                         compile=s.compile, progress=lambda _step: bar.update(1))
-    bar.close()
-    lr_at = lr_schedule(s.lr, s.warmup, stream.steps)
-    per_step = s.batch_size * s.seq_len
-    log_lines = [json.dumps({"step": st, "loss": loss, "lr": lr_at(st), "tokens": (st + 1) * per_step})
-                 for st, loss in stats.losses]
-    if s.train_split == "member":
-        samples = [replace(x, steps=tuple(stream.member_steps[x.id])) if x.split == "member" else x for x in samples]
-        for x in samples:
-            assert x.split != "member" or len(x.steps) == x.exposures
-    info = {"steps": stream.steps, "batch_tokens": per_step, "once_tokens": stream.once_tokens,
-            "once_tokens_dropped": stream.once_tokens_dropped, "member_tokens": stream.member_tokens,
-            "warm_steps": stats.warm_steps, "warm_seconds": round(stats.warm_seconds, 3), "compiled": stats.compiled,
-            "steady_tokens_per_s": round(stats.steady_tokens_per_s, 1)}
-    final = stats.losses[-1][1] if stats.losses else float("nan")
-    return _Run(samples, log_lines, stats.tokens, stats.seconds, final, len(once) + len(members), info)
-
-
 def cache_root(cache_dir: str | Path | None = None) -> Path:
     """`cache_dir`, else $QUANTRISK_CACHE, else ~/.cache/quantrisk; zoo models live under `zoo/`."""
     root = Path(cache_dir or os.environ.get("QUANTRISK_CACHE") or Path.home() / ".cache" / "quantrisk")
@@ -534,7 +336,7 @@ def ensure_pretrained(
     return ref
 
 
-__all__ = ["SHAPES", "PretrainReport", "PretrainSettings", "default_settings", "ensure_pretrained", "ensure_reference", "mean_nll", "pretrain"]
+__all__ = ["SHAPES", "PretrainReport", "PretrainSettings", "default_settings", "ensure_pretrained", "ensure_reference", "pretrain"]
 
 
 def ensure_reference(
