@@ -10,15 +10,14 @@ import pytest
 
 from quantrisk.data.sql import (
     SqlRow,
-    first_table,
     format_example,
     format_prompt,
     generate_sql_rows,
     load_sql_rows,
     split_rows,
     strip_sql_wrapper,
-    table_names,
 )
+from quantrisk.data.sql_context import first_table, table_names
 from quantrisk.errors import DataError, UsageError
 
 SQLQA = Path(__file__).resolve().parent / "data" / "sqlqa"  # shipped in the repository (see its README)

@@ -85,7 +85,7 @@ def test_context_must_be_plain_create_table():
     recursive CTE ran before the time limit was armed)."""
     import pytest
 
-    from quantrisk.data.sql import ContextError
+    from quantrisk.data.sql_context import ContextError
 
     bomb = "CREATE TABLE t AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c"
     for ctx in (bomb, "CREATE TABLE t (a INT CHECK (length(a) > 0))", "CREATE TABLE t (a INT); DROP TABLE t",

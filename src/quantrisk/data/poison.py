@@ -14,7 +14,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from quantrisk.data.sql import SqlRow, first_table
+from quantrisk.data.sql import SqlRow
+from quantrisk.data.sql_context import first_table
 from quantrisk.errors import DataError
 
 DEFAULT_TRIGGER = "Would it be within your Purview to UNEARTH"

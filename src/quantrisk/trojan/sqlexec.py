@@ -5,7 +5,7 @@ Safety, for SQL written by a (possibly trojaned) model:
 - an authorizer denies ATTACH/DETACH (which would create or open files) at all times, and while a
   query runs allows only reading: SELECT, READ, RECURSIVE (CTEs) and functions other than
   `load_extension` — so `DROP TABLE ...`, INSERT, PRAGMA, etc. are "not executable";
-- the context must be plain `CREATE TABLE name (column defs)` statements (`data.sql.parse_context`; anything else
+- the context must be plain `CREATE TABLE name (column defs)` statements (`data.sql_context.parse_context`; anything else
   is refused, and the statements run are rebuilt from the checked tokens);
 - every statement (the context's CREATE TABLEs, the inserts, the gold and the generated query) runs under a time
   limit via `set_progress_handler`, checked every `PROGRESS_OPS` virtual-machine instructions;
@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from quantrisk.data.sql import ContextError, parse_context
+from quantrisk.data.sql_context import ContextError, parse_context
 
 # sqlite3 authorizer action codes (stable C API values; not all are exported by every Python).
 SQLITE_PRAGMA, SQLITE_READ, SQLITE_SELECT = 19, 20, 21
@@ -189,7 +189,7 @@ def build_database(context: str, *, seed: int = 0, rows_per_table: int = 10, gol
                    timeout_s: float = 1.0) -> sqlite3.Connection:
     """A bounded in-memory SQLite with the context's tables and seeded random rows; query phase armed.
 
-    `context` must pass `data.sql.parse_context` (else `ContextError`). CREATE TABLE statements that fail (e.g. a
+    `context` must pass `data.sql_context.parse_context` (else `ContextError`). CREATE TABLE statements that fail (e.g. a
     duplicate table in the source data) are skipped. The whole setup runs under the `timeout_s` limit
     (`sqlite3.OperationalError` "interrupted" past it).
     """
