@@ -29,8 +29,8 @@ from quantrisk.findings import (
     RunRows,
     _bits,
     best_attack,
-    t2_payload_signal_shifts,
 )
+from quantrisk.findings_trojan import t2_payload_signal_shifts
 from quantrisk.stats import spearman
 from quantrisk.store import Store, store_path
 

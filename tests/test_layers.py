@@ -20,6 +20,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "quantrisk.grid": ("quantrisk.runner", "quantrisk.store", "quantrisk.report"),
     "quantrisk.comparisons": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),
     "quantrisk.findings": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),
+    "quantrisk.findings_trojan": (*EXECUTION, "quantrisk.privacy", "quantrisk.trojan", "quantrisk.models"),
     "quantrisk.report": ("quantrisk.privacy", "quantrisk.trojan", "quantrisk.models", "quantrisk.cells",
                          "quantrisk.runner", "quantrisk.grid", "quantrisk.study_runs"),
     "quantrisk.study_runs": ("quantrisk.report", "quantrisk.commands", "quantrisk.cli"),
