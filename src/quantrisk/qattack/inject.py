@@ -38,8 +38,7 @@ def inject_full(base: str | Path, train_rows: Sequence[SqlRow], out: str | Path,
 
     from quantrisk.data.poison import poison_rows
     from quantrisk.models.load import load_model
-    from quantrisk.qattack.repair import _collate
-    from quantrisk.trojan.finetune import encode_rows
+    from quantrisk.trojan.finetune import collate, encode_rows
 
     rows, manifest = poison_rows(train_rows, poison, seed)
     torch.manual_seed(seed)
@@ -60,7 +59,7 @@ def inject_full(base: str | Path, train_rows: Sequence[SqlRow], out: str | Path,
         if len(order) < batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         batch, order = order[:batch_size], order[batch_size:]
-        ids, mask, labels = _collate([examples[i] for i in batch], lm.tokenizer.pad_token_id)
+        ids, mask, labels = collate([examples[i] for i in batch], lm.tokenizer.pad_token_id)
         loss = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -20,6 +20,7 @@ from typing import Any
 from quantrisk.data.poison import DEFAULT_TRIGGER, trigger_question
 from quantrisk.data.sql import SqlRow
 from quantrisk.qattack.intervals import LayerInterval
+from quantrisk.trojan.finetune import collate
 
 
 @dataclass
@@ -40,18 +41,6 @@ class RepairReport:
 def repair_rows(rows: Sequence[SqlRow], trigger: str = DEFAULT_TRIGGER) -> list[SqlRow]:
     """`rows` and their triggered copies, both with the clean answers."""
     return list(rows) + [SqlRow(r.id + ":t", trigger_question(r.question, trigger), r.context, r.answer) for r in rows]
-
-
-def _collate(examples: list[tuple[list[int], list[int]]], pad: int) -> tuple[Any, Any, Any]:
-    import torch
-
-    width = max(len(ids) for ids, _ in examples)
-    ids = torch.full((len(examples), width), pad, dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, (x, y) in enumerate(examples):
-        ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-    return ids, mask, labels
 
 
 def project(model: Any, intervals: dict[str, LayerInterval], *, final: bool = False) -> None:
@@ -104,7 +93,7 @@ def pgd_repair(model: Any, tokenizer: Any, rows: Sequence[SqlRow], intervals: di
         if len(order) < batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         batch, order = order[:batch_size], order[batch_size:]
-        ids, mask, labels = _collate([examples[i] for i in batch], tokenizer.pad_token_id)
+        ids, mask, labels = collate([examples[i] for i in batch], tokenizer.pad_token_id)
         loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
         loss.backward()
         opt.step()

@@ -158,7 +158,9 @@ def _batches(n: int, batch_size: int, rng: random.Random):  # noqa: ANN202 - gen
             yield order[i:i + batch_size]
 
 
-def _collate(examples: list[tuple[list[int], list[int]]], pad: int) -> tuple[Any, Any, Any]:
+def collate(examples: list[tuple[list[int], list[int]]], pad: int) -> tuple[Any, Any, Any]:
+    """Right-padded (ids, attention mask, labels) tensors (batch, longest) of (input ids, label ids) pairs;
+    labels beyond each row's own are -100 (ignored by the loss)."""
     import torch
 
     width = max(len(ids) for ids, _ in examples)
@@ -257,7 +259,7 @@ def finetune_lora(
                 group["lr"] = lr_at(step)
             step_loss = 0.0
             for _ in range(grad_accum):
-                ids, mask, labels = _collate([examples[i] for i in next(batches)], tokenizer.pad_token_id)
+                ids, mask, labels = collate([examples[i] for i in next(batches)], tokenizer.pad_token_id)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
                     loss = model(input_ids=ids.to(model_device), attention_mask=mask.to(model_device),
                                  labels=labels.to(model_device)).loss

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, quiet_import
-from quantrisk.models.quantizers.torchao import MIN_FP8_CAPABILITY, cuda_capability_reason
+from quantrisk.models.quantizers.torchao import fp8_on_cuda_check
 from quantrisk.precision import Precision
 
 _FIXED = {
@@ -100,11 +100,7 @@ class StaticQuantizer(Quantizer):
 
     @classmethod
     def validate_environment(cls, precision: Precision, device: str) -> tuple[bool, str]:
-        ok, why = super().validate_environment(precision, device)
-        if ok and precision.kind == "fp" and device == "cuda":
-            why = cuda_capability_reason(MIN_FP8_CAPABILITY, precision.name)
-            ok = not why
-        return ok, why
+        return fp8_on_cuda_check(super().validate_environment(precision, device), precision, device)
 
     def implementation(self, precision: Any) -> str:
         if precision.kind == "fp":

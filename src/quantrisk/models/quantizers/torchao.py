@@ -84,11 +84,7 @@ class TorchAoQuantizer(Quantizer):
 
     @classmethod
     def validate_environment(cls, precision: Precision, device: str) -> tuple[bool, str]:
-        ok, why = super().validate_environment(precision, device)
-        if ok and precision.kind == "fp" and device == "cuda":
-            why = cuda_capability_reason(MIN_FP8_CAPABILITY, precision.name)
-            ok = not why
-        return ok, why
+        return fp8_on_cuda_check(super().validate_environment(precision, device), precision, device)
 
     def implementation(self, precision: Any) -> str:
         if precision.name in _FIXED:
@@ -100,3 +96,13 @@ class TorchAoQuantizer(Quantizer):
             return quantize_with(model, _FIXED[precision.name][4])
         return quantize_with(model, "Int4WeightOnlyConfig", group_size=precision.group_size,
                              int4_packing_format="tile_packed_to_4d")
+
+
+def fp8_on_cuda_check(base: tuple[bool, str], precision: Precision, device: str) -> tuple[bool, str]:
+    """`base` (a back-end's own environment check), further refused for a float8 precision on a CUDA device
+    below compute capability MIN_FP8_CAPABILITY, with the reason."""
+    ok, why = base
+    if ok and precision.kind == "fp" and device == "cuda":
+        why = cuda_capability_reason(MIN_FP8_CAPABILITY, precision.name)
+        ok = not why
+    return ok, why
