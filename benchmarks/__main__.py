@@ -111,11 +111,17 @@ def _pretraining(args: argparse.Namespace, extra: list[str], command: str) -> li
     p.add_argument("--batch-size", type=int, default=None, help="rows per step (default: the size's exposure regime)")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per row (default: the size's exposure regime)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA only")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: torch's default)")
+    p.add_argument("--attention", choices=["model", "packed-causal"], default=None,
+                   help="attention path (default: packed-causal when compiling, else the model's own)")
+    p.add_argument("--loss", choices=["cross-entropy", "liger-fused"], default="cross-entropy")
+    p.add_argument("--arch", default="pythia")
     o = p.parse_args(extra)
     cuda = args.device.startswith("cuda")
     sizes = (o.sizes or ("small,base" if cuda else "tiny")).split(",")
     return pretraining.run(sizes, args.device, o.steps or (30 if cuda else 8), o.warm_steps or (8 if cuda else 2),
-                           o.batch_size, o.seq_len, o.compile, command)
+                           o.batch_size, o.seq_len, o.compile, command, arch=o.arch, attention=o.attention,
+                           loss=o.loss, compile_mode=o.compile_mode)
 
 
 BENCHMARKS = {"loading": _loading, "scoring": _scoring, "generation": _generation, "scaling": _scaling,

@@ -4,7 +4,7 @@ For each zoo size: a Pythia-architecture model with the size's exposure-regime v
 random-token stream (steps x batch x seq_len, pre-tokenised, one contiguous tensor) exactly as
 `pretrain --regime exposure` trains: bf16 autocast, SDPA attention, torch.compile of forward + loss,
 fused AdamW, no per-step host synchronisation (on CUDA). Rows per size: steady tokens/s (steps after
-the first `--warm-steps`, which include compilation), and on CUDA the model FLOP utilisation
+the first `--warm-steps`, which include compilation; the case names the attention path and the loss), and on CUDA the model FLOP utilisation
 MFU = 6 * P * tokens/s / peak, P = all parameters (embeddings included, as the issue's reference step
 counts them), peak = the bf16 matmul TFLOP/s measured in the same run (8192^3, `benchmarks.scoring`).
 """
@@ -17,7 +17,8 @@ from benchmarks.harness import machine, versions
 
 
 def run(sizes: list[str], device: str, steps: int, warm_steps: int, batch_size: int | None, seq_len: int | None,
-        compile: bool | None, command: str, arch: str = "pythia") -> list[dict[str, Any]]:
+        compile: bool | None, command: str, arch: str = "pythia", attention: str | None = None,
+        loss: str = "cross-entropy", compile_mode: str | None = None) -> list[dict[str, Any]]:
     import torch
 
     from benchmarks.scoring import matmul_peak
@@ -40,9 +41,11 @@ def run(sizes: list[str], device: str, steps: int, warm_steps: int, batch_size: 
         gen = torch.Generator().manual_seed(0)
         tokens = torch.randint(1, vocab, (steps, b, L), generator=gen, dtype=torch.int32)
         stats = train_packed(model, tokens, lr=d["lr"], warmup=2, device=device, compile=compile,
-                             warm_steps=warm_steps, log_every=max(steps, 1))
+                             warm_steps=warm_steps, log_every=max(steps, 1), attention=attention, loss=loss,
+                             compile_mode=compile_mode)
         tps = stats.steady_tokens_per_s
         mode = ("bf16 " if cuda else "fp32 ") + ("compiled" if stats.compiled else "eager")
+        mode += f"{'' if compile_mode is None else ' ' + compile_mode}, attention {stats.attention}, loss {stats.loss}"
         case = f"{arch}-{size} ({params / 1e6:.1f}M params) batch {b}x{L} {mode}"
         rows.append({**base, "case": case, "metric": "tokens/s (steady)", "median": tps})
         rows.append({**base, "case": case, "metric": "seconds of the warm-up steps (incl. compile)", "median": stats.warm_seconds})

@@ -1,9 +1,12 @@
 """The packed training loop (exposure regime, and the pretraining benchmark): fixed-shape steps of a
 pre-tokenised contiguous tensor, run at the hardware's speed.
 
-On CUDA: the whole stream is copied to the GPU once (int32), bf16 autocast, SDPA attention, the forward
-and the loss compiled together (`torch.compile`), fused AdamW, gradient clipping on the device, and no
-host synchronisation inside the loop (losses are kept on the device and read every `log_every` steps).
+On CUDA: the whole stream is copied to the GPU once (int32), bf16 autocast, SDPA attention with `is_causal` and no
+materialised mask (`causal_attention.py`: transformers builds an explicit mask under `torch.compile`, which rules
+out flash attention), the forward and the loss compiled together (`torch.compile`), fused AdamW, gradient
+clipping on the device, and no host synchronisation inside the loop (losses are kept on the device and read every
+`log_every` steps). Optionally the output head and the cross-entropy are fused (Liger's fused linear
+cross-entropy, `loss="liger-fused"`), which never materialises the (tokens x vocab) logits.
 On CPU: the same loop in fp32, uncompiled unless asked (compiling costs more than it saves at CPU sizes).
 """
 
@@ -29,6 +32,8 @@ class TrainStats:
     steady_tokens_per_s: float
     losses: list[tuple[int, float]] = field(default_factory=list)
     compiled: bool = False
+    attention: str = "model"
+    loss: str = "cross-entropy"
 
 
 def lr_schedule(lr: float, warmup: int, steps: int) -> Callable[[int], float]:
@@ -43,14 +48,46 @@ def lr_schedule(lr: float, warmup: int, steps: int) -> Callable[[int], float]:
     return at
 
 
-def _loss_fn(model: Any) -> Callable[[Any], Any]:
+LOSSES: tuple[str, ...] = ("cross-entropy", "liger-fused")
+ATTENTIONS: tuple[str, ...] = ("model", "packed-causal")
+
+
+def _loss_fn(model: Any, loss: str, compile: bool, compile_mode: str | None) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(step function, its eager twin) mapping ids (batch, seq_len) to the mean next-token cross-entropy."""
+    import torch
     import torch.nn.functional as F
 
-    def loss(ids: Any) -> Any:
-        logits = model(input_ids=ids, use_cache=False).logits
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+    def _compiled(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        return torch.compile(fn, mode=compile_mode) if compile else fn
 
-    return loss
+    if loss == "cross-entropy":
+        def plain(ids: Any) -> Any:
+            logits = model(input_ids=ids, use_cache=False).logits
+            return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+
+        return _compiled(plain), plain
+    if loss != "liger-fused":
+        raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+    # Liger's fused linear cross-entropy (chunked head matmul + CE + its gradients, Triton; CUDA only): the
+    # backbone is compiled, the fused head runs as Liger's own autograd function.
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    head = model.get_output_embeddings()
+    backbone = model.base_model
+    flce = LigerFusedLinearCrossEntropyLoss()
+
+    def hidden(ids: Any) -> Any:
+        h = backbone(input_ids=ids, use_cache=False).last_hidden_state
+        return h[:, :-1].flatten(0, 1).to(torch.bfloat16)
+
+    def fused_with(h_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def fused(ids: Any) -> Any:
+            return flce(head.weight.to(torch.bfloat16), h_fn(ids), ids[:, 1:].flatten().long(),
+                        None if head.bias is None else head.bias.to(torch.bfloat16))
+
+        return fused
+
+    return fused_with(_compiled(hidden)), fused_with(hidden)
 
 
 def train_packed(
@@ -65,15 +102,38 @@ def train_packed(
     log_every: int = 10,
     warm_steps: int = 3,
     progress: Any = None,
+    attention: str | None = None,
+    loss: str = "cross-entropy",
+    compile_mode: str | None = None,
 ) -> TrainStats:
     """Train `model` (already on `device`) on `tokens` (int array/tensor steps x batch x seq_len), one
     optimizer step per row block, labels = inputs shifted by one (every position, documents packed).
-    `compile=None` compiles on CUDA only. `progress(step)` is called after each step if given."""
+    `compile=None` compiles on CUDA only. `progress(step)` is called after each step if given.
+    `attention`: "packed-causal" (SDPA `is_causal`, no mask; exact here because rows are unpadded; models that
+    cannot use it keep theirs) or "model" (the model's own); None = packed-causal when compiling.
+    `loss`: "cross-entropy" or "liger-fused" (CUDA + the `liger-kernel` package). `compile_mode`: torch.compile's
+    mode (None = default; e.g. "max-autotune-no-cudagraphs")."""
+    from contextlib import nullcontext
+
+    from quantrisk.models.causal_attention import packed_causal_attention
+
+    compile = device.startswith("cuda") if compile is None else compile
+    attention = attention or ("packed-causal" if compile else "model")
+    if attention not in ATTENTIONS:
+        raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTIONS)}")
+    with packed_causal_attention(model) if attention == "packed-causal" else nullcontext(False) as switched:
+        return _train(model, tokens, lr=lr, warmup=warmup, weight_decay=weight_decay, device=device,
+                      compile=compile, log_every=log_every, warm_steps=warm_steps, progress=progress,
+                      attention="packed-causal" if switched else "model", loss_kind=loss, compile_mode=compile_mode)
+
+
+def _train(model: Any, tokens: Any, *, lr: float, warmup: int, weight_decay: float, device: str, compile: bool,
+           log_every: int, warm_steps: int, progress: Any, attention: str, loss_kind: str,
+           compile_mode: str | None) -> TrainStats:
     import numpy as np
     import torch
 
     cuda = device.startswith("cuda")
-    compile = cuda if compile is None else compile
     data = torch.as_tensor(np.asarray(tokens), dtype=torch.int32) if not isinstance(tokens, torch.Tensor) else tokens
     data = data.to(device, non_blocking=False)
     steps = int(data.shape[0])
@@ -82,8 +142,7 @@ def train_packed(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98),
                             fused=True if cuda else None)
     lr_at = lr_schedule(lr, warmup, steps)
-    eager = _loss_fn(model)
-    fn = torch.compile(eager) if compile else eager
+    fn, eager = _loss_fn(model, loss_kind, compile, compile_mode)
     params = [p for p in model.parameters() if p.requires_grad]
     logged: list[tuple[int, Any]] = []
     warm_steps = min(warm_steps, max(steps - 1, 0))
@@ -126,4 +185,4 @@ def train_packed(
     steady = (steps - warm_steps) * per_step / max(seconds - warm_seconds, 1e-9)
     return TrainStats(steps=steps, tokens=steps * per_step, seconds=seconds, warm_steps=warm_steps,
                       warm_seconds=warm_seconds, steady_tokens_per_s=steady,
-                      losses=[(s, float(v)) for s, v in logged], compiled=compiled)
+                      losses=[(s, float(v)) for s, v in logged], compiled=compiled, attention=attention, loss=loss_kind)
