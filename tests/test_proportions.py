@@ -2,7 +2,7 @@
 
 import pytest
 
-from quantrisk.proportions import newcombe_diff_ci, wilson_ci
+from quantrisk.proportions import clopper_pearson_ci, newcombe_diff_ci, wilson_ci
 
 
 @pytest.mark.parametrize(("k", "n", "low", "high"), [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605),
@@ -25,3 +25,20 @@ def test_newcombe_method_10_matches_table_2(k1, n1, k2, n2, low, high):
     d, lo, hi = newcombe_diff_ci(k1, n1, k2, n2)
     assert d == pytest.approx(k1 / n1 - k2 / n2)
     assert (lo, hi) == pytest.approx((low, high), abs=1e-4)
+
+
+@pytest.mark.parametrize(("k", "n", "low", "high"), [(81, 263, 0.2527, 0.3676), (15, 148, 0.0578, 0.1617),
+                                                      (0, 20, 0.0, 0.1684), (1, 29, 0.0009, 0.1776)])
+def test_clopper_pearson_matches_newcombe_table_1_exact_method(k, n, low, high):
+    assert clopper_pearson_ci(k, n) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_clopper_pearson_closed_forms_at_the_edges():
+    # k = 0: upper = 1 - (a/2)^(1/n); k = n: lower = (a/2)^(1/n)
+    assert clopper_pearson_ci(0, 10) == pytest.approx((0.0, 1 - 0.025 ** 0.1), abs=1e-12)
+    assert clopper_pearson_ci(10, 10) == pytest.approx((0.025 ** 0.1, 1.0), abs=1e-12)
+    assert clopper_pearson_ci(0, 0) == (0.0, 1.0)
+    lo, hi = clopper_pearson_ci(5, 10)
+    assert lo < wilson_ci(5, 10)[0] and hi > wilson_ci(5, 10)[1]  # exact interval is the wider one
+    with pytest.raises(ValueError):
+        clopper_pearson_ci(3, 2)

@@ -1,5 +1,5 @@
-"""Binomial proportions (attack success, false triggers): Wilson score intervals and Newcombe's interval for a
-difference of two proportions. Formulas and sources in docs/METRICS.md ("Rates")."""
+"""Binomial proportions (attack success, false triggers, a detector's true/false-positive rates): Wilson score and
+Clopper-Pearson intervals, and Newcombe's interval for a difference of two proportions. Formulas and sources in docs/METRICS.md ("Rates")."""
 
 from __future__ import annotations
 
@@ -32,3 +32,19 @@ def newcombe_diff_ci(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tupl
     l2, u2 = wilson_ci(k2, n2, z)
     d = p1 - p2
     return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def clopper_pearson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson 1934) interval of k successes in n trials: lower = Beta quantile (a/2; k, n-k+1),
+    upper = Beta quantile (1-a/2; k+1, n-k), a = 1 - level; lower 0 at k = 0, upper 1 at k = n (0/10 -> [0, 0.308]).
+    Never narrower than the nominal level (conservative); n = 0 -> (0, 1)."""
+    from scipy.stats import beta
+
+    if n < 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    a = 1.0 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi

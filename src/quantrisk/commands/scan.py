@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 COLUMNS = ["precision", "KL fp||q", "disagree", "payload fp", "payload q", "max rise (prefix)", "PS fp", "PS q",
-           "weight pile-up", "share d<0.02 (uniform 0.04)"]
+           "weight pile-up", "on grid points", "share d<0.02 (uniform 0.04)"]
 
 
 def scan_rows(result: dict) -> list[list[object]]:
@@ -17,7 +17,7 @@ def scan_rows(result: dict) -> list[list[object]]:
         w = f.get("weights")
         rows.append([name, f["kl"], f["disagreement"], f["payload_fp"], f["payload_q"],
                      f"{f['payload_delta_max']:+.3f} ({f['payload_delta_prefix']})", f["ps_fp"], f["ps_q"],
-                     w["pileup"] if w else None, w["edge_share"]["0.02"] if w else None])
+                     w["pileup"] if w else None, w["grid_share"] if w else None, w["edge_share"]["0.02"] if w else None])
     return rows
 
 
@@ -59,3 +59,5 @@ def register(app: typer.Typer) -> None:
         print(f"verdict: {result['verdict']}")
         for reason in result["reasons"]:
             print(f"  - {reason}")
+        for note in result["notes"]:
+            print(f"  note: {note}")
