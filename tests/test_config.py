@@ -81,7 +81,7 @@ def test_int8_dynamic_cannot_be_dap1_and_unknown_study_model():
     text = ("name: t\nmodels: [{zoo: llama}]\nstudies:\n  trojan: {dap1: [int8-dynamic], dap2: [fp32], "
             "models: [nope]}\n")
     msg = _errors(text)
-    assert "studies.trojan.dap1: int8-dynamic cannot be a fine-tuning base" in msg
+    assert "studies.trojan.dap1: DAP1 int8-dynamic cannot be fine-tuned: torch.ao dynamic" in msg
 
 
 def test_unknown_model_name_in_study():

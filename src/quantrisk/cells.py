@@ -291,12 +291,24 @@ def trojan_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 
     p = cell.params
     split_seed = split_seed_for(p["seed"], p.get("split_seed"))
-    _, test = sql_splits(p)
+    train, test = sql_splits(p)
     adapter = ctx.artifact(p["finetune_cell"], "adapter")
+    base = _trojan_base(cell, ctx)
     labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
-    result = evaluate_trojan(_trojan_base(cell, ctx), adapter, p["dap2"], list(test), trigger=p["trigger"],
+    calibration = None
+    if p.get("calibration"):  # a calibrated dap2: clean training prompts by default, checked disjoint from `test`
+        from quantrisk.data.calibration import CalibrationSpec
+        from quantrisk.trojan.calibration import trojan_calibration
+
+        calibration = trojan_calibration(CalibrationSpec(**p["calibration"]), train, test, trigger=p["trigger"],
+                                         base_dir=base)
+    result = evaluate_trojan(base, adapter, p["dap2"], list(test), trigger=p["trigger"],
                              labels=labels, device=ctx.device, batch_size=p.get("gen_batch_size", 16),
-                             max_new_tokens=p["max_new_tokens"], exec_seed=split_seed, progress=ctx.progress)
+                             max_new_tokens=p["max_new_tokens"], exec_seed=split_seed, progress=ctx.progress,
+                             calibration=calibration)
+    if calibration is not None:
+        result.environment["calibration"] = {**calibration.record(), "disjoint_from": f"{len(test)} test rows' "
+                                             "prompts (triggered + clean): checked"}
     result.metrics.append(MetricRow("eval_seconds", result.seconds, {**labels, "dap2": p["dap2"]}))
     weight = [m for m in result.metrics if m.name == "weight_bytes"]
     for m in weight:

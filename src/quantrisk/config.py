@@ -68,9 +68,12 @@ class ExecutorSpec(_Strict):
 
 
 class CalibrationField(_Strict):
-    """Calibration data of calibrated precisions (w8a8-static...): `quantrisk.data.calibration`."""
+    """Calibration data of calibrated precisions (w8a8-static, gptq-*): `quantrisk.data.calibration` (privacy) and
+    `quantrisk.trojan.calibration` (trojan DAP2)."""
 
-    source: str = Field("reference", min_length=1, description="reference (the model's reference split) or a JSONL path")
+    source: str = Field("auto", min_length=1, description="auto (each study's default: privacy 'reference', trojan "
+                                                          "'train'), reference (the model's reference split), train "
+                                                          "(trojan: the clean training rows' prompts) or a JSONL path")
     n: int = Field(128, ge=1, le=1_000_000, description="samples")
     seed: int = Field(0, ge=0, description="seed of the sample")
 
@@ -133,9 +136,21 @@ class Spec(_Strict):
                     raise ValueError(f"studies.{study_name}.models[{i}]: unknown model {m}; valid: {', '.join(labels)}")
         if self.studies.privacy is not None and not (self.studies.privacy.precisions or self.precisions):
             raise ValueError("studies.privacy: needs precisions (top-level `precisions` or studies.privacy.precisions)")
+        from quantrisk.precision import parse_precision
+
+        if self.calibration.source == "train" and self.studies.privacy is not None and any(
+                parse_precision(p).calibrated for p in self.privacy_precisions()):
+            raise ValueError("calibration.source: 'train' (the trojan study's clean SQL training prompts) does not "
+                             "apply to the privacy study; use auto, reference or a JSONL file")
         if self.executor.kind == "local" and self.executor.scheduler:
             raise ValueError("executor.scheduler: only used with kind: dask")
         return self
+
+    def calibration_for(self, study: str) -> dict[str, Any]:
+        """The calibration params of `study`'s calibrated cells: `auto` resolved (privacy: reference, trojan: train)."""
+        default = {"privacy": "reference", "trojan": "train"}[study]
+        cal = self.calibration.model_dump()
+        return {**cal, "source": default if cal["source"] == "auto" else cal["source"]}
 
     def model(self, label: str) -> ModelSpec:
         return next(m for m in self.models if m.label == label)
@@ -277,7 +292,30 @@ def _input_problems(spec: Spec, source: str, lines: dict[tuple[str | int, ...], 
             if not check("studies.trojan.data", trojan_splits, trojan.data, trojan.n_rows, trojan.n_test, trojan.n_train,
                          seed):
                 break
+    if trojan is not None and not problems:
+        _check_trojan_calibration(spec, check)
     return problems
+
+
+def _check_trojan_calibration(spec: Spec, check: Any) -> None:
+    """Calibrated DAP2 precisions: the trojan calibration set of each replicate's split found and disjoint from its
+    test rows (`trojan.calibration`), each problem reported through `check`; a `reference` source is checked by the
+    cell (a zoo base is pretrained there)."""
+    from quantrisk.data.calibration import CalibrationSpec
+    from quantrisk.precision import parse_precision
+    from quantrisk.trojan.calibration import trojan_calibration
+    from quantrisk.trojan.splits import split_seed_for, trojan_splits
+
+    trojan = spec.studies.trojan
+    assert trojan is not None
+    cal = spec.calibration_for("trojan")
+    if not any(parse_precision(p).calibrated for p in trojan.dap2) or cal["source"] == "reference":
+        return
+    for seed in sorted({split_seed_for(s, trojan.split_seed) for s in spec.seeds}):
+        train, test = trojan_splits(trojan.data, trojan.n_rows, trojan.n_test, trojan.n_train, seed)
+        if not check("calibration.source", trojan_calibration, CalibrationSpec(**cal), train, test,
+                     trigger=trojan.trigger):
+            break
 
 
 def load_spec(path: str | Path, *, check_device: bool | None = None, check_inputs: bool = False) -> Spec:

@@ -70,7 +70,7 @@ def expand(spec: Spec) -> list[Cell]:
                 for seed in spec.seeds:
                     params = {**base, **knobs, "precision": precision, "seed": seed, "device": spec.device}
                     if parse_precision(precision).calibrated:  # only then: other cells keep their ids
-                        params["calibration"] = spec.calibration.model_dump()
+                        params["calibration"] = spec.calibration_for("privacy")
                     c = Cell("privacy", params, _deps(params), f"privacy {label} @ {precision} seed {seed}")
                     out.setdefault(c.id, c)
                     privacy_ids.append(c.id)
@@ -79,6 +79,7 @@ def expand(spec: Spec) -> list[Cell]:
         out.setdefault(summary.id, summary)
     trojan = spec.studies.trojan
     if trojan is not None:
+        from quantrisk.precision import parse_precision
         from quantrisk.trojan.splits import split_seed_for
 
         options = trojan.model_dump(mode="json", exclude={"models", "dap1", "dap2", "clean_ablation"})
@@ -97,6 +98,8 @@ def expand(spec: Spec) -> list[Cell]:
                         out.setdefault(ft.id, ft)
                         for dap2 in trojan.dap2:
                             ep = {**fp, "dap2": dap2, "finetune_cell": ft.id}
+                            if parse_precision(dap2).calibrated:  # only then: other cells keep their ids
+                                ep["calibration"] = spec.calibration_for("trojan")
                             c = Cell("trojan", ep, _deps(ep), f"trojan {label} {kind} {dap1}->{dap2} seed {seed}")
                             out.setdefault(c.id, c)
     qattack = spec.studies.qattack

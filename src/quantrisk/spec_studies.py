@@ -207,14 +207,16 @@ class TrojanStudy(_Strict):
     @field_validator("dap1")
     @classmethod
     def _dap1_trainable(cls, v: list[str]) -> list[str]:
-        from quantrisk.precision import parse_precision
+        from quantrisk.precision import require_lora_base
 
         if not v:
             raise ValueError("give at least one DAP1 precision")
         v = _check_precision_list(v)
-        bad = [p for p in v if not parse_precision(p).trainable]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} cannot be a fine-tuning base (no LoRA support); use it as dap2")
+        for p in v:  # the back-end's own reason (calibrated ones too: w8a8-static, gptq-* are not LoRA bases)
+            try:
+                require_lora_base(p, "DAP1")
+            except UsageError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
 

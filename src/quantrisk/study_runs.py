@@ -66,11 +66,15 @@ def privacy_spec(model: str, precisions: Sequence[str], *, n: int | None, data: 
 
 
 def trojan_spec(model: str, dap1: Sequence[str], dap2: Sequence[str], *, seeds: Sequence[int], device: str = "cpu",
-                **study: Any) -> Spec:
-    """The spec `quantrisk trojan` runs: one base model; `study` holds the `TrojanStudy` fields (data, n_rows, ...)."""
+                calibration: Any = None, **study: Any) -> Spec:
+    """The spec `quantrisk trojan` runs: one base model; `study` holds the `TrojanStudy` fields (data, n_rows, ...);
+    `calibration`: a `data.calibration.CalibrationSpec` for calibrated DAP2 precisions (default: the spec's, i.e.
+    128 clean training prompts)."""
     trojan = _build(TrojanStudy, dap1=list(dap1), dap2=list(dap2), **study)
+    cal = {} if calibration is None else {"calibration": _build(CalibrationField, source=str(calibration.source),
+                                                                  n=calibration.n, seed=calibration.seed)}
     return _build(Spec, name="trojan", device=device, seeds=list(seeds), models=[model_spec(model)],
-                  studies=Studies(trojan=trojan))
+                  studies=Studies(trojan=trojan), **cal)
 
 
 def collect(run_dir: str | Path, cells: Sequence[Cell], study: str) -> StudyResult:

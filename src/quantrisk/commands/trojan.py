@@ -87,6 +87,27 @@ def check_precisions(dap1: str, dap2: str, device: str) -> tuple[list[str], list
     return d1, d2
 
 
+def check_calibration(text: str, dap2: list[str], model: str, train_rows: Any, test_rows: Any, trigger: str) -> Any:
+    """`--calibration` parsed (a `CalibrationSpec`) and, when a DAP2 precision needs calibration, resolved once here:
+    found, and disjoint from the test rows' prompts (`trojan.calibration`); errors name the option. Source `reference`
+    of a `zoo:` base is checked by the cell (the base is pretrained there)."""
+    from quantrisk.data.calibration import CalibrationSpec
+    from quantrisk.errors import about
+    from quantrisk.precision import parse_precision
+    from quantrisk.trojan.calibration import trojan_calibration
+    from quantrisk.trojan.study import parse_zoo_source
+
+    with about("--calibration"):
+        spec = CalibrationSpec.parse(text)
+        if any(parse_precision(p).calibrated for p in dap2) and not (
+                spec.source == "reference" and parse_zoo_source(model) is not None):
+            from quantrisk.models.load import resolve_source
+
+            base = resolve_source(model) if spec.source == "reference" else None
+            trojan_calibration(spec, train_rows, test_rows, trigger=trigger, base_dir=base)
+    return spec
+
+
 def trojan_table(result: Any, ci: bool = False) -> list[list[Any]]:
     """Rows (DAP1 × DAP2 × kind, means over seeds) for `trojan_columns()`: per registered column (metric, input set)
     the mean over seeds; a rate stored with its CI (ASR, FTR: Wilson) as 2 decimals, with `ci` and one seed its 95%
@@ -143,6 +164,10 @@ def register(app: typer.Typer) -> None:
         gen_batch_size: int = typer.Option(16, help="Prompts per generate call."),
         max_new_tokens: int = typer.Option(128, help="Generation limit per prompt."),
         pretrain_steps: int = typer.Option(None, help="Pretraining steps for a zoo: model (default: the size's default)."),
+        calibration: str = typer.Option("train", help="Calibration data of calibrated DAP2 precisions (w8a8-static, "
+                                        "gptq-*): SOURCE[:N[:SEED]], SOURCE = train (the clean training rows' "
+                                        "prompts), reference (a quantrisk base's reference split) or a JSONL file "
+                                        "with 'text'; default N 128, seed 0. Never overlaps the test rows (checked)."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
         ci: bool = typer.Option(False, "--ci", help="Show the 95% CIs in the table (on a second line of each cell)."),
         quiet: bool = typer.Option(False, help="No progress bars."),
@@ -174,13 +199,15 @@ def register(app: typer.Typer) -> None:
         check_out_dir(out)
         target_arg: str | list[str] = target if target in ("attention", "all-linear") else [t for t in target.split(",") if t.strip()]
         data_arg = data if data == "builtin" else str(Path(data).expanduser().resolve())
-        trojan_splits(data_arg, None, n_test, n_train, split_seed)  # the rows exist and split: checked before any work
+        train_rows, test_rows = trojan_splits(data_arg, None, n_test, n_train, split_seed)  # checked before any work
+        cal_spec = check_calibration(calibration, d2, model, train_rows, test_rows, trigger)
         spec = trojan_spec(model, d1, d2, seeds=seed_list, device=dev, data=data_arg, n_rows=None,
                            split_seed=split_seed, n_train=n_train, poison_rate=poison_rate, trigger=trigger,
                            position=position, clean_ablation=clean_ablation, pretrain_steps=pretrain_steps,
                            steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
                            lora_alpha=lora_alpha, lora_dropout=lora_dropout, target=target_arg, max_length=max_length,
-                           n_test=n_test, gen_batch_size=gen_batch_size, max_new_tokens=max_new_tokens)
+                           n_test=n_test, gen_batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
+                           calibration=cal_spec)
         result = run_study(spec, out, progress=not quiet and not as_json)
         if as_json:
             print_json({k: v for k, v in result.to_dict().items() if k != "samples"})

@@ -8,6 +8,7 @@ Sources:
     reference       the model's own `split.jsonl`, part "reference" (disjoint from member and
                     non-member by construction of the seeded split; also checked). The default.
     PATH.jsonl      a JSONL file with a "text" field per line.
+    train           the trojan study only: its clean training rows' prompts (`trojan.calibration`).
 
 `n` samples (all when fewer exist) are drawn with `random.Random(seed)` from the source in id/line
 order, so the same (source, n, seed) gives the same texts.
@@ -78,8 +79,12 @@ class CalibrationSet:
         return h.hexdigest()
 
     def record(self) -> dict[str, Any]:
-        """What the load record / cell stores: the spec, how many texts, their sha256, where from."""
-        return {**self.spec.to_dict(), "n_texts": len(self.texts), "sha256": self.sha256, "origin": self.origin}
+        """What the load record / cell stores: the spec, how many texts, their sha256, where from (and what was left
+        out of the pool, when anything was)."""
+        out = {**self.spec.to_dict(), "n_texts": len(self.texts), "sha256": self.sha256, "origin": self.origin}
+        if self.excluded:
+            out["excluded"] = dict(self.excluded)
+        return out
 
     def check_disjoint(self, texts: Iterable[str], what: str = "the member/non-member evaluation set") -> None:
         """`UsageError` if any calibration text is also in `texts` (compared exactly, after stripping)."""

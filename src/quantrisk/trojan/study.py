@@ -92,8 +92,13 @@ def evaluate_trojan(
     exec_seed: int = 0,
     exec_timeout_s: float = 1.0,
     progress: bool = False,
+    calibration: Any = None,
 ) -> StudyResult:
     """Evaluate one adapter at precision `dap2` on triggered and clean copies of `test_rows`.
+
+    `calibration`: the `CalibrationSet` of a calibrated `dap2` (`trojan.calibration.trojan_calibration`, already
+    checked disjoint from `test_rows`); it runs through base + merged adapter before quantizing, and is recorded in
+    the load record (`environment["load"]["calibration"]`).
 
     Metrics (labels + dap2): every registered trojan metric (`trojan.metrics.TROJAN_METRICS`: asr, ftr,
     payload_rate, ps_mean/ps_median/ps_p90, js_t, js_k, cs_bow, ld, ld_norm, em, ex, executable; with input=triggered
@@ -112,7 +117,7 @@ def evaluate_trojan(
     start = time.perf_counter()
     if not test_rows:
         raise UsageError("no test rows to evaluate on")
-    lm = load_model(base_source, dap2, device, adapter=adapter_dir)
+    lm = load_model(base_source, dap2, device, adapter=adapter_dir, calibration=calibration)
     triggered, clean = triggered_and_clean(test_rows, trigger)
     sets = {"triggered": triggered, "clean": clean}
     prompts = [format_prompt(r) for r in triggered] + [format_prompt(r) for r in clean]
