@@ -116,12 +116,15 @@ def _pretraining(args: argparse.Namespace, extra: list[str], command: str) -> li
                    help="attention path (default: packed-causal when compiling, else the model's own)")
     p.add_argument("--loss", choices=["cross-entropy", "liger-fused"], default="cross-entropy")
     p.add_argument("--arch", default="pythia")
+    p.add_argument("--sdpa-backend", choices=["cudnn", "flash", "efficient"], default=None,
+                   help="SDPA kernel tried first (default: PyTorch's order)")
+    p.add_argument("--profile", default=None, help="write the top CUDA kernels of the last 3 steps to PATH-SIZE.txt")
     o = p.parse_args(extra)
     cuda = args.device.startswith("cuda")
     sizes = (o.sizes or ("small,base" if cuda else "tiny")).split(",")
     return pretraining.run(sizes, args.device, o.steps or (30 if cuda else 8), o.warm_steps or (8 if cuda else 2),
                            o.batch_size, o.seq_len, o.compile, command, arch=o.arch, attention=o.attention,
-                           loss=o.loss, compile_mode=o.compile_mode)
+                           loss=o.loss, compile_mode=o.compile_mode, sdpa_backend=o.sdpa_backend, profile=o.profile)
 
 
 BENCHMARKS = {"loading": _loading, "scoring": _scoring, "generation": _generation, "scaling": _scaling,

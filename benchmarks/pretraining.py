@@ -18,7 +18,8 @@ from benchmarks.harness import machine, versions
 
 def run(sizes: list[str], device: str, steps: int, warm_steps: int, batch_size: int | None, seq_len: int | None,
         compile: bool | None, command: str, arch: str = "pythia", attention: str | None = None,
-        loss: str = "cross-entropy", compile_mode: str | None = None) -> list[dict[str, Any]]:
+        loss: str = "cross-entropy", compile_mode: str | None = None, sdpa_backend: str | None = None,
+        profile: str | None = None) -> list[dict[str, Any]]:
     import torch
 
     from benchmarks.scoring import matmul_peak
@@ -40,12 +41,16 @@ def run(sizes: list[str], device: str, steps: int, warm_steps: int, batch_size: 
         params = sum(p.numel() for p in model.parameters())
         gen = torch.Generator().manual_seed(0)
         tokens = torch.randint(1, vocab, (steps, b, L), generator=gen, dtype=torch.int32)
+        prof, progress = _profiler(profile, steps, size) if profile else (None, None)
         stats = train_packed(model, tokens, lr=d["lr"], warmup=2, device=device, compile=compile,
                              warm_steps=warm_steps, log_every=max(steps, 1), attention=attention, loss=loss,
-                             compile_mode=compile_mode)
+                             compile_mode=compile_mode, sdpa_backend=sdpa_backend, progress=progress)
+        if prof is not None:
+            prof.stop()
         tps = stats.steady_tokens_per_s
         mode = ("bf16 " if cuda else "fp32 ") + ("compiled" if stats.compiled else "eager")
         mode += f"{'' if compile_mode is None else ' ' + compile_mode}, attention {stats.attention}, loss {stats.loss}"
+        mode += "" if sdpa_backend is None else f", sdpa {sdpa_backend} first"
         case = f"{arch}-{size} ({params / 1e6:.1f}M params) batch {b}x{L} {mode}"
         rows.append({**base, "case": case, "metric": "tokens/s (steady)", "median": tps})
         rows.append({**base, "case": case, "metric": "seconds of the warm-up steps (incl. compile)", "median": stats.warm_seconds})
@@ -58,3 +63,19 @@ def run(sizes: list[str], device: str, steps: int, warm_steps: int, batch_size: 
         if cuda:
             torch.cuda.empty_cache()
     return rows
+
+
+def _profiler(path: str, steps: int, size: str) -> tuple[Any, Any]:
+    """A torch profiler over the last 3 steps; on stop it writes the top CUDA kernels to `path`-`size`.txt."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    def write(p: Any) -> None:
+        table = p.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90)
+        with open(f"{path}-{size}.txt", "w") as fh:
+            fh.write(table)
+
+    wait = max(steps - 4, 0)
+    prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                   schedule=schedule(wait=wait, warmup=1, active=3, repeat=1), on_trace_ready=write)
+    prof.start()
+    return prof, lambda step: prof.step()

@@ -105,6 +105,7 @@ def train_packed(
     attention: str | None = None,
     loss: str = "cross-entropy",
     compile_mode: str | None = None,
+    sdpa_backend: str | None = None,
 ) -> TrainStats:
     """Train `model` (already on `device`) on `tokens` (int array/tensor steps x batch x seq_len), one
     optimizer step per row block, labels = inputs shifted by one (every position, documents packed).
@@ -112,7 +113,8 @@ def train_packed(
     `attention`: "packed-causal" (SDPA `is_causal`, no mask; exact here because rows are unpadded; models that
     cannot use it keep theirs) or "model" (the model's own); None = packed-causal when compiling.
     `loss`: "cross-entropy" or "liger-fused" (CUDA + the `liger-kernel` package). `compile_mode`: torch.compile's
-    mode (None = default; e.g. "max-autotune-no-cudagraphs")."""
+    mode (None = default; e.g. "max-autotune-no-cudagraphs"). `sdpa_backend`: put one of SDPA's kernels first
+    ("cudnn", "flash", "efficient"; None = PyTorch's own order)."""
     from contextlib import nullcontext
 
     from quantrisk.models.causal_attention import packed_causal_attention
@@ -121,10 +123,30 @@ def train_packed(
     attention = attention or ("packed-causal" if compile else "model")
     if attention not in ATTENTIONS:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTIONS)}")
-    with packed_causal_attention(model) if attention == "packed-causal" else nullcontext(False) as switched:
+    with packed_causal_attention(model) if attention == "packed-causal" else nullcontext(False) as switched, \
+            _sdpa_first(sdpa_backend):
         return _train(model, tokens, lr=lr, warmup=warmup, weight_decay=weight_decay, device=device,
                       compile=compile, log_every=log_every, warm_steps=warm_steps, progress=progress,
                       attention="packed-causal" if switched else "model", loss_kind=loss, compile_mode=compile_mode)
+
+
+SDPA_BACKENDS: tuple[str, ...] = ("cudnn", "flash", "efficient")
+
+
+def _sdpa_first(backend: str | None) -> Any:
+    """Context in which SDPA tries `backend` first, then the others (PyTorch's `sdpa_kernel` priority order)."""
+    from contextlib import nullcontext
+
+    if backend is None:
+        return nullcontext()
+    if backend not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {backend!r}; valid: {', '.join(SDPA_BACKENDS)}")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kinds = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+             "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    order = [kinds[backend]] + [k for name, k in kinds.items() if name != backend] + [SDPBackend.MATH]
+    return sdpa_kernel(order, set_priority=True)
 
 
 def _train(model: Any, tokens: Any, *, lr: float, warmup: int, weight_decay: float, device: str, compile: bool,
