@@ -111,10 +111,12 @@ def _pretraining(args: argparse.Namespace, extra: list[str], command: str) -> li
     p.add_argument("--batch-size", type=int, default=None, help="rows per step (default: the size's exposure regime)")
     p.add_argument("--seq-len", type=int, default=None, help="tokens per row (default: the size's exposure regime)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA only")
-    p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: torch's default)")
+    p.add_argument("--compile-mode", default=None,
+                   help="torch.compile mode (default: torch's default), or coordinate-descent (inductor kernel tuning)")
     p.add_argument("--attention", choices=["model", "packed-causal"], default=None,
                    help="attention path (default: packed-causal when compiling, else the model's own)")
-    p.add_argument("--loss", choices=["cross-entropy", "liger-fused"], default="cross-entropy")
+    p.add_argument("--loss", choices=["cross-entropy", "liger-fused"], default=None,
+                   help="default: liger-fused on CUDA when liger-kernel is installed, else cross-entropy")
     p.add_argument("--arch", default="pythia")
     p.add_argument("--sdpa-backend", choices=["cudnn", "flash", "efficient"], default=None,
                    help="SDPA kernel tried first (default: PyTorch's order)")

@@ -18,7 +18,7 @@ from benchmarks.harness import machine, versions
 
 def run(sizes: list[str], device: str, steps: int, warm_steps: int, batch_size: int | None, seq_len: int | None,
         compile: bool | None, command: str, arch: str = "pythia", attention: str | None = None,
-        loss: str = "cross-entropy", compile_mode: str | None = None, sdpa_backend: str | None = None,
+        loss: str | None = None, compile_mode: str | None = None, sdpa_backend: str | None = None,
         profile: str | None = None) -> list[dict[str, Any]]:
     import torch
 

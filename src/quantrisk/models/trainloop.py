@@ -58,7 +58,11 @@ def _loss_fn(model: Any, loss: str, compile: bool, compile_mode: str | None) -> 
     import torch.nn.functional as F
 
     def _compiled(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        return torch.compile(fn, mode=compile_mode) if compile else fn
+        if not compile:
+            return fn
+        if compile_mode == "coordinate-descent":  # inductor tunes its generated kernels' block sizes
+            return torch.compile(fn, options={"coordinate_descent_tuning": True})
+        return torch.compile(fn, mode=compile_mode)
 
     if loss == "cross-entropy":
         def plain(ids: Any) -> Any:
@@ -103,7 +107,7 @@ def train_packed(
     warm_steps: int = 3,
     progress: Any = None,
     attention: str | None = None,
-    loss: str = "cross-entropy",
+    loss: str | None = None,
     compile_mode: str | None = None,
     sdpa_backend: str | None = None,
 ) -> TrainStats:
@@ -112,15 +116,19 @@ def train_packed(
     `compile=None` compiles on CUDA only. `progress(step)` is called after each step if given.
     `attention`: "packed-causal" (SDPA `is_causal`, no mask; exact here because rows are unpadded; models that
     cannot use it keep theirs) or "model" (the model's own); None = packed-causal when compiling.
-    `loss`: "cross-entropy" or "liger-fused" (CUDA + the `liger-kernel` package). `compile_mode`: torch.compile's
-    mode (None = default; e.g. "max-autotune-no-cudagraphs"). `sdpa_backend`: put one of SDPA's kernels first
-    ("cudnn", "flash", "efficient"; None = PyTorch's own order)."""
+    `loss`: "cross-entropy" or "liger-fused" (CUDA + the `liger-kernel` package); None = liger-fused on CUDA when
+    liger-kernel is installed, else cross-entropy. `compile_mode`: torch.compile's mode (None = default; e.g.
+    "max-autotune-no-cudagraphs"), or "coordinate-descent" (inductor's coordinate-descent kernel tuning).
+    `sdpa_backend`: put one of SDPA's kernels first ("cudnn", "flash", "efficient"; None = PyTorch's order)."""
+    import importlib.util
     from contextlib import nullcontext
 
     from quantrisk.models.causal_attention import packed_causal_attention
 
-    compile = device.startswith("cuda") if compile is None else compile
+    cuda = device.startswith("cuda")
+    compile = cuda if compile is None else compile
     attention = attention or ("packed-causal" if compile else "model")
+    loss = loss or ("liger-fused" if cuda and importlib.util.find_spec("liger_kernel") is not None else "cross-entropy")
     if attention not in ATTENTIONS:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTIONS)}")
     with packed_causal_attention(model) if attention == "packed-causal" else nullcontext(False) as switched, \
