@@ -43,7 +43,7 @@ PY
 cp "$MODEL/train_log.jsonl" "$OUT/train_log_base.jsonl" 2>/dev/null
 wc -l "$MODEL/corpus_manifest.jsonl" > "$OUT/corpus_manifest_lines.txt" 2>/dev/null
 timeout $((${T_PRIVACY:-160} * X)) python3 -m quantrisk.cli privacy --model "$MODEL" --precisions "$PRECISIONS" \
-  --attacks loss,zlib,minkpp,reference --n "$N" --completion-n 0 --device "$DEVICE" --batch-tokens 65536 \
+  --attacks "${ATTACKS:-loss,zlib,minkpp,reference}" --n "$N" --completion-n 0 --device "$DEVICE" --batch-tokens 65536 \
   --out "$OUT/privacy_base" > "$OUT/privacy_base.txt" 2>&1
 tail -30 "$OUT/privacy_base.txt"
 [ -f "$OUT/privacy_base/metrics.json" ] && python3 benchmarks/exposure_table.py "$OUT/privacy_base" --json "$OUT/auc_exposure_base.json" --md "$OUT/auc_exposure_base.md"
