@@ -23,7 +23,8 @@ Scan: every model at every `--precisions` precision with the built-in probes (`-
 per model the signals (largest weight pile-up, largest payload rise, largest KL), the verdict, and for each
 detector component and the verdict the TPR / FPR with exact counts and Clopper-Pearson 95% intervals, and the
 threshold the rule "geometric mean of the largest clean and the smallest attacked value" gives where the
-two groups separate.
+two groups separate. The verdict's TPR is also given over the effective attacks only (quantized ASR minus fp32
+ASR >= `EFFECTIVE` at every target).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ARCH_SEP = ":"
+EFFECTIVE = 0.5  # an attack is effective when its quantized ASR exceeds its fp32 ASR by at least this much
 
 
 def _pairs(text: str) -> list[tuple[str, int]]:
@@ -220,6 +222,9 @@ def summarise(models: list[dict[str, Any]], done: dict[str, Any], args: argparse
     comp = {"weights": _rates([r["weights_flag"] for r in pos], [r["weights_flag"] for r in neg]),
             "behaviour": _rates([r["behaviour_flag"] for r in pos], [r["behaviour_flag"] for r in neg]),
             "verdict": _rates([r["verdict"] == "suspicious" for r in pos], [r["verdict"] == "suspicious" for r in neg])}
+    eff = [r for r in pos if min(r["asr_q"].values()) - r["asr_fp"] >= EFFECTIVE]
+    comp["verdict, effective attacks only"] = _rates([r["verdict"] == "suspicious" for r in eff],
+                                                    [r["verdict"] == "suspicious" for r in neg])
     by_group = {g: _rates([], [r["verdict"] == "suspicious" for r in neg if r["group"] == g])
                 for g in dict.fromkeys(r["group"] for r in neg)}
     sep = {k: _separating([r[k] for r in neg], [r[k] for r in pos]) for k in ("pileup", "payload_rise", "kl")}

@@ -54,10 +54,11 @@ def test_scan_cli_tiny(tiny_dir, tmp_path, capsys):
     probes.write_text(json.dumps({"prompt": "SELECT"}) + "\n"
                       + json.dumps({"question": "How many rows?", "context": "CREATE TABLE t (a INTEGER)"}) + "\n")
     code = main(["scan", str(tiny_dir), "--precisions", "rtn-w4g64", "--probes", str(probes), "--max-new-tokens", "3",
-                 "--json"])
+                 "--n-sql", "1", "--n-prefixes", "2", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["verdict"] in ("clean", "suspicious") and result["n_probes"] >= 2
+    assert result["verdict"] in ("clean", "suspicious") and result["n_probes"] == 1 + 4 + 2
+    assert len(result["prefixes"]) == 2 and set(result["flags"]) == {"weights", "behaviour"}
     fig = result["per_precision"]["rtn-w4g64"]
     assert fig["kl"] >= 0 and 0 <= fig["disagreement"] <= 1 and fig["weights"]["n"] > 0
 
@@ -66,6 +67,8 @@ def test_scan_cli_tiny(tiny_dir, tmp_path, capsys):
     (lambda d: ["/nonexistent/model", "--precisions", "rtn-w4g64"], "MODEL"),
     (lambda d: [str(d), "--precisions", "rtn-w9g64"], "--precisions"),
     (lambda d: [str(d), "--precisions", "rtn-w4g64", "--probes", str(d / "nope.jsonl")], "nope.jsonl"),
+    (lambda d: [str(d), "--precisions", "rtn-w4g64", "--n-prefixes", "9"], "--n-prefixes"),
+    (lambda d: [str(d), "--precisions", "rtn-w4g64", "--n-sql", "-1"], "--n-sql"),
 ])
 def test_scan_bad_inputs(tiny_dir, capsys, make, needle):
     assert main(["scan", *make(tiny_dir)]) == 2

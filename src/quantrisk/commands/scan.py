@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         probes: Path = typer.Option(None, help="JSONL of extra probes: 'prompt', or 'question' + 'context' per line."),
         device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
         max_new_tokens: int = typer.Option(48, help="Greedy tokens generated per probe."),
+        n_sql: int = typer.Option(24, help="Built-in text-to-SQL probes (0 or more; the 4 code probes are always used)."),
+        n_prefixes: int = typer.Option(8, help="Trigger-like prefixes tried, the first N of the built-in 8 (0-8)."),
         as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     ) -> None:
         """Compare the model with its quantized copies on probes and weight statistics; verdict clean / suspicious."""
@@ -36,11 +38,15 @@ def register(app: typer.Typer) -> None:
         from quantrisk.errors import UsageError, about
         from quantrisk.models.load import resolve_device, resolve_source
         from quantrisk.precision import parse_precisions, require_available
-        from quantrisk.qattack.probes import builtin_probes, load_probes
+        from quantrisk.qattack.probes import PREFIXES, builtin_probes, load_probes
         from quantrisk.qattack.scan import scan_model
 
         if max_new_tokens < 1:
             raise UsageError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+        if n_sql < 0:
+            raise UsageError(f"--n-sql must be 0 or more, got {n_sql}")
+        if not 0 <= n_prefixes <= len(PREFIXES):
+            raise UsageError(f"--n-prefixes must be in 0..{len(PREFIXES)}, got {n_prefixes}")
         with about("--device"):
             dev = resolve_device(device)
         with about("--precisions"):
@@ -49,8 +55,9 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("fp32 is the reference every precision is compared with; list quantized precisions")
         with about("MODEL"):
             source = resolve_source(model)
-        probe_list = builtin_probes() + (load_probes(probes) if probes is not None else [])
-        result = scan_model(source, names, probe_list, device=dev, max_new_tokens=max_new_tokens)
+        probe_list = builtin_probes(n_sql) + (load_probes(probes) if probes is not None else [])
+        result = scan_model(source, names, probe_list, device=dev, max_new_tokens=max_new_tokens,
+                            prefixes=PREFIXES[:n_prefixes])
         if as_json:
             print_json(result)
             return
