@@ -50,7 +50,8 @@ d = json.load(open(sys.argv[1]))
 print({k: d.get(k) for k in ("seconds", "tokens_seen", "n_params", "auc_loss", "auc_by_exposure", "members_by_exposure")})
 PY
 timeout $((${T_EXPO_PRIVACY:-240} * X)) python3 -m quantrisk.cli privacy --model "$EXPO_MODEL" --precisions "$EXPO_P" \
-  --attacks loss,zlib,minkpp,reference --n all --completion-n 0 --device "$DEV" --out "$OUT/privacy_expo" \
+  --attacks loss,zlib,minkpp,reference --n all --completion-n 0 --device "$DEV" --batch-tokens ${BATCH_TOKENS:-65536} \
+  --out "$OUT/privacy_expo" \
   > "$OUT/privacy_expo.txt" 2>&1
 tail -25 "$OUT/privacy_expo.txt"
 # a run stopped by a failing cell still has its finished cells in results.sqlite (no paired ΔAUC then)
