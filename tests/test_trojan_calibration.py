@@ -153,3 +153,12 @@ def test_cli_overlapping_calibration_exit_2_before_any_work(llama_dir, tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --calibration: calibration") and "test prompts" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_privacy_calibration_maps_auto_to_reference_and_refuses_train(tmp_path):
+    from quantrisk.data.calibration import load_calibration
+
+    with pytest.raises(UsageError, match="belongs to the trojan study"):
+        load_calibration(CalibrationSpec("train"), tmp_path)
+    with pytest.raises(UsageError, match="'reference' needs a quantrisk model directory"):
+        load_calibration(CalibrationSpec("auto"), tmp_path)  # auto -> reference, which needs split.jsonl

@@ -118,6 +118,11 @@ def load_calibration(spec: CalibrationSpec, model_dir: str | Path | None) -> Cal
     against its member and non-member parts (`UsageError` on any overlap)."""
     from quantrisk.data.corpus import load_split
 
+    if spec.source == "auto":  # a spec's default: for this (privacy) study, the reference split
+        spec = CalibrationSpec(DEFAULT_SOURCE, spec.n, spec.seed)
+    if spec.source == "train":
+        raise UsageError("calibration source 'train' (clean SQL training prompts) belongs to the trojan study; here "
+                         "use 'reference' or a JSONL file with a 'text' field")
     split_dir = Path(model_dir) if model_dir is not None and Path(model_dir).is_dir() else None
     split = load_split(split_dir) if split_dir is not None and (split_dir / "split.jsonl").is_file() else None
     if spec.source == DEFAULT_SOURCE:
