@@ -179,3 +179,19 @@ def test_failed_cell_leaves_no_half_written_work_dir(tmp_path):
     s = run_cells([ok, bad], tmp_path / "run")
     assert (s.n_run, s.n_failed) == (1, 1)
     assert sorted(p.name for p in (tmp_path / "run" / "cells").iterdir()) == [ok.id]
+
+
+def test_a_store_from_before_calibration_source_auto_resumes(tmp_path, capsys):
+    """Specs dumped before the `auto` default recorded calibration.source 'reference': the same experiment."""
+    run = tmp_path / "run"
+    spec = _spec(tmp_path, n=2)
+    assert main(["run", spec, "--out", str(run), "--quiet"]) == 0
+    with sqlite3.connect(run / "results.sqlite") as c:
+        (old,) = c.execute("SELECT spec_json FROM runs").fetchone()
+        data = json.loads(old)
+        assert data["calibration"]["source"] == "auto"
+        data["calibration"]["source"] = "reference"
+        c.execute("UPDATE runs SET spec_json = ?", (json.dumps(data),))
+    capsys.readouterr()
+    assert main(["run", spec, "--out", str(run), "--quiet"]) == 0
+    assert "already done, 0 run now" in capsys.readouterr().out
