@@ -81,4 +81,9 @@ class GptqQuantizer(Quantizer):
         with quiet_import(), contextlib.redirect_stderr(io.StringIO()):  # its tqdm bars per layer and pass
             oneshot(model=model, recipe=recipe, dataset=loader, num_calibration_samples=len(batches),
                     pipeline="sequential")
-        return model
+        # The sequential pipeline onloads layers to the first accelerator whenever one exists, leaving a model
+        # asked for on the CPU wrapped in compressed-tensors' offload caches (its parameters then read as a
+        # different set of tensors). Undo the dispatch and put the model where it was asked for.
+        from compressed_tensors.offload import remove_dispatch
+
+        return remove_dispatch(model).to(device)
