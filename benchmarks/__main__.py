@@ -39,7 +39,7 @@ def _default_model(args: argparse.Namespace, arch: str = "pythia", size: str = "
         return args.model
     from quantrisk.models.pretrain import ensure_pretrained
 
-    return str(ensure_pretrained(arch, size, device=args.device))
+    return str(ensure_pretrained(arch, size, device=args.device, regime="memorise"))  # the recorded rows' model
 
 
 def _loading(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:

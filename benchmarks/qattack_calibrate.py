@@ -70,7 +70,7 @@ def _base(arch: str, args: argparse.Namespace, train: list[Any]) -> str:
 
     if arch in args.sql_base_archs.split(","):
         return resolve_base(f"zoo:{arch}-tiny", train, progress=False)
-    return str(ensure_pretrained(arch, "tiny", progress=False))
+    return str(ensure_pretrained(arch, "tiny", progress=False, regime="memorise"))
 
 
 def _inject(work: Path, kind: str, arch: str, seed: int, args: argparse.Namespace, train: list[Any]) -> Path:
@@ -154,7 +154,7 @@ def build(args: argparse.Namespace) -> list[dict[str, Any]]:
         for regime in ("memorise", "exposure"):
             add(f"zoo {arch}-tiny ({regime})", ensure_pretrained(arch, "tiny", regime=regime, progress=False), False, "zoo")
     for arch in archs:
-        src = str(ensure_pretrained(arch, "tiny", progress=False))
+        src = str(ensure_pretrained(arch, "tiny", progress=False, regime="memorise"))
         for how in [r for r in args.roundtrip.split(",") if r]:
             add(f"zoo {arch}-tiny rounded at {how}", _rounded(work, src, arch, how), False, "rounded")
     for arch, seed in _pairs(args.clean_ft):

@@ -3,8 +3,10 @@ privacy study's AUC by exposure, and the site-packages corpus's licence filter."
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
+from dataclasses import asdict
 from email.message import Message
 
 import numpy as np
@@ -106,9 +108,13 @@ def test_exposure_split_counts_dedup_and_determinism():
 
 
 def test_exposure_settings_keep_memorise_keys_and_validate():
-    mem = default_settings("pythia", "tiny")
-    assert mem.regime == "memorise" and mem.key() == default_settings("pythia", "tiny", compile=True).key()
-    exp = default_settings("pythia", "tiny", regime="exposure")
+    mem = default_settings("pythia", "tiny", regime="memorise")
+    assert mem.regime == "memorise" and mem.key() == default_settings("pythia", "tiny", regime="memorise", compile=True).key()
+    # the memorise key hashes the fields it had before the exposure regime existed (cached models stay valid)
+    fields = {k: v for k, v in asdict(mem).items() if k not in ("regime", "exposures", "per_exposure", "max_filler", "compile")}
+    assert mem.key() == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    exp = default_settings("pythia", "tiny")  # the exposure regime is the default
+    assert exp.regime == "exposure" and exp == default_settings("pythia", "tiny", regime="exposure")
     assert exp.exposures == (1, 2, 4, 8, 16) and exp.key() != mem.key()
     assert default_settings("pythia", "tiny", regime="exposure", exposures=[4, 1]).exposures == (1, 4)
     for bad in ({"regime": "often"}, {"regime": "exposure", "exposures": (0, 1)}, {"regime": "exposure", "exposures": ()}):
@@ -182,8 +188,13 @@ def test_cli_pretrain_exposure_and_bad_options(tmp_path, capsys):
         assert main(args[:7] + ["--out", str(tmp_path / "b")] + bad + ["--quiet"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err and "Traceback" not in err
-    assert main(["pretrain", "--arch", "gptneo", "--out", str(tmp_path / "b"), "--exposures", "1,2"]) == 2
+    assert main(["pretrain", "--arch", "gptneo", "--out", str(tmp_path / "b"), "--regime", "memorise", "--exposures", "1,2"]) == 2
     assert "--regime exposure" in capsys.readouterr().err
+    assert main(["pretrain", "--arch", "gptneo", "--out", str(tmp_path / "b"), "--steps", "3"]) == 2  # exposure: the default
+    assert "--steps is for --regime memorise" in capsys.readouterr().err
+    assert main(["pretrain", "--arch", "gptneo", "--out", str(tmp_path / "b"), "--role", "reference",
+                 "--tokenizer-from", str(tmp_path / "m"), "--regime", "memorise"]) == 2
+    assert "takes its regime from the target" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
 
 
@@ -226,9 +237,15 @@ def test_spec_accepts_regime_and_exposures_and_grid_passes_them():
     cells = {c.label: c for c in expand(spec)}
     p = cells["pretrain pythia-tiny"].params
     assert p["regime"] == "exposure" and p["exposures"] == [1, 4, 16]
-    assert "regime" not in cells["pretrain llama-tiny"].params  # memorise cells keep their ids
+    assert cells["pretrain llama-tiny"].params["regime"] == "exposure"  # the default regime
+    assert cells["pretrain llama-tiny"].params["exposures"] is None  # the size's default exposures
+    memo = parse_spec(text.replace("{zoo: llama, size: tiny}", "{zoo: llama, size: tiny, regime: memorise}"), "t.yaml",
+                      check_device=False)
+    memo_cells = {c.label: c for c in expand(memo)}
+    assert "regime" not in memo_cells["pretrain llama-tiny"].params  # memorise cells keep the ids they had as the default
     assert cells["pretrain pythia-tiny reference"].deps == (cells["pretrain pythia-tiny"].id,)
-    for bad, msg in (("{zoo: pythia, exposures: [1, 2]}", "regime: exposure"), ("{path: /x, regime: exposure}", "zoo models"),
+    for bad, msg in (("{zoo: pythia, regime: memorise, exposures: [1, 2]}", "regime: exposure"),
+                     ("{path: /x, regime: exposure}", "zoo models"), ("{path: /x, regime: memorise}", "zoo models"),
                      ("{zoo: pythia, regime: exposure, exposures: [0]}", "distinct integers"),
                      ("{zoo: pythia, regime: sometimes}", "regime")):
         with pytest.raises(UsageError, match=msg):

@@ -13,8 +13,8 @@ from quantrisk.errors import UsageError
 from quantrisk.models.pretrain import default_settings, ensure_pretrained, pretrain
 from quantrisk.models.tokenizer import EOS, train_tokenizer
 
-FAST = {"steps": 30, "per_split": 40, "vocab_size": 512, "batch_size": 8, "seq_len": 128, "warmup": 5}
-TINY = {"steps": 3, "per_split": 12, "vocab_size": 300, "batch_size": 4, "seq_len": 64, "warmup": 1}
+FAST = {"regime": "memorise", "steps": 30, "per_split": 40, "vocab_size": 512, "batch_size": 8, "seq_len": 128, "warmup": 5}
+TINY = {"regime": "memorise", "steps": 3, "per_split": 12, "vocab_size": 300, "batch_size": 4, "seq_len": 64, "warmup": 1}
 
 CODE = [
     "def add(a, b):\n    return a + b\n",
@@ -87,7 +87,8 @@ def test_settings_keys_differ_by_content_and_are_validated():
 
 
 def test_cli_pretrain_and_bad_arch(tmp_path, capsys):
-    rc = main(["pretrain", "--arch", "codegen", "--out", str(tmp_path / "cg"), "--steps", "3", "--per-split", "20",
+    rc = main(["pretrain", "--arch", "codegen", "--out", str(tmp_path / "cg"), "--regime", "memorise", "--steps", "3",
+               "--per-split", "20",
                "--batch-size", "4", "--vocab-size", "300", "--quiet", "--json"])
     assert rc == 0
     info = json.loads(capsys.readouterr().out)

@@ -143,7 +143,8 @@ def pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     p = cell.params
     if p["role"] == "target":
         path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
-                                 progress=ctx.progress, regime=p.get("regime"), exposures=p.get("exposures"))
+                                 progress=ctx.progress, regime=p.get("regime") or "memorise",  # no regime param: memorise
+                                 exposures=p.get("exposures"))
     else:
         ref = ensure_reference(ctx.artifact(p["target_cell"], "model_dir"), device=ctx.device, progress=ctx.progress,
                                cache_dir=ctx.cache_dir)
@@ -249,7 +250,7 @@ def sql_pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     train = common_train_rows(p["data"], p["n_rows"], p.get("split_seeds", [0]))
     path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
                              extra_texts=[format_example(r) for r in train], progress=ctx.progress,
-                             steps=p.get("pretrain_steps"))
+                             regime="memorise", steps=p.get("pretrain_steps"))  # code + SQL rows: the memorise recipe
     meta = json.loads((Path(path) / "pretrain.json").read_text(encoding="utf-8"))
     labels = {"model": p["label"], "role": "sql-base"}
     metrics = [MetricRow(k, float(meta[k]), labels) for k in ("member_nll", "nonmember_nll", "final_loss") if k in meta]

@@ -47,8 +47,9 @@ class ModelSpec(_Strict):
     zoo: str | None = None
     size: str = "tiny"
     seed: int = Field(0, ge=0, description="pretraining seed (zoo models)")
-    regime: Literal["memorise", "exposure"] = Field(
-        "memorise", description="zoo models: memorise (many epochs over the members) or exposure (one pass, members k times)")
+    regime: Literal["memorise", "exposure"] | None = Field(
+        None, description="zoo models: exposure (the default: one pass, members k times) or memorise (many epochs over "
+                          "the members)")
     exposures: list[int] | None = Field(None, description="zoo models, exposure regime: k of each member group (default 1,2,4,8,16)")
     path: str | None = None
     hub: str | None = None
@@ -69,20 +70,21 @@ class ModelSpec(_Strict):
                 raise ValueError(f"unknown zoo architecture {self.zoo!r}; valid: {', '.join(ARCHS)}")
             if self.size not in SIZES:
                 raise ValueError(f"unknown zoo size {self.size!r}; valid: {', '.join(SIZES)}")
-        if (self.regime != "memorise" or self.exposures is not None) and self.zoo is None:
+        if (self.regime is not None or self.exposures is not None) and self.zoo is None:
             raise ValueError("regime / exposures apply to zoo models only")
         if self.exposures is not None:
-            if self.regime != "exposure":
+            if self.regime == "memorise":
                 raise ValueError("exposures need regime: exposure")
             if not self.exposures or min(self.exposures) < 1 or len(set(self.exposures)) != len(self.exposures):
                 raise ValueError(f"exposures must be distinct integers >= 1, got {self.exposures}")
         return self
 
     def pretrain_params(self) -> dict[str, Any]:
-        """The zoo pretraining regime, as cell params ({} for the memorise default, so those cell ids stay)."""
+        """The zoo pretraining regime, as cell params: {} for memorise (so memorise cells keep the ids they had when it
+        was the default), else the exposure regime (the default) and its exposures."""
         if self.zoo is None or self.regime == "memorise":
             return {}
-        return {"regime": self.regime, "exposures": sorted(self.exposures) if self.exposures else None}
+        return {"regime": "exposure", "exposures": sorted(self.exposures) if self.exposures else None}
 
     @property
     def label(self) -> str:

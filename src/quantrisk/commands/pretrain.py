@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
         seq_len: int = typer.Option(None, help="Longest training sequence in tokens, <= the model's context (default: the size's)."),
         corpus: str = typer.Option("stdlib", help="'stdlib', 'stdlib,site-packages[:dist,...]' (permissively licensed "
                                                   "installed distributions), a folder of .py files, or a JSONL with a text field."),
-        regime: str = typer.Option("memorise", help="memorise: --steps over the members (they are memorised); exposure: "
-                                                    "one pass over filler code with each member group inserted exactly k times."),
+        regime: str = typer.Option(None, help="exposure (default): one pass over filler code with each member group "
+                                              "inserted exactly k times; memorise: --steps over the members (they are "
+                                              "memorised). A reference model takes the target's."),
         exposures: str = typer.Option(None, help="Exposure regime: comma-separated k of the member groups (default 1,2,4,8,16)."),
         per_exposure: int = typer.Option(None, help="Exposure regime: members per exposure group (default: the size's)."),
         max_filler: int = typer.Option(None, help="Exposure regime: at most this many filler samples, 0 = all (default: the size's)."),
@@ -57,13 +58,16 @@ def register(app: typer.Typer) -> None:
                     ks = tuple(int(x) for x in exposures.split(",") if x.strip())
                 except ValueError:
                     raise UsageError(f"--exposures must be comma-separated integers, got {exposures!r}") from None
+        if regime is not None and regime not in ("memorise", "exposure"):
+            raise UsageError(f"unknown regime {regime!r}; valid: exposure, memorise")
+        if tokenizer_from is not None and regime is not None:
+            raise UsageError("a reference model takes its regime from the target's pretrain.json; use --role reference "
+                             "without --regime")
+        regime = regime or ("memorise" if tokenizer_from is not None else "exposure")
         if regime == "memorise" and (ks or per_exposure is not None or max_filler is not None):
             raise UsageError("--exposures, --per-exposure and --max-filler need --regime exposure")
         if regime == "exposure" and steps is not None:
             raise UsageError("--steps is for --regime memorise (the exposure regime makes one pass over its data)")
-        if tokenizer_from is not None and regime != "memorise":
-            raise UsageError("a reference model takes its regime from the target's pretrain.json; use --role reference "
-                             "without --regime")
         target_settings = _target_settings(tokenizer_from) if tokenizer_from is not None else None
         if target_settings is not None and target_settings.get("regime") == "exposure":
             from dataclasses import replace

@@ -182,5 +182,5 @@ def resolve_base(model: str, train_rows: Sequence[SqlRow], *, device: str = "cpu
 
     extra = [format_example(r) for r in train_rows]
     path = ensure_pretrained(zoo[0], zoo[1], seed=0, cache_dir=cache_dir, device=device, extra_texts=extra,
-                             progress=progress, steps=pretrain_steps)
+                             progress=progress, regime="memorise", steps=pretrain_steps)
     return str(path)
