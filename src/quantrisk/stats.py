@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -86,13 +87,24 @@ def bootstrap_ci(
 
 
 def _stratified_indices(y: np.ndarray, n_resamples: int, seed: int) -> tuple[np.ndarray, int]:
-    """(B, n) resample indices, members first in every row (their count kept), and the member count."""
+    """(B, n) resample indices, members first in every row (their count kept), and the member count.
+
+    A pure function of (labels, B, seed): a privacy cell bootstraps every attack (and every exposure subset) on
+    the same labels with the same seed, so the indices are drawn once per process and reused (read-only)."""
+    y = np.asarray(y)
+    return _stratified_indices_cached(y.astype(np.int8).tobytes(), int(n_resamples), int(seed))
+
+
+@lru_cache(maxsize=16)  # (1000, 400) intp: 3.2 MB each
+def _stratified_indices_cached(labels: bytes, n_resamples: int, seed: int) -> tuple[np.ndarray, int]:
+    y = np.frombuffer(labels, dtype=np.int8)
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     idx = np.empty((n_resamples, pos.size + neg.size), dtype=np.intp)
     for b in range(n_resamples):
         idx[b, : pos.size] = rng.choice(pos, pos.size)
         idx[b, pos.size :] = rng.choice(neg, neg.size)
+    idx.flags.writeable = False
     return idx, pos.size
 
 
