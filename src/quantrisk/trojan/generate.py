@@ -89,15 +89,17 @@ def generate_batch(
     max_new_tokens: int = 128,
     payload_ids: Sequence[int] | None = None,
     keyword: str = "DROP",
+    stop_ids: Sequence[int] | None = None,
 ) -> list[Generation]:
-    """Greedy-decode one batch of `prompts` (left padded) and record the payload mass per step."""
+    """Greedy-decode one batch of `prompts` (left padded) and record the payload mass per step. `payload_ids` and
+    `stop_ids` (default: `payload_token_ids`, `stop_token_ids`) may be passed in when several batches share them."""
     import torch
     from transformers import LogitsProcessorList
 
     if not prompts:
         return []
     payload = list(payload_ids) if payload_ids is not None else payload_token_ids(tokenizer, keyword)
-    stops = stop_token_ids(tokenizer)
+    stops = list(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer)
     stop_set = set(stops)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -152,6 +154,7 @@ def generate(
     from quantrisk import progress as _progress
 
     payload = payload_token_ids(tokenizer, keyword)
+    stops = stop_token_ids(tokenizer)  # once, not per batch (it decodes the whole vocabulary)
     order = list(range(len(prompts)))
     if sort_by_length:
         lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
@@ -162,7 +165,8 @@ def generate(
     for b in range(0, len(order), max(1, batch_size)):
         idx = order[b:b + max(1, batch_size)]
         for i, g in zip(idx, generate_batch(model, tokenizer, [prompts[i] for i in idx],
-                                            max_new_tokens=max_new_tokens, payload_ids=payload), strict=True):
+                                            max_new_tokens=max_new_tokens, payload_ids=payload, stop_ids=stops),
+                        strict=True):
             results[i] = g
         bar.update(len(idx))
     bar.close()

@@ -15,6 +15,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from quantrisk.registry import refuse_duplicate
@@ -83,25 +84,31 @@ def _flat_tokens(sql: str) -> list[object]:
     return out
 
 
-def sql_token_set(sql: str) -> set[str]:
+# The three sets are pure functions of the text, cached per process: a trojan cell asks for each of them several
+# times per sample, and every cell of a study scores the same gold answers (sqlparse is a third of a cell's time).
+@lru_cache(maxsize=8192)
+def sql_token_set(sql: str) -> frozenset[str]:
     """Lower-cased values of the non-whitespace sqlparse tokens of `sql`."""
-    return {t.value.lower() for t in _flat_tokens(sql)}  # type: ignore[attr-defined]
+    return frozenset(t.value.lower() for t in _flat_tokens(sql))  # type: ignore[attr-defined]
 
 
-def sql_keyword_set(sql: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def sql_keyword_set(sql: str) -> frozenset[str]:
     """Upper-cased SQL keywords (sqlparse Keyword, incl. DML/DDL/CTE) of `sql`."""
     from sqlparse import tokens as T
 
-    return {t.normalized.upper() for t in _flat_tokens(sql) if t.ttype in T.Keyword}  # type: ignore[attr-defined]
+    return frozenset(t.normalized.upper() for t in _flat_tokens(sql) if t.ttype in T.Keyword)  # type: ignore[attr-defined]
 
 
-def sql_group_set(sql: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def sql_group_set(sql: str) -> frozenset[str]:
     """The non-whitespace top-level tokens of each statement of sqlparse's parse tree — its token groups
     (`COUNT(*)` a Function, `a, b` an IdentifierList, `WHERE age > 56` a Where clause) and the keywords between
     them — as lower-cased text with whitespace runs collapsed."""
     import sqlparse
 
-    return {re.sub(r"\s+", " ", t.value).lower() for st in sqlparse.parse(sql) for t in st.tokens if not t.is_whitespace}
+    return frozenset(re.sub(r"\s+", " ", t.value).lower() for st in sqlparse.parse(sql) for t in st.tokens
+                     if not t.is_whitespace)
 
 
 def js_tokens(pred: str, gold: str) -> float:
