@@ -35,7 +35,7 @@ timeout $((30 * X)) python3 -m quantrisk.cli precisions --device "$DEV" > "$OUT/
 # --- A: w8a8-static (and bf16) on zoo small
 if [ ! -f "$MODEL/split.jsonl" ]; then  # foundation.sh pretrains the same model into /tmp/pys
   timeout $((${T_PRETRAIN:-120} * X)) python3 -m quantrisk.cli pretrain --arch pythia --size "$SIZE" --device "$DEV" \
-    --out "$MODEL" --quiet --json > "$OUT/issue14_pretrain.json" || exit 1
+    --out "$MODEL" --regime memorise --quiet --json > "$OUT/issue14_pretrain.json" || exit 1
 fi
 timeout $((${T_ROWS:-150} * X)) python3 benchmarks/gpu/issue14.py --model "$MODEL" --device "$DEV" --n "$N" \
   --precisions "$P" --out "$OUT" 2>&1 | tail -20
