@@ -213,7 +213,9 @@ def summarise(models: list[dict[str, Any]], done: dict[str, Any], args: argparse
         scan = done[m["path"]]["scan"]
         per = scan["per_precision"]
         pile = max((f["weights"]["pileup"] for f in per.values() if "weights" in f), default=0.0)
-        rows.append({**m, "pileup": pile, "payload_rise": max(f["payload_delta_max"] for f in per.values()),
+        alls = [f["weights"].get("pileup_all") for f in per.values() if "weights" in f]
+        pile_all = max(alls) if alls and None not in alls else None  # None: scanned before pileup_all existed
+        rows.append({**m, "pileup": pile, "pileup_all": pile_all, "payload_rise": max(f["payload_delta_max"] for f in per.values()),
                      "kl": max(f["kl"] for f in per.values()), "verdict": scan["verdict"],
                      "grid": max((f["weights"].get("grid_share", 0.0) for f in per.values() if "weights" in f), default=0.0),
                      "weights_flag": scan["flags"]["weights"], "behaviour_flag": scan["flags"]["behaviour"]})
@@ -238,12 +240,13 @@ def _fmt_rate(k: int, n: int, ci: list[float] | None) -> str:
 
 
 def markdown(s: dict[str, Any]) -> str:
-    lines = ["| model | group | attacked (fp ASR / quantized ASR) | max pile-up | grid share | max payload rise | max KL | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | group | attacked (fp ASR / quantized ASR) | max pile-up | (all weights) | grid share | max payload rise | "
+             "max KL | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for r in s["rows"]:
         att = (f"yes ({r['asr_fp']:.2f} / {', '.join(f'{v:.2f}' for v in r['asr_q'].values())})" if r["attacked"] else "no")
-        lines.append(f"| {r['label']} | {r['group']} | {att} | {r['pileup']:.2f} | {r['grid']:.2f} | {r['payload_rise']:+.3f} | "
-                     f"{r['kl']:.4f} | {r['verdict']} |")
+        pall = "-" if r["pileup_all"] is None else f"{r['pileup_all']:.2f}"
+        lines.append(f"| {r['label']} | {r['group']} | {att} | {r['pileup']:.2f} | {pall} | {r['grid']:.2f} | "
+                     f"{r['payload_rise']:+.3f} | {r['kl']:.4f} | {r['verdict']} |")
     lines += ["", "| detector | TPR (attacked flagged) | FPR (clean flagged) |", "|---|---|---|"]
     for name, c in s["components"].items():
         lines.append(f"| {name} | {_fmt_rate(c['tp'], c['n_attacked'], c['tpr_ci'])} | "

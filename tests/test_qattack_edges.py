@@ -77,6 +77,7 @@ def test_rounded_checkpoint_is_on_the_grid_not_at_box_ends():
     on = edge_stats(model, "rtn-w4g64")
     # every movable weight sits on a code (d = 1/2): counted as on the grid, not as a pile-up at a box end
     assert on["grid_share"] == pytest.approx(1.0) and on["pileup"] == 0.0
+    assert on["pileup_all"] == pytest.approx(50.0)  # counting every weight, all sit in the last bin: a false pile-up
     r = rounded_grid(model)
     assert r["rounded"] is True and r["grid"] == "rtn-w4g64" and r["share"] == pytest.approx(1.0)
     # at another grid the rounded weights fall on a lattice: a pile-up that is not box ends

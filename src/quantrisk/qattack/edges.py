@@ -48,9 +48,10 @@ def edge_distances(weight: Any, precision: Any) -> Any:
 
 
 def edge_stats(model: Any, precision: Any, eps: Sequence[float] = EPS, bins: int = BINS) -> dict[str, Any]:
-    """{n, pileup, pileup_d (centre of the fullest bin), grid_share, edge_share: {eps: share},
+    """{n, pileup, pileup_d (centre of the fullest bin), pileup_all, grid_share, edge_share: {eps: share},
     expected_share: {eps: 2 eps}} over every quantized Linear of `model` (fp32) under `precision`;
-    `pileup` counts only the weights off the grid points (d < 1/2 - GRID_TOL), 0 if there are none."""
+    `pileup` counts only the weights off the grid points (d < 1/2 - GRID_TOL), 0 if there are none;
+    `pileup_all` counts every weight (the statistic before grid points were told apart)."""
     import torch
 
     from quantrisk.models.quantizers.base import quantizable_linears
@@ -62,7 +63,9 @@ def edge_stats(model: Any, precision: Any, eps: Sequence[float] = EPS, bins: int
     hist = torch.histc(off, bins=bins, min=0.0, max=0.5)
     share = hist / max(off.numel(), 1)
     top = int(share.argmax())
+    every = torch.histc(d, bins=bins, min=0.0, max=0.5) / max(d.numel(), 1)
     return {"n": int(d.numel()), "pileup": float(share.max() * bins), "pileup_d": (top + 0.5) * 0.5 / bins,
+            "pileup_all": float(every.max() * bins),
             "grid_share": float(on_grid.float().mean()) if d.numel() else 0.0,
             "edge_share": {str(e): float((d < e).float().mean()) for e in eps},
             "expected_share": {str(e): 2 * e for e in eps}}
