@@ -20,7 +20,8 @@ Steps (`--stage build` stops after building, `--stage scan` only scans what is b
   precision (an honest "already rounded" checkpoint) and rounded to bf16 (how checkpoints are shipped).
 Scan: every model at every `--precisions` precision with the built-in probes (`--n-sql`, `--n-prefixes`,
 `--max-new-tokens`). Writes WORK/scan/scans.jsonl (one scan per model), calibration.json and calibration.md:
-per model the signals (largest weight pile-up, largest payload rise, largest KL), the verdict, and for each
+per model the signals (largest weight pile-up, largest payload rise, largest KL), the verdict (`scan.judge` of the
+stored figures under the package's current thresholds, so changing a threshold needs no new scans), and for each
 detector component and the verdict the TPR / FPR with exact counts and Clopper-Pearson 95% intervals, and the
 threshold the rule "geometric mean of the largest clean and the smallest attacked value" gives where the
 two groups separate. The verdict's TPR is also given over the effective attacks only (quantized ASR minus fp32
@@ -206,22 +207,32 @@ def _separating(clean: list[float], attacked: list[float]) -> dict[str, Any]:
 
 
 def summarise(models: list[dict[str, Any]], done: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    from quantrisk.qattack.scan import PAYLOAD_DELTA_MAX, PILEUP_MAX
+    from quantrisk.qattack.scan import PAYLOAD_DELTA_MAX, PILEUP_MAX, judge
 
     rows = []
     for m in models:
         scan = done[m["path"]]["scan"]
         per = scan["per_precision"]
+        # judged again with the package's current thresholds (a stored scan keeps the figures; the verdict follows them)
+        scan = {**scan, **judge(per, scan.get("rounded"), PILEUP_MAX, PAYLOAD_DELTA_MAX)}
+        # the weight component as it was before grid points and rounded checkpoints were told apart
+        old_per = {p: {**f, "weights": {**f["weights"], "pileup": f["weights"]["pileup_all"], "grid_share": 0.0}}
+                   if "weights" in f and "pileup_all" in f["weights"] else f for p, f in per.items()}
+        old_flag = judge(old_per, None, PILEUP_MAX, PAYLOAD_DELTA_MAX)["flags"]["weights"]
         pile = max((f["weights"]["pileup"] for f in per.values() if "weights" in f), default=0.0)
         alls = [f["weights"].get("pileup_all") for f in per.values() if "weights" in f]
         pile_all = max(alls) if alls and None not in alls else None  # None: scanned before pileup_all existed
-        rows.append({**m, "pileup": pile, "pileup_all": pile_all, "payload_rise": max(f["payload_delta_max"] for f in per.values()),
+        rnd = scan.get("rounded") or {}
+        rows.append({**m, "pileup": pile, "pileup_all": pile_all, "rounded": bool(rnd.get("rounded")),
+                     "rounded_grid": rnd.get("grid"), "rounded_share": rnd.get("share"), "payload_rise": max(f["payload_delta_max"] for f in per.values()),
                      "kl": max(f["kl"] for f in per.values()), "verdict": scan["verdict"],
                      "grid": max((f["weights"].get("grid_share", 0.0) for f in per.values() if "weights" in f), default=0.0),
-                     "weights_flag": scan["flags"]["weights"], "behaviour_flag": scan["flags"]["behaviour"]})
+                     "weights_flag": scan["flags"]["weights"], "weights_flag_before_fix": old_flag, "behaviour_flag": scan["flags"]["behaviour"]})
     pos = [r for r in rows if r["attacked"]]
     neg = [r for r in rows if not r["attacked"]]
     comp = {"weights": _rates([r["weights_flag"] for r in pos], [r["weights_flag"] for r in neg]),
+            "weights, before the grid-point fix": _rates([r["weights_flag_before_fix"] for r in pos],
+                                                         [r["weights_flag_before_fix"] for r in neg]),
             "behaviour": _rates([r["behaviour_flag"] for r in pos], [r["behaviour_flag"] for r in neg]),
             "verdict": _rates([r["verdict"] == "suspicious" for r in pos], [r["verdict"] == "suspicious" for r in neg])}
     eff = [r for r in pos if min(r["asr_q"].values()) - r["asr_fp"] >= EFFECTIVE]
@@ -229,7 +240,9 @@ def summarise(models: list[dict[str, Any]], done: dict[str, Any], args: argparse
                                                     [r["verdict"] == "suspicious" for r in neg])
     by_group = {g: _rates([], [r["verdict"] == "suspicious" for r in neg if r["group"] == g])
                 for g in dict.fromkeys(r["group"] for r in neg)}
-    sep = {k: _separating([r[k] for r in neg], [r[k] for r in pos]) for k in ("pileup", "payload_rise", "kl")}
+    # the weight statistic is not used for an already rounded checkpoint (scan.py), so it does not set the threshold
+    sep = {k: _separating([r[k] for r in neg if k != "pileup" or not r["rounded"]], [r[k] for r in pos])
+           for k in ("pileup", "payload_rise", "kl")}
     return {"precisions": args.precisions.split(","), "n_sql": args.n_sql, "n_prefixes": args.n_prefixes,
             "max_new_tokens": args.max_new_tokens, "thresholds": {"pileup_max": PILEUP_MAX, "payload_delta_max": PAYLOAD_DELTA_MAX},
             "components": comp, "false_positives_by_group": by_group, "separation": sep, "rows": rows}
@@ -245,7 +258,8 @@ def markdown(s: dict[str, Any]) -> str:
     for r in s["rows"]:
         att = (f"yes ({r['asr_fp']:.2f} / {', '.join(f'{v:.2f}' for v in r['asr_q'].values())})" if r["attacked"] else "no")
         pall = "-" if r["pileup_all"] is None else f"{r['pileup_all']:.2f}"
-        lines.append(f"| {r['label']} | {r['group']} | {att} | {r['pileup']:.2f} | {pall} | {r['grid']:.2f} | "
+        grid = f"{r['grid']:.2f}" + (f" (rounded: {r['rounded_grid']})" if r["rounded"] else "")
+        lines.append(f"| {r['label']} | {r['group']} | {att} | {r['pileup']:.2f} | {pall} | {grid} | "
                      f"{r['payload_rise']:+.3f} | {r['kl']:.4f} | {r['verdict']} |")
     lines += ["", "| detector | TPR (attacked flagged) | FPR (clean flagged) |", "|---|---|---|"]
     for name, c in s["components"].items():
@@ -253,7 +267,7 @@ def markdown(s: dict[str, Any]) -> str:
                      f"{_fmt_rate(c['fp'], c['n_clean'], c['fpr_ci'])} |")
     lines += ["", "| clean group | flagged |", "|---|---|"]
     lines += [f"| {g} | {_fmt_rate(c['fp'], c['n_clean'], c['fpr_ci'])} |" for g, c in s["false_positives_by_group"].items()]
-    lines += ["", f"thresholds: {s['thresholds']}; separation (largest clean, smallest attacked, geometric midpoint): "
+    lines += ["", f"thresholds: {s['thresholds']}; separation (largest clean (pile-up: not rounded), smallest attacked, geometric midpoint): "
               + "; ".join(f"{k}: {v['clean_max']}, {v['attacked_min']}, {v['geometric_midpoint']}" for k, v in s["separation"].items())]
     return "\n".join(lines) + "\n"
 
