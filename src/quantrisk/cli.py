@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             from quantrisk.threads import configure_threads
 
             configure_threads()
+        from quantrisk.allocator import configure_allocator
+
+        configure_allocator()  # large torch temporaries stay in the heap (quantrisk.allocator)
         result = app(args=args, prog_name="quantrisk", standalone_mode=False)
         for line in repeat_summary():
             click.echo(line, err=True)

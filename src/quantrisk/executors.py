@@ -100,6 +100,9 @@ def remote_run(cell: Cell, ctx: CellContext, fn: Callable[[Cell, CellContext], S
     from quantrisk.quiet import repeat_summary, worker_output
 
     worker_output(ctx.run_dir)
+    from quantrisk.allocator import configure_allocator
+
+    configure_allocator()
     if torch_threads:
         import torch
 
