@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from quantrisk.data.corpus import (
     canonical_corpus,
     load_corpus,
     load_split,
+    parse_sources,
     sha256_text,
     write_split,
 )
@@ -248,10 +250,7 @@ def pretrain(
         samples = load_split(tokenizer_from)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
     elif s.regime == "exposure":
-        samples, dropped = assign_exposure_splits(
-            load_corpus(s.corpus, unit=s.unit), seed=s.seed, exposures=s.exposures, per_exposure=s.members_per_exposure,
-            n_nonmember=s.per_split, n_reference=s.per_split, max_filler=s.max_filler or None)
-        tokenizer = train_tokenizer([x.text for x in samples if x.split in ("member", "filler")], s.vocab_size)
+        samples, dropped, tokenizer = _exposure_data(s)
     else:
         samples = assign_splits(load_corpus(s.corpus, unit=s.unit), seed=s.seed, cap=s.per_split)
         samples += [CodeSample(f"extra:{i}", "extra", t, sha256_text(t), "extra") for i, t in enumerate(extra_texts)]
@@ -301,6 +300,31 @@ def pretrain(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _exposure_data(s: PretrainSettings) -> tuple[list[CodeSample], dict[str, int], Any]:
+    """The exposure regime's split, what it dropped and the tokenizer trained on its members and filler. They depend
+    on the corpus and the split settings only, not on the architecture: for a built-in corpus (which does not change
+    while we run) they are computed once per process and shared, e.g. by the demo's Pythia and Llama targets."""
+    from quantrisk.models.tokenizer import tokenizer_from_json
+
+    args = (s.corpus, s.unit, s.seed, s.exposures, s.members_per_exposure, s.per_split, s.max_filler, s.vocab_size)
+    compute = _exposure_data_cached if parse_sources(s.corpus) is not None else _exposure_data_cached.__wrapped__
+    samples, dropped, text = compute(*args)
+    return list(samples), dict(dropped), tokenizer_from_json(text)
+
+
+@lru_cache(maxsize=2)
+def _exposure_data_cached(corpus: str, unit: str, seed: int, exposures: tuple[int, ...], per_exposure: int,
+                          per_split: int, max_filler: int, vocab_size: int
+                          ) -> tuple[tuple[CodeSample, ...], tuple[tuple[str, int], ...], str]:
+    from quantrisk.models.tokenizer import tokenizer_json, train_tokenizer
+
+    samples, dropped = assign_exposure_splits(
+        load_corpus(corpus, unit=unit), seed=seed, exposures=exposures, per_exposure=per_exposure,
+        n_nonmember=per_split, n_reference=per_split, max_filler=max_filler or None)
+    tokenizer = train_tokenizer([x.text for x in samples if x.split in ("member", "filler")], vocab_size)
+    return tuple(samples), tuple(dropped.items()), tokenizer_json(tokenizer)
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:

@@ -27,3 +27,16 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     )
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS)
+
+
+def tokenizer_json(tokenizer: Any) -> str:
+    """The serialised tokenizer (`tokenizers` JSON) of a tokenizer made by `train_tokenizer`."""
+    return tokenizer.backend_tokenizer.to_str()
+
+
+def tokenizer_from_json(text: str) -> Any:
+    """A fresh `PreTrainedTokenizerFast` from `tokenizer_json` output, wrapped as `train_tokenizer` wraps it."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(text), bos_token=EOS, eos_token=EOS, pad_token=EOS)
