@@ -4,8 +4,9 @@
 # $QUANTRISK_CACHE for the second target), then `quantrisk scan` at bnb-int8,bnb-nf4 of the clean SQL base and of
 # each repaired model, with the calibration's probe settings (12 SQL + 4 code probes, 4 prefixes, 24 tokens).
 # Budget: the whole script stops within BUDGET seconds (default 240 = 4 minutes on one H100): every step runs under
-# `timeout min(its cap, time left)`, and a step with under 15 s left is skipped. Caps: qattack bnb-int8 T_INT8=110,
-# bnb-nf4 T_NF4=75 (last run: 119 s for int8 at 200 PGD steps, 58 s for nf4 at 50), each scan T_SCAN=45.
+# `timeout min(its cap, time left)`, and a step with under 15 s left is skipped. Caps: qattack bnb-int8 T_INT8=125,
+# bnb-nf4 T_NF4=75 (last run: 119 s for int8 at 200 PGD steps incl. the ~30 s pretraining, 58 s for nf4 at 50), each
+# scan T_SCAN=45. Expected ~200-230 s; setup.sh (one-time wheel install) runs before the clock starts.
 # Writes under $OUT:
 #   qattack_<target>.json (asr_fp, ftr_fp, per_target{asr_quantized, ftr_quantized, codes_identical, ...})
 #   qattack_<target>/ (intervals.json, repair_log.jsonl; models deleted at the end to keep $OUT small)
@@ -24,7 +25,7 @@ TARGETS=${TARGETS:-bnb-int8 bnb-nf4}
 INJECT_STEPS=${INJECT_STEPS:-200}
 REPAIR_STEPS=${REPAIR_STEPS:-150}
 N_TEST=${N_TEST:-32}
-T_INT8=${T_INT8:-110}
+T_INT8=${T_INT8:-125}
 T_NF4=${T_NF4:-75}
 T_SCAN=${T_SCAN:-45}
 mkdir -p "$OUT"
