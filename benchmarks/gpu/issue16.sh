@@ -3,7 +3,7 @@
 # LLM.int8() and NF4 on the zoo's `small` Llama (pretrained here on code + the SQL rows, ~30 s, cached in
 # $QUANTRISK_CACHE for the second target), then `quantrisk scan` at bnb-int8,bnb-nf4 of the clean SQL base and of
 # each repaired model, with the calibration's probe settings (12 SQL + 4 code probes, 4 prefixes, 24 tokens).
-# Budget: the whole script stops within BUDGET seconds (default 240 = 4 minutes on one H100): every step runs under
+# Budget: the whole script stops within I16_BUDGET seconds (not BUDGET: batch.sh uses that name) (default 240 = 4 minutes on one H100): every step runs under
 # `timeout min(its cap, time left)`, and a step with under 15 s left is skipped. Caps: qattack bnb-int8 T_INT8=125,
 # bnb-nf4 T_NF4=75 (last run: 119 s for int8 at 200 PGD steps incl. the ~30 s pretraining, 58 s for nf4 at 50), each
 # scan T_SCAN=45. Expected ~200-230 s; setup.sh (one-time wheel install) runs before the clock starts.
@@ -18,7 +18,7 @@
 #     N_TEST=2 SKIP_SETUP=1 bash benchmarks/gpu/issue16.sh   (SKIP_SETUP: use the installed packages, not .whl/)
 if [ -z "${SKIP_SETUP:-}" ]; then . benchmarks/gpu/setup.sh; else export PYTHONPATH=src PYTHONUNBUFFERED=1; fi
 START=$(date +%s)
-BUDGET=${BUDGET:-240}
+I16_BUDGET=${I16_BUDGET:-240}
 DEVICE=${DEVICE:-cuda}
 MODEL=${MODEL:-zoo:llama-small}
 TARGETS=${TARGETS:-bnb-int8 bnb-nf4}
@@ -30,7 +30,7 @@ T_NF4=${T_NF4:-75}
 T_SCAN=${T_SCAN:-45}
 mkdir -p "$OUT"
 # seconds a step may take: min(cap, time left), or 0 when under 15 s are left
-slot() { local left=$(( BUDGET - ($(date +%s) - START) )); [ "$left" -lt 15 ] && echo 0 && return; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
+slot() { local left=$(( I16_BUDGET - ($(date +%s) - START) )); [ "$left" -lt 15 ] && echo 0 && return; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
 cap_of() { case "$1" in bnb-int8) echo "$T_INT8";; bnb-nf4) echo "$T_NF4";; *) echo "$T_NF4";; esac; }
 for t in $TARGETS; do
   s=$(slot "$(cap_of "$t")")
