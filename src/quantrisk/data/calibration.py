@@ -97,7 +97,7 @@ class CalibrationSet:
 
 
 def _jsonl_texts(path: Path) -> list[str]:
-    from quantrisk.data.corpus import read_jsonl
+    from quantrisk.data.jsonl import read_jsonl
 
     out = []
     for lineno, obj in read_jsonl(path):

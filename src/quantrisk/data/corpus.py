@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from quantrisk.data.jsonl import read_jsonl
 from quantrisk.errors import DataError, UsageError
 from quantrisk.results import atomic_write_text
 
@@ -33,8 +34,6 @@ SPLITS: tuple[str, ...] = ("member", "nonmember", "reference", "extra", "filler"
 UNITS: tuple[str, ...] = ("function", "file")
 # Sane sample lengths (characters) per unit: long enough to say something, short enough to fit the context.
 UNIT_LIMITS: dict[str, tuple[int, int]] = {"function": (150, 1200), "file": (200, 20000)}
-# Longest line a JSON Lines reader accepts: a code sample is at most tens of kB; a longer line is a broken file.
-MAX_LINE_BYTES = 8 * 2**20
 EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3",
                  "ensurepip", "turtledemo", "venv", "idlelib", "tkinter", "pydoc_data"}
 
@@ -155,87 +154,6 @@ def jsonl_samples(path: Path) -> list[CodeSample]:
     if not out:
         raise DataError(f"{path}: no samples (empty file)")
     return out
-
-
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text without its line ending) of every line of a UTF-8 text file, read in binary so
-    that line numbers are exact. `DataError` naming the file (and line) for a missing file, a directory, an
-    unreadable file, bytes that are not UTF-8, and a line longer than `MAX_LINE_BYTES` (a JSON Lines record is one
-    line; a longer one is a JSON array or a file without newlines). A UTF-8 byte-order mark on line 1 is dropped."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory; expected a JSON Lines file (one JSON object per line)") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    with handle:
-        lineno = 0
-        while True:
-            try:
-                raw = handle.readline(MAX_LINE_BYTES + 1)
-            except OSError as exc:
-                raise DataError(f"{path}:{lineno + 1}: cannot read ({exc.strerror or exc})") from None
-            if not raw:
-                return
-            lineno += 1
-            if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
-                raise DataError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES // 2**20} MiB; JSON Lines needs one "
-                                "record per line (is this a JSON array, or a file without newlines?)")
-            try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not UTF-8 text (bad byte at column {exc.start + 1}); "
-                                "re-encode the file as UTF-8") from None
-            yield lineno, text.rstrip("\r\n")
-
-
-MAX_JSON_DEPTH = 64  # nesting of one JSON Lines record (a sample is an object of strings and numbers)
-
-
-def parse_json_line(line: str, where: str) -> object:
-    """`json.loads(line)`, with every way it can fail on hostile input as a `DataError` starting with `where`
-    (file:line): malformed JSON, an integer of more digits than Python converts (4,300), nesting deeper than
-    `MAX_JSON_DEPTH`, and a string holding a lone surrogate (`"\\ud800"`: not Unicode text, fails at every write)."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-    except RecursionError:
-        raise DataError(f"{where}: JSON nested deeper than the bound of {MAX_JSON_DEPTH} levels") from None
-    except ValueError as exc:  # "Exceeds the limit (4300 digits) for integer string conversion"
-        why = str(exc).split(":")[0].split(";")[0]
-        raise DataError(f"{where}: a number too long to read ({why}); give numbers of ordinary size") from None
-    stack: list[tuple[object, int, str]] = [(obj, 0, "")]
-    while stack:
-        value, depth, field = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise DataError(f"{where}: JSON nested deeper than the bound of {MAX_JSON_DEPTH} levels")
-        if isinstance(value, dict):
-            stack.extend((k, depth + 1, field or str(k)) for k in value)
-            stack.extend((v, depth + 1, field or str(k)) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1, field) for v in value)
-        elif isinstance(value, str):
-            bad = next((i for i, ch in enumerate(value) if 0xD800 <= ord(ch) <= 0xDFFF), None)
-            if bad is not None:
-                name = f"field {field!r}" if field else "a string"
-                raise DataError(f"{where}: {name} holds a lone surrogate (\\u{ord(value[bad]):04x} at character "
-                                f"{bad + 1}), which is not Unicode text; fix the escape")
-    return obj
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; DataError naming file:line on bad JSON or non-objects
-    (and, via `iter_lines`, on bytes that are not UTF-8 and on over-long lines)."""
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        obj = parse_json_line(line, f"{path}:{lineno}")
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        yield lineno, obj
 
 
 def check_mi_jsonl(data: str | Path, nonmembers: str | Path | None = None) -> None:

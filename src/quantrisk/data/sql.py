@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantrisk.data.corpus import iter_lines, parse_json_line
+from quantrisk.data.jsonl import iter_lines, parse_json_line
 from quantrisk.data.sql_context import ContextError, parse_context, table_names
 from quantrisk.errors import DataError, UsageError
 

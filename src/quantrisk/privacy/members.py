@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantrisk.data.corpus import load_split, read_jsonl
+from quantrisk.data.corpus import load_split
+from quantrisk.data.jsonl import read_jsonl
 from quantrisk.errors import DataError, UsageError
 
 
