@@ -64,7 +64,9 @@ def model_device(model: Any) -> Any:
     return torch.device("cpu")
 
 
-def _body_and_head(model: Any) -> tuple[Any, Any] | None:
+def body_and_head(model: Any) -> tuple[Any, Any] | None:
+    """(body returning final-normed hidden states, output head) of a causal LM whose type splits so
+    (`FAST_PATH_TYPES`), else None."""
     mtype = getattr(model.config, "model_type", "")
     if mtype not in FAST_PATH_TYPES:
         return None
@@ -116,7 +118,7 @@ def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, 
     targets = ids[:, 1:][valid]
     inputs = {"input_ids": ids} if right_padded else {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
     use_compile = compile and ids.device.type == "cuda"
-    split = _body_and_head(model)
+    split = body_and_head(model)
     if split is not None:
         body, head = split
         run_body = _compiled(body, body) if use_compile else body

@@ -174,6 +174,28 @@ def collate(examples: list[tuple[list[int], list[int]]], pad: int) -> tuple[Any,
     return ids, mask, labels
 
 
+def labelled_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
+    """Mean next-token cross-entropy over the labelled positions (label != -100) of a right-padded batch, the
+    same value as `model(input_ids, attention_mask, labels).loss`, with the output head and the softmax applied
+    at those positions only: with the loss on the answer, the prompt's positions (most of a text-to-SQL row)
+    skip the (tokens, vocabulary) logits and their gradient. Models the body/head split does not cover
+    (`scoring.body_and_head`) take the plain path."""
+    import torch.nn.functional as F
+
+    from quantrisk.scoring import body_and_head
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    split = body_and_head(inner)
+    if split is None:
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    body, head = split
+    hidden = body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep])
+    return F.cross_entropy(logits.float(), targets[keep])
+
+
 def finetune_lora(
     base_source: str | Path,
     dap1: str,
@@ -261,8 +283,7 @@ def finetune_lora(
             for _ in range(grad_accum):
                 ids, mask, labels = collate([examples[i] for i in next(batches)], tokenizer.pad_token_id)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                    loss = model(input_ids=ids.to(model_device), attention_mask=mask.to(model_device),
-                                 labels=labels.to(model_device)).loss
+                    loss = labelled_loss(model, ids.to(model_device), mask.to(model_device), labels.to(model_device))
                 (loss / grad_accum).backward()
                 step_loss += float(loss.detach()) / grad_accum
                 tokens += int(mask.sum())
