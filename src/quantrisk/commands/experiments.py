@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("quantrisk-demo"), help="Run directory (rerun on it to resume)."),
-        executor: str = typer.Option(None, help="local (default) or dask."),
+        executor: str = typer.Option(None, help="local or dask (default: the demo spec's, dask with 2 workers)."),
         workers: int = typer.Option(None, help="Dask workers."),
         quiet: bool = typer.Option(False, help="No progress bar."),
         new_spec: bool = typer.Option(False, "--new-spec",
