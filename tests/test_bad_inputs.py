@@ -542,6 +542,12 @@ CASES: list[Case] = [
          ("--out {tmp}/afile is a file, not a directory", "pass another --out"), unchanged=("afile",)),
     Case("run-out-empty", lambda tmp, model: ["run", spec(tmp, SYNTHETIC), "--out", "", "--quiet"], 2,
          ("--out is empty",)),
+    Case("run-workers-zero", lambda tmp, model: ["run", spec(tmp, SYNTHETIC), "--out", str(tmp / "run"),
+                                                 "--executor", "dask", "--workers", "0", "--quiet"], 2,
+         ("--workers must be 1 or more, got 0",), ("run",)),
+    Case("demo-workers-negative", lambda tmp, model: ["demo", "--out", str(tmp / "demo"), "--workers", "-2",
+                                                      "--quiet"], 2,
+         ("--workers must be 1 or more, got -2",), ("demo",)),
     Case("report-out-is-a-file", a_file("afile", lambda tmp, model: [
         "report", str(tmp / "run"), "--out", str(tmp / "afile")]), 2, ("--out {tmp}/afile is a file",),
          unchanged=("afile",)),

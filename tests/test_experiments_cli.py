@@ -53,3 +53,12 @@ def test_status_of_missing_run_and_bad_executor(tmp_path, capsys):
     assert "no results store" in capsys.readouterr().err
     assert main(["run", _spec(tmp_path), "--out", str(tmp_path / "r"), "--executor", "ray", "--quiet"]) == 2
     assert "valid: local, dask" in capsys.readouterr().err
+
+
+def test_workers_below_one_is_a_usage_error_before_any_work(tmp_path, capsys):
+    for argv in (["run", _spec(tmp_path), "--out", str(tmp_path / "run"), "--executor", "dask", "--workers", "0"],
+                 ["demo", "--out", str(tmp_path / "demo"), "--workers", "-2"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1].startswith("error: --workers must be 1 or more") and "Traceback" not in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "demo").exists()

@@ -9,8 +9,11 @@ import typer
 
 
 def _executor(spec: Any, executor: str | None, workers: int | None, scheduler: str | None) -> Any:
+    from quantrisk.errors import UsageError
     from quantrisk.executors import make_executor
 
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {workers}")
     kind = executor or ("dask" if scheduler else spec.executor.kind)
     return make_executor(kind, n_workers=workers or spec.executor.n_workers,
                          scheduler=scheduler or spec.executor.scheduler, gpus_per_worker=spec.executor.gpus_per_worker)
