@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from typing import Any
 
 NAME = "quantrisk_packed_causal"
-# model_type -> reason it cannot use plain causal attention (everything not listed here and not in
-# _SUPPORTED is refused by default).
+# Architectures whose attention dispatches through transformers' AttentionInterface with a plain causal mask
+# (no local windows, no position bias); any other model keeps its own attention.
 _SUPPORTED = frozenset({"gpt_neox", "llama", "mistral", "qwen2", "gpt2"})
 
 
