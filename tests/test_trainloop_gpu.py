@@ -1,5 +1,6 @@
-"""GPU paths of the packed pretraining loop: packed causal attention under torch.compile and Liger's fused linear
-cross-entropy give the same losses as the model's own attention and plain cross-entropy. Skipped without CUDA."""
+"""GPU paths of the packed pretraining loop: packed causal attention (plain and GPT-NeoX token-major) under
+torch.compile and Liger's fused linear cross-entropy give the same losses as the model's own attention and plain
+cross-entropy. Skipped without CUDA."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def test_compiled_packed_causal_attention_trains_like_the_models_own_attention()
     own = _losses(attention="model")
     packed = _losses(attention="packed-causal")
     assert packed == pytest.approx(own, abs=2e-2)  # bf16 autocast: kernels differ in rounding only
+
+
+def test_compiled_token_major_neox_attention_trains_like_the_models_own_attention() -> None:
+    own = _losses(attention="model")
+    major = _losses(attention="packed-causal-token-major")
+    assert major == pytest.approx(own, abs=2e-2)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="liger-kernel is not installed")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ def lr_schedule(lr: float, warmup: int, steps: int) -> Callable[[int], float]:
 
 
 LOSSES: tuple[str, ...] = ("cross-entropy", "liger-fused")
-ATTENTIONS: tuple[str, ...] = ("model", "packed-causal")
+ATTENTIONS: tuple[str, ...] = ("model", "packed-causal", "packed-causal-token-major")
 
 
 def _loss_fn(model: Any, loss: str, compile: bool, compile_mode: str | None) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
@@ -124,15 +125,14 @@ def train_packed(
     optimizer step per row block, labels = inputs shifted by one (every position, documents packed).
     `compile=None` compiles on CUDA only. `progress(step)` is called after each step if given.
     `attention`: "packed-causal" (SDPA `is_causal`, no mask; exact here because rows are unpadded; models that
-    cannot use it keep theirs) or "model" (the model's own); None = packed-causal when compiling.
+    cannot use it keep theirs), "packed-causal-token-major" (the same, and GPT-NeoX's QKV split and rotary
+    embedding in the projection's token-major layout, `neox_attention.py`; other models get packed-causal) or
+    "model" (the model's own); None = packed-causal when compiling.
     `loss`: "cross-entropy" or "liger-fused" (CUDA + the `liger-kernel` package); None = liger-fused on CUDA when
     liger-kernel is installed, else cross-entropy. `compile_mode`: torch.compile's mode (None = default; e.g.
     "max-autotune-no-cudagraphs"), or "coordinate-descent" (inductor's coordinate-descent kernel tuning).
     `sdpa_backend`: put one of SDPA's kernels first ("cudnn", "flash", "efficient"; None = PyTorch's order)."""
     import importlib.util
-    from contextlib import nullcontext
-
-    from quantrisk.models.causal_attention import packed_causal_attention
 
     cuda = device.startswith("cuda")
     compile = cuda if compile is None else compile
@@ -140,11 +140,28 @@ def train_packed(
     loss = loss or ("liger-fused" if cuda and importlib.util.find_spec("liger_kernel") is not None else "cross-entropy")
     if attention not in ATTENTIONS:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTIONS)}")
-    with packed_causal_attention(model) if attention == "packed-causal" else nullcontext(False) as switched, \
-            _sdpa_first(sdpa_backend):
+    with _attention_path(model, attention) as used, _sdpa_first(sdpa_backend):
         return _train(model, tokens, lr=lr, warmup=warmup, weight_decay=weight_decay, device=device,
                       compile=compile, log_every=log_every, warm_steps=warm_steps, progress=progress,
-                      attention="packed-causal" if switched else "model", loss_kind=loss, compile_mode=compile_mode)
+                      attention=used, loss_kind=loss, compile_mode=compile_mode)
+
+
+@contextmanager
+def _attention_path(model: Any, attention: str) -> Iterator[str]:
+    """Switch `model` to the asked attention path for the block; yields the path it actually runs (a model that
+    cannot take a path falls back: token-major -> packed-causal -> model)."""
+    from quantrisk.models.causal_attention import packed_causal_attention
+    from quantrisk.models.neox_attention import token_major_attention
+
+    if attention == "model":
+        yield "model"
+        return
+    with token_major_attention(model) if attention == "packed-causal-token-major" else nullcontext(False) as major:
+        if major:
+            yield "packed-causal-token-major"
+            return
+        with packed_causal_attention(model) as switched:
+            yield "packed-causal" if switched else "model"
 
 
 SDPA_BACKENDS: tuple[str, ...] = ("cudnn", "flash", "efficient")
@@ -152,8 +169,6 @@ SDPA_BACKENDS: tuple[str, ...] = ("cudnn", "flash", "efficient")
 
 def _sdpa_first(backend: str | None) -> Any:
     """Context in which SDPA tries `backend` first, then the others (PyTorch's `sdpa_kernel` priority order)."""
-    from contextlib import nullcontext
-
     if backend is None:
         return nullcontext()
     if backend not in SDPA_BACKENDS:
