@@ -114,7 +114,7 @@ def _pretraining(args: argparse.Namespace, extra: list[str], command: str) -> li
     p.add_argument("--compile-mode", default=None,
                    help="torch.compile mode (default: torch's default), or coordinate-descent (inductor kernel tuning)")
     p.add_argument("--attention", choices=["model", "packed-causal", "packed-causal-token-major"], default=None,
-                   help="attention path (default: packed-causal when compiling, else the model's own)")
+                   help="attention path (default: packed-causal-token-major when compiling, else the model's own)")
     p.add_argument("--loss", choices=["cross-entropy", "liger-fused"], default=None,
                    help="default: liger-fused on CUDA when liger-kernel is installed, else cross-entropy")
     p.add_argument("--arch", default="pythia")

@@ -23,7 +23,7 @@ sys.path[:0] = ["src", "."]
 
 from quantrisk.models import neox_attention  # noqa: E402
 
-_SHIPPED = neox_attention._token_major_forward
+_SHIPPED = neox_attention._token_major_forward  # = table-qk since the H100 comparison (session 3)
 
 
 def _sdpa_out(self: Any, q: Any, k: Any, v: Any, batch: int, seq: int) -> Any:
@@ -49,7 +49,16 @@ def _swap(x: Any, rot: int) -> Any:
 
 def token_major(self: Any, hidden_states: Any, attention_mask: Any = None, layer_past: Any = None,
                 position_embeddings: Any = None, **kw: Any) -> Any:
-    return _SHIPPED(self, hidden_states, attention_mask, layer_past, position_embeddings, **kw)
+    """The first token-major formulation: transformers' `apply_rotary_pos_emb(..., unsqueeze_dim=2)` on the
+    (batch, seq, heads, head) chunks of the projection."""
+    from transformers.models.gpt_neox.modeling_gpt_neox import apply_rotary_pos_emb
+
+    batch, seq = hidden_states.shape[:2]
+    qkv = self.query_key_value(hidden_states).view(batch, seq, -1, 3 * self.head_size)
+    q, k, v = qkv.chunk(3, dim=-1)
+    cos, sin = position_embeddings
+    q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=2)
+    return _sdpa_out(self, q, k, v, batch, seq)
 
 
 def token_major_vcontig(self: Any, hidden_states: Any, attention_mask: Any = None, layer_past: Any = None,
@@ -66,14 +75,8 @@ def token_major_vcontig(self: Any, hidden_states: Any, attention_mask: Any = Non
 
 def table_qk(self: Any, hidden_states: Any, attention_mask: Any = None, layer_past: Any = None,
              position_embeddings: Any = None, **kw: Any) -> Any:
-    batch, seq = hidden_states.shape[:2]
-    qkv = self.query_key_value(hidden_states).view(batch, seq, -1, 3, self.head_size)
-    cos, sin = position_embeddings
-    c, s = _tables(cos, sin, self.head_size)
-    qk = qkv[:, :, :, :2]
-    qk = qk * c[:, :, None, None] + _swap(qk, cos.shape[-1]) * s[:, :, None, None]
-    q, k = qk.unbind(3)
-    return _sdpa_out(self, q, k, qkv[:, :, :, 2], batch, seq)
+    """Query and key rotated together as one (batch, seq, heads, 2, head) view with x * c + swap(x) * s (shipped)."""
+    return _SHIPPED(self, hidden_states, attention_mask, layer_past, position_embeddings, **kw)
 
 
 def table_all(self: Any, hidden_states: Any, attention_mask: Any = None, layer_past: Any = None,

@@ -5,10 +5,11 @@ and transposes it to head-major (batch, heads, seq, 3 * head) before splitting i
 embedding, so the rotated query/key are written head-major (a strided, transposing copy), SDPA's output is
 transposed back with a copy, and the backward pass does the same in reverse. On an H100 those elementwise kernels
 took ~10% of a `base` training step (BENCHMARKS.md, "Pretraining"). Here the same arithmetic runs in the
-projection's own token-major layout: the rotary embedding is applied to (batch, seq, heads, head) views
-(transformers' own `apply_rotary_pos_emb` with `unsqueeze_dim=2`), SDPA gets transposed *views* (its flash/cuDNN
-kernels take any head/sequence strides and return the output in the query's layout), and the output is reshaped
-without a copy. Attention is SDPA with `is_causal=True` and no mask, so like `causal_attention.py` it is exact only
+projection's own token-major layout: query and key are rotated together as one (batch, seq, heads, 2, head) view
+(rotate-half written as x * c + swapped(x) * s with per-position tables, so the backward pass writes both
+gradients in one kernel instead of stitching three), SDPA gets transposed *views* (its flash/cuDNN kernels take any
+head/sequence strides and return the output in the query's layout), and the output is reshaped without a copy.
+Four exact formulations were timed on an H100 (`benchmarks/gpu/neox_variants.py`); this one was fastest. Attention is SDPA with `is_causal=True` and no mask, so like `causal_attention.py` it is exact only
 for unpadded rows (packed pretraining); with a KV cache or without rotary inputs the module's own forward runs.
 """
 
@@ -21,21 +22,48 @@ from typing import Any
 from quantrisk.models import causal_attention
 
 
+def _rotary_tables(cos: Any, sin: Any, head_size: int) -> tuple[Any, Any]:
+    """Per-position multipliers (batch, seq, head_size) such that `x * c + _swap_halves(x) * s` is rotate-half RoPE
+    on the first R = cos.shape[-1] dims (c = cos, s = -sin on the first R/2 and sin on the next R/2) and the
+    identity on the rest (c = 1, s = 0: x * 1 + x * 0 = x exactly)."""
+    import torch
+    import torch.nn.functional as F
+
+    half, rest = cos.shape[-1] // 2, head_size - cos.shape[-1]
+    c = F.pad(cos, (0, rest), value=1.0)
+    s = F.pad(torch.cat([-sin[..., :half], sin[..., half:]], dim=-1), (0, rest), value=0.0)
+    return c, s
+
+
+def _swap_halves(x: Any, rotary: int) -> Any:
+    """x[..., :rotary] with its two halves swapped, the rest of the last dim unchanged (rotate-half without the
+    sign, which `_rotary_tables` puts in s)."""
+    import torch
+
+    half = rotary // 2
+    return torch.cat([x[..., half:rotary], x[..., :half], x[..., rotary:]], dim=-1)
+
+
 def _token_major_forward(self: Any, hidden_states: Any, attention_mask: Any = None, layer_past: Any = None,
                          position_embeddings: Any = None, **kwargs: Any) -> tuple[Any, None]:
     """`GPTNeoXAttention.forward` for unpadded causal rows; hidden_states (batch, seq, hidden) -> (batch, seq,
-    hidden) after the output projection. The same operations as transformers' forward in another memory order."""
+    hidden) after the output projection. The same arithmetic as transformers' `apply_rotary_pos_emb` (each element
+    x * cos + (±x') * sin in the promoted dtype, the pass-through dims unchanged), in another memory order: query
+    and key are rotated together as one (batch, seq, heads, 2, head) view of the projection, so the backward pass
+    writes both gradients in one fused kernel; value stays a view."""
     import torch.nn.functional as F
-    from transformers.models.gpt_neox.modeling_gpt_neox import apply_rotary_pos_emb
 
     if layer_past is not None or position_embeddings is None:
         return type(self).forward(self, hidden_states, attention_mask, layer_past=layer_past,
                                   position_embeddings=position_embeddings, **kwargs)
     batch, seq = hidden_states.shape[:2]
-    qkv = self.query_key_value(hidden_states).view(batch, seq, -1, 3 * self.head_size)
-    query, key, value = qkv.chunk(3, dim=-1)  # (batch, seq, heads, head) views of the projection
+    qkv = self.query_key_value(hidden_states).view(batch, seq, -1, 3, self.head_size)
     cos, sin = position_embeddings  # (batch, seq, rotary dims)
-    query, key = apply_rotary_pos_emb(query, key, cos, sin, unsqueeze_dim=2)
+    c, s = _rotary_tables(cos, sin, self.head_size)
+    qk = qkv[:, :, :, :2]  # (batch, seq, heads, 2, head) view: query and key
+    qk = qk * c[:, :, None, None] + _swap_halves(qk, cos.shape[-1]) * s[:, :, None, None]
+    query, key = qk.unbind(3)
+    value = qkv[:, :, :, 2]
     out = F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
                                          dropout_p=self.attention_dropout if self.training else 0.0,
                                          is_causal=True, scale=self.scaling)

@@ -3,7 +3,8 @@ pre-tokenised contiguous tensor, run at the hardware's speed.
 
 On CUDA: the whole stream is copied to the GPU once (int32), bf16 autocast, SDPA attention with `is_causal` and no
 materialised mask (`causal_attention.py`: transformers builds an explicit mask under `torch.compile`, which rules
-out flash attention), the forward and the loss compiled together (`torch.compile`), fused AdamW, gradient
+out flash attention; for GPT-NeoX also its QKV split and rotary embedding kept token-major, `neox_attention.py`),
+the forward and the loss compiled together (`torch.compile`), fused AdamW, gradient
 clipping on the device, and no host synchronisation inside the loop (losses are kept on the device and read every
 `log_every` steps). Optionally the output head and the cross-entropy are fused (Liger's fused linear
 cross-entropy, `loss="liger-fused"`), which never materialises the (tokens x vocab) logits.
@@ -127,7 +128,8 @@ def train_packed(
     `attention`: "packed-causal" (SDPA `is_causal`, no mask; exact here because rows are unpadded; models that
     cannot use it keep theirs), "packed-causal-token-major" (the same, and GPT-NeoX's QKV split and rotary
     embedding in the projection's token-major layout, `neox_attention.py`; other models get packed-causal) or
-    "model" (the model's own); None = packed-causal when compiling.
+    "model" (the model's own); None = packed-causal-token-major when compiling (on an H100 it trains base 4% faster
+    than packed-causal: BENCHMARKS.md, "Pretraining"), else the model's own.
     `loss`: "cross-entropy" or "liger-fused" (CUDA + the `liger-kernel` package); None = liger-fused on CUDA when
     liger-kernel is installed, else cross-entropy. `compile_mode`: torch.compile's mode (None = default; e.g.
     "max-autotune-no-cudagraphs"), or "coordinate-descent" (inductor's coordinate-descent kernel tuning).
@@ -136,7 +138,7 @@ def train_packed(
 
     cuda = device.startswith("cuda")
     compile = cuda if compile is None else compile
-    attention = attention or ("packed-causal" if compile else "model")
+    attention = attention or ("packed-causal-token-major" if compile else "model")
     loss = loss or ("liger-fused" if cuda and importlib.util.find_spec("liger_kernel") is not None else "cross-entropy")
     if attention not in ATTENTIONS:
         raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(ATTENTIONS)}")
