@@ -20,7 +20,7 @@ echo "=== pretrain exit $? $(date +%T)"
 python3 - "$OUT/pretrain_base.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-print({k: d.get(k) for k in ("seconds", "tokens_seen", "tokens_per_second", "auc_loss", "auc_by_exposure", "train")})
+print({k: d.get(k) for k in ("seconds", "tokens_seen", "tokens_per_second", "auc_loss", "auc_by_exposure", "stream")})
 PY
 echo "=== pytest $(date +%T)"
 timeout -k 5 "${T_PYTEST:-150}" python3 -m pytest -o addopts="" -q -p no:cacheprovider tests/test_trainloop_gpu.py \

@@ -154,6 +154,7 @@ def train_exposure(s: PretrainSettings, samples: list[CodeSample], tokenizer: An
     info = {"steps": stream.steps, "batch_tokens": per_step, "once_tokens": stream.once_tokens,
             "once_tokens_dropped": stream.once_tokens_dropped, "member_tokens": stream.member_tokens,
             "warm_steps": stats.warm_steps, "warm_seconds": round(stats.warm_seconds, 3), "compiled": stats.compiled,
-            "steady_tokens_per_s": round(stats.steady_tokens_per_s, 1)}
+            "steady_tokens_per_s": round(stats.steady_tokens_per_s, 1), "attention": stats.attention,
+            "loss": stats.loss}
     final = stats.losses[-1][1] if stats.losses else float("nan")
     return _Run(samples, log_lines, stats.tokens, stats.seconds, final, len(once) + len(members), info)
