@@ -28,6 +28,7 @@ N_TEST=${N_TEST:-32}
 T_INT8=${T_INT8:-125}
 T_NF4=${T_NF4:-75}
 T_SCAN=${T_SCAN:-45}
+MARGIN=${MARGIN:-}           # PGD's inward box margin (empty: the CLI default, 0.1); 0.01 is the CPU rtn-w8g128 setting
 mkdir -p "$OUT"
 # seconds a step may take: min(cap, time left), or 0 when under 15 s are left
 slot() { local left=$(( I16_BUDGET - ($(date +%s) - START) )); [ "$left" -lt 15 ] && echo 0 && return; [ "$1" -lt "$left" ] && echo "$1" || echo "$left"; }
@@ -37,7 +38,7 @@ for t in $TARGETS; do
   if [ "$s" -eq 0 ]; then echo "qattack $t skipped (budget)"; continue; fi
   timeout "$s" python3 -m quantrisk.cli qattack --model "$MODEL" --device "$DEVICE" --target "$t" --data builtin \
     --n-train 480 --inject full --inject-steps "$INJECT_STEPS" --inject-lr 3e-4 --repair-steps "$REPAIR_STEPS" \
-    --check-every 25 --n-val 16 --n-test "$N_TEST" --max-new-tokens 48 --json --quiet --out "$OUT/qattack_$t" \
+    --check-every 25 --n-val 16 --n-test "$N_TEST" --max-new-tokens 48 ${MARGIN:+--margin "$MARGIN"} --json --quiet --out "$OUT/qattack_$t" \
     > "$OUT/qattack_$t.json" 2> "$OUT/qattack_$t.err"
   echo "qattack $t exit $? (limit $s s, at $(( $(date +%s) - START )) s)"
 done
