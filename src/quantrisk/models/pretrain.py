@@ -120,6 +120,7 @@ class PretrainSettings:
 # auc_loss / auc_zlib), measured on 2 CPU cores (tiny) and one H100 (small, base):
 #   tiny : 320 members x 10 epochs, 37-46 s of training; LOSS AUC 0.95-0.97, reference-attack AUC 0.99
 #   small/base (CUDA, bf16 autocast): 1200 members (room for 1000 + 1000) x 16 epochs, 23-32 s; LOSS AUC 0.99
+#   large (CUDA, bf16 autocast): the same, 49.6 s; LOSS AUC 0.988, zlib AUC 0.997 (BENCHMARKS.md, "Pretraining")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"per_split": 320, "vocab_size": 4096, "steps": 200, "batch_size": 16, "seq_len": 512, "lr": 3e-3},
     "small": {"per_split": 1200, "vocab_size": 16384, "steps": 300, "batch_size": 64, "seq_len": 1024, "lr": 1e-3},
