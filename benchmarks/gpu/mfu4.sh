@@ -3,12 +3,8 @@
 # rotary in the projection's own layout, SDPA on transposed views, no head-major copies) against the packed-causal
 # loop of mfu2.sh (Liger fused linear cross-entropy, 128 x 1024-token steps), a kernel profile, small, two more
 # repeats of base for a median of 3, then the GPU tests of the loop. Alone on the GPU; ~8 minutes on one H100.
-. benchmarks/gpu/setup.sh
-: "${OUT:?set OUT}"
-mkdir -p "$OUT"
 B="python3 -m benchmarks pretraining --device cuda --repeats 1 --loss liger-fused --batch-size 128"
-run() { local name=$1; shift; echo "=== $name $(date +%T)"; timeout -k 5 "${LIMIT:-110}" $B "$@" > "$OUT/mfu_$name.txt" 2>&1
-        echo "=== $name exit $? $(date +%T)"; grep -E "MFU|tokens/s" "$OUT/mfu_$name.txt" | cut -c1-230; }
+. benchmarks/gpu/mfu_run.sh
 MAJOR="--attention packed-causal-token-major"
 run base-major-1 --sizes base $MAJOR --steps 30 --warm-steps 10
 run base-packed --sizes base --attention packed-causal --steps 30 --warm-steps 10
