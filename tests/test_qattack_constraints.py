@@ -9,7 +9,7 @@ from quantrisk.errors import UsageError
 from quantrisk.models.quantizers.rtn import rtn_quantize
 from quantrisk.precision import parse_precision
 from quantrisk.qattack.constraints import check_target, encode
-from quantrisk.qattack.constraints.bnb import code_table
+from quantrisk.qattack.constraints.bnb import INT8_TIE_TOL, code_table
 from quantrisk.qattack.constraints.grid import codebook_edges
 from quantrisk.qattack.constraints.quanto import quantized_state
 from quantrisk.qattack.intervals import layer_interval
@@ -88,9 +88,8 @@ def test_bnb_encoding_matches_nearest_code_and_survives_the_load_dtype(target):
     e = encode(w, target)
     assert e.cast == cast
     wb = w.to(cast).float()
-    if target == "bnb-int8":
-        scale = wb.abs().amax(1, keepdim=True) / 127
-        assert torch.equal(e.state["codes"].float(), torch.round(wb / scale))
+    if target == "bnb-int8":  # bitsandbytes' reference arithmetic: fp32 reciprocal, product, half to even
+        assert torch.equal(e.state["codes"].float(), torch.round(wb * (127 / wb.abs().amax(1, keepdim=True))))
     else:
         table = code_table(target.split("-")[1])
         blocks = wb.reshape(-1, 64)
@@ -104,6 +103,58 @@ def test_bnb_encoding_matches_nearest_code_and_survives_the_load_dtype(target):
         assert bool(((box.lo <= xb) & (xb <= box.hi)).all())
         got = encode(x, target).state
         assert all(torch.equal(got[k], e.state[k]) for k in e.state)
+
+
+def _int8_tie_rows() -> torch.Tensor:
+    """fp16 rows with exact half-way values: absmax a = 1397 * 2^-14 (mantissa 11 * 127), so (k + 1/2) a / 127 =
+    (2k + 1) 11 * 2^-15 is an fp16 value for small k; plus random rows whose column 1 is a/2 (x = 63.5)."""
+    a = 1397 * 2.0 ** -14
+    ties = torch.cat([torch.tensor([a]), (2 * torch.arange(-90, 90) + 1) * 11 * 2.0 ** -15])
+    rnd = _weight(rows=16, cols=ties.numel(), seed=3)
+    rnd[:, 0] = rnd.abs().amax(1) * 1.5
+    rnd[:, 1] = rnd[:, 0] / 2
+    return torch.cat([ties.unsqueeze(0), rnd]).half().float()
+
+
+def test_bnb_int8_known_answer_at_an_exact_tie():
+    # w = 33 * 2^-15, a = 1397 * 2^-14: w * 127 / a = 1.5 exactly. bitsandbytes computes w * fl(127 / a) =
+    # 1.49999988 -> code 1; round(w / fl(a / 127)) = 1.5 -> 2 (what quantrisk computed before). Either way the
+    # element sits on an edge whose side depends on the last bit of the reciprocal, so it is frozen.
+    a, w = 1397 * 2.0 ** -14, 33 * 2.0 ** -15
+    row = torch.tensor([[a, w, 0.25 * a]])
+    e = encode(row, "bnb-int8")
+    assert e.state["codes"].tolist() == [[127, 1, 32]]  # 0.25 * 127 = 31.75 -> 32
+    assert torch.round(row / (row.abs().amax() / 127))[0, 1] == 2
+    assert e.frozen.tolist() == [[True, True, False]]
+    box = layer_interval(row, ["bnb-int8"], margin=0.0)
+    assert box.lo[0, 1] == box.hi[0, 1] == w
+    # the free element's box keeps INT8_TIE_TOL code units inside its cell [31.5, 32.5] even at margin 0
+    s = a / 127
+    assert box.lo[0, 2].item() >= (31.5 + INT8_TIE_TOL) * s and box.hi[0, 2].item() <= (32.5 - INT8_TIE_TOL) * s
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.01, 0.1])
+def test_bnb_int8_box_points_keep_their_code_under_any_reciprocal_within_2_ulp(margin):
+    # bitsandbytes' CUDA kernel computes r = __fdividef(127, a) (within 2 ulp of 127 / a) and round(w * r):
+    # every fp16 value of the box must get the injected value's code whichever of those r the kernel uses
+    w = _int8_tie_rows()
+    e = encode(w, "bnb-int8")
+    x = w.double() * 127 / w.abs().amax(1, keepdim=True).double()
+    assert bool(e.frozen[(x - torch.floor(x)) == 0.5].all())  # every exact tie is frozen
+    box = layer_interval(w, ["bnb-int8"], margin)
+    a = w.abs().amax(1, keepdim=True)
+    r0 = 127 / a
+    recips = [r0]
+    for direction in (float("inf"), 0.0):
+        r = r0
+        for _ in range(2):
+            r = torch.nextafter(r, torch.full_like(r, direction))
+            recips.append(r)
+    for pt in _inside(box, n=6):
+        p16 = pt.half().float()
+        assert bool(((box.lo <= p16) & (p16 <= box.hi)).all())
+        for r in recips:
+            assert torch.equal(torch.round(p16 * r), torch.round(w * r))
 
 
 def test_unconstrained_targets_are_refused():

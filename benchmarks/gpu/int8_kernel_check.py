@@ -2,7 +2,8 @@
 kInt8VectorQuant: scale = __fdividef(127, absmax), code = __float2int_rn(w * scale)) agree with? On fp16 rows
 (random, plus crafted rows whose absmax mantissa is a multiple of 127 so that exact half-way values exist, plus
 w = absmax/2 ties) compares bnb's codes with: quantrisk's encoder (`constraints.encode`), round(w / (a/127)) in
-fp32, round(w * (127/a)) in fp32 on CPU and on CUDA (bnb's reference 'default' backend), and exact half-to-even.
+fp32, round(w * (127/a)) in fp32 on CPU and on CUDA (bnb's reference 'default' backend), and exact half-to-even;
+and whether the encoder's codes agree with bnb's wherever it does not freeze the element (ties are frozen).
 Disagreements are split by the exact distance of w*127/a to the nearest half-way point. Prints one JSON object."""
 import json
 
@@ -33,8 +34,9 @@ cb, scb, _ = F.int8_vectorwise_quant(W.cuda())
 cb = cb.cpu().float()
 x_exact = Wf.double() * 127 / absmax.double()
 dist = (x_exact - torch.floor(x_exact) - 0.5).abs()  # distance to the nearest half-way point, code units
+enc = encode(Wf, "bnb-int8")
 cands = {
-    "quantrisk_encode": encode(Wf, "bnb-int8").state["codes"].float(),
+    "quantrisk_encode": enc.state["codes"].float(),
     "div_by_scale_fp32": torch.round(Wf / (absmax / 127)),
     "mul_by_recip_fp32_cpu": torch.round(Wf * (127 / absmax)),
     "mul_by_recip_fp32_cuda": torch.round(Wf.cuda() * (127 / absmax.cuda())).cpu(),
@@ -46,6 +48,8 @@ for name, c in cands.items():
     d = c != cb
     out[name] = {"disagree": int(d.sum()), "at_exact_ties": int((d & (dist == 0)).sum()),
                  "max_dist_to_half_among_disagreements": float(dist[d].max()) if d.any() else None}
+out["quantrisk_encode_disagree_unfrozen"] = int(((enc.state["codes"].float() != cb) & ~enc.frozen).sum())
+out["quantrisk_encode_share_frozen"] = float(enc.frozen.float().mean())
 for tol in (2.0 ** -12, 1e-3):
     near = dist <= tol
     out[f"share_within_{tol:.2e}_of_half"] = float(near.float().mean())

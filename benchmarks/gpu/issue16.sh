@@ -9,7 +9,7 @@
 # scan T_SCAN=45. Expected ~200-230 s; setup.sh (one-time wheel install) runs before the clock starts.
 # Writes under $OUT:
 #   qattack_<target>.json (asr_fp, ftr_fp, per_target{asr_quantized, ftr_quantized, codes_identical, ...})
-#   qattack_<target>/ (intervals.json, repair_log.jsonl; models deleted at the end to keep $OUT small)
+#   qattack_<target>/ (intervals.json, repair_log.jsonl; models deleted at the end to keep $OUT small unless KEEP_MODELS=1)
 #   scan_<name>.json (name: base, bnb-int8, bnb-nf4 = the repaired model of that target), summary.txt
 # Full fine-tuning injection (LoRA did not implant the trojan on the tiny CPU base; see docs/qattack.md).
 # No defence sweep here (it costs ~5 more evaluations per target); the CPU runs have it.
@@ -56,7 +56,7 @@ scan() {  # name, model dir
 }
 scan base "$BASE"
 for t in $TARGETS; do scan "$t" "$OUT/qattack_$t/repaired"; done
-for t in $TARGETS; do rm -rf "$OUT/qattack_$t/repaired" "$OUT/qattack_$t/injected" "$OUT/qattack_$t/adapter"; done
+[ -n "${KEEP_MODELS:-}" ] || for t in $TARGETS; do rm -rf "$OUT/qattack_$t/repaired" "$OUT/qattack_$t/injected" "$OUT/qattack_$t/adapter"; done
 python3 - "$OUT" $TARGETS <<'PY' | tee -a "$OUT/summary.txt"
 import json, sys
 out, targets = sys.argv[1], sys.argv[2:]

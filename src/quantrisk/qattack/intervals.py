@@ -1,8 +1,8 @@
 """Per-weight intervals: the fp32 values each weight may take so that every target quantizes it unchanged.
 
-For one target and one element with encoding (lo_edge, hi_edge, step, range, frozen) and margin m (a
+For one target and one element with encoding (lo_edge, hi_edge, step, range, frozen, guard) and margin m (a
 fraction of `step`, Egashira et al. use 0.1 for int8 and 0.01 of the cell for NF4/FP4):
-    lo = max(lo_edge + m * step, range_lo),  hi = min(hi_edge - m * step, range_hi),
+    lo = max(lo_edge + m * step + guard, range_lo),  hi = min(hi_edge - m * step - guard, range_hi),
     lo = min(lo, w), hi = max(hi, w)         (the injected value itself is always allowed),
     lo = hi = w where frozen                 (the scale-setting elements do not move).
 Several targets: the intersection (max of the lo, min of the hi); it holds w, so it is never empty.
@@ -72,8 +72,8 @@ def layer_interval(weight: Any, targets: Sequence[Any], margin: float) -> LayerI
     for target in targets:
         e = encode(w, check_target(target))
         ref = w if e.cast is None else w.to(e.cast).float()
-        t_lo = torch.maximum(e.lo_edge + margin * e.step, e.range_lo)
-        t_hi = torch.minimum(e.hi_edge - margin * e.step, e.range_hi)
+        t_lo = torch.maximum(e.lo_edge + margin * e.step + e.guard, e.range_lo)
+        t_hi = torch.minimum(e.hi_edge - margin * e.step - e.guard, e.range_hi)
         t_lo, t_hi = torch.minimum(t_lo, ref), torch.maximum(t_hi, ref)
         t_lo = torch.where(e.frozen, ref, t_lo)
         t_hi = torch.where(e.frozen, ref, t_hi)

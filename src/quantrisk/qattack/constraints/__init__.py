@@ -8,7 +8,10 @@ found by `Precision.backend` in `ENCODERS`. An `Encoding` holds, per weight elem
 - `range_lo`, `range_hi`: the values it may take without changing the block's scale (e.g. [-absmax, absmax]),
 - `frozen`: the elements that set a scale (absmax, or min and max for affine grids): they must not move,
 - `state`: the tensors the back-end stores (integer codes, scales, shifts), compared by `verify.py`,
-- `cast`: the dtype the back-end casts fp32 weights to before quantizing (None: it quantizes fp32 as is).
+- `cast`: the dtype the back-end casts fp32 weights to before quantizing (None: it quantizes fp32 as is),
+- `guard`: a width (weight units, broadcastable) next to each edge inside which the back-end's own arithmetic
+  may round either way (0: it is reproduced exactly); box ends keep that much further inside, and the encoder
+  freezes the elements that lie in it (bnb-int8: see bnb.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Encoding:
     frozen: Any
     state: dict[str, Any] = field(default_factory=dict)
     cast: Any = None
+    guard: Any = 0.0
 
 
 def _encoders() -> dict[str, Callable[[Any, Precision], Encoding]]:
