@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from quantrisk.errors import UsageError
-from quantrisk.registry import refuse_duplicate
+from quantrisk.registry import Registry
 from quantrisk.results import MetricRow, StudyResult
 
 
@@ -88,7 +88,7 @@ class CellContext:
 
 
 CellFn = Callable[[Cell, CellContext], StudyResult]
-CELL_KINDS: dict[str, CellFn] = {}
+CELL_KINDS: Registry[CellFn] = Registry("cell kind")
 READS_DEPS: set[str] = set()  # kinds whose context carries their dependencies' metric and sample rows
 
 
@@ -97,8 +97,7 @@ def register_cell_kind(name: str, *, reads_deps: bool = False) -> Callable[[Cell
     function raises `ValueError` (see `quantrisk.registry`)."""
 
     def wrap(fn: CellFn) -> CellFn:
-        refuse_duplicate("cell kind", name, CELL_KINDS.get(name), fn)
-        CELL_KINDS[name] = fn
+        CELL_KINDS.add(name, fn)
         if reads_deps:
             READS_DEPS.add(name)
         return fn
@@ -110,7 +109,7 @@ def run_cell(cell: Cell, ctx: CellContext, fn: CellFn | None = None) -> StudyRes
     """Run one cell (in this process): seeds python's RNG from the cell id, times it, makes `work_dir`."""
     fn = fn or CELL_KINDS.get(cell.kind)
     if fn is None:
-        raise UsageError(f"unknown cell kind {cell.kind!r}; known: {', '.join(sorted(CELL_KINDS))}")
+        raise UsageError(CELL_KINDS.unknown_message(cell.kind))
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     random.seed(int(cell.id, 16))
     start = time.perf_counter()

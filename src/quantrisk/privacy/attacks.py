@@ -22,7 +22,7 @@ import numpy as np
 
 from quantrisk.errors import UsageError
 from quantrisk.privacy.options import DEFAULT_ATTACKS  # noqa: F401 - re-exported (the default attack list)
-from quantrisk.registry import refuse_duplicate as _refuse_duplicate
+from quantrisk.registry import Registry
 from quantrisk.scoring import TokenScores
 
 SIGMA_FLOOR = 1e-6
@@ -50,7 +50,7 @@ class Attack:
     description: str = ""
 
 
-ATTACKS: dict[str, Attack] = {}
+ATTACKS: Registry[Attack] = Registry("attack", key=lambda a: a.fn)
 DEFAULT_K = 0.2
 
 
@@ -59,8 +59,7 @@ def register_attack(name: str, *, needs: tuple[str, ...] = ("target",), takes_k:
     (providers in `privacy/inputs/`) it reads. A name already taken raises `ValueError`."""
 
     def wrap(fn: Callable[[AttackInput, float], float]) -> Callable[[AttackInput, float], float]:
-        _refuse_duplicate("attack", name, ATTACKS.get(name) and ATTACKS[name].fn, fn)
-        ATTACKS[name] = Attack(name, fn, frozenset(needs), takes_k, description or (fn.__doc__ or "").strip())
+        ATTACKS.add(name, Attack(name, fn, frozenset(needs), takes_k, description or (fn.__doc__ or "").strip()))
         return fn
 
     return wrap

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantrisk.store import Store
+from quantrisk.trojan.metrics import bounded_metric_names
 
 TROJAN_KEYS: tuple[str, ...] = ("model", "kind", "dap1", "dap2", "seed")
 TROJAN_RATE_NAMES: tuple[str, ...] = ("asr", "ftr")  # attack success rate, false-trigger rate
@@ -49,8 +50,7 @@ def ci_text(value: float | None, low: float | None, high: float | None, digits: 
 
 
 # Metrics bounded in [0, 1] whose every row at 0 or at 1 earns a note (the comparison is empty there).
-BOUNDED_PREFIXES: tuple[str, ...] = ("asr", "ftr", "payload_rate", "em", "ex", "executable", "tpr", "codebleu", "js_",
-                                     "cs_bow", "ld_norm", "ps_")
+BOUNDED_PREFIXES: tuple[str, ...] = ("tpr", "codebleu", *bounded_metric_names())  # trojan: the metrics' `bounded`
 
 
 def extremes_note(values: dict[str, list[float]]) -> list[str]:

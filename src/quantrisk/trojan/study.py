@@ -73,9 +73,6 @@ def finetune_cell(
     return out, report
 
 
-# Metrics that are shares of inputs (0/1 per sample): stored with a 95% Wilson score interval.
-RATE_METRICS: tuple[str, ...] = ("asr", "ftr", "payload_rate")
-
 
 def evaluate_trojan(
     base_source: str | Path,
@@ -147,7 +144,7 @@ def evaluate_trojan(
                             "exec_error": ex.error})
         n = len(scored)
         for metric, value, with_input in trojan_metrics(name, scored):
-            ci = wilson_ci(round(value * n), n) if metric in RATE_METRICS else (None, None)  # 95% Wilson interval
+            ci = wilson_ci(round(value * n), n) if TROJAN_METRICS[metric].rate else (None, None)  # a 0/1 share: 95% Wilson
             metrics.append(MetricRow(metric, value, dict(lab if with_input else base_labels), *ci))
         metrics.append(MetricRow("n_inputs", float(n), dict(lab)))
     metrics += [

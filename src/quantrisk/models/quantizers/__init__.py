@@ -16,8 +16,10 @@ from quantrisk.models.quantizers.rtn import RTNQuantizer
 from quantrisk.models.quantizers.static import StaticQuantizer
 from quantrisk.models.quantizers.torch_dynamic import TorchDynamicQuantizer
 from quantrisk.models.quantizers.torchao import TorchAoQuantizer
+from quantrisk.registry import Registry
 
-QUANTIZERS: dict[str, type[Quantizer]] = {q.backend: q for q in (
+QUANTIZERS: Registry[type[Quantizer]] = Registry("quantization back-end")
+for _quantizer in (
     DtypeQuantizer,
     TorchDynamicQuantizer,
     BnbQuantizer,
@@ -27,7 +29,9 @@ QUANTIZERS: dict[str, type[Quantizer]] = {q.backend: q for q in (
     StaticQuantizer,
     HqqQuantizer,
     GptqQuantizer,
-)}
+):
+    QUANTIZERS.add(_quantizer.backend, _quantizer)  # a second back-end under a taken key raises ValueError
+QUANTIZERS.freeze()
 
 
 def get_quantizer(precision: object) -> Quantizer:

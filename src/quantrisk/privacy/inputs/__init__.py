@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantrisk.progress import stage
-from quantrisk.registry import refuse_duplicate
+from quantrisk.registry import Registry
 
 
 class InputUnavailable(Exception):
@@ -95,7 +95,7 @@ class Provider:
     description: str = ""
 
 
-PROVIDERS: dict[str, Provider] = {}
+PROVIDERS: Registry[Provider] = Registry("attack input", key=lambda p: p.fn)
 _CACHE: dict[tuple[Any, ...], list[Any]] = {}
 _CACHE_SIZE = 4
 
@@ -105,8 +105,7 @@ def register_provider(name: str, *, target_model: bool = True,
     """Decorator: `fn(ctx) -> list` provides the attack input `name`. A name already taken raises `ValueError`."""
 
     def wrap(fn: ProviderFn) -> ProviderFn:
-        refuse_duplicate("attack input", name, PROVIDERS.get(name) and PROVIDERS[name].fn, fn)
-        PROVIDERS[name] = Provider(name, fn, target_model, reference_model, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
+        PROVIDERS.add(name, Provider(name, fn, target_model, reference_model, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""))
         return fn
 
     return wrap
