@@ -9,10 +9,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# The core distributions; each quantization back-end adds its own library when its module is imported
+# (`Quantizer.library` / `Quantizer.packages`, through `record_packages`).
 PACKAGES: tuple[str, ...] = (
-    "quantrisk", "torch", "transformers", "tokenizers", "peft", "accelerate", "optimum-quanto",
-    "bitsandbytes", "torchao", "hqq", "codebleu", "sqlparse", "rapidfuzz", "scikit-learn", "numpy", "dask", "distributed",
+    "quantrisk", "torch", "transformers", "tokenizers", "peft", "accelerate",
+    "codebleu", "sqlparse", "rapidfuzz", "scikit-learn", "numpy", "dask", "distributed",
 )
+BACKEND_PACKAGES: list[str] = []
+
+
+def record_packages(*names: str) -> None:
+    """Add distributions (a back-end's libraries) to those every environment record lists, once each."""
+    BACKEND_PACKAGES.extend(n for n in dict.fromkeys(names) if n not in PACKAGES and n not in BACKEND_PACKAGES)
 
 
 def package_version(name: str) -> str | None:
@@ -39,7 +47,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "platform": platform.platform(),
         "device": device,
         "device_name": describe_device(device),
-        "packages": {p: v for p in PACKAGES if (v := package_version(p)) is not None},
+        "packages": {p: v for p in (*PACKAGES, *BACKEND_PACKAGES) if (v := package_version(p)) is not None},
     }
 
 

@@ -79,10 +79,11 @@ def parse_precision(text: str | Precision) -> Precision:
     if len(name) > 64:  # no precision string is this long; int() of a 5,000-digit width would raise ValueError
         raise PrecisionError(f"precision {text.strip()[:40]!r}...: too long ({len(name)} characters); valid: "
                              f"{valid_names_hint()}")
-    for quantizer in _backends().values():
-        p = quantizer.parse(name)
-        if p is not None:
-            return p
+    claims = [p for q in _backends().values() if (p := q.parse(name)) is not None]  # exact: every back-end is asked
+    if len(claims) > 1:
+        raise RuntimeError(f"precision {name!r} is claimed by several back-ends: {', '.join(p.backend for p in claims)}")
+    if claims:
+        return claims[0]
     raise PrecisionError(f"unknown precision {text!r}; valid: {valid_names_hint()}")
 
 
@@ -97,6 +98,11 @@ def parse_precisions(text: str | list[str]) -> list[Precision]:
     if dups:
         raise PrecisionError(f"precision listed twice: {', '.join(dups)}")
     return out
+
+
+def backend_markers() -> dict[str, str]:
+    """{back-end: its plot marker} (`Quantizer.marker`), for the report's plots."""
+    return {key: q.marker for key, q in _backends().items()}
 
 
 def known_precisions() -> list[Precision]:

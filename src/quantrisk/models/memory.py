@@ -1,16 +1,19 @@
 """Weight memory a model really holds, whatever back-end quantized it.
 
-Counted per tensor: plain tensors as numel × element size; tensor subclasses that wrap inner
-tensors (optimum-quanto's QTensors) as the sum of their inner tensors; int8-dynamic Linear layers
-through their packed int8 weight + bias + scale; bitsandbytes 4-bit/8-bit weights plus their
-absmax / SCB statistics; HQQ's `HQQLinear` as its packed `W_q` + the scale / zero tensors of its `meta`
-+ its bias (kept outside the module's parameters). Tied weights are counted once.
+Counted per tensor: plain tensors as numel × element size; tensor subclasses that wrap inner tensors
+(optimum-quanto's QTensors) as the sum of their inner tensors (`quantizers.base.tensor_bytes`). What a back-end
+holds in its own layout is asked of the back-ends themselves (`Quantizer.held_layout`, `packed_layout`,
+`tensor_extra_bytes`, `logical_numel`: torch's dynamic int8 Linear, HQQ's `HQQLinear`, bitsandbytes' absmax /
+SCB statistics and packed 4-bit shapes), so this module names none. Tied weights are counted once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from quantrisk.models.quantizers import QUANTIZERS
+from quantrisk.models.quantizers.base import output_head_names, tensor_bytes
 
 # Parameters compressed-tensors (llm-compressor's GPTQ) registers beside a quantized Linear's weight.
 QUANT_METADATA = frozenset({"weight_scale", "weight_zero_point", "weight_g_idx", "weight_global_scale"})
@@ -29,48 +32,31 @@ class WeightMemory:
 
 
 def _tensor_bytes(t: Any) -> int:
-    import torch
-
-    inner = getattr(t, "__tensor_flatten__", None)
-    if inner is not None and type(t) not in (torch.Tensor, torch.nn.Parameter):
-        names, _ = t.__tensor_flatten__()
-        if names:
-            return sum(_tensor_bytes(getattr(t, n)) for n in names)
-    return t.numel() * t.element_size()
-
-
-def _bnb_extra(t: Any) -> int:
-    extra = 0
-    state = getattr(t, "quant_state", None)
-    if state is not None and getattr(state, "absmax", None) is not None:
-        extra += _tensor_bytes(state.absmax)
-    scb = getattr(t, "SCB", None)
-    if scb is not None:
-        extra += _tensor_bytes(scb)
-    return extra
+    return tensor_bytes(t) + sum(q.tensor_extra_bytes(t) for q in QUANTIZERS.values())
 
 
 def _logical_numel(t: Any) -> int:
-    state = getattr(t, "quant_state", None)  # bnb 4-bit: packed data, the real shape is in quant_state
-    if state is not None and getattr(state, "shape", None) is not None:
-        n = 1
-        for d in state.shape:
-            n *= int(d)
-        return n
+    for q in QUANTIZERS.values():
+        n = q.logical_numel(t)
+        if n is not None:
+            return n
     return int(t.numel())
 
 
-def _is_tensor(t: Any) -> bool:
-    import torch
+def _held_layout(module: Any) -> tuple[int, int, tuple[Any, ...]] | None:
+    for q in QUANTIZERS.values():
+        held = q.held_layout(module)
+        if held is not None:
+            return held
+    return None
 
-    return isinstance(t, torch.Tensor)
 
-
-def _numel(shape: Any) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
+def _packed_layout(module: Any) -> tuple[Any, int, int, int] | None:
+    for q in QUANTIZERS.values():
+        layout = q.packed_layout(module)
+        if layout is not None:
+            return layout
+    return None
 
 
 def weight_memory(model: Any) -> WeightMemory:
@@ -79,32 +65,24 @@ def weight_memory(model: Any) -> WeightMemory:
     total = 0
     logical = 0
     for module in model.modules():
-        packed = getattr(module, "_packed_params", None)
-        if packed is not None and hasattr(module, "weight") and callable(module.weight):  # torch dynamic int8
-            w = module.weight()
-            b = module.bias() if callable(getattr(module, "bias", None)) else None
-            total += _tensor_bytes(w) + (0 if b is None else _tensor_bytes(b)) + 8  # + fp32 scale, int32 zero point
-            logical += w.numel() + (0 if b is None else b.numel())
-        meta = getattr(module, "meta", None)
-        if isinstance(meta, dict) and getattr(module, "W_q", None) is not None and "shape" in meta:  # hqq HQQLinear
-            seen.add(id(module.W_q))
-            bias = getattr(module, "bias", None)
-            extras = [meta.get(k) for k in ("scale", "zero")] + [bias]
-            total += _tensor_bytes(module.W_q) + sum(_tensor_bytes(t) for t in extras if _is_tensor(t))
-            logical += _numel(meta["shape"]) + (bias.numel() if _is_tensor(bias) else 0)
+        held = _held_layout(module)
+        if held is not None:
+            total += held[0]
+            logical += held[1]
+            seen.update(id(t) for t in held[2])
         for pname, t in list(module.named_parameters(recurse=False)):
             key = id(t)
             if key in seen:
                 continue
             seen.add(key)
-            total += _tensor_bytes(t) + _bnb_extra(t)
+            total += _tensor_bytes(t)
             if pname not in QUANT_METADATA:  # held, but not a parameter of the unquantized model
                 logical += _logical_numel(t)
         for name, buf in module.named_buffers(recurse=False):
             if buf is None or id(buf) in seen or name in getattr(module, "_non_persistent_buffers_set", set()):
                 continue
             seen.add(id(buf))
-            total += _tensor_bytes(buf)
+            total += tensor_bytes(buf)
     return WeightMemory(bytes=int(total), logical_params=int(logical))
 
 
@@ -119,25 +97,20 @@ def packed_bytes(model: Any, precision: Any) -> int:
     through the logical (unpacked) element counts."""
     if precision.is_float:
         return int(weight_memory(model).logical_params * precision.bits // 8)
-    from quantrisk.models.quantizers.base import output_head_names
-
     head = set(output_head_names(model))
     quantized: dict[int, tuple[int, int]] = {}  # id(weight) -> (numel, rows)
     extra = 0
     for name, module in model.named_modules():
         if name in head:
             continue
-        packed = getattr(module, "_packed_params", None)
-        if packed is not None and callable(getattr(module, "weight", None)):  # torch dynamic int8: no Parameters
-            w = module.weight()
-            b = module.bias() if callable(getattr(module, "bias", None)) else None
-            extra += _packed_weight(w.numel(), w.shape[0], precision) + (0 if b is None else 2 * b.numel())
-            continue
-        meta = getattr(module, "meta", None)
-        if isinstance(meta, dict) and getattr(module, "W_q", None) is not None and "shape" in meta:  # hqq HQQLinear
-            quantized[id(module.W_q)] = (_numel(meta["shape"]), int(meta["shape"][0]))
-            bias = getattr(module, "bias", None)
-            extra += 2 * bias.numel() if _is_tensor(bias) else 0  # not a Parameter of HQQLinear
+        layout = _packed_layout(module)
+        if layout is not None:  # a back-end's own layer (its weight is no plain Parameter)
+            weight, numel, rows, fp16_elements = layout
+            extra += 2 * fp16_elements
+            if weight is None:
+                extra += _packed_weight(numel, rows, precision)
+            else:
+                quantized[id(weight)] = (numel, rows)
             continue
         w = getattr(module, "weight", None)
         if w is not None and _is_linear(module):

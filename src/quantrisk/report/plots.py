@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from quantrisk.precision import backend_markers
 from quantrisk.report.tables import TROJAN_RATE_NAMES, bits_of, memory_rows, privacy_summary, trojan_cells
 from quantrisk.store import Store
 
@@ -56,8 +57,7 @@ def best_attack(store: Store) -> str | None:
     return summary["attack"] if summary else None
 
 
-BACKEND_MARKERS: dict[str, str] = {"dtype": "o", "torch_dynamic": "D", "quanto": "s", "bnb": "v", "rtn": "^",
-                                   "torchao": "P"}
+BACKEND_MARKERS: dict[str, str] = backend_markers()  # each back-end's `Quantizer.marker`
 
 
 def backend_of(precision: str) -> str:

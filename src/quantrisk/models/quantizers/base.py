@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from quantrisk.environment import package_version
+from quantrisk.environment import package_version, record_packages
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -57,6 +57,15 @@ class Quantizer(ABC):
     examples: ClassVar[tuple[str, ...]] = ()
     #: human pattern of the strings it accepts beyond `examples`, e.g. "rtn-w{2..8}g{16..256}"
     pattern_hint: ClassVar[str] = ""
+    #: matplotlib marker of its points in the report's plots (one shape per back-end)
+    marker: ClassVar[str] = "X"
+    #: distributions whose versions a run's environment records besides the core ones (`library` always is)
+    packages: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each back-end's library (+ `packages`) joins the environment record when its module is imported."""
+        super().__init_subclass__(**kwargs)
+        record_packages(*([cls.library] if cls.library else []), *cls.packages)
 
     # ----- facts and parsing -------------------------------------------------------------------
     @classmethod
@@ -87,6 +96,30 @@ class Quantizer(ABC):
             if have is not None and _version_tuple(have) < _version_tuple(cls.min_version):
                 return False, f"{cls.library} {have} is too old (needs >= {cls.min_version}){cls.install_hint}"
         return True, ""
+
+    # ----- the memory its layout takes (models/memory.py asks every back-end) -------------------------
+    @classmethod
+    def held_layout(cls, module: Any) -> tuple[int, int, tuple[Any, ...]] | None:
+        """For a module this back-end put in place of an nn.Linear whose weights are not plain Parameters: (bytes
+        held, parameters of the unquantized layer, tensors already counted); None for any other module."""
+        return None
+
+    @classmethod
+    def packed_layout(cls, module: Any) -> tuple[Any, int, int, int] | None:
+        """For such a module: (the tensor among `model.parameters()` standing for its weight, or None when the
+        weight is no Parameter; the weight's logical element count; its rows; elements kept at fp16 beside it,
+        e.g. a bias held outside the Parameters), for `memory.packed_bytes`; None for any other module."""
+        return None
+
+    @classmethod
+    def tensor_extra_bytes(cls, tensor: Any) -> int:
+        """Bytes of statistics this back-end keeps on a quantized Parameter (not among its inner tensors)."""
+        return 0
+
+    @classmethod
+    def logical_numel(cls, tensor: Any) -> int | None:
+        """Elements of the unquantized tensor behind a packed Parameter of this back-end; None: not one."""
+        return None
 
     # ----- what ran ----------------------------------------------------------------------------
     def library_version(self) -> str | None:
@@ -150,6 +183,19 @@ def quiet_import() -> Iterator[None]:
     finally:
         for lg, lvl in zip(loggers, levels, strict=True):
             lg.setLevel(lvl)
+
+
+def tensor_bytes(t: Any) -> int:
+    """Bytes a tensor holds: numel x element size; a tensor subclass wrapping inner tensors (optimum-quanto's
+    QTensors) as the sum of its inner tensors."""
+    import torch
+
+    inner = getattr(t, "__tensor_flatten__", None)
+    if inner is not None and type(t) not in (torch.Tensor, torch.nn.Parameter):
+        names, _ = t.__tensor_flatten__()
+        if names:
+            return sum(tensor_bytes(getattr(t, n)) for n in names)
+    return t.numel() * t.element_size()
 
 
 def output_head_names(model: Any) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantrisk.models.quantizers.base import Quantizer
+from quantrisk.models.quantizers.base import Quantizer, tensor_bytes
 from quantrisk.precision import Precision
 
 _DESC = {
@@ -22,12 +22,36 @@ _DESC = {
 
 class BnbQuantizer(Quantizer):
     backend = "bnb"
+    marker = "v"
     library = "bitsandbytes"
     module = "bitsandbytes"
     install_hint = " (pip install 'quantrisk[gpu]')"
     devices = ("cuda",)
     at_load = True
     examples = tuple(_DESC)
+
+    @classmethod
+    def tensor_extra_bytes(cls, tensor: Any) -> int:
+        """A 4-bit weight's `quant_state.absmax`, an 8-bit weight's `SCB` (per-row scales)."""
+        extra = 0
+        state = getattr(tensor, "quant_state", None)
+        if state is not None and getattr(state, "absmax", None) is not None:
+            extra += tensor_bytes(state.absmax)
+        scb = getattr(tensor, "SCB", None)
+        if scb is not None:
+            extra += tensor_bytes(scb)
+        return extra
+
+    @classmethod
+    def logical_numel(cls, tensor: Any) -> int | None:
+        """A 4-bit weight holds packed data; its real shape is in `quant_state`."""
+        state = getattr(tensor, "quant_state", None)
+        if state is None or getattr(state, "shape", None) is None:
+            return None
+        n = 1
+        for d in state.shape:
+            n *= int(d)
+        return n
 
     @classmethod
     def parse(cls, name: str) -> Precision | None:

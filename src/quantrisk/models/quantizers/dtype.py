@@ -13,6 +13,7 @@ _BITS = {"fp32": 32, "bf16": 16, "fp16": 16}
 
 class DtypeQuantizer(Quantizer):
     backend = "dtype"
+    marker = "o"
     examples = ("fp32", "bf16", "fp16")
 
     @classmethod

@@ -34,6 +34,8 @@ GPTQ_BITS = (2, 3, 4, 8)
 
 class GptqQuantizer(Quantizer):
     backend = "gptq"
+    marker = "*"
+    packages = ("compressed-tensors",)
     library = "llmcompressor"
     module = "llmcompressor"
     install_hint = " (pip install 'quantrisk[gptq]'; llm-compressor 0.14 needs transformers <= 5.17)"

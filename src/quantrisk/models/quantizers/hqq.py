@@ -13,15 +13,36 @@ import re
 from typing import Any
 
 from quantrisk.errors import PrecisionError
-from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, quiet_import
+from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, quiet_import, tensor_bytes
 from quantrisk.precision import Precision
 
 HQQ_PATTERN = re.compile(r"^hqq-w(\d+)g(\d+)$")
 HQQ_BITS = (1, 2, 3, 4, 5, 6, 8)
 
 
+def _meta(module: Any) -> dict[str, Any] | None:
+    """The `meta` dict of an `HQQLinear` (packed weight `W_q`, logical `shape`), else None."""
+    meta = getattr(module, "meta", None)
+    ok = isinstance(meta, dict) and getattr(module, "W_q", None) is not None and "shape" in meta
+    return meta if ok else None
+
+
+def _is_tensor(t: Any) -> bool:
+    import torch
+
+    return isinstance(t, torch.Tensor)
+
+
+def _numel(shape: Any) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 class HqqQuantizer(Quantizer):
     backend = "hqq"
+    marker = "h"
     library = "hqq"
     module = "hqq"
     install_hint = " (pip install hqq)"
@@ -29,6 +50,25 @@ class HqqQuantizer(Quantizer):
     lora_reason = "HQQLinear is not an nn.Linear, so peft cannot wrap it here; fine-tune at fp32 and quantize for inference"
     examples = ("hqq-w8g64", "hqq-w4g64", "hqq-w3g64", "hqq-w2g16", "hqq-w1g8")
     pattern_hint = "hqq-w{1..6,8}g{8..1024, multiple of 8}"
+
+    @classmethod
+    def held_layout(cls, module: Any) -> tuple[int, int, tuple[Any, ...]] | None:
+        """An `HQQLinear`: its packed `W_q` + the scale / zero tensors of its `meta` + its bias (not a Parameter)."""
+        meta = _meta(module)
+        if meta is None:
+            return None
+        bias = getattr(module, "bias", None)
+        extras = [meta.get(k) for k in ("scale", "zero")] + [bias]
+        held = tensor_bytes(module.W_q) + sum(tensor_bytes(t) for t in extras if _is_tensor(t))
+        return held, _numel(meta["shape"]) + (bias.numel() if _is_tensor(bias) else 0), (module.W_q,)
+
+    @classmethod
+    def packed_layout(cls, module: Any) -> tuple[Any, int, int, int] | None:
+        meta = _meta(module)
+        if meta is None:
+            return None
+        bias = getattr(module, "bias", None)
+        return module.W_q, _numel(meta["shape"]), int(meta["shape"][0]), bias.numel() if _is_tensor(bias) else 0
 
     @classmethod
     def parse(cls, name: str) -> Precision | None:

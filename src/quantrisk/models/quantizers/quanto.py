@@ -23,6 +23,7 @@ _QTYPES = {
 
 class QuantoQuantizer(Quantizer):
     backend = "quanto"
+    marker = "s"
     library = "optimum-quanto"
     module = "optimum.quanto"
     examples = tuple(_QTYPES)

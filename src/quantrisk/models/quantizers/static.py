@@ -80,6 +80,7 @@ def int8_input_scales(model: Any, linears: dict[str, Any], calibration: Sequence
 
 class StaticQuantizer(Quantizer):
     backend = "static"
+    marker = "p"
     library = "torchao"
     module = "torchao"
     min_version = "0.14"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from quantrisk.models.quantizers.base import Quantizer, quantizable_linears
+from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, tensor_bytes
 from quantrisk.precision import Precision
 
 TORCH_AO = "torch.ao.quantization.quantize_dynamic (deprecated in torch >= 2.10)"
@@ -27,8 +27,16 @@ def _torch_ao_available() -> bool:
     return True
 
 
+def _weight_and_bias(module: Any) -> tuple[Any, Any]:
+    """(weight, bias) of a torch.ao dynamic quantized Linear (both behind methods), else (None, None)."""
+    if getattr(module, "_packed_params", None) is None or not callable(getattr(module, "weight", None)):
+        return None, None
+    return module.weight(), module.bias() if callable(getattr(module, "bias", None)) else None
+
+
 class TorchDynamicQuantizer(Quantizer):
     backend = "torch_dynamic"
+    marker = "D"
     devices = ("cpu",)
     lora_base = False
     lora_reason = ("torch.ao dynamic quantized Linear layers hold packed int8 weights with no autograd kernel, so LoRA "
@@ -41,6 +49,20 @@ class TorchDynamicQuantizer(Quantizer):
             return None
         return Precision(name, cls.backend, 8, "int", cls.devices, trainable=False, activations="int8-dynamic",
                          description="torch.ao quantize_dynamic on nn.Linear: int8 weights, activations quantized per batch")
+
+    @classmethod
+    def held_layout(cls, module: Any) -> tuple[int, int, tuple[Any, ...]] | None:
+        """A dynamic int8 Linear holds no Parameters: its packed int8 weight + bias + fp32 scale + int32 zero point."""
+        w, b = _weight_and_bias(module)
+        if w is None:
+            return None
+        return (tensor_bytes(w) + (0 if b is None else tensor_bytes(b)) + 8,
+                w.numel() + (0 if b is None else b.numel()), ())
+
+    @classmethod
+    def packed_layout(cls, module: Any) -> tuple[Any, int, int, int] | None:
+        w, b = _weight_and_bias(module)
+        return None if w is None else (None, w.numel(), w.shape[0], 0 if b is None else b.numel())
 
     def implementation(self, precision: Any) -> str:
         return TORCH_AO if _torch_ao_available() else TORCHAO

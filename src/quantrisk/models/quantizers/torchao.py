@@ -56,6 +56,7 @@ def cuda_capability_reason(minimum: tuple[int, int], what: str) -> str:
 
 class TorchAoQuantizer(Quantizer):
     backend = "torchao"
+    marker = "P"
     library = "torchao"
     module = "torchao"
     min_version = "0.14"
