@@ -348,5 +348,3 @@ def synthetic_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     metrics = [MetricRow("value", value, labels, value - 0.1, value + 0.1), MetricRow("n_samples", float(len(samples)), labels)]
     return StudyResult("synthetic", metrics, samples, {"token": str(token)}, {"seed": p["seed"]}, {}, 0.0)
 
-
-import quantrisk.qattack.cell  # noqa: E402,F401 - registers the `qattack` cell kind (its module imports this one)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import quantrisk.qattack.cell  # noqa: F401 - the qattack study registers its cell kind (from below) in `cells`
 from quantrisk.cells import Cell
 from quantrisk.config import Spec
 from quantrisk.errors import UsageError

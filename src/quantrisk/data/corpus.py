@@ -4,7 +4,7 @@ Default corpus: the running interpreter's standard library (`sysconfig.get_paths
 PSF licence), test suites excluded. A sample is a top-level function or method (unit `function`,
 via `ast`, dedented) or a whole file (unit `file`). Also: any folder of `.py` files, or a JSONL
 file with a `text` field (and optional `id`). The site-packages source, its licence filter and the
-file manifest live in `site_packages.py`.
+file manifest live in `site_packages.py`; the sample value and the cutting of files into units in `code_units.py`.
 
 The split is a pure function of (seed, sample id): u = sha256(f"{seed}:{id}") / 2**256 falls in
 [0, f_member) → member, [f_member, f_member + f_nonmember) → nonmember, else reference. The
@@ -14,85 +14,34 @@ exactly what the model was (or was not) trained on, on any machine.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import io
 import json
-import sysconfig
-import textwrap
 import tokenize
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
 
+from quantrisk.data.code_units import (  # noqa: F401 - the shared pieces, also importable from here
+    EXCLUDED_DIRS,
+    UNIT_LIMITS,
+    CodeSample,
+    _functions,
+    _norm_dist,
+    _python_files,
+    canonical_corpus,
+    parse_sources,
+    sha256_text,
+    stdlib_root,
+)
 from quantrisk.data.jsonl import read_jsonl
+from quantrisk.data.site_packages import site_packages_samples
 from quantrisk.errors import DataError, UsageError
 from quantrisk.results import atomic_write_text
 
 SPLITS: tuple[str, ...] = ("member", "nonmember", "reference", "extra", "filler")
 UNITS: tuple[str, ...] = ("function", "file")
-# Sane sample lengths (characters) per unit: long enough to say something, short enough to fit the context.
-UNIT_LIMITS: dict[str, tuple[int, int]] = {"function": (150, 1200), "file": (200, 20000)}
-EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3",
-                 "ensurepip", "turtledemo", "venv", "idlelib", "tkinter", "pydoc_data"}
-
-
-@dataclass(frozen=True)
-class CodeSample:
-    """One code sample. `id` is unique within a corpus; `sha256` is of `text` (UTF-8). In the exposure regime
-    `exposures` is how many times the sample was trained on (0: never) and `steps` the optimizer steps
-    (0-based) at which it was."""
-
-    id: str
-    path: str
-    text: str
-    sha256: str
-    split: str = ""
-    exposures: int = 0
-    steps: tuple[int, ...] = ()
-
-    def with_split(self, split: str) -> CodeSample:
-        return replace(self, split=split)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def stdlib_root() -> Path:
-    """The running interpreter's standard library directory."""
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
-def _python_files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).parts
-        if any(part in EXCLUDED_DIRS for part in rel[:-1]) or rel[-1].startswith("test_") or rel[-1] == "__main__.py":
-            continue
-        yield path
-
-
-def _functions(source: str) -> Iterator[tuple[str, str]]:
-    """(qualname, dedented source) of top-level functions and methods of top-level classes."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return
-    lines = source.splitlines(keepends=True)
-
-    def segment(node: ast.AST) -> str:
-        start = node.lineno - 1  # type: ignore[attr-defined]
-        end = node.end_lineno or node.lineno  # type: ignore[attr-defined]
-        return textwrap.dedent("".join(lines[start:end]))
-
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield node.name, segment(node)
-        elif isinstance(node, ast.ClassDef):
-            for sub in node.body:
-                if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    yield f"{node.name}.{sub.name}", segment(sub)
 
 
 def folder_samples(
@@ -212,8 +161,6 @@ def load_corpus(corpus: str | Path | None = None, *, unit: str = "function") -> 
     .jsonl file → its `text` rows. Exact duplicate texts across sources are dropped (first kept)."""
     sources = parse_sources(corpus)
     if sources is not None:
-        from quantrisk.data.site_packages import site_packages_samples  # imports this module
-
         out, seen = [], set()
         for name, dists in sources:
             part = _stdlib_samples(unit) if name == "stdlib" else site_packages_samples(unit, dists)[0]
@@ -229,47 +176,6 @@ def load_corpus(corpus: str | Path | None = None, *, unit: str = "function") -> 
         return jsonl_samples(path)
     raise UsageError(f"corpus {corpus} is neither 'stdlib', 'stdlib,site-packages[:dist,...]', a folder of .py files, "
                      "nor a .jsonl file")
-
-
-def parse_sources(corpus: str | Path | None) -> list[tuple[str, tuple[str, ...]]] | None:
-    """The built-in sources a corpus string names, or None for a path: "stdlib", "site-packages" (every
-    permissive distribution) or "site-packages:a,b" (those distributions; later comma items that are not a
-    source name are more distributions). E.g. "stdlib,site-packages:numpy,requests"."""
-    if corpus is None:
-        return [("stdlib", ())]
-    items = [x.strip() for x in str(corpus).split(",") if x.strip()]
-    if not items or not (items[0] == "stdlib" or items[0].startswith("site-packages")):
-        return None
-    out: list[tuple[str, tuple[str, ...]]] = []
-    for item in items:
-        if item == "stdlib":
-            out.append(("stdlib", ()))
-        elif item == "site-packages" or item.startswith("site-packages:"):
-            first = item.partition(":")[2].strip()
-            out.append(("site-packages", (first,) if first else ()))
-        elif out and out[-1][0] == "site-packages" and out[-1][1]:
-            out[-1] = ("site-packages", (*out[-1][1], item))
-        else:
-            raise UsageError(f"corpus {corpus!r}: {item!r} is not a source (stdlib, site-packages[:dist,...])")
-    return out
-
-
-def canonical_corpus(corpus: str) -> str:
-    """The corpus string as it enters a cache key: built-in sources in a canonical spelling (distribution names
-    sorted, lower case), a path made absolute."""
-    sources = parse_sources(corpus)
-    if sources is None:
-        return str(Path(corpus).expanduser().resolve())
-    parts = []
-    for name, dists in sorted(set(sources)):
-        parts.append(name if not dists else f"{name}:" + ",".join(sorted({_norm_dist(d) for d in dists})))
-    return ",".join(parts)
-
-
-def _norm_dist(name: str) -> str:
-    import re
-
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @lru_cache(maxsize=2)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from quantrisk.data.corpus import (
+from quantrisk.data.code_units import (
     EXCLUDED_DIRS,
     UNIT_LIMITS,
     CodeSample,

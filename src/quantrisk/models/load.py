@@ -33,8 +33,13 @@ from quantrisk.data.calibration import CalibrationSet, CalibrationSpec, load_cal
 from quantrisk.errors import ModelLoadError
 from quantrisk.models.checkpoint import check_config, check_index, load_verified
 from quantrisk.models.memory import packed_bytes, weight_memory
-from quantrisk.models.quantizers import get_quantizer
-from quantrisk.precision import Precision, device_type, require_available, require_lora_base
+from quantrisk.models.quantizers import (
+    Precision,
+    device_type,
+    get_quantizer,
+    require_available,
+    require_lora_base,
+)
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

@@ -14,14 +14,28 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from quantrisk.data.corpus import CodeSample
 from quantrisk.errors import UsageError
 from quantrisk.models.trainloop import lr_schedule
 
-if TYPE_CHECKING:
-    from quantrisk.models.pretrain import PretrainSettings
+
+class LoopSettings(Protocol):
+    """What the loops read of `pretrain.PretrainSettings` (a protocol, so this module does not import the one
+    that calls it)."""
+
+    arch: str
+    size: str
+    seed: int
+    steps: int
+    batch_size: int
+    seq_len: int
+    lr: float
+    warmup: int
+    weight_decay: float
+    train_split: str
+    compile: bool | None
 
 
 def _encode(tokenizer: Any, texts: Sequence[str], seq_len: int) -> list[list[int]]:
@@ -80,7 +94,7 @@ class _Run:
     stream: dict[str, Any] = field(default_factory=dict)
 
 
-def train_memorise(s: PretrainSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
+def train_memorise(s: LoopSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
                    progress: bool) -> _Run:
     """`s.steps` padded batches of whole samples (endless shuffled epochs over the training split)."""
     import torch
@@ -123,7 +137,7 @@ def train_memorise(s: PretrainSettings, samples: list[CodeSample], tokenizer: An
     return _Run(samples, log_lines, tokens, time.perf_counter() - start, loss_value, len(train_texts))
 
 
-def train_exposure(s: PretrainSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
+def train_exposure(s: LoopSettings, samples: list[CodeSample], tokenizer: Any, model: Any, device: str,
                    progress: bool) -> _Run:
     """One packed pass (see `schedule.py`): the target sees filler once and member group k exactly k times;
     the reference model (train_split reference) sees the same filler and the reference split once, no members."""

@@ -4,9 +4,11 @@ Shaped like transformers' `HfQuantizer` subclasses: a back-end module says which
 version) does the work, which devices and bit widths it supports, whether a LoRA adapter can be
 trained on a base it quantized, whether it needs calibration data, and whether it quantizes while
 `from_pretrained` loads the weights (`at_load`: a `quantization_config`) or afterwards, in memory
-(`apply` on an fp32 model). It also parses its own precision strings and checks its environment
-with a one-line reason. `precision.py` and `models/load.py` read these facts and never name a
-back-end; adding one is a module here + one line in `quantizers/__init__.py` + its tests.
+(`apply` on an fp32 model), the memory its layout takes, its plot marker and the packages a run records.
+It also parses its own precision strings into a `Precision` (the value, defined here so that the back-ends
+import nothing above them) and checks its environment with a one-line reason. `models/load.py`,
+`models/memory.py`, `quantrisk.precision` and the report read these facts and never name a back-end; adding
+one is a module here + one line in `quantizers/__init__.py` + its tests.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from quantrisk.environment import package_version, record_packages
@@ -25,7 +28,50 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PreTrainedModel
 
-    from quantrisk.precision import Precision
+
+@dataclass(frozen=True)
+class Precision:
+    """A parsed precision string.
+
+    Attributes:
+        name: the canonical string (what `str()` prints).
+        backend: registry key of the module under `quantrisk.models.quantizers` that realises it.
+        bits: bits per weight of the quantized linear layers (32, 16, 8, 4, 3, 2, 1).
+        kind: `float` (plain dtype), `int`, or `nf`/`fp` (quantized float formats).
+        devices: device types it runs on (`cpu`, `cuda`).
+        library: the Python distribution that does the work (None: torch itself).
+        group_size: weights sharing one scale, or None (per channel / per tensor).
+        trainable: whether a LoRA adapter can be trained on a base held at this precision (DAP1).
+        activations: how activations of the quantized layers are held: `float`, `int8-dynamic` (scales per
+            batch/token at run time), `int8-static` (scales calibrated once), `fp8-dynamic`, `fp8-static`.
+        calibrated: quantizing needs calibration samples (static activation scales, GPTQ).
+    """
+
+    name: str
+    backend: str
+    bits: int
+    kind: str
+    devices: tuple[str, ...]
+    library: str | None = None
+    group_size: int | None = None
+    trainable: bool = True
+    activations: str = "float"
+    calibrated: bool = False
+    description: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_float(self) -> bool:
+        """True for fp32/bf16/fp16: nothing is quantized."""
+        return self.kind == "float"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict of the fields."""
+        d = asdict(self)
+        d["devices"] = list(self.devices)
+        return d
 
 
 class Quantizer(ABC):

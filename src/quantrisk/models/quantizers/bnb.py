@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantrisk.models.quantizers.base import Quantizer, tensor_bytes
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import Precision, Quantizer, tensor_bytes
 
 _DESC = {
     "bnb-int8": (8, "int", None, "bitsandbytes LLM.int8() (outlier threshold 6.0), fp16 compute"),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantrisk.models.quantizers.base import Quantizer
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import Precision, Quantizer
 
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 _BITS = {"fp32": 32, "bf16": 16, "fp16": 16}

@@ -25,8 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from quantrisk.errors import PrecisionError
-from quantrisk.models.quantizers.base import Quantizer, output_head_names, quiet_import
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import Precision, Quantizer, output_head_names, quiet_import
 
 GPTQ_PATTERN = re.compile(r"^gptq-w(\d{1,3})g(\d{1,5})$")
 GPTQ_BITS = (2, 3, 4, 8)

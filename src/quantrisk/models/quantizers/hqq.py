@@ -13,8 +13,13 @@ import re
 from typing import Any
 
 from quantrisk.errors import PrecisionError
-from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, quiet_import, tensor_bytes
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import (
+    Precision,
+    Quantizer,
+    quantizable_linears,
+    quiet_import,
+    tensor_bytes,
+)
 
 HQQ_PATTERN = re.compile(r"^hqq-w(\d+)g(\d+)$")
 HQQ_BITS = (1, 2, 3, 4, 5, 6, 8)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantrisk.models.quantizers.base import Quantizer, output_head_names
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import Precision, Quantizer, output_head_names
 
 _QTYPES = {
     "quanto-int8": ("qint8", 8, "int", None, "optimum-quanto int8 weights (per output channel)"),

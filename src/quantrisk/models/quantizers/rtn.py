@@ -14,8 +14,7 @@ import re
 from typing import Any
 
 from quantrisk.errors import PrecisionError
-from quantrisk.models.quantizers.base import Quantizer, quantizable_linears
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import Precision, Quantizer, quantizable_linears
 
 RTN_PATTERN = re.compile(r"^rtn-w(\d+)g(\d+)$")
 RTN_BITS = range(2, 9)

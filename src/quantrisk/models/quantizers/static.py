@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, quiet_import
+from quantrisk.models.quantizers.base import Precision, Quantizer, quantizable_linears, quiet_import
 from quantrisk.models.quantizers.torchao import fp8_on_cuda_check
-from quantrisk.precision import Precision
 
 _FIXED = {
     "w8a8-static": (8, "int", ("cpu", "cuda"), "int8-static",

@@ -12,8 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, tensor_bytes
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import Precision, Quantizer, quantizable_linears, tensor_bytes
 
 TORCH_AO = "torch.ao.quantization.quantize_dynamic (deprecated in torch >= 2.10)"
 TORCHAO = "torchao Int8DynamicActivationInt8WeightConfig (torch.ao.quantization.quantize_dynamic is gone)"

@@ -18,8 +18,7 @@ import re
 from typing import Any
 
 from quantrisk.errors import PrecisionError
-from quantrisk.models.quantizers.base import Quantizer, quantizable_linears, quiet_import
-from quantrisk.precision import Precision
+from quantrisk.models.quantizers.base import Precision, Quantizer, quantizable_linears, quiet_import
 
 INT4_PATTERN = re.compile(r"^torchao-int4wo-g(\d+)$")
 INT4_GROUPS = (32, 64, 128, 256)
