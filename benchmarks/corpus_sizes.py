@@ -13,14 +13,14 @@ import json
 
 
 def main() -> None:
-    from quantrisk.data.corpus import _stdlib_samples
+    from quantrisk.data.corpus import folder_samples, stdlib_root
     from quantrisk.data.site_packages import corpus_manifest, site_packages_samples
     from quantrisk.models.tokenizer import train_tokenizer
 
     p = argparse.ArgumentParser()
     p.add_argument("--vocab", type=int, default=16384)
     args = p.parse_args()
-    std = list(_stdlib_samples("function"))
+    std = folder_samples(stdlib_root(), unit="function")
     sp, sp_manifest, skipped = site_packages_samples("function", ())
     tok = train_tokenizer([s.text for s in std], args.vocab)
 

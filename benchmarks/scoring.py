@@ -114,14 +114,14 @@ def profile(model: Any, seqs: list[list[int]], device: str, chunk: int | None) -
     statistics (median of 3). Uses the same pieces as the engine's eager fast path."""
     import torch
 
-    from quantrisk.scoring import _body_and_head, _pad
-    from quantrisk.vocab_stats import _block_stats
+    from quantrisk.scoring import body_and_head, pad_batch
+    from quantrisk.vocab_stats import block_stats
 
-    split = _body_and_head(model)
+    split = body_and_head(model)
     if split is None:
         return {}
     body, head = split
-    ids, mask, _ = _pad(seqs, 0, "right")
+    ids, mask, _ = pad_batch(seqs, 0, "right")
     ids, mask = ids.to(device), mask.to(device)
     valid = mask[:, 1:].bool() & mask[:, :-1].bool()
     targets = ids[:, 1:][valid]
@@ -138,7 +138,7 @@ def profile(model: Any, seqs: list[list[int]], device: str, chunk: int | None) -
                 logits = head(hidden[i:i + step])
                 sync(device)
                 b = time.perf_counter()
-                _block_stats(logits, targets[i:i + step], logits.dtype == torch.float32)
+                block_stats(logits, targets[i:i + step], logits.dtype == torch.float32)
                 sync(device)
                 t_head += b - a
                 t_stats += time.perf_counter() - b

@@ -1,16 +1,10 @@
-"""benchmarks/exposure_table.py: rows per (model, attack, precision), per-k cells, and the study's own paired ΔAUC."""
+"""quantrisk.report.exposure_table: rows per (model, attack, precision), per-k cells, and the study's own paired ΔAUC."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SPEC = importlib.util.spec_from_file_location(
-    "exposure_table", Path(__file__).resolve().parents[1] / "benchmarks" / "exposure_table.py")
-exposure_table = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(exposure_table)
+from quantrisk.report import exposure_table
 
 
 def _m(name, value, lo=None, hi=None, **labels):

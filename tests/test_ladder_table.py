@@ -1,16 +1,12 @@
-"""benchmarks/ladder_table.py: rows per size and precision, and the "larger quantized vs smaller full-precision" pairs
+"""quantrisk.report.ladder_table: rows per size and precision, and the "larger quantized vs smaller full-precision" pairs
 (larger >= 1.5x the parameters; NLL compared only between sizes that share a vocabulary)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-SPEC = importlib.util.spec_from_file_location(
-    "ladder_table", Path(__file__).resolve().parents[1] / "benchmarks" / "ladder_table.py")
-ladder_table = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(ladder_table)
+from quantrisk.report import ladder_table
 
 
 def _folder(tmp: Path, name: str, params: int, vocab: int, rows: dict[str, tuple[float, float]]) -> Path:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs several issue scripts in one device call: each stream is GPU:SCRIPT[,SCRIPT...] and runs its scripts in turn
+# Runs several scripts of benchmarks/gpu/ in one device call: each stream is GPU:SCRIPT[,SCRIPT...] and runs its scripts in turn
 # on that GPU; streams run side by side (several may share one GPU: the zoo models are small). Each stream's output
 # goes to $OUT/<n>.log; each script's $OUT is its own folder, tarred at the end without weights (the device tool
 # returns at most 8 files). One deadline (BUDGET seconds) for all, so the results are packed before the call's limit.
-#   STREAMS="0:issue13 0:issue14,issue17 1:issue16" ENV_issue16="T=120" BUDGET=540 bash benchmarks/gpu/batch.sh
+#   STREAMS="0:scoring 1:pytest_gpu" BUDGET=540 bash benchmarks/gpu/batch.sh
 set -u
 . benchmarks/gpu/setup.sh   # install the wheels once, before the streams
 ROOT=$OUT
@@ -14,7 +14,7 @@ stream() {  # stream GPU SCRIPT...
     left=$(( END - $(date +%s) )); [ "$left" -gt 10 ] || { echo "=== $s not started: budget spent"; continue; }
     mkdir -p "/tmp/res/$s"
     echo "=== $s start $(date +%T)"
-    local envname="ENV_$s"   # e.g. ENV_issue15="T=300": settings for that script alone
+    local envname="ENV_$s"   # e.g. ENV_scoring="QUANTRISK_THREADS=4": settings for that script alone
     CUDA_VISIBLE_DEVICES=$gpu OUT="/tmp/res/$s" QUANTRISK_CACHE="/tmp/qc-$s" timeout -k 5 "$left" \
       env ${!envname:-} bash "benchmarks/gpu/$s.sh"
     echo "=== $s exit $? $(date +%T)"

@@ -100,9 +100,9 @@ def compile_settings() -> tuple[str | None, bool]:
 
 
 def _head_stats(head: Any, hidden: Any, targets: Any) -> tuple[Any, Any, Any]:
-    from quantrisk.vocab_stats import _block_stats
+    from quantrisk.vocab_stats import block_stats
 
-    return _block_stats(head(hidden), targets)
+    return block_stats(head(hidden), targets)
 
 
 def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, compile: bool,
@@ -168,7 +168,7 @@ def _plan_batches(widths: Sequence[int], batch_size: int, batch_tokens: int) -> 
     return batches
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[Any, Any, Any]:
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[Any, Any, Any]:
     """(ids, attention mask, position ids), each (B, W) int64. Position ids count real tokens only, so a
     left-padded row sees the same positions as it would alone."""
     import torch
@@ -245,7 +245,7 @@ def score_token_ids(
     try:
         with torch.no_grad():
             for batch in bar(batches, desc="scoring", unit="batch", enabled=progress):
-                ids, mask, positions = _pad([pieces[i][1] for i in batch], pad_id, padding_side)
+                ids, mask, positions = pad_batch([pieces[i][1] for i in batch], pad_id, padding_side)
                 stats = _forward_stats(model, ids.to(device), mask.to(device), positions.to(device), chunk, compile,
                                        right_padded=padding_side == "right")
                 lp, mu, var = (t.double().cpu().numpy() for t in stats)

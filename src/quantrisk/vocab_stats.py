@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _block_stats(logits: Any, targets: Any, inplace: bool = False) -> tuple[Any, Any, Any]:
+def block_stats(logits: Any, targets: Any, inplace: bool = False) -> tuple[Any, Any, Any]:
     """The three statistics of one (T, V) block. `inplace` (eager only): `logits` is a scratch fp32 tensor
     the caller does not need again; it is overwritten, which saves two (T, V) allocations and passes."""
     import torch
@@ -51,11 +51,11 @@ _COMPILED: dict[str, Any] = {}
 
 def _kernel(device_type: str, compile: bool) -> Any:
     if not compile or device_type != "cuda":
-        return _block_stats
+        return block_stats
     if "cuda" not in _COMPILED:
         import torch
 
-        _COMPILED["cuda"] = torch.compile(_block_stats, dynamic=True)
+        _COMPILED["cuda"] = torch.compile(block_stats, dynamic=True)
     return _COMPILED["cuda"]
 
 
@@ -68,8 +68,8 @@ def vocab_stats(logits: Any, targets: Any, *, chunk: int = 4096, compile: bool =
     if logits.dim() != 2 or targets.dim() != 1 or logits.shape[0] != targets.shape[0]:
         raise ValueError(f"expected logits (T, V) and targets (T,), got {tuple(logits.shape)} and {tuple(targets.shape)}")
     fn = _kernel(logits.device.type, compile)
-    if inplace and fn is _block_stats:
-        parts = [_block_stats(logits[i : i + chunk], targets[i : i + chunk], True)
+    if inplace and fn is block_stats:
+        parts = [block_stats(logits[i : i + chunk], targets[i : i + chunk], True)
                  for i in range(0, logits.shape[0], chunk)]
     else:
         parts = [fn(logits[i : i + chunk], targets[i : i + chunk]) for i in range(0, logits.shape[0], chunk)]

@@ -9,7 +9,7 @@ projection's own token-major layout: query and key are rotated together as one (
 (rotate-half written as x * c + swapped(x) * s with per-position tables, so the backward pass writes both
 gradients in one kernel instead of stitching three), SDPA gets transposed *views* (its flash/cuDNN kernels take any
 head/sequence strides and return the output in the query's layout), and the output is reshaped without a copy.
-Four exact formulations were timed on an H100 (`benchmarks/gpu/neox_variants.py`); this one was fastest.
+Four exact formulations were timed on an H100 (`benchmarks/gpu/neox_variants.py` (commit e46e141)); this one was fastest.
 Attention is SDPA with `is_causal=True` and no mask (any attention_mask is ignored), so like `causal_attention.py`
 it is exact only for unpadded rows (packed pretraining); with a KV cache or without rotary inputs the module's own
 forward runs.

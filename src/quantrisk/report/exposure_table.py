@@ -1,6 +1,6 @@
 """The AUC x exposure x precision table of a privacy study on an exposure-regime zoo model, as Markdown and JSON.
 
-`python benchmarks/exposure_table.py DIR [--json OUT.json] [--md OUT.md]`: DIR is a `quantrisk privacy ... --out DIR`
+`python -m quantrisk.report.exposure_table DIR [--json OUT.json] [--md OUT.md]`: DIR is a `quantrisk privacy ... --out DIR`
 output (`DIR/metrics.json`) or a `quantrisk run` directory (`DIR/results.sqlite`, every model of the spec). One row
 per (model, attack, precision), one column per exposure k (members seen k times vs all non-members) and one for all
 members together, each cell "AUC [95% CI low, high]" (metrics `auc_by_exposure` and `auc`); then the paired

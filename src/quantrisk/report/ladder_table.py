@@ -1,10 +1,10 @@
-"""Issue 13's size ladder in one table: for each size's `benchmarks/gpu/issue13.sh` output folder (pretrain_base.json +
+"""Issue 13's size ladder in one table: for each size's output folder of `benchmarks/gpu/issue13.sh` (commit 925abd2) (pretrain_base.json +
 privacy_base/metrics.json), per precision: weight MB (held in memory / packed at the nominal bits), non-member NLL and the all-members AUC of each attack; then
 every "larger model quantized vs smaller model at full precision" pair (larger ≥ 1.5x the parameters, as the P4
 finding pairs them), with the differences in non-member NLL (quality; lower is better) and LOSS AUC (risk).
 NLL is nats per token, so it is compared only between sizes that share a tokenizer (same vocabulary size).
 
-  python benchmarks/ladder_table.py tiny=DIR small=DIR base=DIR large=DIR [--full bf16]
+  python -m quantrisk.report.ladder_table tiny=DIR small=DIR base=DIR large=DIR [--full bf16]
 """
 
 from __future__ import annotations
