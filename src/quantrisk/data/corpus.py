@@ -23,12 +23,10 @@ from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
 
-from quantrisk.data.code_units import (  # noqa: F401 - the shared pieces, also importable from here
-    EXCLUDED_DIRS,
+from quantrisk.data.code_units import (  # noqa: F401 - also importable from here, as before code_units.py
     UNIT_LIMITS,
     CodeSample,
     _functions,
-    _norm_dist,
     _python_files,
     canonical_corpus,
     parse_sources,
