@@ -14,13 +14,14 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "quantrisk"
 LAYERS: dict[str, tuple[str, ...]] = {
     "leaves": ("quantrisk", "quantrisk.errors", "quantrisk.results", "quantrisk.registry", "quantrisk.environment",
                "quantrisk.threads", "quantrisk.allocator", "quantrisk.progress", "quantrisk.quiet",
-               "quantrisk.runlock", "quantrisk.spec_yaml", "quantrisk.proportions", "quantrisk.run_display"),
+               "quantrisk.runlock", "quantrisk.spec_yaml", "quantrisk.proportions", "quantrisk.run_display",
+               "quantrisk.margins"),
     "numerics": ("quantrisk.stats", "quantrisk.scoring", "quantrisk.vocab_stats"),
     "data": ("quantrisk.data",),
     "backends": ("quantrisk.models.quantizers",),
     "precision": ("quantrisk.precision",),
     "models": ("quantrisk.models",),
-    "analysis": ("quantrisk.comparisons", "quantrisk.findings", "quantrisk.findings_trojan"),
+    "analysis": ("quantrisk.comparisons", "quantrisk.findings"),
     "studies": ("quantrisk.privacy", "quantrisk.trojan", "quantrisk.qattack"),
     "spec": ("quantrisk.config", "quantrisk.spec_studies"),
     "cells": ("quantrisk.cells", "quantrisk.qattack.cell"),
@@ -55,7 +56,6 @@ EXCEPTIONS: dict[str, tuple[str, ...]] = {
 }
 # circles owned by another change in flight (each must be gone by the time its change lands)
 KNOWN_CIRCLES: tuple[frozenset[str], ...] = (
-    frozenset({"quantrisk.findings", "quantrisk.findings_trojan"}),  # findings/ becomes a package (issue 24)
     frozenset({"quantrisk.qattack.constraints", "quantrisk.qattack.constraints.bnb",  # registry in __init__
                "quantrisk.qattack.constraints.quanto", "quantrisk.qattack.constraints.rtn",
                "quantrisk.qattack.constraints.torchao"}),

@@ -42,3 +42,24 @@ def test_clopper_pearson_closed_forms_at_the_edges():
     assert lo < wilson_ci(5, 10)[0] and hi > wilson_ci(5, 10)[1]  # exact interval is the wider one
     with pytest.raises(ValueError):
         clopper_pearson_ci(3, 2)
+
+
+def test_newcombe_paired_method_10_known_answer():
+    from quantrisk.proportions import newcombe_paired_diff_ci
+
+    # Fagerland, Lydersen & Laake (2017), ch. 8, Newcombe square-and-add (paired): (59, 6, 16, 80) -> -0.0621 (-0.1186, -0.0046)
+    d, lo, hi = newcombe_paired_diff_ci(59, 6, 16, 80)
+    assert d == pytest.approx(-10 / 161) and (lo, hi) == pytest.approx((-0.1186, -0.0046), abs=1e-4)
+    # no discordant pair at n = 20: not the point [0, 0] a bootstrap gives, but ±(1 - Wilson lower of 20/20)
+    d, lo, hi = newcombe_paired_diff_ci(20, 0, 0, 0)
+    assert d == 0 and hi == pytest.approx(1 - wilson_ci(20, 20)[0]) and hi > 0.16 and lo == -hi
+    assert newcombe_paired_diff_ci(0, 0, 0, 0)[1:] == (-1.0, 1.0)
+
+
+def test_newcombe_diff_ci_is_not_defined_at_n0_without_dividing_by_zero():
+    import math
+
+    d, lo, hi = newcombe_diff_ci(0, 0, 3, 10)
+    assert math.isnan(d) and (lo, hi) == (-1.0, 1.0)
+    with pytest.raises(ValueError):
+        newcombe_diff_ci(3, 2, 0, 1)

@@ -98,14 +98,16 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
 
     found = json.loads((tmp_path / "out" / "findings.json").read_text())
     assert [f["claim"] for f in found] == ["P1", "P2", "P3", "P4", "T1", "T2", "T3"]
-    assert all(set(f) == {"claim", "statement", "test", "effect", "ci", "p", "verdict", "why"} for f in found)
-    assert all(f["verdict"] in ("holds", "does not hold", "inconclusive") and f["why"] for f in found)
+    from quantrisk.report.headline import FINDING_KEYS
+
+    assert all(set(f) == set(FINDING_KEYS) for f in found)
+    assert all(f["verdict"] in ("holds", "does not hold", "inconclusive", "not testable") and f["why"] for f in found)
     head = md[md.index("## Headline"):md.index("## Privacy study")]
-    assert "| P1 | does not hold |" in head and "| T3 | holds |" in head  # the findings open the report (a table)
-    assert "0 of 20 outputs contain the payload" in head  # the fake clean fine-tune: 10 prompts x 2 DAP2
-    # one model: P4 needs two; the three-point correlation's exact p is at least 1/3
-    assert found[3]["verdict"] == "inconclusive" and "two models" in found[3]["why"]
-    assert found[2]["verdict"] == "inconclusive" and found[2]["p"] >= 1 / 3
+    assert "| P1 | inconclusive |" in head and "| T3 | inconclusive |" in head  # the findings open the report (a table)
+    assert "0 of 10 prompts (20 outputs) emit the payload" in head  # the fake clean fine-tune: 10 prompts x 2 DAP2
+    # one model: P4 needs two; the three points lack non-member NLL rows
+    assert found[3]["verdict"] == "not testable" and "two models" in found[3]["why"]
+    assert found[2]["verdict"] == "not testable"
 
 
 def test_html_structure_tables_scroll_and_details(tmp_path):

@@ -225,3 +225,22 @@ def test_within_group_correlation_removes_the_group_level():
     assert big.method.startswith("within-group permutation (2000")
     with pytest.raises(ValueError, match="at least 3"):
         within_group_correlation([1, 2, 3], [1, 2, 3], ["a", "b", "c"])
+
+
+def test_monte_carlo_permutation_p_is_never_zero():
+    from quantrisk.stats import within_group_correlation
+
+    # 12 points, one group: 12! > 2000 pairings, so random permutations; a perfect ranking is never matched by one
+    c = within_group_correlation(np.arange(12), np.arange(12), ["a"] * 12, n_resamples=2000)
+    assert c.method.startswith("within-group permutation") and c.p_value == pytest.approx(2 / 2001)
+
+
+def test_auc_se_matches_delong_variance_of_a_single_auc():
+    from quantrisk.stats import auc_se, delong_test
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(40), np.zeros(60)].astype(int)
+    s = rng.normal(size=100) + y
+    # DeLong's Var(A − B) with B constant (every score tied: V10 = V01 = 1/2) is Var(A)
+    d = delong_test(s, np.zeros(100), y)
+    assert auc_se(s, y) == pytest.approx(d.se, rel=1e-12)

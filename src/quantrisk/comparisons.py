@@ -19,7 +19,7 @@ from quantrisk.results import MetricRow
 from quantrisk.stats import TprAt, delong_test, fast_auc, holm, paired_bootstrap_diff
 
 FULL_PRECISION_ORDER: tuple[str, ...] = ("fp32", "bf16", "fp16")
-PAIRED_METRICS: tuple[str, ...] = ("delta_auc", "delong_p", "delong_p_holm", "delta_tpr@1%fpr")
+PAIRED_METRICS: tuple[str, ...] = ("delta_auc", "delong_se", "delong_p", "delong_p_holm", "delta_tpr@1%fpr")
 
 
 def baseline_precision(precisions: Iterable[str]) -> str | None:
@@ -48,6 +48,8 @@ def paired_comparisons(
     every attack in `attacks`: on the samples both precisions scored,
 
     - `delta_auc` = AUC(precision) − AUC(baseline) with its paired stratified bootstrap CI (`n_resamples`, `seed`),
+    - `delong_se`: DeLong's standard error of that difference (the findings build their family-adjusted intervals
+      from it),
     - `delong_p`: DeLong's two-sided p-value of that difference, and `delong_p_holm`: Holm-adjusted over all the
       precisions × attacks of the (model, seed) group,
     - `delta_tpr@1%fpr` = TPR@1%FPR(precision) − TPR@1%FPR(baseline) with its paired bootstrap CI.
@@ -82,6 +84,7 @@ def paired_comparisons(
                 d_tpr = paired_bootstrap_diff(TprAt(0.01), sa, sb, y, n_resamples=n_resamples, seed=seed)
                 dl = delong_test(sa, sb, y)
                 out.append(MetricRow("delta_auc", d_auc.value, dict(labels), d_auc.low, d_auc.high))
+                out.append(MetricRow("delong_se", dl.se, dict(labels)))
                 family.append(MetricRow("delong_p", dl.p_value, dict(labels)))
                 out.append(MetricRow("delta_tpr@1%fpr", d_tpr.value, dict(labels), d_tpr.low, d_tpr.high))
         adjusted = holm([m.value for m in family])

@@ -257,6 +257,21 @@ def delong_test(scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike) -> 
     return DeLong(float(aucs[0]), float(aucs[1]), delta, math.sqrt(max(var, 0.0)), float(z), p)
 
 
+def auc_se(scores: ArrayLike, labels: ArrayLike) -> float:
+    """Standard error of one ROC-AUC by DeLong's structural components (DeLong et al. 1988): with m members and n
+    non-members, Var = Var(V10)/m + Var(V01)/n (sample variances, ddof 1; see `delong_test`)."""
+    from scipy.stats import rankdata
+
+    s, y = _check(scores, labels)
+    x, yy = s[y == 1], s[y == 0]
+    m, n = x.size, yy.size
+    tz = rankdata(np.concatenate([x, yy]))
+    v10 = (tz[:m] - rankdata(x)) / n
+    v01 = 1.0 - (tz[m:] - rankdata(yy)) / m
+    var = (float(np.var(v10, ddof=1)) / m if m > 1 else 0.0) + (float(np.var(v01, ddof=1)) / n if n > 1 else 0.0)
+    return math.sqrt(max(var, 0.0))
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm (1979) step-down adjusted p-values, in the input order: sort the m p-values ascending,
     p_adj(i) = max_{j ≤ i} min(1, (m − j + 1)·p(j)). NaNs stay NaN and do not count in m.
@@ -367,8 +382,8 @@ def within_group_correlation(x: ArrayLike, y: ArrayLike, groups: Sequence[str], 
     """Pooled correlation with the group (e.g. model) as a fixed effect: x and y are (ranked within each
     group when `rank`, then) centred within each group and correlated, so differences between groups'
     levels do not count. p-value: two-sided, y permuted within groups only — exact when the product of
-    the groups' n_g! is ≤ `n_resamples`, else `n_resamples` seeded random within-group permutations
-    (method says which). Groups with one point carry no within-group information and are dropped."""
+    the groups' n_g! is ≤ `n_resamples`, else `n_resamples` = N seeded random within-group permutations with
+    p = min(1, 2·(b + 1)/(N + 1)), b = the smaller tail count (never 0; Phipson & Smyth 2010) (method says which). Groups with one point carry no within-group information and are dropped."""
     from scipy.stats import rankdata
 
     a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -404,5 +419,9 @@ def within_group_correlation(x: ArrayLike, y: ArrayLike, groups: Sequence[str], 
         method = f"within-group permutation ({n_resamples} random)"
     r = yc[perms] @ xc
     tol = 1e-12
-    p = min(1.0, 2 * min(float((r >= r0 - tol).mean()), float((r <= r0 + tol).mean())))
+    ge, le = int((r >= r0 - tol).sum()), int((r <= r0 + tol).sum())
+    if n_exact <= n_resamples:
+        p = min(1.0, 2 * min(ge, le) / r.size)
+    else:  # Monte-Carlo: the observed pairing counts as one of N + 1 (Phipson & Smyth 2010), so p is never 0
+        p = min(1.0, 2 * (min(ge, le) + 1) / (r.size + 1))
     return Correlation(r0, p, int(xc.size), method)

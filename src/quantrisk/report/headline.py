@@ -12,7 +12,8 @@ from quantrisk.report.tables import bits_of, rate_delta, trojan_baseline, trojan
 from quantrisk.store import Store
 
 # Finding dicts (from the findings module, or RUN/report/findings.json) carry these keys.
-FINDING_KEYS: tuple[str, ...] = ("claim", "statement", "test", "effect", "ci", "p", "verdict", "why")
+FINDING_KEYS: tuple[str, ...] = ("claim", "statement", "test", "effect", "ci", "p", "verdict", "why", "n_seeds", "ci_label",
+                                 "utility")
 
 
 @dataclass(frozen=True)
