@@ -32,11 +32,20 @@ def _privacy(model, prec, scores: dict[str, np.ndarray], y, nll=2.0, codebleu=No
     return metrics, samples
 
 
-def _rows(cells, trojan=(), summary=True, extra_metrics=()):
-    metrics, samples = list(extra_metrics), []
+def _blind(model, seed="0", auc=0.51, ci=(0.46, 0.56), baseline="length_chars"):
+    return _metric("blind_auc", auc, kind="privacy-blind", ci=ci, model=model, seed=seed, baseline=baseline)
+
+
+def _rows(cells, trojan=(), summary=True, extra_metrics=None):
+    """RunRows of these cells with their summary; `extra_metrics` (default: a blind baseline that passes for every
+    (model, seed))."""
+    metrics, samples = [], []
     for m, s in cells:
         metrics += m
         samples += s
+    if extra_metrics is None:
+        extra_metrics = [_blind(mo, se) for mo, se in {(x["labels"]["model"], x["labels"]["seed"]) for x in metrics}]
+    metrics += list(extra_metrics)
     rows = RunRows(metrics, samples, list(trojan), n_resamples=200)
     if summary:
         attacks = list(dict.fromkeys(m["labels"]["attack"] for m in metrics if m["name"] == "auc"))
@@ -93,7 +102,7 @@ def _paired_summary(model_effects, se, p_holm, n=2000):
               {"name": "delong_p", "value": p_holm, "ci_low": None, "ci_high": None, "labels": lab},
               {"name": "delong_p_holm", "value": p_holm, "ci_low": None, "ci_high": None, "labels": lab}]
     metrics = [_metric("auc", 0.8, ci=(0.75, 0.85), attack="zlib", model=mo, precision="fp32", seed="0")
-               for mo in model_effects]
+               for mo in model_effects] + [_blind(mo) for mo in model_effects]
     return RunRows(metrics, [], [], s)
 
 
@@ -111,11 +120,12 @@ def test_p1_controls_error_across_models():
 
 def test_p1_is_not_testable_when_the_set_fails_the_blind_check_or_the_attack_has_no_signal():
     cells = [_privacy("m", "fp32", {"zlib": STRONG}, Y), _privacy("m", "quanto-int4", {"zlib": WEAK}, Y)]
-    blind = [_metric("blind_auc", 0.59, kind="privacy-blind", ci=(0.56, 0.62), model="m", seed="0", baseline="chars_per_token")]
+    blind = [_blind("m", auc=0.59, ci=(0.56, 0.62), baseline="chars_per_token")]
     f = CLAIMS["P1"](_rows(cells, extra_metrics=blind))
     assert f.verdict == "not testable" and "fails the blind check" in f.why and "chars_per_token" in f.why
-    ok_blind = [_metric("blind_auc", 0.51, kind="privacy-blind", ci=(0.46, 0.56), model="m", seed="0", baseline="length")]
-    assert CLAIMS["P1"](_rows(cells, extra_metrics=ok_blind)).verdict == "holds"
+    assert CLAIMS["P1"](_rows(cells)).verdict == "holds"  # a blind AUC 0.51 [0.46, 0.56] passes
+    none = CLAIMS["P1"](_rows(cells, extra_metrics=[]))
+    assert none.verdict == "not testable" and "no blind baselines" in none.why
     noise = RNG.normal(size=300)
     flat = _rows([_privacy("m", "fp32", {"zlib": noise}, Y), _privacy("m", "quanto-int4", {"zlib": noise * 0.9}, Y)])
     g = CLAIMS["P1"](flat)
@@ -329,6 +339,11 @@ def test_from_store_reads_the_latest_summary_cell(tmp_path):
                                                                     x["ci_high"]) for x in m], s))
             ids.append(c.id)
         assert CLAIMS["P1"](RunRows.from_store(st)).why == NO_SUMMARY
+        blind = Cell("privacy-blind", {"model": "m", "seed": 0})
+        st.add_cells([blind])
+        st.write_result(blind.id, StudyResult("privacy-blind", [MetricRow("blind_auc", 0.5, {"model": "m", "seed": "0",
+                                                                                           "baseline": "length_chars"},
+                                                                          0.45, 0.55)]))
         summary = Cell("privacy-summary", {"attacks": ["zlib"]}, tuple(ids))
         st.add_cells([summary])
         st.write_result(summary.id, summarize([m for i in ids for m in st.metric_rows(i)],

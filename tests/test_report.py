@@ -103,7 +103,8 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
     assert all(set(f) == set(FINDING_KEYS) for f in found)
     assert all(f["verdict"] in ("holds", "does not hold", "inconclusive", "not testable") and f["why"] for f in found)
     head = md[md.index("## Headline"):md.index("## Privacy study")]
-    assert "| P1 | inconclusive |" in head and "| T3 | inconclusive |" in head  # the findings open the report (a table)
+    assert "| P1 | not testable |" in head and "| T3 | inconclusive |" in head  # the findings open the report (a table)
+    assert "no blind baselines were computed" in head  # the fake store has no privacy-blind cell
     assert "0 of 10 prompts (20 outputs) emit the payload" in head  # the fake clean fine-tune: 10 prompts x 2 DAP2
     # one model: P4 needs two; the three points lack non-member NLL rows
     assert found[3]["verdict"] == "not testable" and "two models" in found[3]["why"]

@@ -91,7 +91,9 @@ def privacy_gate(rows: RunRows, attack: str | None) -> tuple[set[tuple[str, str]
                 + f" (margin ±{BLIND_MARGIN} around 0.5, or ≥ the attack's {fmt(a['value'])})")
             continue
         if not blind.get(key):
-            notes.append(f"{who}: no blind baselines stored (blind check not run)")
+            notes.append(f"{who}: no blind baselines were computed for this set (an older run: rerun its spec), so "
+                         "the set cannot be shown fit")
+            continue
         ok.add(key)
     return ok, notes
 
