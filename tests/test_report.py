@@ -165,13 +165,15 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
         (with_paired,) = privacy_headlines(st, paired_rows=[paired])
     # no paired rows: zlib fp32 0.80 [0.75, 0.85] vs rtn-w2g64 0.55 [0.50, 0.60]: Δ -0.25, half-width sqrt(2) x 0.05
     assert unpaired.line().startswith("privacy · pythia-tiny: baseline fp32: zlib AUC 0.800 [0.750, 0.850]; largest change "
-                                      "rtn-w2g64 (2 bit) zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx.). rtn-w2g64 "
-                                      "lowered the zlib AUC from 0.800 to 0.550 and the CI excludes 0.")
-    assert "zlib ΔAUC -0.200 [-0.260, -0.150] (paired)" in with_paired.change  # a stored paired Δ is used as is
+                                      "rtn-w2g64 (2 bit) zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx., unadjusted "
+                                      "95% CI); utility: ΔCodeBLEU -0.2. rtn-w2g64 lowered the zlib AUC from 0.800 to "
+                                      "0.550 and the CI excludes 0, at a utility cost of ΔCodeBLEU -0.2.")
+    assert "zlib ΔAUC -0.200 [-0.260, -0.150] (paired, unadjusted 95% CI)" in with_paired.change  # stored paired Δ as is
     d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
     assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.00 [0.72, 1.00] n=10" in head
-    assert f"DAP2 rtn-w2g64 (2 bit) ΔASR {d:+.2f} [{dlo:+.2f}, {dhi:+.2f}]" in head
-    assert "rtn-w2g64 inference removed most of the backdoor: ASR 1.00 → 0.20" in head
+    assert f"DAP2 rtn-w2g64 (2 bit) ΔASR {d:+.2f} [{dlo:+.2f}, {dhi:+.2f}] (unpaired, unadjusted 95% CI)" in head
+    assert ("rtn-w2g64 inference weakened the backdoor: ASR 1.00 → 0.20, CI excludes 0; its clean-input utility was "
+            "not measured") in head and "removed" not in head
     assert "Kept it (CI includes 0): int8-dynamic." in head
     assert "The clean fine-tune emits the payload on at most 0% of triggered inputs at any DAP2 (never)." in head
 

@@ -1,6 +1,10 @@
-"""The report's first screen: per study, the baseline, the largest change against it with its 95% CI, and one
-sentence; plus the Findings (claims with verdicts) when the run has them. The same lines end `demo`, `run` and
-`report` on the terminal (`headline_lines`)."""
+"""The report's first screen: per study, the baseline, the largest change against it with its (unadjusted) 95% CI
+and the utility change of the same cell, and one sentence; plus the Findings (claims with verdicts) when the run has
+them. The same lines end `demo`, `run` and `report` on the terminal (`headline_lines`).
+
+A risk change is never told without its utility: a precision whose utility collapsed past the margins of
+`quantrisk.margins` (non-member NLL; clean-input EX/EM, output length) is called degraded, and no sentence says a
+precision "lowered" a risk or weakened a backdoor without saying what it cost the model; none says "removed"."""
 
 from __future__ import annotations
 
@@ -51,6 +55,23 @@ def _mean_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[
     return out
 
 
+def _privacy_utility(store: Store, model: str, precision: str, base: str) -> tuple[str, bool]:
+    """(text, degraded) of the utility change at (model, precision) vs `base`: Δ non-member NLL and ΔCodeBLEU
+    (means over seeds)."""
+    from quantrisk.margins import DEGRADED_NLL
+
+    parts, degraded = [], False
+    for name, label, unit in (("nonmember_nll", "ΔNLL", " nats/token"), ("codebleu", "ΔCodeBLEU", "")):
+        v = _mean_rows(store.metrics(kind="privacy", name=name), ("model", "precision"))
+        if (model, precision) in v and (model, base) in v:
+            delta = v[(model, precision)][0] - v[(model, base)][0]
+            parts.append(f"{label} {delta:+.3g}{unit}")
+            degraded = degraded or (name == "nonmember_nll" and delta > DEGRADED_NLL)
+    if degraded:
+        parts.append("degraded")
+    return (", ".join(parts) if parts else "not measured"), degraded
+
+
 def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = None) -> list[Headline]:
     """Per model: the baseline (highest-bit precision) AUC of the strongest attack, and the (precision, attack) whose
     AUC moved most against the baseline. The Δ's CI is the stored paired one (`delta_auc`) when the run has it,
@@ -89,14 +110,21 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
                                 "Add precisions to compare against the baseline."))
             continue
         _, p, a, d, dlo, dhi, how, b, val = max(deltas, key=lambda t: (t[0], -bits_of(t[1])))
-        ci = f" {_ci(dlo, dhi, True)} ({how})" if dlo is not None else " (no CI)"
-        change = f"{p} ({bits_of(p)} bit) {a} ΔAUC {_f(d, True)}{ci}"
+        ci = f" {_ci(dlo, dhi, True)} ({how}, unadjusted 95% CI)" if dlo is not None else " (no CI)"
+        util, degraded = _privacy_utility(store, model, p, base)
+        change = f"{p} ({bits_of(p)} bit) {a} ΔAUC {_f(d, True)}{ci}; utility: {util}"
         if dlo is not None and (dlo > 0 or dhi < 0):
-            verb = "raised" if d > 0 else "lowered"
-            sentence = f"{p} {verb} the {a} AUC from {_f(b)} to {_f(val)} and the CI excludes 0."
+            if degraded:
+                sentence = (f"{p} moved the {a} AUC from {_f(b)} to {_f(val)}, but it broke the model ({util}): a "
+                            "degraded model, not a lower risk.")
+            elif d > 0:
+                sentence = f"{p} raised the {a} AUC from {_f(b)} to {_f(val)} and the CI excludes 0 ({util})."
+            else:
+                sentence = (f"{p} lowered the {a} AUC from {_f(b)} to {_f(val)} and the CI excludes 0, at a utility "
+                            f"cost of {util}.")
         else:
             sentence = (f"No precision moved MI AUC distinguishably: the largest change ({p}, {a}) has a CI that "
-                        "includes 0." if dlo is not None else f"{p} moved the {a} AUC from {_f(b)} to {_f(val)}.")
+                        "includes 0." if dlo is not None else f"{p} moved the {a} AUC from {_f(b)} to {_f(val)} ({util}).")
         n_other = sum(1 for t in deltas if t[4] is not None and t[4] <= 0 <= t[5] and (t[1], t[2]) != (p, a))
         if n_other:
             sentence += f" {n_other} of the other {len(deltas) - 1} (precision, attack) changes have CIs that include 0."
@@ -104,10 +132,38 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
     return out
 
 
+def _paired_asr(samples: list[dict[str, Any]], key: tuple[str, ...], base: tuple[str, ...]
+                ) -> tuple[float, float, float] | None:
+    """(ΔASR, low, high) of cell `key` minus cell `base` on the triggered prompts both answered, Newcombe's paired
+    95% interval (`proportions.newcombe_paired_diff_ci`); None without per-prompt rows."""
+    from quantrisk.proportions import newcombe_paired_diff_ci
+
+    def hits(k: tuple[str, ...]) -> dict[str, bool]:
+        return {str(r["prompt_id"]): bool(r.get("payload")) for r in samples
+                if r.get("input") == "triggered" and "payload" in r and "prompt_id" in r
+                and tuple(str(r.get(f, "")) for f in ("model", "kind", "dap1", "dap2", "seed")) == k}
+
+    a, b = hits(key), hits(base)
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return None
+    both = sum(a[i] and b[i] for i in ids)
+    first = sum(a[i] and not b[i] for i in ids)
+    second = sum(b[i] and not a[i] for i in ids)
+    return newcombe_paired_diff_ci(both, first, second, len(ids) - both - first - second)
+
+
 def trojan_headlines(store: Store) -> list[Headline]:
     """Per (model, kind, DAP1, seed): the baseline cell's ASR (DAP1 = DAP2 = full precision) and the DAP2 whose ASR
-    moved most against it, with Newcombe's 95% CI of the difference; clean fine-tunes get their largest ASR."""
+    moved most against it, with Newcombe's paired 95% interval on the same prompts (the independent-samples one,
+    labelled, when the store has no per-prompt rows) and the clean-input utility of that cell (EX, EM, output length;
+    degraded past `quantrisk.margins`); clean fine-tunes get their largest ASR."""
+    from quantrisk.findings import RunRows
+    from quantrisk.findings.trojan import trojan_utility
+
     cells = trojan_cells(store)
+    samples = [r for _, r in store.samples(kind="trojan")]
+    rows = RunRows([], [], samples)
     groups: dict[tuple[str, str, str, str], list[tuple[str, ...]]] = defaultdict(list)
     for k in cells:
         groups[(k[0], k[1], k[2], k[4])].append(k)
@@ -122,22 +178,37 @@ def trojan_headlines(store: Store) -> list[Headline]:
         baseline = (f"{base[3]}→{base[3]}: ASR {_f(b['value'], digits=2)}"
                     + (f" {_ci(b['ci_low'], b['ci_high'], digits=2)}" if b["ci_low"] is not None else "")
                     + (f" n={int(n)}" if n else ""))
-        deltas = [(k, rate_delta(cells, k, "asr", "triggered")) for k in keys if k != base and k[2] == d1]
-        deltas = [(k, d) for k, d in deltas if d is not None]
+        deltas = []
+        for k in keys:
+            if k == base or k[2] != d1:
+                continue
+            paired = _paired_asr(samples, k, base)
+            d = paired if paired is not None else rate_delta(cells, k, "asr", "triggered")
+            if d is not None:
+                deltas.append((k, d, "paired" if paired is not None else "unpaired"))
         if not deltas:
             out.append(Headline("trojan", subject, baseline, "none (no other DAP2)", "Add DAP2 precisions to compare."))
             continue
-        k, (d, lo, hi) = max(deltas, key=lambda t: (abs(t[1][0]), -bits_of(t[0][3])))
+        k, (d, lo, hi), how = max(deltas, key=lambda t: (abs(t[1][0]), -bits_of(t[0][3])))
         val = cells[k]["asr"]["value"]
-        change = f"DAP2 {k[3]} ({bits_of(k[3])} bit) ΔASR {_f(d, True, 2)} {_ci(lo, hi, True, 2)}"
-        kept = [x[3] for x, (dd, ll, hh) in deltas if ll <= 0 <= hh]
+        util = trojan_utility(rows, model, d1, k[3], [seed], kind=kind)
+        measured = util.ex is not None or util.em is not None or util.steps is not None
+        change = (f"DAP2 {k[3]} ({bits_of(k[3])} bit) ΔASR {_f(d, True, 2)} {_ci(lo, hi, True, 2)} "
+                  f"({how}, unadjusted 95% CI); utility: {util.text() if measured else 'not measured'}")
+        kept = [x[3] for x, (dd, ll, hh), _ in deltas if ll <= 0 <= hh]
+        asr = f"ASR {_f(b['value'], digits=2)} → {_f(val, digits=2)}"
         if kind != "poisoned":
             top = max([cells[x]["asr"]["value"] for x in keys])
             sentence = (f"The clean fine-tune emits the payload on at most {top:.0%} of triggered inputs at any DAP2"
                         + (" (never)." if top == 0 else "."))
+        elif (lo > 0 or hi < 0) and util.degraded:
+            sentence = (f"{k[3]} inference broke the model ({util.text()}): {asr} comes with a degraded model, not a "
+                        "removed backdoor.")
         elif lo > 0 or hi < 0:
-            verb = "removed most of" if val < b["value"] / 2 and d < 0 else ("weakened" if d < 0 else "strengthened")
-            sentence = f"{k[3]} inference {verb} the backdoor: ASR {_f(b['value'], digits=2)} → {_f(val, digits=2)}, CI excludes 0."
+            verb = "weakened" if d < 0 else "strengthened"
+            cost = (f"clean-input utility {util.text()}" if measured else
+                    "its clean-input utility was not measured, so this is no evidence the model still works")
+            sentence = f"{k[3]} inference {verb} the backdoor: {asr}, CI excludes 0; {cost}."
         else:
             sentence = "No inference precision changed ASR distinguishably (every CI includes 0)."
         if kind == "poisoned" and kept:
@@ -161,16 +232,21 @@ def finding_evidence(f: dict[str, Any]) -> str:
 
 
 def finding_line(f: dict[str, Any], with_test: bool = False) -> str:
-    """`P1 holds: quantization lowers MI risk — why (effect -0.25, CI [-0.3, -0.2], p 0.003)`; `with_test` adds the
+    """`P1 holds: quantization lowers MI risk — why (effect -0.25; 95% CI [-0.3, -0.2]; p 0.003; n_seeds 3; utility
+    ΔNLL +0.01 nats/token)`, the interval as the finding labels it (simultaneous or unadjusted); `with_test` adds the
     test used (the report has room for it, the terminal does not)."""
     bits = []
     if f.get("effect") is not None:
         bits.append(f"effect {_num(f['effect'])}")
     ci = f.get("ci")
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        bits.append(f"CI [{_num(ci[0])}, {_num(ci[1])}]")
+        bits.append(f"{f.get('ci_label') or 'CI'} [{_num(ci[0])}, {_num(ci[1])}]")
     if f.get("p") is not None:
         bits.append(f"p {_num(f['p'])}")
+    if f.get("n_seeds"):
+        bits.append(f"n_seeds {f['n_seeds']}")
+    if f.get("utility"):
+        bits.append(f"utility {f['utility']}")
     if with_test and f.get("test"):
         bits.insert(0, f"test: {f['test']}")
     why = f" — {f['why']}" if f.get("why") else ""
