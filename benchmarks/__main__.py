@@ -3,7 +3,8 @@
 Benchmarks: loading (load seconds and weight bytes per precision); scoring (MI scoring engine vs a
 per-sample loop; the share of the measured matmul peak); generation (batched greedy vs one prompt
 at a time); scaling (scoring seconds vs samples and model size); pretraining (tokens/s and MFU of the
-packed pretraining loop per zoo size).
+packed pretraining loop per zoo size); verdicts (operating characteristics of the Findings' decision rules on
+simulated rows, no model).
 Others register themselves in BENCHMARKS below as they are written.
 """
 
@@ -129,8 +130,15 @@ def _pretraining(args: argparse.Namespace, extra: list[str], command: str) -> li
                            loss=o.loss, compile_mode=o.compile_mode, sdpa_backend=o.sdpa_backend, profile=o.profile)
 
 
+def _verdicts(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:
+    from benchmarks import verdicts
+    from benchmarks.harness import machine, versions
+
+    return verdicts.run(extra, command, machine("cpu"), versions())
+
+
 BENCHMARKS = {"loading": _loading, "scoring": _scoring, "generation": _generation, "scaling": _scaling,
-              "pretraining": _pretraining}
+              "pretraining": _pretraining, "verdicts": _verdicts}
 
 if __name__ == "__main__":
     sys.exit(main())
