@@ -351,3 +351,11 @@ def test_from_store_reads_the_latest_summary_cell(tmp_path):
         rows = RunRows.from_store(st)
     assert {m["name"] for m in rows.summary} >= {"best_attack_auc", "delta_auc", "delong_se", "delong_p_holm"}
     assert CLAIMS["P1"](rows).verdict == "holds"
+
+
+def test_simulated_rules_rarely_reach_the_wrong_conclusion():
+    from benchmarks.verdicts import simulate
+
+    # the demo's shape (3 seeds, 48 prompts): a null ΔASR never "holds"; a shift at the margin never "does not hold"
+    assert simulate("T1", 0.0, 20, 3)["holds"] == 0
+    assert simulate("T2", MARGINS["ps_relative"].value, 20, 3)["does not hold"] == 0

@@ -92,7 +92,7 @@ def paired_table(rows: RunRows) -> Table | None:
         return None if m is None else f"{m['value']:+.3f}\u00a0[{m['ci_low']:+.3f},\u00a0{m['ci_high']:+.3f}]"
 
     out = Table("Paired comparisons against the full-precision baseline (same samples)",
-                ["model", "seed", "precision", "attack", "baseline", "ΔAUC [95% CI]", "DeLong p", "p (Holm)",
+                ["model", "seed", "precision", "attack", "baseline", "ΔAUC [95% CI, unadjusted]", "DeLong p", "p (Holm)",
                  "ΔTPR@1%FPR [95% CI]"])
     for key, m in sorted(got.items()):
         out.rows.append([*key, ci(m.get("delta_auc")), m.get("delong_p", {}).get("value"),
