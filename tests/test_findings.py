@@ -278,6 +278,11 @@ def test_t2_never_credits_a_shift_of_a_broken_model_or_a_longer_output():
     assert CLAIMS["T2"](longer).verdict != "holds"
 
 
+def test_t2_a_constant_shift_has_a_finite_p():
+    f = CLAIMS["T2"](_t2_rows(0.5, 0.0, n=48))  # every prompt's sum up by exactly 0.5 (~33%), the per-step mean too
+    assert f.verdict == "holds" and f.p == 0.0
+
+
 def test_t2_says_not_testable_without_the_summed_signal():
     rows = _t2_rows(1.0, 0.1, n=48)
     for r in rows.trojan:

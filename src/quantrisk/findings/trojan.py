@@ -269,7 +269,10 @@ def _relative_shift(sig: dict[Group, dict[str, dict[str, float]]], key: tuple[st
     se = float(d.std(ddof=1)) / math.sqrt(d.size) / scale
     half = float(t.ppf(1 - (1 - level) / 2, d.size - 1)) * se
     est, lo, hi = seed_interval(est, (est - half, est + half), effects if len(effects) >= 2 else [], level)
-    p = 1.0 if not np.any(d) else float(ttest_1samp(d, 0.0).pvalue)
+    if float(np.ptp(d)) <= 1e-9 * max(1.0, float(np.abs(d).max())):  # a constant change: the t test is undefined
+        p = 1.0 if abs(float(d.mean())) <= 1e-12 else 0.0
+    else:
+        p = float(ttest_1samp(d, 0.0).pvalue)
     return est, lo, hi, p, int(d.size)
 
 
