@@ -17,14 +17,15 @@ def _metric(name, value, kind="privacy", ci=(None, None), **labels):
     return {"name": name, "value": float(value), "ci_low": ci[0], "ci_high": ci[1], "labels": labels, "kind": kind}
 
 
-def _privacy(model, prec, scores: dict[str, np.ndarray], y, nll=2.0, codebleu=None, size=2.0, seed="0"):
+def _privacy(model, prec, scores: dict[str, np.ndarray], y, nll=2.0, codebleu=None, size=2.0, seed="0", nll_ci=None):
     """Metric rows (AUC with its bootstrap CI, non-member NLL) + per-sample rows of one privacy cell."""
     lab = {"model": model, "precision": prec, "seed": seed}
     metrics = []
     for a, s in scores.items():
         ci = bootstrap_ci(fast_auc, s, y, n_resamples=200)
         metrics.append(_metric("auc", ci.value, ci=(ci.low, ci.high), attack=a, **lab))
-    metrics += [_metric("fp16_weight_mb", size, **lab), _metric("nonmember_nll", nll, **lab)]
+    metrics += [_metric("fp16_weight_mb", size, **lab),
+                _metric("nonmember_nll", nll, ci=(nll - nll_ci, nll + nll_ci) if nll_ci else (None, None), **lab)]
     if codebleu is not None:
         metrics.append(_metric("codebleu", codebleu, **lab))
     samples = [{"kind": "mi", "sample_id": f"s{i}", "label": int(y[i]), **lab, **{a: float(s[i]) for a, s in scores.items()}}
@@ -197,6 +198,20 @@ def test_p4_holds_as_its_text_says_not_riskier_and_not_worse_quality():
     risky = _privacy("big", "quanto-int4", {"zlib": base + 1.5 * Y, "loss": loss_big}, Y, size=8.0)
     assert CLAIMS["P4"](_rows([small, big_fp, risky])).verdict == "does not hold"
     assert CLAIMS["P4"](_rows([small])).verdict == "not testable"
+
+
+def test_p4_without_loss_scores_uses_the_stored_nll_with_its_ci_and_says_so():
+    rng = np.random.default_rng(6)
+    base = rng.normal(size=300) + 1.0 * Y
+    small = _privacy("small", "fp32", {"zlib": base}, Y, nll=2.3, nll_ci=0.05, size=2.0, codebleu=0.2)
+    big_q = _privacy("big", "quanto-int4", {"zlib": base + 0.05 * rng.normal(size=300)}, Y, nll=1.8, nll_ci=0.05,
+                     size=8.0, codebleu=0.3)
+    big_fp = _privacy("big", "fp32", {"zlib": base}, Y, nll=1.79, size=8.0)
+    f = CLAIMS["P4"](_rows([small, big_fp, big_q]))
+    assert f.verdict == "holds" and f.effect == pytest.approx(0.5)
+    assert "stored non-member NLL rows (unpaired" in f.why and "ΔCodeBLEU +0.1" in f.why
+    no_ci = _privacy("small", "fp32", {"zlib": base}, Y, nll=2.3, size=2.0)
+    assert CLAIMS["P4"](_rows([no_ci, big_fp, big_q])).verdict == "not testable"
 
 
 # ------------------------------------------------------------------ trojan

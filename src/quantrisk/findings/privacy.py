@@ -375,6 +375,8 @@ def p4_larger_quantized_beats_smaller_full(rows: RunRows) -> Finding:
                           + ", ".join(f"{k}: {v:.2f} MB fp16" for k, v in sorted(mb.items())) + ")")
     ok, notes = privacy_gate(rows, attack)
     scores, loss = _mi_scores(rows.privacy, attack), _mi_scores(rows.privacy, "loss")
+    nll_rows = {(_lab(x, "model"), _lab(x, "precision"), _lab(x, "seed")): x for x in rows.named("nonmember_nll", "privacy")}
+    quality_how: set[str] = set()
     pairs: dict[str, list[tuple[str, tuple[float, float], tuple[float, float], int]]] = defaultdict(list)
     util: dict[str, tuple[str, bool]] = {}
     for big, small in ((b, s) for b in mb for s in mb if mb[b] >= MIN_SIZE_RATIO * mb[s]):
@@ -386,16 +388,20 @@ def p4_larger_quantized_beats_smaller_full(rows: RunRows) -> Finding:
             if (big, seed) not in ok or (small, seed) not in ok:
                 continue
             got = _p4_seed(scores[(big, prec, seed)], scores[(small, base, seed)], loss.get((big, prec, seed)),
-                           loss.get((small, base, seed)))
+                           loss.get((small, base, seed)), nll_rows.get((big, prec, seed)), nll_rows.get((small, base, seed)))
             if got is None:
                 continue
+            if got[3]:
+                quality_how.add(got[3])
+            got = got[:3]
             where = f"{big}@{prec} vs {small}@{base}"
             pairs[where].append((seed, *got))
             if big_base is not None:
                 util[where] = privacy_utility(rows, big, prec, big_base, [s for s, *_ in pairs[where]])
     if not pairs:
         return untestable("P4", statement, test, "no (larger quantized, smaller full-precision) pair with ≥ "
-                          f"{MIN_PAIRED} shared samples and per-sample loss scores" + (f"; {_gate_note(notes)}" if notes else ""))
+                          f"{MIN_PAIRED} shared samples and a quality measure (per-sample loss scores, or "
+                          "non-member NLL rows with a CI)" + (f"; {_gate_note(notes)}" if notes else ""))
     good = {w: v for w, v in pairs.items() if not util.get(w, ("", False))[1]}
     level = family_level(len(good))
     comps, classes, risk_txt = [], [], []
@@ -417,25 +423,47 @@ def p4_larger_quantized_beats_smaller_full(rows: RunRows) -> Finding:
         return untestable("P4", statement, test, "every larger quantized model is degraded: "
                           + "; ".join(describe(c) for c in deg))
     f = decide("P4", statement, test, comps, mq, +1, holm([c.p for c in comps]), degraded=deg, classes=classes,
-               extra="; ".join(x for x in ("risk: " + "; ".join(risk_txt), _gate_note(notes)) if x))
+               extra="; ".join(x for x in ("risk: " + "; ".join(risk_txt), "; ".join(sorted(quality_how)),
+                                           _cb_note(rows, good), _gate_note(notes)) if x))
     f.ci_label = ci_label(len(comps)) + " of Δquality (nats/token)"
     return f
 
 
+def _cb_note(rows: RunRows, pairs: dict[str, Any]) -> str:
+    """ΔCodeBLEU (larger quantized − smaller full precision, mean over seeds) of each pair, beside the NLL."""
+    cb = _per_cell(rows, "codebleu")
+    out = []
+    for where in sorted(pairs):
+        (big, bp), (small, sp) = (x.split("@", 1) for x in where.split(" vs "))
+        d = [cb[(big, bp, s)] - cb[(small, sp, s)] for (m, p, s) in cb if (m, p) == (big, bp) and (small, sp, s) in cb]
+        if d:
+            out.append(f"{where}: ΔCodeBLEU {float(np.mean(d)):+.3g}")
+    return ("CodeBLEU beside it (not deciding): " + "; ".join(out)) if out else ""
+
+
 def _p4_seed(big: dict[str, tuple[float, int]], small: dict[str, tuple[float, int]],
-             big_loss: dict[str, tuple[float, int]] | None, small_loss: dict[str, tuple[float, int]] | None
-             ) -> tuple[tuple[float, float], tuple[float, float], int] | None:
-    """((ΔAUC, se), (Δquality, se), n) of one seed on the shared samples (None without enough of them)."""
+             big_loss: dict[str, tuple[float, int]] | None, small_loss: dict[str, tuple[float, int]] | None,
+             big_nll: dict[str, Any] | None = None, small_nll: dict[str, Any] | None = None,
+             ) -> tuple[tuple[float, float], tuple[float, float], int, str] | None:
+    """((ΔAUC, se), (Δquality, se), n, how quality was measured when not paired) of one seed on the shared samples
+    (None without enough of them). Quality: the per-sample loss score on the shared non-members (paired); without
+    loss scores, the stored `nonmember_nll` rows and their 95% CIs (se = width / 3.92, combined as independent)."""
     ids = sorted(set(big) & set(small))
     y = np.array([big[i][1] for i in ids])
-    if len(ids) < MIN_PAIRED or (y == 1).sum() < 2 or (y == 0).sum() < 2 or big_loss is None or small_loss is None:
+    if len(ids) < MIN_PAIRED or (y == 1).sum() < 2 or (y == 0).sum() < 2:
         return None
     d = delong_test([big[i][0] for i in ids], [small[i][0] for i in ids], y)
     se_r = d.se if d.se > 0 else _se_floor(len(ids))
-    non = [i for i in ids if big[i][1] == 0 and i in big_loss and i in small_loss]
-    if len(non) < 2:
+    non = [i for i in ids if big[i][1] == 0 and big_loss and small_loss and i in big_loss and i in small_loss]
+    if len(non) >= 2:
+        # loss score = mean log-likelihood per token = −NLL, so NLL(small) − NLL(large) = loss(large) − loss(small)
+        dq = np.array([big_loss[i][0] - small_loss[i][0] for i in non])  # type: ignore[index]
+        se_q = float(dq.std(ddof=1) / math.sqrt(dq.size)) or 1e-12
+        return (d.delta, se_r), (float(dq.mean()), se_q), len(ids), ""
+    rows = (big_nll, small_nll)
+    if any(r is None or r.get("ci_low") is None or r.get("ci_high") is None for r in rows):
         return None
-    # loss score = mean log-likelihood per token = −NLL, so NLL(small) − NLL(large) = loss(large) − loss(small)
-    dq = np.array([big_loss[i][0] - small_loss[i][0] for i in non])
-    se_q = float(dq.std(ddof=1) / math.sqrt(dq.size)) or 1e-12
-    return (d.delta, se_r), (float(dq.mean()), se_q), len(ids)
+    se = [(r["ci_high"] - r["ci_low"]) / 3.92 for r in rows]  # type: ignore[index]
+    dq_mean = float(small_nll["value"] - big_nll["value"])  # type: ignore[index]
+    return ((d.delta, se_r), (dq_mean, math.hypot(*se) or 1e-12), len(ids),
+            "quality from the stored non-member NLL rows (unpaired: no loss scores)")
