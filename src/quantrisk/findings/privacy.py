@@ -448,7 +448,7 @@ def _p4_seed(big: dict[str, tuple[float, int]], small: dict[str, tuple[float, in
     """((ΔAUC, se), (Δquality, se), n, how quality was measured when not paired) of one seed on the shared samples
     (None without enough of them). Quality: the per-sample loss score on the shared non-members (paired); without
     loss scores, the stored `nonmember_nll` rows and their 95% CIs (se = width / 3.92, combined as independent)."""
-    ids = sorted(set(big) & set(small))
+    ids = sorted(i for i in set(big) & set(small) if big[i][1] == small[i][1])  # the same sample, the same role
     y = np.array([big[i][1] for i in ids])
     if len(ids) < MIN_PAIRED or (y == 1).sum() < 2 or (y == 0).sum() < 2:
         return None
