@@ -215,16 +215,25 @@ def seed_interval(est: float, within: tuple[float, float], seed_effects: Sequenc
 def seed_p(est: float, se_within: float, seed_effects: Sequence[float]) -> float:
     """Two-sided p of est = 0 matching `seed_interval`: the larger of the normal p (within-seed se) and, with k ≥ 2
     seeds, the one-sample t p of the seed effects."""
-    from scipy.stats import norm, t
+    from scipy.stats import norm
 
     p = 1.0 if se_within <= 0 and est == 0 else (0.0 if se_within <= 0 else float(2 * norm.sf(abs(est) / se_within)))
+    return max(p, seed_t_p(seed_effects))
+
+
+def seed_t_p(seed_effects: Sequence[float]) -> float:
+    """Two-sided one-sample t p (k − 1 df) that the mean of k ≥ 2 seed effects is 0; 0.0 with fewer seeds (no
+    between-seed test: the within-seed p decides alone)."""
+    from scipy.stats import t
+
     k = len(seed_effects)
-    if k >= 2:
-        mean = sum(seed_effects) / k
-        sd = math.sqrt(sum((e - mean) ** 2 for e in seed_effects) / (k - 1))
-        pt = (1.0 if mean == 0 else 0.0) if sd == 0 else float(2 * t.sf(abs(mean) / (sd / math.sqrt(k)), k - 1))
-        p = max(p, pt)
-    return p
+    if k < 2:
+        return 0.0
+    mean = sum(seed_effects) / k
+    sd = math.sqrt(sum((e - mean) ** 2 for e in seed_effects) / (k - 1))
+    if sd == 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(k)), k - 1))
 
 
 def bits(precision: str) -> int | None:

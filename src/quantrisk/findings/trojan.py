@@ -34,6 +34,7 @@ from quantrisk.findings.base import (
     margin,
     register_claim,
     seed_interval,
+    seed_t_p,
     seeds_note,
     untestable,
     z_of,
@@ -173,7 +174,7 @@ def t1_four_bit_lowers_asr(rows: RunRows) -> Finding:
         est, lo, hi = newcombe_paired_diff_ci(both, q_only, base_only, a.size - both - q_only - base_only, z_of(level))
         effects = [float(x.mean() - y.mean()) for _, x, y in per_seed]
         est, lo, hi = seed_interval(est, (lo, hi), effects if len(effects) >= 2 else [], level)
-        p = binomtest(q_only, q_only + base_only, 0.5).pvalue if q_only + base_only else 1.0
+        p = max(binomtest(q_only, q_only + base_only, 0.5).pvalue if q_only + base_only else 1.0, seed_t_p(effects))
         c = Comparison(f"{key[0]} DAP1 {key[1]} → {key[2]}", est, lo, hi, float(p), a.size, len(per_seed),
                        util[key].text(), util[key].degraded)
         (degraded if c.degraded else comps).append(c)
@@ -273,7 +274,7 @@ def _relative_shift(sig: dict[Group, dict[str, dict[str, float]]], key: tuple[st
         p = 1.0 if abs(float(d.mean())) <= 1e-12 else 0.0
     else:
         p = float(ttest_1samp(d, 0.0).pvalue)
-    return est, lo, hi, p, int(d.size)
+    return est, lo, hi, max(p, seed_t_p(effects)), int(d.size)
 
 
 # ------------------------------------------------------------------ T3
