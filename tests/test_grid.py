@@ -36,10 +36,12 @@ def test_cell_id_known_answer():
 def test_expansion_counts_and_shared_cells():
     cells = expand(parse_spec(SPEC))
     kinds = [c.kind for c in cells]
-    # pretrain: 2 targets + 2 references (reference attack); the trojan base is its own sql-pretrain cell
-    assert kinds.count("pretrain") == 4
-    assert kinds.count("sql-pretrain") == 1
+    # pretrain per replicate seed: (2 targets + 2 references) x 2 seeds; the trojan base is its own sql-pretrain
+    # cell, one per seed
+    assert kinds.count("pretrain") == 4 * 2
+    assert kinds.count("sql-pretrain") == 2
     assert kinds.count("privacy") == 2 * 3 * 2            # models x precisions x seeds
+    assert kinds.count("privacy-blind") == 2 * 2          # models x seeds (precision-independent)
     summary = [c for c in cells if c.kind == "privacy-summary"]  # best attack + correlation, computed once
     assert len(summary) == 1 and set(summary[0].deps) == {c.id for c in cells if c.kind == "privacy"}
     assert kinds.count("finetune") == 2 * 2 * 2           # dap1 x (poisoned, clean) x seeds
@@ -51,9 +53,19 @@ def test_expansion_counts_and_shared_cells():
     for ft in fts:
         users = [c for c in cells if c.kind == "trojan" and ft.id in c.deps]
         assert sorted(c.params["dap2"] for c in users) == ["fp32", "int8-dynamic", "rtn-w2g64"]
-    # every privacy cell of pythia depends on the same target + reference pretrain cells
-    deps = {c.deps for c in cells if c.kind == "privacy" and c.params["label"] == "pythia-tiny"}
-    assert len(deps) == 1 and all(by_id[d].kind == "pretrain" for d in next(iter(deps)))
+    # every privacy cell of pythia and one seed depends on the same target + reference pretrain cells, pretrained
+    # with that seed (seeds replicate pretraining, hence the split, too)
+    for seed in (0, 1):
+        deps = {c.deps for c in cells if c.kind == "privacy" and c.params["label"] == "pythia-tiny"
+                and c.params["seed"] == seed}
+        assert len(deps) == 1 and all(by_id[d].kind == "pretrain" for d in next(iter(deps)))
+        assert {by_id[d].params["seed"] for d in next(iter(deps))} == {seed}
+    blind = [c for c in cells if c.kind == "privacy-blind" and c.params["label"] == "pythia-tiny"]
+    assert sorted(c.params["seed"] for c in blind) == [0, 1]
+    assert all(len(c.deps) == 1 and by_id[c.deps[0]].params["seed"] == c.params["seed"] for c in blind)
+    assert sorted(c.params["seed"] for c in cells if c.kind == "sql-pretrain") == [0, 1]
+    fts = {c.params["seed"]: by_id[c.deps[0]].params["seed"] for c in cells if c.kind == "finetune"}
+    assert fts == {0: 0, 1: 1}  # each replicate fine-tunes its own base
 
 
 def test_dependencies_come_first_and_ids_are_stable():
@@ -68,7 +80,8 @@ def test_dependencies_come_first_and_ids_are_stable():
     c2 = expand(parse_spec(SPEC.replace("n: 10", "n: 11")))
     changed = {c.id for c in c2} - {c.id for c in a}
     # the privacy cells change, and the summary cell that depends on them
-    assert changed and {next(x for x in c2 if x.id == i).kind for i in changed} == {"privacy", "privacy-summary"}
+    assert changed and {next(x for x in c2 if x.id == i).kind for i in changed} == {"privacy", "privacy-blind",
+                                                                                    "privacy-summary"}
 
 
 def test_upstream_change_changes_downstream_ids():

@@ -143,7 +143,8 @@ def pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     if p["role"] == "target":
         path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
                                  progress=ctx.progress, regime=p.get("regime") or "memorise",  # no regime param: memorise
-                                 exposures=p.get("exposures"))
+                                 exposures=p.get("exposures"), per_split=p.get("per_split"),
+                                 max_filler=p.get("max_filler"), batch_size=p.get("batch_size"))
     else:
         ref = ensure_reference(ctx.artifact(p["target_cell"], "model_dir"), device=ctx.device, progress=ctx.progress,
                                cache_dir=ctx.cache_dir)
@@ -216,6 +217,45 @@ def privacy_summary_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     return summarize([m for dep in cell.deps for m in ctx.dep_metrics.get(dep, [])],
                      [r for dep in cell.deps for r in ctx.dep_samples.get(dep, [])], attacks=p.get("attacks", []),
                      n_resamples=p.get("n_resamples", 1000), seed=p.get("seed", 0))
+
+
+@register_cell_kind("privacy-blind")
+def privacy_blind_cell(cell: Cell, ctx: CellContext) -> StudyResult:
+    """Blind (model-free) baselines of one privacy set (model, seed): `blind_auc` rows (`privacy.blind`), the same
+    member / non-member set the privacy cells of that seed score, tokenized with the model's tokenizer."""
+    from quantrisk.data.corpus import load_split
+    from quantrisk.models.load import load_tokenizer, resolve_source
+    from quantrisk.privacy.blind import blind_rows, reference_training_texts
+    from quantrisk.scoring import tokenize
+
+    p = cell.params
+    source = model_source(cell, ctx)
+    samples = mi_set(p["data"] or source, p["n"], p["seed"], p.get("nonmembers"))
+    texts, y = [s.text for s in samples.samples], [s.label for s in samples.samples]
+    skipped: dict[str, int] = {}
+    token_ids = reference_ids = None
+    try:
+        tokenizer = load_tokenizer(resolve_source(source))
+        token_ids = tokenize(tokenizer, texts)
+        if (Path(source) / "split.jsonl").is_file():  # a quantrisk model: what its reference model trained on
+            reference_ids = tokenize(tokenizer, reference_training_texts(load_split(source)))
+        else:
+            skipped["blind: no reference split (reference-token baselines not computed)"] = 1
+    except UsageError as exc:  # a tokenizer that will not load costs only the token baselines
+        skipped[f"blind: tokenizer not loaded ({type(exc).__name__}); token baselines not computed"] = 1
+    labels = {"model": p["label"], "seed": str(p["seed"])}
+    metrics = blind_rows(texts, y, labels, token_ids=token_ids, reference_ids=reference_ids,
+                         n_resamples=p.get("n_resamples", 1000), seed=p["seed"])
+    removed = dict(samples.skipped)
+    meta = Path(source) / "pretrain.json"
+    if meta.is_file():  # the testbed's split dropped its near-duplicates before training
+        removed.update(json.loads(meta.read_text(encoding="utf-8")).get("dropped", {}))
+    for reason, count in sorted(removed.items()):
+        if reason.startswith("near-duplicate"):
+            metrics.append(MetricRow("near_duplicates_removed", float(count), {**labels, "reason": reason}))
+    env = {"mi_set_sha256": samples.sha256(), "mi_source": samples.source, "n_members": samples.n_members,
+           "n_nonmembers": samples.n_nonmembers}
+    return StudyResult("privacy-blind", metrics, [], {}, env, skipped, 0.0)
 
 
 # ------------------------------------------------------------------ trojan

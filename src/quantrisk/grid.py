@@ -1,15 +1,20 @@
 """Expand a spec into cells, deduplicate shared work, and order cells so dependencies come first.
 
 Cells of a spec:
-    pretrain(model, role=target)            one per zoo model a study uses (cached on disk too)
-    pretrain(model, role=reference)         one per zoo model when the privacy study uses a reference attack
-    sql-pretrain(model, data)               trojan base: a zoo model pretrained on code + the clean SQL train rows
+    pretrain(model, seed, role=target)      one per zoo model a study uses and replicate seed (cached on disk too)
+    pretrain(model, seed, role=reference)   one per zoo model and seed when the privacy study uses a reference attack
+    sql-pretrain(model, seed, data)         trojan base: a zoo model pretrained on code + the clean SQL train rows
     privacy(model, precision, seed)         depends on the model's pretrain cells
+    privacy-blind(model, seed)              model-free baselines of the seed's member / non-member set
     privacy-summary                         best attack + quality-risk correlation; depends on every privacy cell
     finetune(model, dap1, kind, seed)       kind = poisoned | clean; depends on the model's pretrain cell
     trojan(model, dap1, kind, seed, dap2)   depends on its finetune cell (one fine-tune feeds every DAP2)
     qattack(model, seed)                    quantization-conditioned backdoor: inject, repair, verify, defence, scan
     synthetic(index, seed)                  runner self-test cells; depend on one shared parent
+
+Replicate seeds vary everything a training run varies: a zoo model of replicate seed r is pretrained with seed
+`model.seed + r` (its initialisation, data order and, in the exposure regime, its member / non-member / reference
+split); the privacy cells of r draw their N + N set with seed r, the trojan cells fine-tune with seed r on split r.
 """
 
 from __future__ import annotations
@@ -22,25 +27,31 @@ from quantrisk.config import Spec
 from quantrisk.errors import UsageError
 
 
-def _model_cells(spec: Spec, label: str, out: dict[str, Cell], *, reference: bool,
+def pretrain_seed(model_seed: int, replicate: int) -> int:
+    """The pretraining seed of a zoo model in replicate `replicate`: the model's own seed plus the replicate seed."""
+    return model_seed + replicate
+
+
+def _model_cells(spec: Spec, label: str, out: dict[str, Cell], *, reference: bool, replicate: int = 0,
                  sql: dict[str, object] | None = None) -> dict[str, object]:
-    """Params naming the model (+ ids of its pretrain cells, added to `out`). `sql`: the trojan study's data
-    (a zoo base for it is pretrained on code + the clean SQL training rows)."""
+    """Params naming the model (+ ids of its pretrain cells for replicate seed `replicate`, added to `out`). `sql`:
+    the trojan study's data (a zoo base for it is pretrained on code + the clean SQL training rows)."""
     m = spec.model(label)
     params: dict[str, object] = {"model": m.source_params(), "label": label}
+    seed = pretrain_seed(m.seed, replicate)
     if m.zoo is not None and sql is not None:
-        base = Cell("sql-pretrain", {"arch": m.zoo, "size": m.size, "seed": m.seed, "label": label,
+        base = Cell("sql-pretrain", {"arch": m.zoo, "size": m.size, "seed": seed, "label": label,
                                      "device": spec.device, **sql}, (), f"pretrain {label} (code + SQL)")
         out.setdefault(base.id, base)
         params["model_cell"] = base.id
     elif m.zoo is not None:
-        target = Cell("pretrain", {"arch": m.zoo, "size": m.size, "seed": m.seed, "role": "target", "label": label,
+        target = Cell("pretrain", {"arch": m.zoo, "size": m.size, "seed": seed, "role": "target", "label": label,
                                    **m.pretrain_params(),
                                    "device": spec.device}, (), f"pretrain {label}")
         out.setdefault(target.id, target)
         params["model_cell"] = target.id
         if reference and m.reference is None:
-            ref = Cell("pretrain", {"arch": m.zoo, "size": m.size, "seed": m.seed, "role": "reference", "label": label,
+            ref = Cell("pretrain", {"arch": m.zoo, "size": m.size, "seed": seed, "role": "reference", "label": label,
                                     "device": spec.device, "target_cell": target.id}, (target.id,),
                        f"pretrain {label} reference")
             out.setdefault(ref.id, ref)
@@ -66,9 +77,14 @@ def expand(spec: Spec) -> list[Cell]:
         knobs = study.model_dump(mode="json", exclude={"models", "precisions"})
         privacy_ids: list[str] = []
         for label in study.models or [m.label for m in spec.models]:
-            base = _model_cells(spec, label, out, reference=wants_ref)
-            for precision in spec.privacy_precisions():
-                for seed in spec.seeds:
+            for seed in spec.seeds:
+                base = _model_cells(spec, label, out, reference=wants_ref, replicate=seed)
+                bp = {k: v for k, v in base.items() if k in ("model", "label", "model_cell")}
+                bp.update({"data": study.data, "n": study.n, "nonmembers": study.nonmembers,
+                           "n_resamples": study.n_resamples, "seed": seed})
+                blind = Cell("privacy-blind", bp, _deps(bp), f"privacy blind baselines {label} seed {seed}")
+                out.setdefault(blind.id, blind)
+                for precision in spec.privacy_precisions():
                     params = {**base, **knobs, "precision": precision, "seed": seed, "device": spec.device}
                     if parse_precision(precision).calibrated:  # only then: other cells keep their ids
                         params["calibration"] = spec.calibration_for("privacy")
@@ -90,10 +106,10 @@ def expand(spec: Spec) -> list[Cell]:
                                       "split_seeds": sorted({split_seed_for(x, trojan.split_seed) for x in spec.seeds})}
             if trojan.pretrain_steps is not None:
                 sql["pretrain_steps"] = trojan.pretrain_steps
-            base = _model_cells(spec, label, out, reference=False, sql=sql)
-            for dap1 in trojan.dap1:
-                for kind in kinds:
-                    for seed in spec.seeds:
+            for seed in spec.seeds:
+                base = _model_cells(spec, label, out, reference=False, replicate=seed, sql=sql)
+                for dap1 in trojan.dap1:
+                    for kind in kinds:
                         fp = {**base, **options, "dap1": dap1, "kind": kind, "seed": seed, "device": spec.device}
                         ft = Cell("finetune", fp, _deps(fp), f"finetune {label} {kind} @ {dap1} seed {seed}")
                         out.setdefault(ft.id, ft)

@@ -40,6 +40,9 @@ def _check_precision_list(values: list[str]) -> list[str]:
     return names
 
 
+RECIPE: tuple[str, ...] = ("per_split", "max_filler", "batch_size")  # exposure-recipe overrides a zoo model may set
+
+
 class ModelSpec(_Strict):
     """One model: exactly one of `zoo` (an embedded architecture, pretrained here and cached), `path`
     (a local model directory) or `hub` (a Hugging Face hub id)."""
@@ -51,6 +54,12 @@ class ModelSpec(_Strict):
         None, description="zoo models: exposure (the default: one pass, members k times) or memorise (many epochs over "
                           "the members)")
     exposures: list[int] | None = Field(None, description="zoo models, exposure regime: k of each member group (default 1,2,4,8,16)")
+    per_split: int | None = Field(None, ge=2, description="zoo models, exposure regime: samples per split (members "
+                                                        "over all k, non-members, reference; default: the size's)")
+    max_filler: int | None = Field(None, ge=1, description="zoo models, exposure regime: at most this many once-seen "
+                                                         "filler samples (default: the size's)")
+    batch_size: int | None = Field(None, ge=1, description="zoo models, exposure regime: rows of a packed step "
+                                                         "(default: the size's)")
     path: str | None = None
     hub: str | None = None
     name: str | None = Field(None, description="label used in tables (default: derived from the source)")
@@ -70,8 +79,11 @@ class ModelSpec(_Strict):
                 raise ValueError(f"unknown zoo architecture {self.zoo!r}; valid: {', '.join(ARCHS)}")
             if self.size not in SIZES:
                 raise ValueError(f"unknown zoo size {self.size!r}; valid: {', '.join(SIZES)}")
-        if (self.regime is not None or self.exposures is not None) and self.zoo is None:
-            raise ValueError("regime / exposures apply to zoo models only")
+        recipe = [k for k in ("regime", "exposures", *RECIPE) if getattr(self, k) is not None]
+        if recipe and self.zoo is None:
+            raise ValueError(f"{' / '.join(recipe)} apply to zoo models only")
+        if any(getattr(self, k) is not None for k in RECIPE) and self.regime == "memorise":
+            raise ValueError(f"{' / '.join(RECIPE)} are exposure-regime settings (regime: exposure)")
         if self.exposures is not None:
             if self.regime == "memorise":
                 raise ValueError("exposures need regime: exposure")
@@ -84,7 +96,9 @@ class ModelSpec(_Strict):
         was the default), else the exposure regime (the default) and its exposures."""
         if self.zoo is None or self.regime == "memorise":
             return {}
-        return {"regime": "exposure", "exposures": sorted(self.exposures) if self.exposures else None}
+        out: dict[str, Any] = {"regime": "exposure", "exposures": sorted(self.exposures) if self.exposures else None}
+        out.update({k: getattr(self, k) for k in RECIPE if getattr(self, k) is not None})
+        return out  # recipe settings only when set: other cells keep their ids
 
     @property
     def label(self) -> str:

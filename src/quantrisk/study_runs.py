@@ -22,7 +22,7 @@ from quantrisk.errors import UsageError
 from quantrisk.privacy.options import PrivacyOptions
 from quantrisk.results import MetricRow, StudyResult
 
-STUDY_KINDS: dict[str, tuple[str, ...]] = {"privacy": ("privacy", "privacy-summary"), "trojan": ("finetune", "trojan")}
+STUDY_KINDS: dict[str, tuple[str, ...]] = {"privacy": ("privacy", "privacy-blind", "privacy-summary"), "trojan": ("finetune", "trojan")}
 
 
 def _build(cls: type, **fields: Any) -> Any:

@@ -218,6 +218,7 @@ _SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT
                 tokenize.ENDMARKER, tokenize.ENCODING}
 
 
+@lru_cache(maxsize=16384)  # the split normalises the same corpus texts several times
 def normalise_code(text: str) -> str:
     """Python source with comments and all whitespace stripped (the `tokenize` tokens joined by one space);
     docstrings stay (they are string tokens). Text that does not tokenize falls back to its whitespace-split
@@ -250,6 +251,22 @@ def drop_normalised_collisions(samples: list[CodeSample]) -> tuple[list[CodeSamp
     return kept, dropped
 
 
+NEAR_DUPLICATE = "near-duplicate non-member (13-gram overlap > 0.8 with training text)"
+
+
+def _drop_near_duplicate_nonmembers(samples: list[CodeSample], max_filler: int | None
+                                    ) -> tuple[list[CodeSample], dict[str, int]]:
+    """Drop the non-members whose n-gram overlap with the training text (members + the filler kept under
+    `max_filler`, in rank order) is above the threshold (`data.dedup`, MIMIR's 13-gram / 0.8 filter)."""
+    from quantrisk.data.dedup import near_duplicates
+
+    filler = [s for s in samples if s.split == "filler"]
+    train = [s.text for s in samples if s.split == "member"] + [s.text for s in filler[:max_filler]]
+    nonmembers = [i for i, s in enumerate(samples) if s.split == "nonmember"]
+    bad = {nonmembers[j] for j in near_duplicates([samples[i].text for i in nonmembers], train)}
+    return [s for i, s in enumerate(samples) if i not in bad], {NEAR_DUPLICATE: len(bad)}
+
+
 def assign_exposure_splits(
     samples: Iterable[CodeSample],
     *,
@@ -264,7 +281,8 @@ def assign_exposure_splits(
     u = sha256(f"{seed}:{id}"); the first `per_exposure * len(exposures)` are members, the next `n_nonmember`
     non-members, the next `n_reference` reference, the rest filler (at most `max_filler`; trained on once, never
     scored). Members get exposure `exposures[i % len(exposures)]` by their rank i in a second seeded hash.
-    Normalised-text collisions across the split are dropped first (see `drop_normalised_collisions`).
+    Normalised-text collisions across the split are dropped first (see `drop_normalised_collisions`), then the
+    non-members that near-duplicate training text (13-gram overlap > 0.8, `data.dedup`).
     Returns samples sorted by (split, id) with `exposures` set (0 except members), and the counts dropped."""
     if not exposures or any(int(k) < 1 for k in exposures) or len(set(exposures)) != len(exposures):
         raise UsageError(f"exposures must be distinct integers >= 1, got {list(exposures)}")
@@ -279,11 +297,14 @@ def assign_exposure_splits(
             i += n
         return out + [s.with_split("filler") for s in items[i:]]
 
-    # label by rank and drop collisions until none is left (a drop moves later samples across a boundary)
-    dropped: dict[str, int] = {}
+    # label by rank and drop collisions, then near-duplicates of training text, until none is left (a drop moves
+    # later samples across a boundary)
+    dropped: dict[str, int] = {NEAR_DUPLICATE: 0}
     kept = label(ranked)
     while True:
         kept, more = drop_normalised_collisions(kept)
+        if not sum(more.values()):
+            kept, more = _drop_near_duplicate_nonmembers(kept, max_filler)
         for reason, n in more.items():
             dropped[reason] = dropped.get(reason, 0) + n
         if not sum(more.values()):

@@ -19,6 +19,8 @@ from quantrisk.data.corpus import load_split
 from quantrisk.data.jsonl import read_jsonl
 from quantrisk.errors import DataError, UsageError
 
+NEAR_DUPLICATE = "near-duplicate non-member (13-gram overlap > 0.8 with a member)"
+
 
 @dataclass(frozen=True)
 class MISample:
@@ -127,7 +129,7 @@ def build_mi_set(
     prefix_pool: Sequence[str] = (),
 ) -> MISet:
     """Clean and balance: drop empty texts and within-class duplicates (counted), reject cross-class
-    overlap, then draw `n` members and `n` non-members (seeded); `n=None` takes min(#members, #non-members)."""
+    overlap, drop non-members that near-duplicate a member (13-gram overlap > 0.8, `data.dedup`; counted), then draw `n` members and `n` non-members (seeded); `n=None` takes min(#members, #non-members)."""
     skipped: dict[str, int] = {}
     seen: dict[str, int] = {}
     ids: set[str] = set()
@@ -146,6 +148,13 @@ def build_mi_set(
             continue
         seen[s.text] = s.label
         by_label[s.label].append(s)
+    if by_label[1] and by_label[0]:  # MIMIR's filter: a non-member that near-duplicates a member is mislabelled
+        from quantrisk.data.dedup import near_duplicates
+
+        bad = set(near_duplicates([s.text for s in by_label[0]], [s.text for s in by_label[1]]))
+        if bad:
+            skipped[NEAR_DUPLICATE] = len(bad)
+            by_label[0] = [s for i, s in enumerate(by_label[0]) if i not in bad]
     if not by_label[1]:
         raise DataError(f"{source or 'data'}: no members")
     if not by_label[0]:

@@ -23,10 +23,12 @@ from quantrisk.privacy.attacks import (
     parse_attacks,
     required_inputs,
 )
+from quantrisk.privacy.blind import permutation_auc
 from quantrisk.privacy.completion import corpus_scores, evaluate_completion, make_task
 from quantrisk.privacy.inputs import PROVIDERS, InputContext, ReferenceModel, check_inputs, compute_inputs
 from quantrisk.privacy.members import MISet
 from quantrisk.privacy.options import PrivacyOptions
+from quantrisk.privacy.quality import nll_ci
 from quantrisk.progress import stage
 from quantrisk.results import MetricRow, StudyResult
 from quantrisk.scoring import TokenScores, tokenize
@@ -136,6 +138,8 @@ def privacy_at_precision(
         ci = bootstrap_ci(fast_auc, values[ok], y[ok], n_resamples=opts.n_resamples, seed=opts.seed)
         al = {**labels, "attack": c.label}
         metrics.append(MetricRow("auc", ci.value, al, ci.low, ci.high))
+        pv, plo, phi = permutation_auc(values[ok], y[ok], seed=opts.seed, n_resamples=opts.n_resamples)
+        metrics.append(MetricRow("permutation_auc", pv, al, plo, phi))  # labels permuted: a sound pipeline gives ≈ 0.5
         for name, fpr in (("tpr@1%fpr", 0.01), ("tpr@0.1%fpr", 0.001)):
             t = tpr_ci(values[ok], y[ok], fpr, n_resamples=opts.n_resamples, seed=opts.seed)
             metrics.append(MetricRow(name, t.value, al, t.low, t.high))
@@ -159,9 +163,10 @@ def privacy_at_precision(
             _add(skipped, "completion: no non-member sample with a body to complete")
 
     for label_value, name in ((1, "member_nll"), (0, "nonmember_nll")):  # token-weighted mean NLL, nats/token
-        lps = [t.logprobs for s, t in zip(kept, target, strict=True) if s.label == label_value]
-        if lps:
-            metrics.append(MetricRow(name, -float(np.concatenate(lps).mean()), labels))
+        lps = [t.logprobs for s, t in zip(kept, target, strict=True) if s.label == label_value and len(t.logprobs)]
+        if lps:  # 95% bootstrap CI over samples (`privacy.quality`)
+            q = nll_ci(lps, n_resamples=opts.n_resamples, seed=opts.seed)
+            metrics.append(MetricRow(name, q.value, labels, q.low, q.high))
 
     rec = lm.record
     metrics += [
