@@ -115,3 +115,14 @@ def test_synthetic_study_expands_with_shared_parent():
     assert all(c.deps == (cells[0].id,) for c in cells[1:])
     assert json.loads(json.dumps([c.to_dict() for c in cells])) == [c.to_dict() for c in cells]
     assert [Cell.from_dict(c.to_dict()) for c in cells] == cells
+
+
+def test_exposure_recipe_overrides_reach_the_pretrain_cell_only_when_set():
+    plain = "name: r\nprecisions: [fp32]\nmodels:\n  - {zoo: pythia}\nstudies:\n  privacy: {n: 10, attacks: [loss]}\n"
+    set_ = plain.replace("{zoo: pythia}", "{zoo: pythia, per_split: 30, max_filler: 50, batch_size: 4}")
+    a = [c for c in expand(parse_spec(plain)) if c.kind == "pretrain"]
+    b = [c for c in expand(parse_spec(set_)) if c.kind == "pretrain"]
+    assert not {"per_split", "max_filler", "batch_size"} & set(a[0].params)  # unset: the cell keeps its old id
+    assert (b[0].params["per_split"], b[0].params["max_filler"], b[0].params["batch_size"]) == (30, 50, 4)
+    with pytest.raises(UsageError, match="exposure-regime settings"):
+        parse_spec(set_.replace("{zoo: pythia,", "{zoo: pythia, regime: memorise,"))

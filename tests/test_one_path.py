@@ -55,7 +55,7 @@ studies:
     assert main(["run", str(spec), "--out", str(tmp_path / "spec"), "--quiet"]) == 0
     capsys.readouterr()
     written = json.loads((tmp_path / "cli" / "metrics.json").read_text())
-    via_spec = store_rows(tmp_path / "spec", ("privacy", "privacy-summary"))
+    via_spec = store_rows(tmp_path / "spec", ("privacy", "privacy-blind", "privacy-summary"))
     assert rows_of(written["metrics"]) == via_spec
     names = {r[0] for r in via_spec}
     assert {"auc", "codebleu", "best_attack_auc"} <= names  # the summary cell's derived numbers are in both
