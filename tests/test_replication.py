@@ -26,9 +26,10 @@ def _run(tmp_path, monkeypatch, name):
     run = tmp_path / name
     assert main(["run", str(spec), "--out", str(run), "--quiet"]) == 0
     with Store(run / "results.sqlite") as st:
-        rows = sorted((r["kind"], r["name"], repr(sorted(r["labels"].items())), r["value"], r["ci_low"], r["ci_high"])
-                      for r in st.metrics() if not any(t in r["name"] for t in TIMING))
-        verdicts = [(f.claim, f.verdict, f.effect) for f in findings(RunRows.from_store(st))]
+        # repr: NaN (an undefined correlation) equals itself as text
+        rows = sorted((r["kind"], r["name"], repr(sorted(r["labels"].items())), repr(r["value"]), repr(r["ci_low"]),
+                       repr(r["ci_high"])) for r in st.metrics() if not any(t in r["name"] for t in TIMING))
+        verdicts = [(f.claim, f.verdict, repr(f.effect), f.why) for f in findings(RunRows.from_store(st))]
         pretrain_seeds = sorted({c["params"]["seed"] for c in st.cells() if c["kind"] == "pretrain"})
     return rows, verdicts, pretrain_seeds
 
@@ -41,6 +42,6 @@ def test_two_runs_of_one_spec_give_identical_results_and_verdicts(tmp_path, monk
     by_seed = {}
     for kind, name, labels, value, *_ in a_rows:
         if kind == "privacy" and name == "nonmember_nll" and "'fp32'" in labels:
-            by_seed[labels] = value
+            by_seed[labels] = float(value)
     assert len(set(by_seed.values())) == 2  # the two replicates are different models on different splits
     assert any(kind == "privacy-blind" and name == "blind_auc" for kind, name, *_ in a_rows)
