@@ -183,3 +183,8 @@ def test_demo_testbed_blind_baselines_are_within_the_margin(seed):
                                                     "unseen_ref_token", "bow_cv"}
     ok, why = blind_check(dicts)
     assert ok, why
+
+
+def test_blind_scores_leave_out_the_classifier_when_it_cannot_be_cross_validated():
+    scores = blind_scores(["def a():\n    pass\n", "def b():\n    return 1\n", "x = 2\n"], [1, 0, 0])
+    assert set(scores) == {"length_chars", "zlib_ratio"}

@@ -117,7 +117,8 @@ def bow_cv(texts: Sequence[str], labels: Sequence[int], *, seed: int = 0, folds:
 def blind_scores(texts: Sequence[str], labels: Sequence[int], *, token_ids: Sequence[Sequence[int]] | None = None,
                  reference_ids: Sequence[Sequence[int]] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Every baseline's per-sample scores that the inputs allow (token-based ones need `token_ids`, reference-based
-    ones also `reference_ids`, the tokenized reference split)."""
+    ones also `reference_ids`, the tokenized reference split; `bow_cv` needs 2 members and 2 non-members and a word
+    that occurs twice)."""
     out: dict[str, np.ndarray] = {"length_chars": length_chars(texts), "zlib_ratio": zlib_ratio(texts)}
     if token_ids is not None:
         out["chars_per_token"] = chars_per_token(texts, token_ids)
@@ -125,7 +126,11 @@ def blind_scores(texts: Sequence[str], labels: Sequence[int], *, token_ids: Sequ
             counts = reference_counts(reference_ids)
             out["rare_ref_share"] = rare_ref_share(token_ids, counts)
             out["unseen_ref_token"] = unseen_ref_token(token_ids, counts)
-    out["bow_cv"] = bow_cv(texts, labels, seed=seed)
+    if int(np.bincount(np.asarray(labels, dtype=int), minlength=2).min()) >= 2:  # CV needs 2 of each class
+        try:
+            out["bow_cv"] = bow_cv(texts, labels, seed=seed)
+        except ValueError:  # e.g. no word occurs twice: nothing for the classifier to learn from
+            pass
     return out
 
 
