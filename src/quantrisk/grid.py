@@ -79,11 +79,6 @@ def expand(spec: Spec) -> list[Cell]:
         for label in study.models or [m.label for m in spec.models]:
             for seed in spec.seeds:
                 base = _model_cells(spec, label, out, reference=wants_ref, replicate=seed)
-                bp = {k: v for k, v in base.items() if k in ("model", "label", "model_cell")}
-                bp.update({"data": study.data, "n": study.n, "nonmembers": study.nonmembers,
-                           "n_resamples": study.n_resamples, "seed": seed})
-                blind = Cell("privacy-blind", bp, _deps(bp), f"privacy blind baselines {label} seed {seed}")
-                out.setdefault(blind.id, blind)
                 for precision in spec.privacy_precisions():
                     params = {**base, **knobs, "precision": precision, "seed": seed, "device": spec.device}
                     if parse_precision(precision).calibrated:  # only then: other cells keep their ids
@@ -91,6 +86,11 @@ def expand(spec: Spec) -> list[Cell]:
                     c = Cell("privacy", params, _deps(params), f"privacy {label} @ {precision} seed {seed}")
                     out.setdefault(c.id, c)
                     privacy_ids.append(c.id)
+                bp = {k: v for k, v in base.items() if k in ("model", "label", "model_cell")}
+                bp.update({"data": study.data, "n": study.n, "nonmembers": study.nonmembers,
+                           "n_resamples": study.n_resamples, "seed": seed})
+                blind = Cell("privacy-blind", bp, _deps(bp), f"privacy blind baselines {label} seed {seed}")
+                out.setdefault(blind.id, blind)  # after the seed's privacy cells: their rows come first
         summary = Cell("privacy-summary", {"attacks": study.attacks, "n_resamples": study.n_resamples,
                                            "seed": spec.seeds[0]}, tuple(privacy_ids), "privacy summary")
         out.setdefault(summary.id, summary)
