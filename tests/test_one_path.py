@@ -67,7 +67,7 @@ studies:
     assert main(cli) == 0
     with Store(tmp_path / "cli", create=False) as st:
         last = st.runs()[-1]
-    assert last["n_run"] == 0 and last["n_skipped"] == last["n_cells"] == 3 + 1  # 3 precision cells + the summary
+    assert last["n_run"] == 0 and last["n_skipped"] == last["n_cells"] == 3 + 1 + 1  # 3 precision cells, the blind baselines, the summary
     assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["metrics"] == written["metrics"]
 
 
