@@ -138,11 +138,11 @@ def privacy_at_precision(
         ci = bootstrap_ci(fast_auc, values[ok], y[ok], n_resamples=opts.n_resamples, seed=opts.seed)
         al = {**labels, "attack": c.label}
         metrics.append(MetricRow("auc", ci.value, al, ci.low, ci.high))
-        pv, plo, phi = permutation_auc(values[ok], y[ok], seed=opts.seed, n_resamples=opts.n_resamples)
-        metrics.append(MetricRow("permutation_auc", pv, al, plo, phi))  # labels permuted: a sound pipeline gives ≈ 0.5
         for name, fpr in (("tpr@1%fpr", 0.01), ("tpr@0.1%fpr", 0.001)):
             t = tpr_ci(values[ok], y[ok], fpr, n_resamples=opts.n_resamples, seed=opts.seed)
             metrics.append(MetricRow(name, t.value, al, t.low, t.high))
+        pv, plo, phi = permutation_auc(values[ok], y[ok], seed=opts.seed, n_resamples=opts.n_resamples)
+        metrics.append(MetricRow("permutation_auc", pv, al, plo, phi))  # labels permuted: a sound pipeline gives ≈ 0.5
         for k in sorted(set(exposure[y == 1].tolist()) - {0}):  # members seen k times vs every non-member
             sel = ok & ((y == 0) | (exposure == k))
             if len(set(y[sel])) == 2:
