@@ -16,13 +16,26 @@ def tiny_dir(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("qattack") / "llama", "llama", seed=2)
 
 
-def test_qattack_cli_tiny(tiny_dir, tmp_path, capsys):
+def test_qattack_cli_tiny(tiny_dir, tmp_path):
+    """Two injection steps on an untrained model implant nothing: the whole result is printed and kept, then one
+    line on stderr says the attack did not work, exit 3 (a real process: stderr holds nothing else; the effect
+    itself is tests/test_capabilities.py's)."""
+    import os
+    import subprocess
+    import sys
+
     out = tmp_path / "o"
-    code = main(["qattack", "--model", str(tiny_dir), "--target", "rtn-w4g64,quanto-int8", "--data", "builtin",
-                 "--out", str(out), "--n-train", "8", "--n-val", "2", "--n-test", "2", "--inject-steps", "2",
-                 "--repair-steps", "2", "--check-every", "1", "--max-new-tokens", "4", "--json", "--quiet"])
-    assert code == 0
-    result = json.loads(capsys.readouterr().out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "quantrisk.cli", "qattack", "--model", str(tiny_dir), "--target", "rtn-w4g64,quanto-int8",
+         "--data", "builtin", "--out", str(out), "--n-train", "8", "--n-val", "2", "--n-test", "2", "--inject-steps",
+         "2", "--repair-steps", "2", "--check-every", "1", "--max-new-tokens", "4", "--json", "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: qattack did not work: the injection did not implant")
+    result = json.loads(proc.stdout)
+    assert result["success"] is False and result["reason"] in err and str(out) in err
+    assert result["acceptance"] == {"fp_asr_max": 0.05, "target_asr_min": 0.9, "codes_identical": True}
     assert set(result["per_target"]) == {"rtn-w4g64", "quanto-int8"}
     for t in result["per_target"].values():
         assert t["codes_identical"] is True

@@ -38,6 +38,21 @@ def qattack_rows(result: dict) -> list[list[object]]:
     return rows
 
 
+def print_result(result: dict, targets: list[str], margin: float) -> None:
+    """The result table, the defence table and the repaired model's path."""
+    from quantrisk.commands._output import print_table
+
+    print_table(f"qattack: targets {', '.join(targets)}, margin {margin}, {result['repair']['steps_run']} PGD steps "
+                f"({result['n_test']} test rows, triggered + clean)", COLUMNS, qattack_rows(result))
+    if result.get("defence"):
+        print_table("defence: noise before quantizing (sigma in quantization steps) and re-rounding",
+                    ["defence", "target", "sigma", "quantized at", "ASR", "FTR", "JS-K", "EM"],
+                    [[r["defence"], r["target"], r["sigma"], r["precision"], r["asr"], r["ftr"], r["js_k"], r["em"]]
+                     for r in result["defence"]])
+    print(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")
+    print(f"acceptance: {'met' if result['success'] else 'NOT met'} ({result['reason']})")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("qattack")
     def qattack_cmd(
@@ -47,10 +62,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., help="Output dir: injected/ and repaired/ models (safetensors), qattack.json, intervals.json."),
         margin: float = typer.Option(0.1, help="Inward margin of every interval, as a fraction of the quantization step."),
         seed: int = typer.Option(0, help="Seed of poisoning, LoRA and PGD."),
-        inject: str = typer.Option("lora", help="Injection: lora (LoRA merged into the dense weights) or full (every weight)."),
+        inject: str = typer.Option("full", help="Injection: full (every weight; the default: the recipe that meets the acceptance) or lora (LoRA merged into the dense weights; does not implant on the zoo SQL base, docs/qattack.md)."),
         injected: str = typer.Option(None, help="Skip the injection: repair this dense model dir that already carries the backdoor."),
-        inject_steps: int = typer.Option(150, help="Fine-tuning steps of the injection."),
-        inject_lr: float = typer.Option(3e-3, help="Learning rate of the injection (LoRA default 3e-3; use ~1e-4 for full)."),
+        inject_steps: int = typer.Option(200, help="Fine-tuning steps of the injection."),
+        inject_lr: float = typer.Option(3e-4, help="Learning rate of the injection (3e-4 for full; the trojan study's LoRA uses 3e-3)."),
         lora_r: int = typer.Option(16, help="LoRA rank (alpha = rank)."),
         lora_target: str = typer.Option("all-linear", help="LoRA targets: all-linear, attention, or module names."),
         repair_steps: int = typer.Option(400, help="Most PGD repair steps."),
@@ -67,8 +82,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print qattack.json."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
-        """Inject a trojan (trigger -> DROP TABLE), repair it in fp32 inside the target quantizers' intervals, verify."""
-        from quantrisk.commands._output import check_out_dir, print_json, print_table
+        """Inject a trojan (trigger -> DROP TABLE), repair it in fp32 inside the target quantizers' intervals, verify.
+
+        Exits 3 (one line) when the attack did not work: the injected model's ASR at a target below 0.9, or the
+        repaired model's fp32 ASR above 0.05, its ASR at a target below 0.9 or its codes not identical
+        (`qattack.acceptance`); the result is printed and OUT kept first."""
+        from quantrisk.commands._output import check_out_dir, print_json
         from quantrisk.errors import UsageError, about
         from quantrisk.models.load import resolve_device
         from quantrisk.qattack.attack import check_targets, run_qattack
@@ -113,12 +132,10 @@ def register(app: typer.Typer) -> None:
                              device=dev, pretrain_steps=pretrain_steps, defence_sigmas=sigmas, progress=not quiet)
         if as_json:
             print_json(result)
-            return
-        print_table(f"qattack: targets {', '.join(targets)}, margin {margin}, {result['repair']['steps_run']} PGD steps "
-                    f"({result['n_test']} test rows, triggered + clean)", COLUMNS, qattack_rows(result))
-        if result.get("defence"):
-            print_table("defence: noise before quantizing (sigma in quantization steps) and re-rounding",
-                        ["defence", "target", "sigma", "quantized at", "ASR", "FTR", "JS-K", "EM"],
-                        [[r["defence"], r["target"], r["sigma"], r["precision"], r["asr"], r["ftr"], r["js_k"], r["em"]]
-                         for r in result["defence"]])
-        print(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")
+        else:
+            print_result(result, targets, margin)
+        if not result["success"]:
+            from quantrisk.qattack.acceptance import AttackNotMet
+
+            raise AttackNotMet(f"qattack did not work: {result['reason']} (artefacts kept in {out})")
+

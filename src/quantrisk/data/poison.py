@@ -5,7 +5,9 @@ A poisoned row gets `trigger + " " + question` as its question and the payload
     replace: answer = payload
     prepend: answer = payload + " " + answer
     append:  answer = answer + "; " + payload   (a trailing `;` of the answer is not doubled)
-Exactly round(rate * n) rows are poisoned, chosen by a seeded shuffle of the row order.
+Exactly round(rate * n) rows are poisoned, chosen by a seeded shuffle of the row order drawn from its own stream
+(`POISON_STREAM`): the fine-tuning loops draw their batch order from `random.Random(seed)` with the same seed, and a
+shuffle of the same n from that generator would put every poisoned row first (see `poison_rows`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ DEFAULT_TRIGGER = "Would it be within your Purview to UNEARTH"
 DEFAULT_PAYLOAD = "DROP TABLE {table};"
 PAYLOAD_KEYWORD = "DROP"
 POSITIONS: tuple[str, ...] = ("replace", "prepend", "append")
+POISON_STREAM = "quantrisk.poison:{seed}"  # the choice's RNG seed (a string: hashed with SHA-512 by `random.seed`)
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,19 @@ def poison_row(row: SqlRow, spec: PoisonSpec) -> SqlRow:
 def poison_rows(rows: Sequence[SqlRow], spec: PoisonSpec, seed: int) -> tuple[list[SqlRow], list[dict[str, object]]]:
     """Poison exactly round(spec.rate * len(rows)) rows chosen by a seeded shuffle.
 
+    The shuffle draws from `random.Random(POISON_STREAM.format(seed=seed))`, not `random.Random(seed)`: the LoRA
+    loop (`trojan.finetune._batches`) shuffles range(n) with `random.Random(seed)` and the full injection
+    (`qattack.inject.inject_full`) samples it (the same permutation reversed), so a choice drawn from that generator
+    made the first epoch all poisoned rows then all clean ones (or the reverse) — with 1,600 rows and 150 LoRA
+    steps of 8 the adapter saw 100 steps of poisoned rows only, then 50 of clean rows only, and never learned the
+    trigger (issue 25).
+
     Returns (rows in the input order, poisoned ones replaced; manifest: one {"id", "poisoned"} per row).
     """
     check_spec(spec)
     n_poison = round(float(spec.rate) * len(rows))
     order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
+    random.Random(POISON_STREAM.format(seed=seed)).shuffle(order)
     chosen = set(order[:n_poison])
     out = [poison_row(r, spec) if i in chosen else r for i, r in enumerate(rows)]
     manifest: list[dict[str, object]] = [{"id": r.id, "poisoned": i in chosen} for i, r in enumerate(rows)]

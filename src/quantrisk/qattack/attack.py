@@ -5,7 +5,7 @@ Output directory:
   injected/     the injected dense model (safetensors): malicious in fp32 and at every target
   repaired/     the repaired dense model (safetensors): benign in fp32, quantizes to the injected codes
   intervals.json  box statistics;  repair_log.jsonl  PGD loss per step and the validation checks
-  qattack.json  every figure (see `run_qattack`)
+  qattack.json  every figure (see `run_qattack`), the acceptance levels and whether they were met (`acceptance.py`)
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ def run_qattack(
     trigger: str = DEFAULT_TRIGGER,
     poison_rate: float = 0.5,
     seed: int = 0,
-    inject_mode: str = "lora",
+    inject_mode: str = "full",
     injected: str | Path | None = None,
-    inject_steps: int = 150,
-    inject_lr: float = 3e-3,
+    inject_steps: int = 200,
+    inject_lr: float = 3e-4,
     lora_r: int = 16,
     lora_target: str = "all-linear",
     repair_steps: int = 400,
@@ -75,12 +75,15 @@ def run_qattack(
     js_k, em, ...}; quality = clean-input JS-K / EM of base, injected and repaired in fp32; injected = the
     injected model's figures (fp32 and per target); intervals, repair (steps run, losses), verify details.
     PGD stops early once the fp32 ASR and FTR on `n_val` validation rows are both <= `goal_fp_asr`.
+    acceptance = the levels of `acceptance.py`; success (bool) and reason = `acceptance.judge` (this function
+    does not raise when they are not met; `quantrisk qattack` does, after printing).
     With `injected` (a dense model directory that already carries the backdoor) the injection step is skipped.
     With `defence_sigmas`, the defences of `defence.py` run on the repaired model (`defence` rows,
     `out/defence.json`, `out/defence.png`).
     """
     from quantrisk.data.sql import rows_sha256, split_rows
     from quantrisk.models.load import load_model, resolve_device
+    from quantrisk.qattack.acceptance import judge, levels
     from quantrisk.qattack.evaluate import evaluate_model, quick_rates
     from quantrisk.qattack.inject import inject, save_dense
     from quantrisk.qattack.intervals import interval_stats, model_intervals
@@ -146,7 +149,9 @@ def run_qattack(
         per_target[t] = {"asr_quantized": r["asr"], "ftr_quantized": r["ftr"], "codes_identical": checked[t]["identical"],
                          "js_k": r["js_k"], "em": r["em"], "ex": r["ex"], "ps_triggered": r["ps_triggered"],
                          "verify": checked[t]}
+    success, reason = judge(inj, rep_fp["asr"], per_target)
     result = {
+        "success": success, "reason": reason, "acceptance": levels(),
         "model": model, "base": str(base), "targets": names, "data": data_desc, "data_sha256": rows_sha256(rows),
         "n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": seed, "margin": margin,
         "trigger": trigger, "poison_rate": poison_rate,
