@@ -4,7 +4,8 @@ Metrics (labels model, seed, and where it matters target / stage / defence / sig
 asr / ftr / js_k / em with stage = base | injected | repaired and target = fp32 or a target precision;
 codes_identical (1/0) per target; repair_steps, interval_mean_width, interval_share_frozen; defence_asr,
 defence_ftr, defence_js_k, defence_em per (defence, target, sigma, precision); scan_suspicious (1/0) and
-scan_pileup (largest over the targets) for stage = base | repaired. Artifacts: the run directory and the repaired model.
+scan_pileup (largest over the targets) for stage = base | repaired; success (1/0: the acceptance of
+`qattack.acceptance` met; a cell whose attack did not work still succeeds as a cell). Artifacts: the run directory and the repaired model.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def metric_rows(result: dict[str, Any], labels: dict[str, str]) -> list[MetricRo
         add("js_k", f["js_k"], stage="repaired", target=target)
         add("em", f["em"], stage="repaired", target=target)
         add("codes_identical", 1.0 if f["codes_identical"] else 0.0, target=target)
+    add("success", 1.0 if result.get("success") else 0.0)
     add("repair_steps", result["repair"]["steps_run"])
     add("interval_mean_width", result["intervals"]["mean_width"])
     add("interval_share_frozen", result["intervals"]["share_frozen"])
