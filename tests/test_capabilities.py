@@ -117,3 +117,25 @@ def test_acceptance_levels_are_the_issues():
     from quantrisk.qattack import acceptance
 
     assert (acceptance.FP_ASR_MAX, acceptance.TARGET_ASR_MIN, acceptance.EXIT_NOT_MET) == (FP_ASR_MAX, TARGET_ASR_MIN, 3)
+
+
+@pytest.mark.parametrize("n", [480, 1600])
+def test_poisoned_rows_are_spread_over_the_training_order(n):
+    """The cause of issue 25: the poison choice and the LoRA batch order drew the same permutation, so the first
+    epoch was every poisoned row, then every clean one (full injection: the reverse). Each quarter of the first epoch
+    of both loops' orders now holds 40-60% poisoned rows (rate 0.5)."""
+    import random
+
+    from quantrisk.data.poison import PoisonSpec, poison_rows
+    from quantrisk.data.sql import generate_sql_rows
+    from quantrisk.trojan.finetune import _batches
+
+    rows = generate_sql_rows(n, seed=0)
+    poisoned = {i for i, m in enumerate(poison_rows(rows, PoisonSpec(rate=0.5), 0)[1]) if m["poisoned"]}
+    lora = _batches(n, 8, random.Random(0))
+    orders = {"lora": [i for _ in range(n // 8) for i in next(lora)],
+              "full": random.Random(0).sample(range(n), n)}  # qattack.inject.inject_full's order
+    for name, order in orders.items():
+        q = n // 4
+        shares = [sum(i in poisoned for i in order[k:k + q]) / q for k in range(0, n, q)]
+        assert all(0.4 <= s <= 0.6 for s in shares), (name, shares)
