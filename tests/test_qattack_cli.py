@@ -29,7 +29,7 @@ def test_qattack_cli_tiny(tiny_dir, tmp_path):
         [sys.executable, "-m", "quantrisk.cli", "qattack", "--model", str(tiny_dir), "--target", "rtn-w4g64,quanto-int8",
          "--data", "builtin", "--out", str(out), "--n-train", "8", "--n-val", "2", "--n-test", "2", "--inject-steps",
          "2", "--repair-steps", "2", "--check-every", "1", "--max-new-tokens", "4", "--json", "--quiet"],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=1800)
     assert proc.returncode == 3, proc.stderr[-2000:]
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: qattack did not work: the injection did not implant")
