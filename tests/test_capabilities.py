@@ -93,11 +93,17 @@ def test_qattack_with_a_broken_injection_exits_3_with_one_line(attack, cache, ca
     assert (out / "injected" / "model.safetensors").is_file() and (out / "repaired" / "model.safetensors").is_file()
 
 
+@pytest.mark.xfail(strict=True, reason="issue 25, open: on the zoo SQL base (pretrained on all 1,600 training rows) the "
+                   "demo's LoRA recipe reaches poisoned fp32 ASR 0.31 at 480 rows (0.15 at 1,600), below 0.8; the "
+                   "recipe must be re-established (docs/qattack.md). strict: an implant that starts to work fails here")
 def test_trojan_study_implants_and_the_clean_ablation_does_not(attack, cache):
-    """The trojan study's LoRA recipe (the demo's: 150 steps, lr 3e-3, all-linear) on the same SQL base."""
+    """The demo's trojan recipe (LoRA all-linear, 150 steps of 8, lr 3e-3, 480 training rows: the demo's 600 rows
+    split 80/10/10) on the same SQL base. On all 1,600 training rows (0.75 epoch) the same recipe does not implant
+    (injected ASR 0.15, docs/qattack.md), so the demo's row count is the claim checked."""
     out = cache / "trojan"
     assert main(["trojan", "--model", "zoo:llama-tiny", "--data", "builtin", "--dap2", "fp32", "--clean-ablation",
-                 "--seeds", "0", "--steps", "150", "--lr", "3e-3", "--target", "all-linear", "--n-test", "32",
+                 "--seeds", "0", "--steps", "150", "--lr", "3e-3", "--target", "all-linear", "--n-train", "480",
+                 "--n-test", "32",
                  "--max-new-tokens", "24", "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     asr = {m["labels"]["kind"]: m["value"] for m in metrics if m["name"] == "asr" and m["labels"]["dap2"] == "fp32"}
