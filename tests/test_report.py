@@ -79,9 +79,10 @@ def _store(path, privacy: bool = True, trojan: bool = True, summary_result: Stud
 def test_report_has_every_section_and_embedded_images(tmp_path):
     _store(tmp_path / "run")
     rep = build_report(tmp_path / "run", tmp_path / "out")
-    assert rep.sections == ["Headline", "Privacy study", "Paired comparisons", "ΔAUC vs bits", "TPR at low FPR vs bits", "ROC curves",
+    assert rep.sections == ["Bottom line", "Setup", "Findings", "Largest change per study", "Privacy study",
+                            "Paired comparisons", "ΔAUC vs bits", "TPR at low FPR vs bits", "ROC curves",
                             "Quality vs privacy risk", "Trojan study", "ASR and false triggers per DAP1 × DAP2",
-                            "Payload signal", "Weight memory", "Run summary", "Failed cells", "Environment"]
+                            "Payload signal", "Weight memory", "Run summary", "Failed cells", "Glossary", "Environment"]
     html = rep.html.read_text()
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(imgs) == 7 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
@@ -91,8 +92,10 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
     # CodeBLEU (0.30, 0.25, 0.10) vs zlib AUC (0.80, 0.70, 0.55): Pearson r = 0.0258333 / sqrt(0.0216667 * 0.0316667) = 0.986 (by hand), Spearman 1
     assert "Pearson r = 0.986" in md and "Spearman r = 1.000" in md
-    nb = "\u00a0"  # CI cells keep their interval on one line
-    assert f"| pythia-tiny | fp32 | 32 | 0 | 0.800{nb}[0.750,{nb}0.850] | 0.620{nb}[0.570,{nb}0.670] | 0.100 (zlib) | 0.000 (zlib) | 0.3 |" in md
+    nb = "\u00a0"  # CI cells keep their interval on one line; the seed (0 on every row) moved to the setup box
+    assert f"| pythia-tiny | fp32        | 32   | 0.800{nb}[0.750,{nb}0.850] | 0.620{nb}[0.570,{nb}0.670] |" in md
+    assert "| pythia-tiny | fp32        | 0.100 (zlib) | 0.000 (zlib) | 0.300    |" in md
+    assert "**every row of the privacy tables**: seed 0" in md
     assert "RuntimeError: boom" in md and "torch" in md
     import json
 
@@ -102,8 +105,8 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
 
     assert all(set(f) == set(FINDING_KEYS) for f in found)
     assert all(f["verdict"] in ("holds", "does not hold", "inconclusive", "not testable") and f["why"] for f in found)
-    head = md[md.index("## Headline"):md.index("## Privacy study")]
-    assert "| P1 | not testable |" in head and "| T3 | inconclusive |" in head  # the findings open the report (a table)
+    head = " ".join(md[md.index("## Findings"):md.index("## Privacy study")].split())  # unwrapped
+    assert "- **P1 · not testable**:" in head and "- **T3 · inconclusive**:" in head  # a record per claim
     assert "no blind baselines were computed" in head  # the fake store has no privacy-blind cell
     assert "0 of 10 prompts (20 outputs) emit the payload" in head  # the fake clean fine-tune: 10 prompts x 2 DAP2
     # one model: P4 needs two; the three points lack non-member NLL rows
@@ -114,14 +117,22 @@ def test_report_has_every_section_and_embedded_images(tmp_path):
 def test_html_structure_tables_scroll_and_details(tmp_path):
     _store(tmp_path / "run")
     html = build_report(tmp_path / "run", tmp_path / "out").html.read_text()
-    assert html.index("<h2>Headline</h2>") < html.index("<h2>Privacy study</h2>") < html.index("<h2>Trojan study</h2>")
-    # every table sits in a scroll container whose style scrolls sideways; cells never wrap
-    assert html.count("<table>") == html.count('<div class="scroll"><table>') >= 6
+    order = [html.index(f'<h2 id="{i}">') for i in ("s-bottom-line", "s-setup", "s-findings", "s-privacy-study",
+                                                      "s-trojan-study", "s-glossary")]
+    assert order == sorted(order)
+    # a table of contents links every section
+    toc = re.search(r'<nav class="toc">(.*?)</nav>', html).group(1)
+    assert re.findall(r'href="#([^"]+)"', toc) == re.findall(r'<h2 id="([^"]+)"', html)
+    # every table sits in a scroll container (used only when the window is narrower); numeric cells never wrap
+    assert html.count("<table") == html.count('<div class="scroll"><table') >= 6
     assert ".scroll{overflow-x:auto" in html and "white-space:nowrap" in html
+    # the verdicts are neutral badges (no green / red), and the first use of a term links to the glossary
+    assert "#0a6b2e" not in html and "#a11" not in html and 'class="verdict v-does-not-hold"' in html
+    assert html.count('href="#g-dap1"') == 1 and 'id="g-dap1"' in html
     # the full trojan table is folded away, the compact one is not
     details = re.search(r"<details><summary>Trojan: every metric.*?</details>", html, re.S)
     assert details is not None and "<table>" in details.group(0)
-    compact = html[html.index("<h2>Trojan study</h2>"):details.start()]
+    compact = html[html.index('<h2 id="s-trojan-study">'):details.start()]
     assert "ASR [95% CI]" in compact and "<details>" not in compact
 
 
@@ -132,13 +143,15 @@ def test_trojan_tables_cis_deltas_no_duplicates_and_floor_notes(tmp_path):
     lo, hi = wilson_ci(2, 10)  # 0.0567, 0.5098
     d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
     assert (lo, hi) == pytest.approx((0.0567, 0.5098), abs=1e-4)
-    row = (f"| llama-tiny | poisoned | fp32 | rtn-w2g64 | 0 | 0.20{nb}[{lo:.2f},{nb}{hi:.2f}] n=10 | "
-           f"{d:+.2f}{nb}[{dlo:+.2f},{nb}{dhi:+.2f}] | 0.00{nb}[0.00,{nb}0.28] n=10 |")
-    assert row in md
-    assert "| llama-tiny | poisoned | fp32 | fp32 | 0 | 1.00" in md and "| baseline |" in md
-    start = md.index("<summary>Trojan: every metric")
-    full = md[start:md.index("</details>", start)]
-    header = full.splitlines()[2]
+    row = (f"| poisoned | rtn-w2g64    | 0.200{nb}[{lo:.3f},{nb}{hi:.3f}] n=10 | "
+           f"{d:+.3f}{nb}[{dlo:+.3f},{nb}{dhi:+.3f}] |")
+    assert row in md  # model, DAP1 and seed are the same on every row: in the setup box
+    assert "| poisoned | fp32         | 1.000" in md and "| baseline " in md
+    assert "**every row of the trojan table**: model llama-tiny; DAP1 fp32; seed 0" in md
+    assert f"0.000{nb}[0.000,{nb}0.278] n=10" in md
+    start = md.index("### Trojan: every metric")
+    full = md[start:md.index("## ", start + 4)]
+    header = full.splitlines()[4]
     assert "payload_rate" not in header and "asr" in header and "ftr" in header  # no duplicate columns
     # EM is 0 in every row; the tpr at 0.1% FPR too: each table says so
     assert "em[input=clean] is at its floor (0) in every row" in full
@@ -151,10 +164,12 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
     _store(tmp_path / "run")
     rep = build_report(tmp_path / "run", tmp_path / "out")
     md = rep.markdown.read_text()
-    head = md[md.index("## Headline"):md.index("## Privacy study")]
-    # per study first, then the findings as a table (claim, verdict, statement, evidence), their tests folded below
-    assert head.index("- privacy · pythia-tiny") < head.index("- trojan · llama-tiny") < head.index("| P1 |")
-    assert "| claim | verdict | statement | evidence |" in head and "<summary>Tests used</summary>" in head
+    head = " ".join(md[md.index("## Bottom line"):md.index("## Privacy study")].split())  # unwrapped
+    # the bottom line: one sentence per study and subject, then the findings (a record per claim, their tests
+    # below), then the baseline and largest change per study
+    assert head.index("- Privacy · pythia-tiny") < head.index("- Trojan · llama-tiny") < head.index("**P1 ·")
+    assert head.index("**P1 ·") < head.index("### Tests used") < head.index("- privacy · pythia-tiny: baseline")
+    assert "<details>" not in md and "<summary>" not in md
     assert rep.headline[0].startswith("P1 ") and not any("test: " in x for x in rep.headline)  # terminal: findings first
     assert [x.split(":")[0] for x in rep.headline if x.startswith(("privacy", "trojan"))] == [
         "privacy · pythia-tiny", "trojan · llama-tiny (poisoned, DAP1 fp32)", "trojan · llama-tiny (clean, DAP1 fp32)"]
@@ -170,9 +185,9 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
                                       "0.550 and the CI excludes 0, at a utility cost of ΔCodeBLEU -0.2.")
     assert "zlib ΔAUC -0.200 [-0.260, -0.150] (paired, unadjusted 95% CI)" in with_paired.change  # stored paired Δ as is
     d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
-    assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.00 [0.72, 1.00] n=10" in head
-    assert f"DAP2 rtn-w2g64 (2 bit) ΔASR {d:+.2f} [{dlo:+.2f}, {dhi:+.2f}] (unpaired, unadjusted 95% CI)" in head
-    assert ("rtn-w2g64 inference weakened the backdoor: ASR 1.00 → 0.20, CI excludes 0; its clean-input utility was "
+    assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.000 [0.722, 1.000] n=10" in head
+    assert f"DAP2 rtn-w2g64 (2 bit) ΔASR {d:+.3f} [{dlo:+.3f}, {dhi:+.3f}] (unpaired, unadjusted 95% CI)" in head
+    assert ("rtn-w2g64 inference weakened the backdoor: ASR 1.000 → 0.200, CI excludes 0; its clean-input utility was "
             "not measured") in head and "removed" not in head
     assert "Kept it (CI includes 0): int8-dynamic." in head
     assert "The clean fine-tune emits the payload on at most 0% of triggered inputs at any DAP2 (never)." in head
@@ -181,10 +196,12 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
 def test_memory_table_packed_size_and_note(tmp_path):
     _store(tmp_path / "run", trojan=False)
     md = build_report(tmp_path / "run", tmp_path / "out").markdown.read_text()
-    mem = md[md.index("## Weight memory"):]
-    assert "| pythia-tiny | quanto-int8 | 8 | 2.2 | 1.1 | 2 | larger than fp16 (2.20 > 2.00 MB): only the Linear" in mem
-    assert "| pythia-tiny | rtn-w2g64 | 2 | 4 | 0.4 | 2 | simulated: weights held dequantized" in mem
-    assert "| pythia-tiny | fp32 | 32 | 4 | 4 | 2 |  |" in mem
+    mem = md[md.index("## Weight memory"):md.index("## Run summary")]
+    # a note shared by several rows is written once below the table; the rows carry its letter
+    assert "| pythia-tiny | quanto-int8 | 8    | 2.20    | 1.10      | 2.00    | larger than fp16 (a) |" in mem
+    assert "| pythia-tiny | rtn-w2g64   | 2    | 4.00    | 0.40      | 2.00    | simulated (b)        |" in mem
+    assert "| pythia-tiny | fp32        | 32   | 4.00    | 4.00      | 2.00    |                      |" in mem
+    assert mem.count("weights held dequantized") == 1 and "(a) larger than fp16: only the Linear" in mem
 
 
 @pytest.mark.parametrize("which", ["privacy", "trojan"])
@@ -234,6 +251,6 @@ def test_report_reads_the_derived_numbers_from_the_store(tmp_path):
                                              MetricRow("pearson_r", 0.5, labels), MetricRow("pearson_p", 0.25, labels)],
                          skipped={"spearman correlation: a correlation needs x and y that vary": 1})
     _store(tmp_path / "run", trojan=False, summary_result=stored)
-    md = build_report(tmp_path / "run", tmp_path / "out").markdown.read_text()
-    assert "Strongest attack: loss." in md and "Pearson r = 0.500 (p = 0.25, exact permutation)" in md
+    md = " ".join(build_report(tmp_path / "run", tmp_path / "out").markdown.read_text().split())  # unwrapped
+    assert "Strongest attack: loss;" in md and "Pearson r = 0.500 (p = 0.250, exact permutation)" in md
     assert "Spearman: spearman correlation: a correlation needs x and y that vary" in md

@@ -29,6 +29,27 @@ app = typer.Typer(
     add_completion=False,
 )
 
+def version_text() -> str:
+    """`quantrisk 0.1.0 (git 1efb7c45560b)`: the installed version and, from a git checkout, the commit."""
+    from quantrisk.environment import code_version
+
+    v = code_version()
+    commit = f" (git {v['git_commit'][:12]}{', uncommitted changes' if v['git_dirty'] else ''})" if v["git_commit"] else ""
+    return f"quantrisk {v['quantrisk'] or 'unknown version'}{commit}"
+
+
+def _version(value: bool) -> None:
+    if value:
+        click.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version (and git commit) and exit.")) -> None:
+    """quantrisk measures what quantization does to a code LM: quality, membership-inference leakage, trojans."""
+
+
 # One module per command group; each defines `register(app)`. Add a line to add a command.
 COMMAND_MODULES: tuple[str, ...] = (
     "quantrisk.commands.precisions",
@@ -49,6 +70,19 @@ for _name in COMMAND_MODULES:
             raise
         continue
     _module.register(app)
+
+
+def _reflow(doc: str) -> str:
+    """A docstring with each paragraph on one line, so the help never breaks a sentence where the source did."""
+    import inspect
+
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n") if p.strip())
+
+
+for _info in app.registered_commands:
+    _doc = _info.help or (_info.callback.__doc__ if _info.callback else None)
+    if _doc:
+        _info.help = _reflow(_doc)
 
 
 def _error(message: str) -> None:

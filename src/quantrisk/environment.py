@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -40,9 +42,32 @@ def describe_device(device: str) -> str:
     return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
 
 
+@functools.lru_cache(maxsize=1)
+def _code_version() -> tuple[str | None, str | None, bool | None]:
+    here = str(Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return package_version("quantrisk"), None, None
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return (package_version("quantrisk"), commit.stdout.strip()[:40],
+                bool(dirty.stdout.strip()) if dirty.returncode == 0 else None)
+    except (OSError, subprocess.SubprocessError):
+        return package_version("quantrisk"), None, None
+
+
+def code_version() -> dict[str, Any]:
+    """The quantrisk version and, when the package runs from a git checkout, its commit and whether the work tree
+    had uncommitted changes (`git` run locally with a 5 s limit; None where there is no checkout or no git)."""
+    version, commit, dirty = _code_version()
+    return {"quantrisk": version, "git_commit": commit, "git_dirty": dirty}
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """Versions of every relevant package, Python, platform and the device description."""
+    """Versions of every relevant package, Python, platform, the device description and the code version."""
     return {
+        "code": code_version(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": device,

@@ -169,7 +169,11 @@ def parse_attack(name: str) -> AttackChoice:
     """`mink-0.1` → (mink, k=0.1). UsageError for unknown names or a k outside (0, 1]."""
     m = _NAME.match(name.strip().lower())
     if not m or m.group(1) not in ATTACKS:
-        raise UsageError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)} (mink/minkpp take -k, e.g. mink-0.1)")
+        from quantrisk.suggest import did_you_mean
+
+        hint = did_you_mean(m.group(1) if m else name, ATTACKS)
+        raise UsageError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)} (mink/minkpp take -k, e.g. mink-0.1)"
+                         + (f"; {hint.strip()[1:-1]}" if hint else ""))
     attack = ATTACKS[m.group(1)]
     if m.group(2) is not None and not attack.takes_k:
         raise UsageError(f"attack {attack.name!r} takes no k (got {name!r})")

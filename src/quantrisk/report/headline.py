@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from quantrisk import formats as F
 from quantrisk.report.tables import bits_of, rate_delta, trojan_baseline, trojan_cells
 from quantrisk.store import Store
 
@@ -35,11 +36,13 @@ class Headline:
 
 
 def _f(x: float, signed: bool = False, digits: int = 3) -> str:
-    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+    """A value in the report's one format (`quantrisk.formats`; `digits` is kept for callers, always 3)."""
+    return F.delta(x) if signed else F.prob(x)
 
 
 def _ci(lo: float, hi: float, signed: bool = False, digits: int = 3) -> str:
-    return f"[{_f(lo, signed, digits)}, {_f(hi, signed, digits)}]"
+    """An interval whose bounds keep their side of 0 (`formats.interval`, plain spaces)."""
+    return F.interval(lo, hi, signed).replace(F.NBSP, " ")
 
 
 def _mean_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str, ...], tuple[float, float | None, float | None]]:
@@ -222,7 +225,7 @@ def study_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = Non
 
 
 def _num(x: Any) -> str:
-    return f"{x:.3g}" if isinstance(x, float) else str(x)
+    return F.bound(x, signed=x < 0) if isinstance(x, float) else str(x)
 
 
 def finding_evidence(f: dict[str, Any]) -> str:
@@ -239,10 +242,11 @@ def finding_line(f: dict[str, Any], with_test: bool = False) -> str:
     if f.get("effect") is not None:
         bits.append(f"effect {_num(f['effect'])}")
     ci = f.get("ci")
-    if isinstance(ci, (list, tuple)) and len(ci) == 2:
-        bits.append(f"{f.get('ci_label') or 'CI'} [{_num(ci[0])}, {_num(ci[1])}]")
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and None not in ci:
+        signed = min(ci) < 0
+        bits.append(f"{f.get('ci_label') or 'CI'} [{F.bound(ci[0], signed)}, {F.bound(ci[1], signed)}]")
     if f.get("p") is not None:
-        bits.append(f"p {_num(f['p'])}")
+        bits.append(f"p {F.pvalue(f['p'])}")
     if f.get("n_seeds"):
         bits.append(f"n_seeds {f['n_seeds']}")
     if f.get("utility"):

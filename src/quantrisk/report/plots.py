@@ -165,23 +165,43 @@ def delta_auc_vs_bits(store: Store, paired_rows: list[dict[str, Any]] | None = N
     return _png(fig)
 
 
-def tpr_vs_bits(store: Store) -> bytes | None:
-    """TPR at 1% and 0.1% FPR of the strongest attack against weight bits, one colour per model, back-end as marker,
-    band = the TPR's 95% bootstrap CI where stored; dotted lines are the FPR itself (what a random guess reaches)."""
+def tpr_resolution_text(n_nonmembers: int | None) -> str:
+    """What the non-member count resolves: `With 60 non-members the smallest FPR above 0 is 1/60 = 0.017: ...`."""
+    if not n_nonmembers:
+        return ""
+    from quantrisk import formats as F
+    from quantrisk.report.tables import TPR_POINTS, resolved_tpr_points
+
+    ok = resolved_tpr_points(n_nonmembers)
+    left = [c for t, _, c in TPR_POINTS if t not in {x[0] for x in ok}]
+    text = (f"With {F.count(n_nonmembers)} non-members the smallest FPR above 0 is 1/{F.count(n_nonmembers)} = "
+            f"{F.prob(1 / n_nonmembers)}")
+    return text + (f"; {' and '.join(left)} would be TPR at zero false positives and are not shown." if left else ".")
+
+
+def tpr_vs_bits(store: Store, n_nonmembers: int | None = None) -> bytes | None:
+    """TPR at the low FPRs that `n_nonmembers` resolves (1%, 0.1%; `tables.resolved_tpr_points`) of the strongest
+    attack against weight bits, one colour per model, back-end as marker, band = the TPR's 95% bootstrap CI where
+    stored; dotted lines are the FPR itself (what a random guess reaches). None when no FPR is resolved."""
+    from quantrisk.report.tables import resolved_tpr_points
+
+    points = [(t, f) for t, f, _ in resolved_tpr_points(n_nonmembers)]
+    if not points:
+        return None
     attack = best_attack(store)
     series = {}
-    for name in ("tpr@1%fpr", "tpr@0.1%fpr"):
+    for name, _ in points:
         rows = [r for r in store.metrics(kind="privacy", name=name) if r["labels"].get("attack") == attack]
         series[name] = _mean_by(rows, ("model", "precision"))
     if attack is None or not any(series.values()):
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), squeeze=False, sharey=False)
+    fig, axes = plt.subplots(1, len(points), figsize=(4.75 * len(points), 3.6), squeeze=False, sharey=False)
     models = sorted({k[0] for sub in series.values() for k in sub})
     colors = {m: f"C{i}" for i, m in enumerate(models)}
     allbits: set[int] = set()
     precs_seen: set[str] = set()
-    for ax, (name, fpr) in zip(axes[0], (("tpr@1%fpr", 0.01), ("tpr@0.1%fpr", 0.001)), strict=True):
+    for ax, (name, fpr) in zip(axes[0], points, strict=True):
         data = series[name]
         for mi, model in enumerate(models):
             pts = sorted(((bits_of(p), v[0], p) for (m, p), v in data.items() if m == model), key=lambda t: (t[0], t[2]))
@@ -215,7 +235,7 @@ def tpr_vs_bits(store: Store) -> bytes | None:
 
 def roc_curves(store: Store) -> bytes | None:
     """ROC curves of the strongest attack, one curve per precision, one panel per model (first seed)."""
-    from quantrisk.stats import roc_curve_points
+    from quantrisk.stats import fast_auc, roc_curve_points
 
     attack = best_attack(store)
     if attack is None:
@@ -237,16 +257,30 @@ def roc_curves(store: Store) -> bytes | None:
         return None
     models = sorted({k[0] for k in curves})
     plt = _plt()
-    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 4.4), squeeze=False)
+    styles = ["-", "--", "-.", ":"]
     for ax, model in zip(axes[0], models, strict=True):
-        for p in _precision_order({k[1] for k in curves if k[0] == model}):
-            fpr, tpr = roc_curve_points(*curves[(model, p)])
-            ax.plot(fpr, tpr, lw=1.2, label=p)
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title(f"{model} ({attack})")
+        n_non = min(len(y) - sum(y) for k, (_, y) in curves.items() if k[0] == model)
+        floor = 1.0 / max(n_non, 1)
+        for i, p in enumerate(_precision_order({k[1] for k in curves if k[0] == model})):
+            scores, labels = curves[(model, p)]
+            fpr, tpr = roc_curve_points(scores, labels)
+            auc = fast_auc(np.asarray(scores, dtype=float), np.asarray(labels, dtype=int))
+            ax.plot(np.maximum(fpr, floor / 2), np.maximum(tpr, floor / 2), lw=1.3, ls=styles[i % len(styles)],
+                    drawstyle="steps-post", label=f"{p} (AUC {auc:.3f})")
+        grid = np.logspace(np.log10(floor / 2), 0, 50)
+        ax.plot(grid, grid, color="grey", lw=0.8, ls=":", label="chance (TPR = FPR)")
+        ax.axvline(floor, color="0.6", lw=0.6, ls="--")
+        ax.text(floor, 1.0, f" 1/{n_non} non-members", fontsize=7, color="0.4", va="top", rotation=90)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(floor / 2, 1.0)
+        ax.set_ylim(floor / 2, 1.05)
+        ax.set_xlabel("false positive rate (log)")
+        ax.set_ylabel("true positive rate (log)")
+        ax.set_title(f"{model} ({attack})", fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -262,26 +296,50 @@ def auc_vs_exposure(store: Store) -> bytes | None:
     ncol = min(4, len(panels))
     nrow = -(-len(panels) // ncol)
     plt = _plt()
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.9 * ncol, 3.1 * nrow + 0.8), squeeze=False, sharey=True,
+                             sharex=True)
+    precs_all = _precision_order({k[2] for k in data})
+    styles = ["-", "--", "-.", ":"]
+    look = {p: (f"C{i % 10}", styles[i % len(styles)], marker_of(p)) for i, p in enumerate(precs_all)}
     for ax, (model, attack) in zip(axes.flat, panels, strict=False):
-        for p in _precision_order({k[2] for k in data if k[:2] == (model, attack)}):
+        precs = [p for p in precs_all if (model, attack, p) in {k[:3] for k in data}]
+        for i, p in enumerate(precs):
             ks = sorted(int(k[3]) for k in data if k[:3] == (model, attack, p))
             vals = [data[(model, attack, p, str(k))] for k in ks]
-            line = ax.plot(ks, [v[0] for v in vals], marker=marker_of(p), lw=1.2, label=p)[0]
+            xs = [k * _jitter(i, len(precs)) for k in ks]  # coinciding lines side by side, not on top of each other
+            color, ls, mk = look[p]
+            ax.plot(xs, [v[0] for v in vals], marker=mk, ls=ls, color=color, lw=1.2, ms=4)
             if all(v[1] is not None and v[2] is not None for v in vals):
-                ax.fill_between(ks, [v[1] for v in vals], [v[2] for v in vals], color=line.get_color(), alpha=0.12, lw=0)
+                ax.fill_between(xs, [v[1] for v in vals], [v[2] for v in vals], color=color, alpha=0.08, lw=0)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log", base=2)
         ticks = sorted({int(k[3]) for k in data if k[:2] == (model, attack)})
         ax.set_xticks(ticks, [str(k) for k in ticks])  # a tick at every exposure present (house style)
         ax.minorticks_off()
-        ax.set_xlabel("exposures k (times a member was trained on)")
-        ax.set_ylabel("AUC (members seen k times vs non-members)")
-        ax.set_title(f"{model} ({attack})", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(f"{model} · {attack}", fontsize=9)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("AUC (k-times members)", fontsize=9)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("exposures k", fontsize=9)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=look[p][0], ls=look[p][1], marker=look[p][2], label=p) for p in precs_all]
+    handles.append(Line2D([], [], color="grey", ls=":", label="chance (0.5)"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle("MI AUC of members seen k times vs all non-members (band: 95% bootstrap CI)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.9 / (3.1 * nrow + 0.8), 1, 1 - 0.35 / (3.1 * nrow + 0.8)))
     return _png(fig)
+
+
+def completion_counts(store: Store) -> list[int]:
+    """The distinct numbers of completions behind each CodeBLEU point (completion samples per privacy cell)."""
+    n: dict[str, int] = defaultdict(int)
+    for cell_id, row in store.samples(kind="privacy"):
+        if row.get("kind") == "completion":
+            n[cell_id] += 1
+    return sorted(set(n.values()))
 
 
 def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
@@ -305,8 +363,15 @@ def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
     mmarker = {m: "osD^vP*X"[i % 8] for i, m in enumerate(models)}
     for k in keys:  # a legend instead of point labels (labels of near points overlap); earlier precisions drawn
         rank = precs.index(k[1])  # larger and below, so coinciding points show as rings
+        lo, hi = auc[k][1], auc[k][2]
+        if lo is not None and hi is not None:  # the AUC's 95% bootstrap CI
+            ax.errorbar([cb[k][0]], [auc[k][0]], yerr=[[auc[k][0] - lo], [hi - auc[k][0]]], color=pcolor[k[1]],
+                        lw=0.8, capsize=3, zorder=1)
         ax.scatter([cb[k][0]], [auc[k][0]], color=pcolor[k[1]], marker=mmarker[k[0]], s=40 + 45 * (len(precs) - 1 - rank),
                    edgecolor="black", lw=0.4, zorder=2 + rank)
+    xs = [cb[k][0] for k in keys]
+    mid, span = (max(xs) + min(xs)) / 2, max(max(xs) - min(xs), 0.05)  # an axis a few 1e-4 wide reads as a trend
+    ax.set_xlim(max(0.0, mid - 0.6 * span), mid + 0.6 * span)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", color=pcolor[p], label=p) for p in precs]
@@ -317,8 +382,10 @@ def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
     if "r" in stats["pearson"]:
         title += f"\nPearson r = {stats['pearson']['r']:.2f}, Spearman ρ = {stats['spearman'].get('r', float('nan')):.2f}, n = {len(keys)}"
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("CodeBLEU")
-    ax.set_ylabel("MI ROC-AUC")
+    n_comp = completion_counts(store)
+    ax.set_xlabel("CodeBLEU" + (f" (n = {'/'.join(map(str, n_comp))} completions per point; no CI stored)"
+                                if n_comp else " (no CI stored)"))
+    ax.set_ylabel("MI ROC-AUC (95% bootstrap CI)")
     return _png(fig), stats
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantrisk import formats as F
 from quantrisk.store import Store
 from quantrisk.trojan.metrics import bounded_metric_names
 
@@ -23,6 +25,14 @@ class Table:
     rows: list[list[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     wrap: bool = False  # cells of prose (findings) wrap; numeric tables never do
+    highlight: list[bool] = field(default_factory=list)  # rows to highlight (same order as `rows`), e.g. beyond margin
+    keys: int = 1  # leading columns that name a row (repeated when a wide table is split for a narrow page)
+    formats: dict[str, Callable[[Any], str]] = field(default_factory=dict)  # column -> its quantity's format
+
+    def cell(self, column: str, v: Any) -> str:
+        """The text of a cell: the column's own format (`formats`) or the default one (`fmt`)."""
+        f = self.formats.get(column)
+        return fmt(v) if f is None or v is None or isinstance(v, str) else f(v)
 
 
 def bits_of(precision: str) -> int:
@@ -32,21 +42,13 @@ def bits_of(precision: str) -> int:
 
 
 def fmt(v: Any) -> str:
-    """A cell of a table as text: floats with 4 significant digits, None as an em dash."""
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+    """A cell of a table as text (`formats.number`: None as an em dash, floats with 3 decimals)."""
+    return F.number(v)
 
 
-def ci_text(value: float | None, low: float | None, high: float | None, digits: int = 3) -> str | None:
-    """`0.812 [0.771, 0.850]` (the interval with non-breaking spaces so a cell never wraps); None if no value."""
-    if value is None:
-        return None
-    if low is None or high is None:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f}\u00a0[{low:.{digits}f},\u00a0{high:.{digits}f}]"
+def ci_text(value: float | None, low: float | None, high: float | None, signed: bool = False) -> str | None:
+    """`0.812 [0.771, 0.850]` (`formats.with_ci`: non-breaking spaces so a cell never wraps); None if no value."""
+    return F.with_ci(value, low, high, signed)
 
 
 # Metrics bounded in [0, 1] whose every row at 0 or at 1 earns a note (the comparison is empty there).
@@ -94,36 +96,72 @@ def privacy_summary(store: Store) -> dict[str, Any] | None:
     return out
 
 
-def privacy_table(store: Store) -> Table | None:
-    """Rows (model, precision, seed): AUC [95% CI] per attack, best TPR at 1% and 0.1% FPR, CodeBLEU."""
+# With n non-members the smallest FPR above 0 is 1/n: TPR at FPR f is resolved (at least one false positive allowed)
+# only when n >= 1/f; below that it is the TPR at zero false positives and is left out, with the resolution stated.
+TPR_POINTS: tuple[tuple[str, float, str], ...] = (("tpr@1%fpr", 0.01, "TPR@1%FPR"), ("tpr@0.1%fpr", 0.001, "TPR@0.1%FPR"))
+
+
+def resolved_tpr_points(n_nonmembers: int | None) -> list[tuple[str, float, str]]:
+    """The (metric, FPR, column) TPR points that `n_nonmembers` resolves (all when the count is unknown)."""
+    return [t for t in TPR_POINTS if n_nonmembers is None or n_nonmembers * t[1] >= 1.0]
+
+
+def _privacy_keyed(store: Store) -> tuple[list[str], dict[tuple[str, str, str], dict[str, Any]]]:
     rows = privacy_metrics(store)
-    if not rows:
-        return None
     attacks = list(dict.fromkeys(r["labels"]["attack"] for r in rows if r["name"] == "auc"))
     keyed: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(dict)
     for r in rows:
         lab = r["labels"]
         key = (lab.get("model", ""), lab.get("precision", ""), lab.get("seed", ""))
-        name = r["name"] + (f"/{lab['attack']}" if "attack" in lab else "")
-        keyed[key][name] = r
-    out = Table("Privacy: membership-inference AUC [95% CI] per attack, TPR at low FPR (best attack), CodeBLEU",
-                ["model", "precision", "bits", "seed", *attacks, "TPR@1%FPR", "TPR@0.1%FPR", "CodeBLEU"])
+        keyed[key][r["name"] + (f"/{lab['attack']}" if "attack" in lab else "")] = r
+    return attacks, dict(sorted(keyed.items(), key=lambda kv: (kv[0][0], -bits_of(kv[0][1]), kv[0][1], kv[0][2])))
+
+
+def privacy_table(store: Store) -> Table | None:
+    """Rows (model, precision, seed): AUC [95% bootstrap CI] per attack."""
+    attacks, keyed = _privacy_keyed(store)
+    if not keyed or not attacks:
+        return None
+    out = Table("Privacy: membership-inference AUC [95% CI] per attack",
+                ["model", "precision", "bits", "seed", *attacks], keys=2)
+    for (model, prec, seed), m in keyed.items():
+        out.rows.append([model, prec, bits_of(prec), seed,
+                         *(ci_text(r["value"], r["ci_low"], r["ci_high"]) if (r := m.get(f"auc/{a}")) else None
+                           for a in attacks)])
+    return out
+
+
+def privacy_extras_table(store: Store, n_nonmembers: int | None = None) -> Table | None:
+    """Rows (model, precision, seed): the best attack's TPR at the low FPRs that `n_nonmembers` resolves, and
+    CodeBLEU; the notes say which FPRs were left out and why."""
+    attacks, keyed = _privacy_keyed(store)
+    if not keyed:
+        return None
+    points = resolved_tpr_points(n_nonmembers)
+    has_cb = any("codebleu" in m for m in keyed.values())
+    if not points and not has_cb:
+        return None
+    out = Table("Privacy: TPR at low FPR (best attack per row) and CodeBLEU",
+                ["model", "precision", "seed", *(c for _, _, c in points)] + (["CodeBLEU"] if has_cb else []), keys=2)
     values: dict[str, list[float]] = defaultdict(list)
-    for (model, prec, seed), m in sorted(keyed.items(), key=lambda kv: (kv[0][0], -bits_of(kv[0][1]), kv[0][1], kv[0][2])):
-        cells: list[Any] = [model, prec, bits_of(prec), seed]
-        for a in attacks:
-            r = m.get(f"auc/{a}")
-            cells.append(ci_text(r["value"], r["ci_low"], r["ci_high"]) if r else None)
-        for tname in ("tpr@1%fpr", "tpr@0.1%fpr"):
+    for (model, prec, seed), m in keyed.items():
+        cells: list[Any] = [model, prec, seed]
+        for tname, _, _ in points:
             tprs = [(m[f"{tname}/{a}"]["value"], a) for a in attacks if f"{tname}/{a}" in m]
             values[tname] += [t[0] for t in tprs]
             best = max(tprs) if tprs else None
-            cells.append(f"{best[0]:.3f} ({best[1]})" if best else None)
-        if "codebleu" in m:
-            values["codebleu"].append(m["codebleu"]["value"])
-        cells.append(m["codebleu"]["value"] if "codebleu" in m else None)
+            cells.append(f"{F.prob(best[0])} ({best[1]})" if best else None)
+        if has_cb:
+            if "codebleu" in m:
+                values["codebleu"].append(m["codebleu"]["value"])
+            cells.append(F.prob(m["codebleu"]["value"]) if "codebleu" in m else None)
         out.rows.append(cells)
     out.notes = extremes_note(values)
+    left = [t for t in TPR_POINTS if t not in points]
+    if left and n_nonmembers:
+        out.notes.append(f"{', '.join(c for _, _, c in left)} left out: with {F.count(n_nonmembers)} non-members "
+                         f"the smallest FPR above 0 is 1/{F.count(n_nonmembers)} = {F.prob(1 / n_nonmembers)}, so a "
+                         "TPR there would be the TPR at zero false positives.")
     return out
 
 
@@ -179,8 +217,8 @@ def _sort_trojan(key: tuple[str, ...]) -> tuple[Any, ...]:
 def _rate_cell(row: dict[str, Any] | None, n: dict[str, Any] | None) -> str | None:
     if row is None:
         return None
-    text = ci_text(row["value"], row["ci_low"], row["ci_high"], 2)
-    return f"{text} n={int(n['value'])}" if n else text
+    text = ci_text(row["value"], row["ci_low"], row["ci_high"])
+    return f"{text} n={F.count(n['value'])}" if n else text
 
 
 def trojan_table(store: Store) -> Table | None:
@@ -191,19 +229,19 @@ def trojan_table(store: Store) -> Table | None:
     if not cells:
         return None
     out = Table("Trojan: attack success and false triggers [95% Wilson CI], change vs the full-precision cell",
-                ["model", "kind", "DAP1", "DAP2", "seed", "ASR [95% CI]", "ΔASR [95% CI]", "false trig. [95% CI]",
-                 "PS trig.", "PS clean", "JS-K clean", "EX clean"])
+                ["model", "kind", "DAP1", "DAP2", "seed", "ASR [95% CI]", "ΔASR [95% CI, unadj.]", "FTR [95% CI]",
+                 "PS trig.", "PS clean", "JS-K clean", "EX clean"], keys=5)
     values: dict[str, list[float]] = defaultdict(list)
     for key in sorted(cells, key=_sort_trojan):
         m = cells[key]
         d = rate_delta(cells, key, "asr", "triggered")
         base = trojan_baseline(cells, key)
-        delta = "baseline" if key == base else (f"{d[0]:+.2f}\u00a0[{d[1]:+.2f},\u00a0{d[2]:+.2f}]" if d else None)
+        delta = "baseline" if key == base else (ci_text(*d, signed=True) if d else None)
         row: list[Any] = [*key, _rate_cell(m.get("asr"), m.get("n_inputs[input=triggered]")), delta,
                           _rate_cell(m.get("ftr"), m.get("n_inputs[input=clean]"))]
         for name in ("ps_mean[input=triggered]", "ps_mean[input=clean]", "js_k[input=clean]", "ex[input=clean]"):
             r = m.get(name)
-            row.append(None if r is None else f"{r['value']:.2g}" if name.startswith("ps") else f"{r['value']:.3f}")
+            row.append(None if r is None else F.prob(r["value"]))
             if r:
                 values[name].append(r["value"])
         for name in ("asr", "ftr"):
@@ -256,7 +294,8 @@ def cells_table(store: Store) -> Table:
         d[c["status"]] += 1
         d["seconds"] += float(c["seconds"] or 0.0)
     return Table("Cells", ["kind", "done", "running", "pending", "failed", "seconds"],
-                 [[k, d["done"], d["running"], d["pending"], d["failed"], round(d["seconds"], 1)] for k, d in by.items()])
+                 [[k, d["done"], d["running"], d["pending"], d["failed"], round(d["seconds"], 1)] for k, d in by.items()],
+                 formats={"seconds": F.seconds})
 
 
 def failures_table(store: Store) -> Table | None:
@@ -313,18 +352,31 @@ def memory_note(r: MemoryRow) -> str:
 
 
 def memory_table(store: Store) -> Table | None:
+    """Weight memory per (model, precision); a note shared by several rows is printed once below the table and the
+    rows carry its letter."""
     rows = memory_rows(store)
     if not rows:
         return None
     out = Table("Weight memory per precision (MB): held in memory, packed size a real format would need, fp16 baseline",
                 ["model", "precision", "bits", "held MB", "packed MB", "fp16 MB", "note"])
+    letters: dict[str, str] = {}
     for r in sorted(rows, key=lambda r: (r.model, -bits_of(r.precision), r.precision)):
-        out.rows.append([r.model, r.precision, bits_of(r.precision), round(r.held, 3),
-                         None if r.packed is None else round(r.packed, 3), None if r.fp16 is None else round(r.fp16, 3),
-                         memory_note(r)])
-    out.notes = ["packed: quantized Linear weights at their bits + one fp16 scale per group (per row when the "
-                 "precision has no group), everything else at fp16; dtype precisions at their own width."]
-    out.wrap = True  # the note column is prose
+        note = memory_note(r)
+        kind = note.split(":")[0].split(" (")[0]
+        if note and kind not in letters:
+            letters[kind] = "abcdefghijklmnopqrstuvwxyz"[len(letters) % 26]
+        out.rows.append([r.model, r.precision, bits_of(r.precision), F.megabytes(r.held, False),
+                         F.megabytes(r.packed, False) if r.packed is not None else None,
+                         F.megabytes(r.fp16, False) if r.fp16 is not None else None,
+                         f"{kind} ({letters[kind]})" if note else ""])
+    for kind, letter in letters.items():
+        example = next(memory_note(r) for r in rows if memory_note(r).startswith(kind))
+        text = example.split(": ", 1)[1] if ": " in example else example
+        text = text.split("; packed it would take")[0]
+        out.notes.append(f"({letter}) {kind}: {text}.")
+    out.notes.append("packed: quantized Linear weights at their bits + one fp16 scale per group (per row when the "
+                     "precision has no group), everything else at fp16; dtype precisions at their own width.")
+    out.keys = 2
     return out
 
 
@@ -358,4 +410,13 @@ def generic_table(store: Store, kind: str, title: str, keys: tuple[str, ...]) ->
     keyed: dict[tuple[str, ...], dict[str, float]] = defaultdict(dict)
     for r in rows:
         keyed[tuple(str(r["labels"].get(k, "")) for k in keys)][r["name"]] = r["value"]
-    return Table(title, [*keys, *names], [[*k, *(m.get(n) for n in names)] for k, m in keyed.items()])
+    def cell(name: str, v: float | None) -> Any:
+        return v if v is None or name not in NAMED_FORMATS else NAMED_FORMATS[name](v)
+
+    return Table(title, [*keys, *names], [[*k, *(cell(n, m.get(n)) for n in names)] for k, m in keyed.items()],
+                 keys=len(keys))
+
+
+# Metric names with a quantity of their own (`formats`): parameter counts, seconds, rates of tokens.
+NAMED_FORMATS: dict[str, Any] = {"n_params": F.params, "seconds": F.seconds, "tokens_per_second": F.count,
+                                 "tokens_seen": F.count, "n_train_samples": F.count}

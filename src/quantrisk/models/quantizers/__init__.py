@@ -61,7 +61,10 @@ def parse_precision(text: str | Precision) -> Precision:
         raise RuntimeError(f"precision {name!r} is claimed by several back-ends: {', '.join(p.backend for p in claims)}")
     if claims:
         return claims[0]
-    raise PrecisionError(f"unknown precision {text!r}; valid: {valid_names_hint()}")
+    from quantrisk.suggest import did_you_mean
+
+    hint = did_you_mean(name, [p.name for p in known_precisions()])
+    raise PrecisionError(f"unknown precision {text!r}{hint}; valid: {valid_names_hint()}")
 
 
 def parse_precisions(text: str | list[str]) -> list[Precision]:
