@@ -6,20 +6,6 @@ from pathlib import Path
 
 import typer
 
-COLUMNS = ["precision", "KL fp||q", "disagree", "payload fp", "payload q", "max rise (prefix)", "PS fp", "PS q",
-           "weight pile-up", "on grid points", "share d<0.02 (uniform 0.04)"]
-
-
-def scan_rows(result: dict) -> list[list[object]]:
-    """One table row per precision."""
-    rows = []
-    for name, f in result["per_precision"].items():
-        w = f.get("weights")
-        rows.append([name, f["kl"], f["disagreement"], f["payload_fp"], f["payload_q"],
-                     f"{f['payload_delta_max']:+.3f} ({f['payload_delta_prefix']})", f["ps_fp"], f["ps_q"],
-                     w["pileup"] if w else None, w["grid_share"] if w else None, w["edge_share"]["0.02"] if w else None])
-    return rows
-
 
 def register(app: typer.Typer) -> None:
     @app.command("scan")
@@ -34,7 +20,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     ) -> None:
         """Compare the model with its quantized copies on probes and weight statistics; verdict clean / suspicious."""
-        from quantrisk.commands._output import print_json, print_table
+        from quantrisk.commands._output import print_json
         from quantrisk.errors import UsageError, about
         from quantrisk.models.load import resolve_device, resolve_source
         from quantrisk.precision import parse_precisions, require_available
@@ -61,10 +47,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(result)
             return
-        print_table(f"scan of {model}: {result['n_probes']} probes x {len(result['prefixes']) + 1} prefixes",
-                    COLUMNS, scan_rows(result))
-        print(f"verdict: {result['verdict']}")
-        for reason in result["reasons"]:
-            print(f"  - {reason}")
-        for note in result["notes"]:
-            print(f"  note: {note}")
+        from quantrisk.commands.scan_view import scan_lines
+
+        for line in scan_lines(result, model):
+            print(line)
