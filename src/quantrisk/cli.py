@@ -60,6 +60,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "quantrisk.commands.qattack",
     "quantrisk.commands.scan",
     "quantrisk.commands.experiments",
+    "quantrisk.commands.compare",
 )
 
 for _name in COMMAND_MODULES:

@@ -73,6 +73,32 @@ def print_headline(store_file: Path | None, lines: list[str] | None = None) -> N
         print_wrapped(line, indent="  ")
 
 
+def status_next(run: Path, cells: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
+    """The wall time so far and the next step: the report's path when every cell is done (built or to build),
+    else the command that resumes the run."""
+    from quantrisk.formats import seconds
+    from quantrisk.report.setup import wall_seconds_of
+
+    base = _run_base(run)
+    out = []
+    wall, cell_s = wall_seconds_of(runs), sum(float(c["seconds"] or 0.0) for c in cells)
+    out.append(f"wall time: {seconds(wall) if wall is not None else 'not finished yet'} "
+               f"({seconds(cell_s)} summed over cells)")
+    todo = [c for c in cells if c["status"] != "done"]
+    report = base / "report" / "report.html"
+    if not todo and report.exists():
+        out.append(f"next: open {report} (rebuild with `quantrisk report {base}`)")
+    elif not todo:
+        out.append(f"next: `quantrisk report {base}` writes {report}")
+    elif any(c["status"] == "failed" for c in todo):
+        out.append(f"next: rerun the same `quantrisk run SPEC --out {base}` to retry the failed cells "
+                   "(done cells are kept)")
+    else:
+        out.append(f"next: {len(todo)} cells to go; if no run is in progress, `quantrisk run SPEC --out {base}` "
+                   "resumes it")
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate_cmd(
@@ -164,6 +190,8 @@ def register(app: typer.Typer) -> None:
             last = runs[-1]
             state = "finished" if last["finished"] else "in progress or interrupted"
             print(f"{len(runs)} invocation(s); last: {last['executor']} executor, {state}; store integrity: {integrity}")
+        for line in status_next(run, cells, runs):
+            print(line)
 
     @app.command("report")
     def report_cmd(

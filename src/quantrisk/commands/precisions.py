@@ -5,6 +5,17 @@ from __future__ import annotations
 import typer
 
 
+def grouped_reasons(rows: list[dict]) -> dict[str, list[str]]:
+    """Availability notes once each: reason (without the precision's own name) -> the precisions it applies to."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        if r["reason"]:
+            why = str(r["reason"])
+            why = why[len(r["name"]) + 1:].lstrip(": ") if why.startswith(r["name"] + " ") else why
+            out.setdefault(why, []).append(r["name"])
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command("precisions")
     def precisions_cmd(
@@ -40,6 +51,5 @@ def register(app: typer.Typer) -> None:
         print_wrapped("also valid: " + "; ".join(patterns))
         libs = sorted({(r["library"] or "torch", r["library_version"]) for r in rows if r["library_version"]})
         print_wrapped("libraries here: " + ", ".join(f"{n} {v}" for n, v in libs))
-        for r in rows:
-            if r["reason"]:
-                print_wrapped(f"{r['name']}: {r['reason']}")
+        for reason, names in grouped_reasons(rows).items():
+            print_wrapped(f"{', '.join(names)}: {reason}")

@@ -56,10 +56,15 @@ def model_sizes(store: Store) -> dict[str, int]:
     return out
 
 
-def wall_seconds(store: Store) -> float | None:
-    """Wall time of all invocations together (each from start to finish; an unfinished one is not counted)."""
-    spans = [r["finished"] - r["started"] for r in store.runs() if r["finished"] is not None]
+def wall_seconds_of(runs: list[dict[str, Any]]) -> float | None:
+    """Wall time of the invocations `runs` together (each from start to finish; an unfinished one not counted)."""
+    spans = [r["finished"] - r["started"] for r in runs if r["finished"] is not None]
     return sum(spans) if spans else None
+
+
+def wall_seconds(store: Store) -> float | None:
+    """Wall time of all the store's invocations (`wall_seconds_of`)."""
+    return wall_seconds_of(store.runs())
 
 
 def _value(v: Any) -> str:
