@@ -47,7 +47,7 @@ def _records(t: Table, width: int) -> list[str]:
             out += bullets([head], width, "- " if cells[0] else "  ")
             continue
         key = " · ".join(c for c in cells[:t.keys])
-        rest = "; ".join(v if c in UNLABELLED else f"{c}: {v}"
+        rest = "; ".join(v.rstrip(".") if c in UNLABELLED else f"{c}: {v}"
                          for c, v in zip(t.columns[t.keys:], cells[t.keys:], strict=True) if v)
         out += bullets([f"**{key}**: {rest}"], width)
     return out

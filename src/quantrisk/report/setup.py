@@ -74,6 +74,8 @@ def _value(v: Any) -> str:
         return ", ".join(_value(x) for x in v)
     if isinstance(v, float):
         return F.number(v)
+    if isinstance(v, str) and (" " in v or ";" in v):
+        return f"\"{v}\""
     return "—" if v is None else str(v)
 
 
@@ -107,15 +109,14 @@ def nonmember_counts(store: Store) -> list[int]:
 
 
 def _privacy_data(store: Store) -> str | None:
-    per: dict[tuple[int, int], set[str]] = defaultdict(set)
+    per: dict[tuple[int, int], set[str]] = defaultdict(set)  # (members, non-members) -> their sources
     for c in store.cells("privacy"):
         env = c["environment"] or {}
         if c["status"] == "done" and "n_members" in env:
             per[(int(env["n_members"]), int(env["n_nonmembers"]))].add(str(env.get("mi_source", "")))
     if not per:
         return None
-    parts = [f"{F.count(a)} members + {F.count(b)} non-members" + (f" ({', '.join(sorted(s))})" if any(s) else "")
-             for (a, b), s in sorted(per.items())]
+    parts = [f"{F.count(a)} members + {F.count(b)} non-members per model and precision" for (a, b) in sorted(per)]
     return "; ".join(parts)
 
 
