@@ -271,7 +271,7 @@ def roc_curves(store: Store) -> bytes | None:
         grid = np.logspace(np.log10(floor / 2), 0, 50)
         ax.plot(grid, grid, color="grey", lw=0.8, ls=":", label="chance (TPR = FPR)")
         ax.axvline(floor, color="0.6", lw=0.6, ls="--")
-        ax.text(floor, 1.0, f" 1/{n_non} non-members", fontsize=7, color="0.4", va="top", rotation=90)
+        ax.text(floor * 1.08, floor, f"FPR resolution 1/{n_non}", fontsize=7, color="0.4", va="bottom", rotation=90)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(floor / 2, 1.0)
