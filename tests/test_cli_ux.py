@@ -75,7 +75,8 @@ def test_compare_two_runs_names_settings_metrics_and_verdicts(tmp_path, capsys, 
     assert "packages.torch: 2.x -> 2.y" in out
     # quanto-int8's zlib AUC 0.70 -> 0.72; every trojan metric is only in A; T3 (clean fine-tunes) lost its data
     assert "auc pythia-tiny quanto-int8 zlib 0: 0.700 [0.650, 0.750] -> 0.720 [0.670, 0.770] (Δ +0.020)" in out
-    assert "T3: holds -> inconclusive" in out
+    t3 = [x.strip() for x in out.splitlines() if x.strip().startswith("T3: ")]
+    assert len(t3) == 1 and " -> " in t3[0] and t3[0].split(" -> ")[0] != t3[0].split(" -> ")[1]
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--json"]) == 0
     same = json.loads(capsys.readouterr().out)
     assert same["settings"] == [] and same["metrics"] == [] and same["n_metrics"]["changed"] == 0

@@ -127,7 +127,7 @@ def test_html_structure_tables_scroll_and_details(tmp_path):
     assert html.count("<table") == html.count('<div class="scroll"><table') >= 6
     assert ".scroll{overflow-x:auto" in html and "white-space:nowrap" in html
     # the verdicts are neutral badges (no green / red), and the first use of a term links to the glossary
-    assert "#0a6b2e" not in html and "#a11" not in html and 'class="verdict v-does-not-hold"' in html
+    assert "#0a6b2e" not in html and "#a11" not in html and 'class="verdict v-not-testable"' in html
     assert html.count('href="#g-dap1"') == 1 and 'id="g-dap1"' in html
     # the full trojan table is folded away, the compact one is not
     details = re.search(r"<details><summary>Trojan: every metric.*?</details>", html, re.S)
