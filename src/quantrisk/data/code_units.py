@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import re
 import sysconfig
 import textwrap
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from quantrisk.errors import UsageError
@@ -116,3 +119,19 @@ def canonical_corpus(corpus: str) -> str:
 
 def _norm_dist(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+_SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                tokenize.ENDMARKER, tokenize.ENCODING}
+
+
+@lru_cache(maxsize=16384)  # the split normalises the same corpus texts several times
+def normalise_code(text: str) -> str:
+    """Python source with comments and all whitespace stripped (the `tokenize` tokens joined by one space);
+    docstrings stay (they are string tokens). Text that does not tokenize falls back to its whitespace-split
+    words. Two samples with the same normal form differ only in comments and layout."""
+    try:
+        toks = [t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in _SKIP_TOKENS]
+    except (tokenize.TokenError, IndentationError, SyntaxError, ValueError):
+        toks = text.split()
+    return " ".join(toks)

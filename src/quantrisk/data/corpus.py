@@ -15,9 +15,7 @@ exactly what the model was (or was not) trained on, on any machine.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import tokenize
 from collections.abc import Iterable
 from dataclasses import asdict, replace
 from functools import lru_cache
@@ -29,6 +27,7 @@ from quantrisk.data.code_units import (  # noqa: F401 - also importable from her
     _functions,
     _python_files,
     canonical_corpus,
+    normalise_code,
     parse_sources,
     sha256_text,
     stdlib_root,
@@ -212,22 +211,6 @@ def assign_splits(
         items.sort(key=lambda s: split_fraction(seed + 7919, s.id))
         out.extend(sorted(items[:cap] if cap is not None else items, key=lambda s: s.id))
     return out
-
-
-_SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                tokenize.ENDMARKER, tokenize.ENCODING}
-
-
-@lru_cache(maxsize=16384)  # the split normalises the same corpus texts several times
-def normalise_code(text: str) -> str:
-    """Python source with comments and all whitespace stripped (the `tokenize` tokens joined by one space);
-    docstrings stay (they are string tokens). Text that does not tokenize falls back to its whitespace-split
-    words. Two samples with the same normal form differ only in comments and layout."""
-    try:
-        toks = [t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type not in _SKIP_TOKENS]
-    except (tokenize.TokenError, IndentationError, SyntaxError, ValueError):
-        toks = text.split()
-    return " ".join(toks)
 
 
 def drop_normalised_collisions(samples: list[CodeSample]) -> tuple[list[CodeSample], dict[str, int]]:

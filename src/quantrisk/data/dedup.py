@@ -4,7 +4,7 @@ MIMIR (Duan et al. 2024, "Do Membership Inference Attacks Work on Large Language
 arXiv:2402.07841, §3 and the benchmark's `ngram_13_0.8` configuration) drops a non-member whose n-gram overlap with
 the training data is too high: overlap(x) = |{n-grams of x} ∩ {n-grams of the training set}| / |{n-grams of x}|
 with n = 13 and threshold 0.8 (its stricter variants: 13-gram / 0.2 and 7-gram / 0.2). Here the n-grams are of
-Python lexical tokens (`corpus.normalise_code`: comments and layout ignored; whitespace-split words for text that
+Python lexical tokens (`code_units.normalise_code`: comments and layout ignored; whitespace-split words for text that
 does not tokenize), n = `NGRAM` = 13, and a sample is a near-duplicate when its overlap with the other side is
 > `THRESHOLD` = 0.8. A text shorter than n tokens has no n-gram and is never a near-duplicate (exact and normalised
 duplicates are caught before this).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from quantrisk.data.corpus import normalise_code
+from quantrisk.data.code_units import normalise_code
 
 NGRAM = 13
 THRESHOLD = 0.8
