@@ -95,6 +95,8 @@ class GgufQuantizer(Quantizer):
                 else "run by llama.cpp (llama-cpp-python)")
         return Precision(name, cls.backend, bits, "gguf", ("cpu", "cuda") if dq else ("cpu",), library=cls.library,
                          group_size=None, trainable=False, calibrated=True,
+                         # llama.cpp's CPU dot products quantize activations to 8-bit blocks (Q8_0/Q8_K) at run time
+                         activations="float" if dq else "int8-dynamic",
                          description=f"GGUF {what} ({bpw} bits/weight in that type), importance matrix from "
                                      f"calibration samples, {path}")
 
