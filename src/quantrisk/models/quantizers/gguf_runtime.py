@@ -15,10 +15,13 @@ sees them; threads = torch's thread count (`QUANTRISK_THREADS` pins both).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import shutil
+import tempfile
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -68,12 +71,39 @@ def quantize_file(source: str | Path, target: str | Path, ftype: str, *,
         entries[len(imatrix)].name = None  # the C API reads up to the entry whose name is NULL
         params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
         keep.append(entries)
-    rc = llama_cpp.llama_model_quantize(str(source).encode("utf-8"), str(target).encode("utf-8"),
-                                        ctypes.byref(params))
+    with _c_output_captured() as log:
+        rc = llama_cpp.llama_model_quantize(str(source).encode("utf-8"), str(target).encode("utf-8"),
+                                            ctypes.byref(params))
     del keep
     if rc != 0:
-        raise ModelLoadError(f"llama.cpp could not quantize {source} to {ftype} (llama_model_quantize returned {rc})")
+        last = next((x for x in reversed(log[0].splitlines()) if x.strip()), "") if log else ""
+        raise ModelLoadError(f"llama.cpp could not quantize {source} to {ftype} (llama_model_quantize returned {rc}: "
+                             f"{last[:200]})")
     return Path(target)
+
+
+@contextlib.contextmanager
+def _c_output_captured() -> Iterator[list[str]]:
+    """Send what C code writes to stdout/stderr (llama.cpp's per-tensor fall-back warnings) to a private temp file."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryDirectory(prefix="quantrisk-llama-log-") as tmp:
+        path = Path(tmp) / "llama.log"
+        text: list[str] = []
+        saved = [os.dup(1), os.dup(2)]
+        with path.open("wb") as fh:
+            try:
+                os.dup2(fh.fileno(), 1)
+                os.dup2(fh.fileno(), 2)
+                yield text
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+        text.append(path.read_text(errors="replace")[-4000:])
 
 
 def _torch_module() -> Any:
