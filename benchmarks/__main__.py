@@ -137,8 +137,14 @@ def _verdicts(args: argparse.Namespace, extra: list[str], command: str) -> list[
     return verdicts.run(extra, command, machine("cpu"), versions())
 
 
-BENCHMARKS = {"loading": _loading, "scoring": _scoring, "generation": _generation, "scaling": _scaling,
-              "pretraining": _pretraining, "verdicts": _verdicts}
+def _gguf(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:
+    from benchmarks import gguf
+
+    return gguf.run(args, extra, command)
+
+
+BENCHMARKS = {"gguf": _gguf, "loading": _loading, "scoring": _scoring, "generation": _generation,
+              "scaling": _scaling, "pretraining": _pretraining, "verdicts": _verdicts}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -73,7 +73,17 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "device": device,
         "device_name": describe_device(device),
         "packages": {p: v for p in (*PACKAGES, *BACKEND_PACKAGES) if (v := package_version(p)) is not None},
+        **_llama_cpp_build(),
     }
+
+
+def _llama_cpp_build() -> dict[str, Any]:
+    """llama.cpp's build (CPU features, back-ends) when a GGUF precision loaded it in this process."""
+    if "llama_cpp" not in sys.modules:
+        return {}
+    llama_cpp = sys.modules["llama_cpp"]
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+    return {"llama_cpp": {"llama_cpp_python": str(llama_cpp.__version__), "system_info": info}}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -60,7 +60,12 @@ def _packed_layout(module: Any) -> tuple[Any, int, int, int] | None:
 
 
 def weight_memory(model: Any) -> WeightMemory:
-    """Bytes of all parameters and persistent buffers held by `model`, and its logical parameter count."""
+    """Bytes of all parameters and persistent buffers held by `model`, and its logical parameter count.
+    A model held outside torch (the llama.cpp runtime) reports its own through `quantrisk_weight_memory()`."""
+    own = getattr(model, "quantrisk_weight_memory", None)
+    if callable(own):
+        held, params = own()
+        return WeightMemory(bytes=int(held), logical_params=int(params))
     seen: set[int] = set()
     total = 0
     logical = 0
@@ -94,7 +99,11 @@ def packed_bytes(model: Any, precision: Any) -> int:
     of `group_size` weights (per output row when the precision has no group size, e.g. int8), and everything
     else (embeddings, output head, norms, biases) at fp16 -- the layout of a packed GPTQ/GGUF-style checkpoint.
     Works on the quantized model (quanto QLinear, torch dynamic int8 Linear, bitsandbytes Linear4bit/8bitLt)
-    through the logical (unpacked) element counts."""
+    through the logical (unpacked) element counts. A model that knows its file's size (a GGUF) reports it
+    through `quantrisk_packed_bytes()`."""
+    own = getattr(model, "quantrisk_packed_bytes", None)
+    if callable(own):
+        return int(own())
     if precision.is_float:
         return int(weight_memory(model).logical_params * precision.bits // 8)
     head = set(output_head_names(model))

@@ -12,6 +12,7 @@ from quantrisk.errors import PrecisionError, UsageError
 from quantrisk.models.quantizers.base import Precision, Quantizer
 from quantrisk.models.quantizers.bnb import BnbQuantizer
 from quantrisk.models.quantizers.dtype import DtypeQuantizer
+from quantrisk.models.quantizers.gguf import GgufQuantizer
 from quantrisk.models.quantizers.gptq import GptqQuantizer
 from quantrisk.models.quantizers.hqq import HqqQuantizer
 from quantrisk.models.quantizers.quanto import QuantoQuantizer
@@ -32,6 +33,7 @@ for _quantizer in (
     StaticQuantizer,
     HqqQuantizer,
     GptqQuantizer,
+    GgufQuantizer,
 ):
     QUANTIZERS.add(_quantizer.backend, _quantizer)  # a second back-end under a taken key raises ValueError
 QUANTIZERS.freeze()
