@@ -143,8 +143,41 @@ def _gguf(args: argparse.Namespace, extra: list[str], command: str) -> list[dict
     return gguf.run(args, extra, command)
 
 
+def _scale(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:
+    from pathlib import Path
+
+    from benchmarks import scale
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks scale", allow_abbrev=False)
+    p.add_argument("--shape", default="llama-2-7b", choices=sorted(scale.SHAPES))
+    p.add_argument("--work", default="/tmp/quantrisk-scale", help="where the random-weight checkpoint is built")
+    p.add_argument("--score-n", type=int, default=64)
+    p.add_argument("--length", type=int, default=512)
+    p.add_argument("--batch-tokens", type=int, default=32768)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--gen-n", type=int, default=64, help="prompts per generation run")
+    p.add_argument("--gen-batches", default="16,64", help="batch sizes of the grid (the trojan study's default is 16)")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--single-n", type=int, default=4, help="prompts of the one-at-a-time HF anchor")
+    p.add_argument("--qlora", default="bnb-nf4", help="precisions that also get the DAP1 LoRA step ('' for none)")
+    p.add_argument("--qlora-steps", type=int, default=8)
+    p.add_argument("--qlora-warm", type=int, default=2)
+    p.add_argument("--qlora-batch", type=int, default=8)
+    p.add_argument("--qlora-len", type=int, default=512)
+    p.add_argument("--data", default=None, help="sqlqa JSONL (default: tests/data/sqlqa/sqlqa.jsonl)")
+    p.add_argument("--json", default=None, help="also write every measured value to this JSON file")
+    o = p.parse_args(extra)
+    precisions = (args.precisions or scale.DEFAULT_PRECISIONS).split(",")
+    return scale.run(o.shape, args.device, precisions, Path(o.work), args.repeats, command, score_n=o.score_n,
+                     length=o.length, batch_tokens=o.batch_tokens, compile=o.compile, gen_n=o.gen_n,
+                     gen_batches=tuple(int(x) for x in o.gen_batches.split(",")), max_new=o.max_new_tokens,
+                     single_n=o.single_n, qlora=tuple(x for x in o.qlora.split(",") if x),
+                     qlora_steps=o.qlora_steps, qlora_warm=o.qlora_warm, qlora_batch=o.qlora_batch,
+                     qlora_len=o.qlora_len, data=o.data, json_out=Path(o.json) if o.json else None)
+
+
 BENCHMARKS = {"gguf": _gguf, "loading": _loading, "scoring": _scoring, "generation": _generation,
-              "scaling": _scaling, "pretraining": _pretraining, "verdicts": _verdicts}
+              "scaling": _scaling, "pretraining": _pretraining, "verdicts": _verdicts, "scale": _scale}
 
 if __name__ == "__main__":
     sys.exit(main())

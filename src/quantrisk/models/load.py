@@ -329,6 +329,17 @@ def resolve_calibration(precision: Precision, source: str, tokenizer: Any, model
     return batches, cal
 
 
+def _check_fits(resolved: str, precision: Precision, device: str, trust_remote_code: bool) -> None:
+    """Refuse up front (one line, with the estimate) a load that would not fit the device (`models.fit`)."""
+    from quantrisk.models.fit import check_fits, device_memory
+
+    if device_memory(device)[0] is None:
+        return
+    from transformers import AutoConfig
+
+    check_fits(AutoConfig.from_pretrained(resolved, trust_remote_code=trust_remote_code), precision, device)
+
+
 def load_model(
     source: str | Path,
     precision: Precision | str = "fp32",
@@ -351,6 +362,7 @@ def load_model(
     resolved = resolve_source(source, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     adapter_path = check_adapter_dir(adapter, allow_pickle=allow_pickle) if adapter is not None else None
     quantizer = get_quantizer(p)
+    _check_fits(resolved, p, device, trust_remote_code)
     tokenizer = load_tokenizer(resolved, trust_remote_code=trust_remote_code)
     cal = None
     if quantizer.at_load:
