@@ -310,7 +310,6 @@ def measure_qlora(source: str, precision: str, rows: list[Any], device: str, ste
              ("anchor: plain peft loop tokens/s (model(..., labels).loss)", ptps, None),
              ("DAP1 ratio quantrisk / plain peft loop", tps / ptps, None),
              ("DAP1 peak device memory GiB", _peak(device) / 2**30, None)]
-    del model, opt, lm
     return items, {"qlora_tps": tps, "qlora_mfu": mfu, "qlora_plain_tps": ptps, "qlora_step_s": s_ours / steps}
 
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from benchmarks.scale import config
+
 from quantrisk.errors import ModelLoadError
 from quantrisk.models import fit
 from quantrisk.precision import parse_precision
