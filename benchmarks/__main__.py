@@ -166,6 +166,7 @@ def _scale(args: argparse.Namespace, extra: list[str], command: str) -> list[dic
     p.add_argument("--qlora-len", type=int, default=512)
     p.add_argument("--data", default=None, help="sqlqa JSONL (default: tests/data/sqlqa/sqlqa.jsonl)")
     p.add_argument("--json", default=None, help="also write every measured value to this JSON file")
+    p.add_argument("--budget-s", type=float, default=None, help="start no further precision after this many seconds")
     o = p.parse_args(extra)
     precisions = (args.precisions or scale.DEFAULT_PRECISIONS).split(",")
     return scale.run(o.shape, args.device, precisions, Path(o.work), args.repeats, command, score_n=o.score_n,
@@ -173,7 +174,8 @@ def _scale(args: argparse.Namespace, extra: list[str], command: str) -> list[dic
                      gen_batches=tuple(int(x) for x in o.gen_batches.split(",")), max_new=o.max_new_tokens,
                      single_n=o.single_n, qlora=tuple(x for x in o.qlora.split(",") if x),
                      qlora_steps=o.qlora_steps, qlora_warm=o.qlora_warm, qlora_batch=o.qlora_batch,
-                     qlora_len=o.qlora_len, data=o.data, json_out=Path(o.json) if o.json else None)
+                     qlora_len=o.qlora_len, data=o.data, json_out=Path(o.json) if o.json else None,
+                     budget_s=o.budget_s)
 
 
 BENCHMARKS = {"gguf": _gguf, "loading": _loading, "scoring": _scoring, "generation": _generation,

@@ -317,8 +317,11 @@ def run(shape: str, device: str, precisions: list[str], work: Path, repeats: int
         score_n: int = 64, length: int = 512, batch_tokens: int = 32768, compile: bool = False,
         gen_n: int = 64, gen_batches: tuple[int, ...] = (16, 64), max_new: int = 48, single_n: int = 4,
         qlora: tuple[str, ...] = ("bnb-nf4",), qlora_steps: int = 8, qlora_warm: int = 2, qlora_batch: int = 8,
-        qlora_len: int = 512, data: str | None = None, json_out: Path | None = None) -> list[dict[str, Any]]:
-    """Build (or reuse) the checkpoint under `work`, then measure each precision; rows for BENCHMARKS.md."""
+        qlora_len: int = 512, data: str | None = None, json_out: Path | None = None,
+        budget_s: float | None = None) -> list[dict[str, Any]]:
+    """Build (or reuse) the checkpoint under `work`, then measure each precision; rows for BENCHMARKS.md.
+    `budget_s`: start no further precision once this many seconds have passed (a row says which were skipped)."""
+    started = time.perf_counter()
     from benchmarks.scoring import matmul_peak, sequences
     from quantrisk.errors import QuantriskError
     from quantrisk.models.load import load_model
@@ -338,6 +341,10 @@ def run(shape: str, device: str, precisions: list[str], work: Path, repeats: int
     results: dict[str, Any] = {"checkpoint": facts, "peak_tflops": peak, "precisions": {}}
     for name in precisions:
         case = f"{shape} {name}"
+        if budget_s is not None and time.perf_counter() - started > budget_s:
+            rows += _rows(base, case, [(f"skipped: time budget of {budget_s:.0f} s spent", float("nan"), None)])
+            results["precisions"][name] = {"skipped": "time budget"}
+            continue
         try:
             require_available(name, device)
         except QuantriskError as exc:
@@ -396,3 +403,41 @@ def ratios_ok(results: dict[str, Any]) -> dict[str, bool]:
             checks.append(r["qlora_tps"] >= r["qlora_plain_tps"])
         out[name] = all(checks)
     return out
+
+
+def code_functions(n: int, min_chars: int = 120, max_chars: int = 2000) -> list[str]:
+    """Up to n distinct top-level function definitions (source text) from the stdlib, in sorted-path order."""
+    import ast
+
+    out, seen = [], set()
+    for text in stdlib_texts(20_000_000):
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                src = ast.get_source_segment(text, node) or ""
+                if min_chars <= len(src) <= max_chars and src not in seen:
+                    seen.add(src)
+                    out.append(src)
+                    if len(out) >= n:
+                        return out
+    return out
+
+
+def write_labelled(path: Path, n_each: int) -> int:
+    """A labelled JSONL (text, label) of 2·n_each stdlib functions, labels alternating: the input of a privacy
+    run's timing on the random-weight checkpoint (which has no members: its AUCs are chance by construction)."""
+    funcs = code_functions(2 * n_each)
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(funcs)),
+                    encoding="utf-8")
+    return len(funcs)
+
+
+if __name__ == "__main__":  # python -m benchmarks.scale labelled PATH N_EACH
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "labelled":
+        raise SystemExit("usage: python -m benchmarks.scale labelled PATH N_EACH")
+    print(write_labelled(Path(sys.argv[2]), int(sys.argv[3])))
