@@ -435,9 +435,13 @@ def write_labelled(path: Path, n_each: int) -> int:
     return len(funcs)
 
 
-if __name__ == "__main__":  # python -m benchmarks.scale labelled PATH N_EACH
+if __name__ == "__main__":  # python -m benchmarks.scale labelled PATH N_EACH | checkpoint SHAPE DIR DEVICE
     import sys
 
-    if len(sys.argv) != 4 or sys.argv[1] != "labelled":
-        raise SystemExit("usage: python -m benchmarks.scale labelled PATH N_EACH")
-    print(write_labelled(Path(sys.argv[2]), int(sys.argv[3])))
+    usage = "usage: python -m benchmarks.scale labelled PATH N_EACH | checkpoint SHAPE DIR DEVICE"
+    if len(sys.argv) == 4 and sys.argv[1] == "labelled":
+        print(write_labelled(Path(sys.argv[2]), int(sys.argv[3])))
+    elif len(sys.argv) == 5 and sys.argv[1] == "checkpoint" and sys.argv[2] in SHAPES:
+        print(json.dumps(build_checkpoint(sys.argv[2], Path(sys.argv[3]), sys.argv[4])))
+    else:
+        raise SystemExit(usage)

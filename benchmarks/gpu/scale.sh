@@ -24,12 +24,12 @@ if [ "${PART:-scale}" = scale ]; then
   exit 0
 fi
 # --- studies at 7B: the checkpoint (one precision's rows as a by-product), the labelled code set, then each study
-timeout 150 $S --shape llama-2-7b --precisions bf16 --repeats 1 --score-n 8 --gen-n 4 --gen-batches 4 --single-n 1 \
-  --qlora "" --no-write > "$OUT/build.txt" 2>&1 || { tail -20 "$OUT/build.txt"; exit 1; }
-python3 -m benchmarks.scale labelled /tmp/labelled.jsonl 1000
 M=$W/llama-2-7b
+python3 -m benchmarks.scale labelled /tmp/labelled.jsonl 1000 > "$OUT/labelled.txt" 2>&1 &
+timeout 150 python3 -m benchmarks.scale checkpoint llama-2-7b $M cuda | tee "$OUT/build.txt" || exit 1
+wait
 t0=$(date +%s)
-timeout ${TP:-260} python3 -m quantrisk.cli privacy --model $M --data /tmp/labelled.jsonl --n 1000 \
+timeout ${TP:-230} python3 -m quantrisk.cli privacy --model $M --data /tmp/labelled.jsonl --n 1000 \
   --precisions ${PP:-bf16,bnb-nf4,torchao-int4wo-g128} --attacks ${PA:-loss,zlib,mink,minkpp} --completion-n 100 \
   --device cuda --batch-tokens 65536 --out /tmp/priv --quiet > "$OUT/privacy.txt" 2>&1
 echo "privacy rc=$? wall=$(( $(date +%s) - t0 )) s" | tee "$OUT/wall.txt"
