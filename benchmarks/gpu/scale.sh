@@ -23,7 +23,7 @@ if [ "${PART:-scale}" = scale ]; then
     --budget-s ${B3:-110} --json "$OUT/scale_2p8b.json" 2>&1 | grep -v Warning | tail -60
   exit 0
 fi
-# --- studies at 7B: the checkpoint (one precision's rows as a by-product), the labelled code set, then each study
+# --- studies at 7B: the checkpoint and the labelled stdlib code set (side by side), then each study
 M=$W/llama-2-7b
 python3 -m benchmarks.scale labelled /tmp/labelled.jsonl 1000 > "$OUT/labelled.txt" 2>&1 &
 timeout 150 python3 -m benchmarks.scale checkpoint llama-2-7b $M cuda | tee "$OUT/build.txt" || exit 1
