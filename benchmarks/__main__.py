@@ -68,11 +68,13 @@ def _scoring(args: argparse.Namespace, extra: list[str], command: str) -> list[d
                    help="forwards per sample in the per-attack loop (default: the privacy study's 7 default attacks)")
     p.add_argument("--precision", default=None, help="load through a back-end instead of --dtype (bnb-int8, bnb-nf4, ...)")
     p.add_argument("--chunk", type=int, default=None, help="positions per output-head block (default: 4096 GPU, 256 CPU)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: time in process CPU seconds (for a shared CPU machine; the case says CPU-time)")
     o = p.parse_args(extra)
     if o.batch_tokens is None:
         o.batch_tokens = 32768 if args.device.startswith("cuda") else 8192
     return scoring.run(o.shape, args.device, o.dtype, o.n, o.length, args.repeats, command, o.batch_size,
-                       o.batch_tokens, o.compile, o.baseline_n, o.loop_forwards, o.precision, o.chunk)
+                       o.batch_tokens, o.compile, o.baseline_n, o.loop_forwards, o.precision, o.chunk, o.clock)
 
 
 def _generation(args: argparse.Namespace, extra: list[str], command: str) -> list[dict]:

@@ -158,8 +158,11 @@ def _compile_knobs(compile: bool) -> str:
 
 def run(shape: str, device: str, dtype: str, n: int, length: int, repeats: int, command: str,
         batch_size: int, batch_tokens: int, compile: bool, baseline_n: int, loop_forwards: int = len(DEFAULT_ATTACKS),
-        precision: str | None = None, chunk: int | None = None) -> list[dict[str, Any]]:
+        precision: str | None = None, chunk: int | None = None, clock: str = "wall") -> list[dict[str, Any]]:
+    """Rows of one scoring configuration. `clock="cpu"`: every timing is this process's CPU seconds (user + sys
+    of all its threads, `time.process_time`), the comparable figure on a shared CPU; the case says so."""
     model = build(shape, device, dtype, precision)
+    tick = time.process_time if clock == "cpu" else time.perf_counter
     params = sum(p.numel() for p in model.parameters()) if precision is None else _logical_params(model)
     vocab, context = SHAPES[shape][4], SHAPES[shape][5]
     seqs = sequences(n, min(length, context), vocab)
@@ -169,10 +172,10 @@ def run(shape: str, device: str, dtype: str, n: int, length: int, repeats: int, 
         return score_token_ids(model, seqs, batch_size=batch_size, batch_tokens=batch_tokens, compile=compile,
                                chunk=chunk)
 
-    t = time_it(engine, repeats=repeats, warmup=1, device=device)
+    t = time_it(engine, repeats=repeats, warmup=1, device=device, clock=tick)
     base = {"benchmark": "scoring", "machine": machine(device), "versions": versions(), "command": command}
     case = (f"{shape} {precision or dtype} n={n} len≤{min(length, context)} bs={batch_size} bt={batch_tokens}"
-            + (" compiled" if compile else "") + _compile_knobs(compile))
+            + (" compiled" if compile else "") + _compile_knobs(compile) + (" CPU-time" if clock == "cpu" else ""))
     engine_tps = tokens / t.median
     rows = [{**base, "case": case, "metric": "engine tokens/s", "median": engine_tps,
              "low": tokens / t.high, "high": tokens / t.low, "repeats": repeats}]
@@ -181,8 +184,9 @@ def run(shape: str, device: str, dtype: str, n: int, length: int, repeats: int, 
     sub_tokens = sum(len(s) - 1 for s in sub)
     loop_repeats = max(1, min(repeats, 3))
     tb = time_it(lambda: per_sample_loop(model, sub, device, attacks=loop_forwards), repeats=loop_repeats,
-                 warmup=0, device=device)
-    t1 = time_it(lambda: per_sample_loop(model, sub, device, attacks=1), repeats=loop_repeats, warmup=0, device=device)
+                 warmup=0, device=device, clock=tick)
+    t1 = time_it(lambda: per_sample_loop(model, sub, device, attacks=1), repeats=loop_repeats, warmup=0, device=device,
+                 clock=tick)
     loop_tps, one_tps = sub_tokens / tb.median, sub_tokens / t1.median
     rows.append({**base, "case": case, "metric": f"per-sample loop tokens/s ({loop_forwards} forwards/sample)",
                  "median": loop_tps, "low": sub_tokens / tb.high, "high": sub_tokens / tb.low, "repeats": loop_repeats})

@@ -110,14 +110,16 @@ def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, 
     """(target logprob, mu, var) for every (row, position) pair with a real next token; flat (T,).
 
     Right-padded batches need no attention mask: under causal attention a real token never sees the
-    pads after it, so the model runs its maskless (flash) attention path. `compile` (CUDA only)
-    compiles the model body and the fused output-head + vocabulary-statistics step."""
+    pads after it, so the model runs its maskless (flash) attention path. `compile`: on CUDA, compiles the model
+    body and the fused output-head + vocabulary-statistics step; on CPU, the vocabulary statistics only (fused
+    into two passes per block; the body stays eager)."""
     import torch
 
     valid = mask[:, 1:].bool() & mask[:, :-1].bool()  # position j predicts token j+1
     targets = ids[:, 1:][valid]
     inputs = {"input_ids": ids} if right_padded else {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
     use_compile = compile and ids.device.type == "cuda"
+    cpu_fused = compile and ids.device.type == "cpu"
     split = body_and_head(model)
     if split is not None:
         body, head = split
@@ -129,7 +131,8 @@ def _forward_stats(model: Any, ids: Any, mask: Any, positions: Any, chunk: int, 
             if step is not None:
                 outs.append(step(head, hidden[i : i + chunk], targets[i : i + chunk]))
             else:
-                outs.append(vocab_stats(head(hidden[i : i + chunk]), targets[i : i + chunk], chunk=chunk, inplace=True))
+                outs.append(vocab_stats(head(hidden[i : i + chunk]), targets[i : i + chunk], chunk=chunk,
+                                        inplace=not cpu_fused, compile=cpu_fused))
         if not outs:
             empty = torch.zeros(0, device=ids.device)
             return empty, empty, empty
