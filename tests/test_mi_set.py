@@ -49,7 +49,7 @@ def test_blind_check_flags_length_biased_set(tmp_path):
     src = tmp_path / "biased.jsonl"
     _mimir(src, 50, long_members=True)
     r = mi_set.build(src, None, tmp_path / "o.jsonl", n=40)
-    assert r.blind["ok"] is False and "separates" in r.blind["reason"]
+    assert r.blind["ok"] is False and "separates" in r.blind["reason"] and "length" in r.blind["reason"]
 
 
 def test_two_file_form(tmp_path):

@@ -155,9 +155,12 @@ def blind_check(members: list[str], nonmembers: list[str], seed: int) -> dict[st
     except ImportError:
         blind = None
     if blind is not None and hasattr(blind, "blind_rows") and hasattr(blind, "blind_check"):
-        rows = blind.blind_rows(texts, labels, {"model": "none", "seed": str(seed)})  # pragma: no cover
-        ok, reason = blind.blind_check(rows)  # pragma: no cover
-        return {"method": "quantrisk.privacy.blind", "ok": bool(ok), "reason": reason}  # pragma: no cover
+        rows = [{"value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "labels": r.labels}
+                for r in blind.blind_rows(texts, labels, {"model": "none", "seed": str(seed)}, seed=seed)]
+        ok, reason = blind.blind_check(rows)
+        return {"method": "quantrisk.privacy.blind", "ok": bool(ok), "reason": "" if ok else reason,
+                "rows": [{"baseline": r["labels"].get("baseline"), "auc": r["value"], "ci": [r["ci_low"], r["ci_high"]]}
+                         for r in rows]}
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
