@@ -11,8 +11,8 @@ Checks, in order (what each dropped is counted in the provenance record):
 1. every line parses, is an object and has a non-empty string in the text field (else `error: FILE:LINE: ...`);
 2. exact duplicates (after normalising whitespace) are dropped within each side, and a text on both sides is dropped
    from both: its label would be ambiguous;
-3. near-duplicates: `quantrisk.privacy.neardup` when it exists (engineer 24b's filter), else not applied (the
-   provenance says so);
+3. near-duplicates: non-members whose 13-gram overlap with the members exceeds 0.8 are dropped
+   (`quantrisk.data.dedup`, MIMIR's `ngram_13_0.8` rule);
 4. the sample: `n` of each side, drawn with `seed`;
 5. blind baselines (model-free features that separate the two sides would make any attack's AUC meaningless):
    `quantrisk.privacy.blind.blind_check` when it exists; otherwise the length-only check here, by the same rule:
@@ -140,11 +140,12 @@ def dedup(members: list[str], nonmembers: list[str]) -> tuple[list[str], list[st
 
 def _neardup(members: list[str], nonmembers: list[str]) -> tuple[list[str], list[str], str]:
     try:
-        from quantrisk.privacy import neardup  # type: ignore[attr-defined]  # engineer 24b's filter, when merged
+        from quantrisk.data.dedup import NGRAM, THRESHOLD, near_duplicates
     except ImportError:
-        return members, nonmembers, "not applied: quantrisk.privacy.neardup is not in this version"
-    kept = neardup.filter_pairs(members, nonmembers)  # pragma: no cover - depends on 24b's interface
-    return kept[0], kept[1], "quantrisk.privacy.neardup"
+        return members, nonmembers, "not applied: quantrisk.data.dedup is not in this version"
+    drop = set(near_duplicates(nonmembers, members))  # MIMIR's rule: a non-member too close to the members goes
+    kept = [t for i, t in enumerate(nonmembers) if i not in drop]
+    return members, kept, f"quantrisk.data.dedup: {len(drop)} non-members dropped ({NGRAM}-gram overlap > {THRESHOLD})"
 
 
 def blind_check(members: list[str], nonmembers: list[str], seed: int) -> dict[str, Any]:
