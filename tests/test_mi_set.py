@@ -76,3 +76,17 @@ def test_too_few_after_dedup_refused(tmp_path):
     _mimir(src, 5)
     with pytest.raises(UsageError, match="5 members and 5 non-members remain"):
         mi_set.build(src, None, tmp_path / "o.jsonl", n=6)
+
+
+def test_near_duplicate_nonmember_dropped(tmp_path):
+    """A non-member that is a member with a comment added (not an exact duplicate) is dropped, MIMIR's rule."""
+    src = tmp_path / "s.jsonl"
+    rows = _mimir(src, 30)
+    long_member = rows[0]["member"] + "".join(f"    w{k} = x - {k} * 3\n" for k in range(8))
+    rows[0]["member"] = long_member
+    rows.append({"member": _func(40_000, random.Random(5)), "nonmember": "# copied\n" + long_member})
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = mi_set.build(src, None, tmp_path / "o.jsonl", n=30)
+    assert r.neardup.startswith("quantrisk.data.dedup: 1 non-members dropped")
+    out = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert not any(x["text"].startswith("# copied") for x in out)
