@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,18 +51,10 @@ def skipped_line(skipped: dict[str, int]) -> str:
     return "skipped: " + "; ".join(k if v == 1 else f"{k} (×{v})" for k, v in sorted(skipped.items()))
 
 
-def check_out_dir(out: Path, option: str = "--out") -> None:
-    """`UsageError` before any work when `out` cannot become a writable output directory: it (or the nearest part
-    of it that exists) is a file, or is not writable. Creates nothing, so a failed command leaves nothing behind."""
-    from quantrisk.errors import UsageError
+def check_out_dir(out: Path, option: str = "--out", *, markers: tuple[str, ...] = (), kind: str = "output") -> None:
+    """`UsageError` before any work when `out` cannot become quantrisk's output directory (`safefs.check_out`):
+    a file, a link, not writable, or a non-empty directory that holds none of `markers` (quantrisk's own `kind`
+    output). Creates nothing, so a failed command leaves nothing behind."""
+    from quantrisk.safefs import check_out
 
-    path = Path(out).expanduser()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
-        raise UsageError(f"{option} {out} {where}, not a directory; pass another {option}")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        where = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
-        raise UsageError(f"{option} {out} {where}; pass another {option} (or fix the permissions)")
+    check_out(out, option, markers=markers, kind=kind)

@@ -138,10 +138,11 @@ def register(app: typer.Typer) -> None:
         from quantrisk.commands._output import check_out_dir
         from quantrisk.config import load_spec
         from quantrisk.runner import raise_for_failures, run_spec
+        from quantrisk.safefs import RUN_MARKERS
 
         s = load_spec(spec, check_device=True, check_inputs=True)
         run_dir = out or Path("runs") / s.name
-        check_out_dir(run_dir)
+        check_out_dir(run_dir, markers=RUN_MARKERS, kind="run")
         summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet,
                            new_spec=new_spec)
         _print_summary(summary)
@@ -201,10 +202,11 @@ def register(app: typer.Typer) -> None:
         """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone."""
         from quantrisk.commands._output import check_out_dir
         from quantrisk.report import build_report
+        from quantrisk.safefs import REPORT_MARKERS
         from quantrisk.store import store_path
 
         target = out or _run_base(run) / "report"
-        check_out_dir(target)
+        check_out_dir(target, markers=REPORT_MARKERS, kind="report")
         rep = build_report(run, target)
         print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nfindings: {rep.html.parent / 'findings.json'}\n"
               f"sections: {', '.join(rep.sections)}")
@@ -219,9 +221,10 @@ def register(app: typer.Typer) -> None:
         """Export the cells, metrics and samples tables as CSV or Parquet files."""
         from quantrisk.commands._output import check_out_dir
         from quantrisk.report import export_run
+        from quantrisk.safefs import EXPORT_MARKERS
 
         target = out or _run_base(run) / "export"
-        check_out_dir(target)
+        check_out_dir(target, markers=EXPORT_MARKERS, kind="export")
         for p in export_run(run, target, fmt):
             print(p)
 
@@ -238,11 +241,14 @@ def register(app: typer.Typer) -> None:
         at several precisions on the built-in spec, and write the report."""
         import time
 
+        from quantrisk.commands._output import check_out_dir
         from quantrisk.config import builtin_spec_path, load_spec
         from quantrisk.report import build_report
         from quantrisk.runner import raise_for_failures, run_spec
+        from quantrisk.safefs import RUN_MARKERS
 
         start = time.perf_counter()
+        check_out_dir(out, markers=RUN_MARKERS, kind="run")
         path = builtin_spec_path("demo")
         s = load_spec(path, check_device=True, check_inputs=True)
         from quantrisk.commands._output import print_wrapped

@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         from quantrisk.privacy.attacks import parse_attacks
         from quantrisk.privacy.members import load_mi_set
         from quantrisk.privacy.study import PrivacyOptions, check_n, evaluation_safe_calibration
+        from quantrisk.safefs import RUN_MARKERS
         from quantrisk.study_runs import privacy_spec, run_study
 
         # Everything the user gave is checked before any model is loaded, and nothing is written on a failure.
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
         n_samples = check_n(n)
         with about("--calibration"):
             cal_spec = CalibrationSpec.parse(calibration)
-        check_out_dir(out)
+        check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
         with about("--model"):
             resolve_source(model)
         with about("--calibration"):

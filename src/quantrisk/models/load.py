@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from quantrisk.data.calibration import CalibrationSet, CalibrationSpec, load_calibration, token_batches
 from quantrisk.errors import ModelLoadError
-from quantrisk.models.checkpoint import check_config, check_index, load_verified
+from quantrisk.models.checkpoint import check_config, check_index, check_loaded, load_verified
 from quantrisk.models.memory import packed_bytes, weight_memory
 from quantrisk.models.quantizers import (
     Precision,
@@ -47,7 +47,8 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 # Any one of these in a model directory means it ships a tokenizer (fast, BPE, SentencePiece or WordPiece).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
                    "vocab.txt")
-SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit on the JSON header
+SAFETENSORS_MAX_HEADER = 100_000_000
+ATTENTION = "sdpa"  # the attention implementation every model loads with (eager where an architecture has no SDPA)  # the safetensors format's own limit on the JSON header
 
 
 @dataclass
@@ -235,6 +236,9 @@ def resolve_source(source: str | Path, *, allow_pickle: bool = False, trust_remo
             f"{text!r} looks like a hub id, but the hub is unreachable from here and it is not cached; "
             "pass a local model directory (or `quantrisk pretrain` one)"
         )
+    from quantrisk.network import allow_hub
+
+    allow_hub()  # the user named a hub id that is not cached: downloading it is what they asked for
     return text
 
 
@@ -262,14 +266,23 @@ def _first_line(exc: BaseException) -> str:
 def _from_pretrained(source: str, kwargs: dict[str, Any], *, allow_pickle: bool, trust_remote_code: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
-    try:
+    def load(attention: str) -> Any:
         return load_verified(  # weights must fit the config; the library's load report is captured
             AutoModelForCausalLM.from_pretrained,
             source,
             use_safetensors=None if allow_pickle else True,
             trust_remote_code=trust_remote_code,
+            attn_implementation=attention,  # pinned: never a flash / hub kernel chosen behind the user's back
             **kwargs,
         )
+
+    try:
+        try:
+            return load(ATTENTION)
+        except ValueError as exc:  # an architecture without SDPA attention (GPT-Neo): the eager one
+            if "attn_implementation" not in str(exc):
+                raise
+            return load("eager")
     except (MemoryError, ModelLoadError):
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors/transformers errors become one clear line
@@ -356,6 +369,7 @@ def load_model(
     if quantizer.at_load:
         model = _from_pretrained(resolved, quantizer.load_kwargs(p, device), allow_pickle=allow_pickle,
                                  trust_remote_code=trust_remote_code)
+        check_loaded(str(source), model, tokenizer)
         if for_training:
             model = quantizer.prepare_for_training(model)
         if adapter_path:
@@ -366,6 +380,7 @@ def load_model(
         first_dtype = torch.float32 if adapter_path else quantizer.load_dtype(p, device)
         model = _from_pretrained(resolved, {"dtype": first_dtype}, allow_pickle=allow_pickle,
                                  trust_remote_code=trust_remote_code)
+        check_loaded(str(source), model, tokenizer)
         if adapter_path:
             model = _apply_adapter(model, adapter_path, merge=True)
         batches, cal = resolve_calibration(p, resolved, tokenizer, model, calibration)
