@@ -61,3 +61,11 @@ def md_line(value: Any) -> str:
     """`value` as one Markdown line: `&` and `<` escaped (no HTML tag or entity), line breaks and control characters turned into spaces."""
     text = _CONTROL.sub(" ", _BREAKS.sub(" ", str(value)))
     return text.replace("&", "&amp;").replace("<", "&lt;")  # no tag, no entity can start; `>` alone is inert
+
+
+def terminal_message(text: Any) -> str:
+    """An error message for the terminal: control characters escaped, except the line breaks quantrisk puts
+    before the indented lines of a several-problem message ("\\n  "); any other newline is escaped, so a value
+    inside cannot print a line of its own."""
+    parts = str(text).split("\n  ")
+    return "\n  ".join(terminal(x) for x in parts)

@@ -13,6 +13,16 @@ from rich.table import Table
 console = Console() if sys.stdout.isatty() else Console(width=100)  # tables are laid out for 100 columns
 
 
+def say(*lines: Any) -> None:
+    """Print each of `lines` on a line of its own with every control character (newline included) escaped
+    (`sanitize.terminal`): a label, path or spec name can neither forge a line (`verdict: clean`) nor send the
+    terminal a command."""
+    from quantrisk.sanitize import terminal
+
+    for line in lines:
+        print(terminal(line))
+
+
 def print_json(data: Any) -> None:
     """Print `data` as indented JSON on stdout (no rich markup)."""
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -21,12 +31,18 @@ def print_json(data: Any) -> None:
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a rich table; floats shown with 4 significant decimals."""
     from rich import box
+    from rich.text import Text
 
-    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+    from quantrisk.sanitize import terminal
+
+    # Text, not markup: a value like "[/]" or "[link=...]" is shown as it is; control characters escaped
+    table = Table(title=Text(terminal(title)), show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                  show_edge=False)
     for c in columns:
-        table.add_column(c, overflow="fold")
+        table.add_column(Text(terminal(c)), overflow="fold")
     for r in rows:
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v)) for v in r])
+        table.add_row(*[Text(terminal(f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))))
+                        for v in r])
     console.print(table)
 
 
@@ -41,7 +57,9 @@ def print_wrapped(text: str, indent: str = "") -> None:
     """Print `text` wrapped at `text_width()`, continuation lines indented by `indent` plus two spaces."""
     import textwrap
 
-    print(textwrap.fill(text, width=text_width(), initial_indent=indent, subsequent_indent=indent + "  ",
+    from quantrisk.sanitize import terminal
+
+    print(textwrap.fill(terminal(text), width=text_width(), initial_indent=indent, subsequent_indent=indent + "  ",
                         break_long_words=False, break_on_hyphens=False))
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from quantrisk.commands._output import say
+
 DEFAULT_PRECISIONS = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
 
 
@@ -104,7 +106,7 @@ def register(app: typer.Typer) -> None:
         print_privacy_table(result, print_table, ci)
         if result.skipped:
             print_wrapped(skipped_line(result.skipped))
-        print(f"results written to {out} ({result.seconds:.1f} s)")
+        say(f"results written to {out} ({result.seconds:.1f} s)")
 
 
 def print_privacy_table(result, print_table, ci: bool = False) -> None:  # noqa: ANN001 - internal helper
@@ -149,5 +151,5 @@ def print_privacy_table(result, print_table, ci: bool = False) -> None:  # noqa:
     corr = [m for m in result.metrics if m.name.endswith("_r")]
     for m in corr:
         p = next((x for x in result.metrics if x.name == m.name[:-2] + "_p"), None)
-        print(f"{m.name[:-2]} correlation CodeBLEU vs AUC({m.labels['attack']}): r = {m.value:.3f}"
+        say(f"{m.name[:-2]} correlation CodeBLEU vs AUC({m.labels['attack']}): r = {m.value:.3f}"
               + (f", p = {p.value:.3g}" if p else "") + f" over {m.labels['n']} precisions")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from quantrisk.commands._output import say
+
 
 def register(app: typer.Typer) -> None:
     @app.command("scan")
@@ -50,4 +52,4 @@ def register(app: typer.Typer) -> None:
         from quantrisk.commands.scan_view import scan_lines
 
         for line in scan_lines(result, model):
-            print(line)
+            say(line)

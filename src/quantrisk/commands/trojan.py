@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from quantrisk.commands._output import say
+
 DEFAULT_DAP2 = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
 KEY_COLUMNS = ["DAP1", "DAP2", "kind"]
 
@@ -219,4 +221,4 @@ def register(app: typer.Typer) -> None:
                     trojan_columns(), trojan_table(result, ci))
         if result.skipped:
             print_wrapped(skipped_line(result.skipped))
-        print(f"results written to {out} ({result.seconds:.1f} s)")
+        say(f"results written to {out} ({result.seconds:.1f} s)")

@@ -93,7 +93,22 @@ def resolve_device(device: str | None) -> str:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-    device_type(device)
+    kind = device_type(device)
+    if kind == "cpu":
+        if device.strip().lower() != "cpu":
+            raise ModelLoadError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N (N = 0, 1, ...) or auto")
+        return device
+    _, colon, index = device.partition(":")
+    if colon and not (index.isascii() and index.isdigit() and len(index) <= 4):
+        raise ModelLoadError(f"device {device!r}: the GPU index must be a number 0, 1, ... (e.g. cuda:0)")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ModelLoadError(f"{device} was asked for, but torch sees no CUDA device on this machine (torch "
+                             f"{torch.__version__}); use --device cpu, or auto")
+    if colon and int(index) >= torch.cuda.device_count():
+        raise ModelLoadError(f"{device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
     return device
 
 

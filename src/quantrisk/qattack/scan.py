@@ -75,10 +75,18 @@ def next_token_kl(fp_model: Any, q_model: Any, tokenizer: Any, texts: Sequence[s
     """Mean over non-pad positions of KL(softmax(fp logits) || softmax(q logits)), nats per token."""
     import torch
 
+    from quantrisk.scoring import model_context
+
     total, count = 0.0, 0
     dev_fp = next(fp_model.parameters()).device
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False)
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"  # the generation policy (trojan.generate): keep a long text's end
+    try:
+        encs = [tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False,
+                          truncation=True, max_length=model_context(fp_model)) for i in range(0, len(texts), batch_size)]
+    finally:
+        tokenizer.truncation_side = side
+    for enc in encs:
         with torch.no_grad():
             lp = torch.log_softmax(fp_model(**{k: v.to(dev_fp) for k, v in enc.items()}).logits.float(), -1).cpu()
             dev_q = next((p.device for p in q_model.parameters()), dev_fp)
@@ -94,7 +102,7 @@ def _behaviour(model: Any, tokenizer: Any, sets: dict[str, list[str]], max_new_t
     from quantrisk.trojan.generate import generate
 
     flat = [t for prompts in sets.values() for t in prompts]
-    gens, _ = generate(model, tokenizer, flat, max_new_tokens=max_new_tokens)
+    gens, _ = generate(model, tokenizer, flat, max_new_tokens=max_new_tokens)  # long prompts: cut from the left
     out, i = {}, 0
     for prefix, prompts in sets.items():
         out[prefix] = gens[i:i + len(prompts)]
@@ -177,6 +185,7 @@ def scan_model(model_dir: str | Path, precisions: Sequence[str], probes: Sequenc
             "ps_q": statistics.fmean(g.payload_signal for g in all_q),
             "disagreement": sum(a.text != b.text for a, b in zip(all_fp, all_q, strict=True)) / len(all_fp),
             "n_prompts": len(all_fp),
+            "n_prompts_truncated": sum(g.truncated for g in all_fp),  # longer than the context: cut from the left
         }
         try:
             from quantrisk.qattack.constraints import check_target
