@@ -62,6 +62,14 @@ def check_config(config_file: Path, config: dict[str, Any]) -> None:
             raise ModelLoadError(f"{config_file}: field {name!r} is {value}; a context must hold at least 2 positions "
                                  "(a prompt token and the next); fix the config")
 
+    vocab = config.get("vocab_size")
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        value = config.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, int) and not isinstance(v, bool) and isinstance(vocab, int) and not 0 <= v < vocab:
+                raise ModelLoadError(f"{config_file}: field {name!r} is {v}, outside the vocabulary (field "
+                                     f"'vocab_size' is {vocab}); fix the config")
+
     pair("hidden_size", "num_attention_heads")
     pair("n_embd", "n_head")
     pair("num_attention_heads", "num_key_value_heads")

@@ -155,8 +155,9 @@ def judge(per_precision: dict[str, Any], rounded: dict[str, Any] | None, pileup_
 
 def scan_model(model_dir: str | Path, precisions: Sequence[str], probes: Sequence[Probe], *, device: str = "cpu",
                prefixes: Sequence[str] = PREFIXES, max_new_tokens: int = 48, pileup_max: float = PILEUP_MAX,
-               payload_delta_max: float = PAYLOAD_DELTA_MAX) -> dict[str, Any]:
-    """Scan `model_dir` at each precision; returns {verdict, reasons, flags: {weights, behaviour}, notes, rounded,
+               payload_delta_max: float = PAYLOAD_DELTA_MAX, calibration: Any = None) -> dict[str, Any]:
+    """Scan `model_dir` at each precision (`calibration`: the data of calibrated precisions, a `CalibrationSpec`
+    or a resolved set; default: the model's reference split); returns {verdict, reasons, flags: {weights, behaviour}, notes, rounded,
     per_precision: {P: figures}, thresholds}."""
     import statistics
 
@@ -171,7 +172,7 @@ def scan_model(model_dir: str | Path, precisions: Sequence[str], probes: Sequenc
     rounded: dict[str, Any] | None = None
     for name in precisions:
         p = parse_precision(name)
-        q = load_model(model_dir, p, device)
+        q = load_model(model_dir, p, device, calibration=calibration)
         q_out = _behaviour(q.model, q.tokenizer, sets, max_new_tokens)
         all_fp = [g for gs in fp_out.values() for g in gs]
         all_q = [g for gs in q_out.values() for g in gs]
@@ -202,5 +203,10 @@ def scan_model(model_dir: str | Path, precisions: Sequence[str], probes: Sequenc
             fig["weights"] = edge_stats(fp.model, p)
         per[p.name] = fig
         del q
-    return {"model": str(model_dir), **judge(per, rounded, pileup_max, payload_delta_max), "rounded": rounded,
+    verdict = judge(per, rounded, pileup_max, payload_delta_max)
+    cut = max((f["n_prompts_truncated"] for f in per.values()), default=0)
+    if cut:
+        verdict["notes"].append(f"{cut} of {len(sets[''])* len(sets)} probe prompts were longer than the model's "
+                                "context allows and were cut from the left (trojan.generate's policy)")
+    return {"model": str(model_dir), **verdict, "rounded": rounded, "n_prompts_truncated": cut,
             "per_precision": per, "n_probes": len(probes), "prefixes": list(prefixes)}
