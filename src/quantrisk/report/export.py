@@ -45,13 +45,15 @@ def _write_tables(out: Path, fmt: str, tables: dict[str, Any]) -> list[Path]:
     leading `'` (`sanitize.csv_cell`, the OWASP rule); Parquet keeps the values as they are (typed, not evaluated)."""
     import io
 
+    import pandas as pd
+
     paths = []
     for name, df in tables.items():
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
             for col in df.columns:
-                if df[col].dtype == object:
-                    df[col] = df[col].map(csv_cell)
+                if not pd.api.types.is_numeric_dtype(df[col]):  # object or string columns (pandas 2 and 3)
+                    df[col] = df[col].map(csv_cell).astype(object)
             df.columns = [csv_cell(str(c)) for c in df.columns]
             write_atomic(path, df.to_csv(index=False))
         else:
