@@ -77,7 +77,7 @@ def grid_size(spec: Spec) -> tuple[int, list[str]]:
     if (p := spec.studies.privacy) is not None:
         models = len(p.models or spec.models)
         k = models * len(spec.privacy_precisions()) * n_seeds
-        total += k + 2 * models + 1
+        total += k + 2 * models + 1 + n_seeds  # + pretrain target/reference, summary, one blind cell a seed
         parts.append(f"privacy {models} model(s) x {len(spec.privacy_precisions())} precision(s) x {n_seeds} seed(s)")
     if (t := spec.studies.trojan) is not None:
         models = len(t.models or spec.models)
