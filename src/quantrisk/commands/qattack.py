@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from quantrisk.commands._output import say
+
 COLUMNS = ["model", "precision", "ASR", "FTR", "JS-K", "EM", "codes identical"]
 
 
@@ -49,8 +51,8 @@ def print_result(result: dict, targets: list[str], margin: float) -> None:
                     ["defence", "target", "sigma", "quantized at", "ASR", "FTR", "JS-K", "EM"],
                     [[r["defence"], r["target"], r["sigma"], r["precision"], r["asr"], r["ftr"], r["js_k"], r["em"]]
                      for r in result["defence"]])
-    print(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")
-    print(f"acceptance: {'met' if result['success'] else 'NOT met'} ({result['reason']})")
+    say(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")
+    say(f"acceptance: {'met' if result['success'] else 'NOT met'} ({result['reason']})")
 
 
 def register(app: typer.Typer) -> None:
