@@ -212,7 +212,8 @@ def test_loading_every_zoo_architecture_makes_no_network_call(tiny_model_dirs, t
         "print(json.dumps(attempts))\n")
     dirs = json.dumps([str(tiny_model_dirs[a]) for a in ("pythia", "codegen", "gptneo", "llama")])
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                                                             "USE_HUB_KERNELS", "QUANTRISK_ALLOW_NETWORK")}
+                                                             "USE_HUB_KERNELS", "QUANTRISK_ALLOW_NETWORK",
+                                                             "QUANTRISK_HUB_OFFLINE")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
     done = subprocess.run([sys.executable, str(script), dirs], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

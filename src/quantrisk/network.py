@@ -16,7 +16,13 @@ import os
 TRUE = ("1", "true", "yes", "on")
 
 
-def _user_offline() -> bool:
+MARK = "QUANTRISK_HUB_OFFLINE"  # set beside HF_HUB_OFFLINE when quantrisk (not the user) turned it on
+
+
+def user_offline() -> bool:
+    """Whether the user (not quantrisk) asked for offline mode."""
+    if os.environ.get(MARK) == "1":
+        return False
     return any(os.environ.get(v, "").strip().lower() in TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
@@ -33,9 +39,18 @@ def no_network_by_default() -> None:
     if os.environ.get("QUANTRISK_ALLOW_NETWORK", "").strip().lower() in TRUE:
         return
     os.environ.setdefault("USE_HUB_KERNELS", "NO")
-    _set_offline(True)
+    import sys
+
+    if "huggingface_hub" in sys.modules:
+        _set_offline(True)
+    elif not user_offline():  # read when the hub client is imported (later: after the CLI set its own variables);
+        os.environ["HF_HUB_OFFLINE"] = "1"  # dask workers inherit it
+        os.environ[MARK] = "1"
 
 
 def allow_hub() -> None:
     """The user named a hub id to download: the hub's offline flag off again (unless the user set it)."""
-    _set_offline(_user_offline())
+    if os.environ.get(MARK) == "1":
+        os.environ.pop("HF_HUB_OFFLINE", None)
+        os.environ.pop(MARK, None)
+    _set_offline(user_offline())

@@ -113,7 +113,10 @@ def resolve_device(device: str | None) -> str:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARS)
+    """The user asked for offline mode (quantrisk's own default, `network.py`, does not count)."""
+    from quantrisk.network import user_offline
+
+    return user_offline()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
