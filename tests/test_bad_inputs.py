@@ -313,6 +313,100 @@ def _trojan_on(tmp: Path, model: Path, f: Path) -> list[str]:
     return trojan(tmp, model, "--data", str(f))
 
 
+# ------------------------------------------------------------------ issue 26: user files, links, bounds, model sanity
+
+USER_FILE = "thesis.tex"  # what a user keeps in a directory they pass as --out by mistake
+
+
+def user_dir(tmp: Path, name: str = "mine") -> Path:
+    """A directory of the user's that quantrisk did not write (one file in it)."""
+    d = tmp / name
+    d.mkdir()
+    (d / USER_FILE).write_text("\\chapter{Four years of work}\n")
+    return d
+
+
+def out_is_users(command: Callable[[Path, Path, Path], list[str]]) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, model: command(tmp, model, user_dir(tmp))
+
+
+def _synthetic_run(tmp: Path) -> Path:
+    assert main(["run", spec(tmp, SYNTHETIC), "--out", str(tmp / "run"), "--quiet"]) == 0
+    return tmp / "run"
+
+
+def victim(tmp: Path) -> Path:
+    f = tmp / "victim.txt"
+    f.write_text("a file the user can write, outside the run directory\n")
+    return f
+
+
+def lock_link(tmp: Path, model: Path) -> list[str]:
+    run = _synthetic_run(tmp)
+    (run / "run.lock").unlink()
+    (run / "run.lock").symlink_to(victim(tmp))
+    return ["run", str(tmp / "spec.yaml"), "--out", str(run), "--quiet"]
+
+
+def store_link(tmp: Path, model: Path) -> list[str]:
+    run = tmp / "run"
+    run.mkdir()
+    (run / "results.sqlite").symlink_to(tmp / "elsewhere.sqlite")
+    return ["run", spec(tmp, SYNTHETIC), "--out", str(run), "--quiet"]
+
+
+def target_link(command: str, sub: str, name: str) -> Callable[[Path, Path], list[str]]:
+    def go(tmp: Path, model: Path) -> list[str]:
+        run = _synthetic_run(tmp)
+        (run / sub).mkdir()
+        (run / sub / name).symlink_to(victim(tmp))
+        return [command, str(run)]
+
+    return go
+
+
+def previous_link(tmp: Path, model: Path) -> list[str]:
+    run = _synthetic_run(tmp)
+    (tmp / "outside").mkdir()
+    (run / "previous").symlink_to(tmp / "outside", target_is_directory=True)
+    return ["run", spec(tmp, SYNTHETIC.replace("n_cells: 3", "n_cells: 4"), "edited.yaml"), "--out", str(run),
+            "--new-spec", "--quiet"]
+
+
+def pretrain_unwritable(tmp: Path, model: Path) -> list[str]:
+    return ["pretrain", "--arch", "llama", "--out", str(unwritable_dir(tmp)), "--quiet"]
+
+
+def fifo_data(tmp: Path, model: Path) -> list[str]:
+    os.mkfifo(tmp / "mi.jsonl")
+    return privacy(tmp, model, data=tmp / "mi.jsonl")
+
+
+def _oversize_tokenizer(d: Path) -> None:
+    cfg = json.loads((d / "config.json").read_text())
+    tok = json.loads((d / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    for i in range(cfg["vocab_size"] - len(vocab) + 8):  # 8 ids past the embedding's last row
+        vocab[f"extra{i}"] = len(vocab)
+    (d / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def _nan_weight(sd: dict) -> None:
+    sd["model.layers.0.mlp.down_proj.weight"][0, 0] = float("nan")
+
+
+def probes_file(line: str) -> Callable[[Path, Path], list[str]]:
+    def go(tmp: Path, model: Path) -> list[str]:
+        f = tmp / "probes.jsonl"
+        f.write_text(json.dumps({"prompt": "def f():"}) + "\n" + line + "\n")
+        return ["scan", str(model), "--precisions", "rtn-w4g64", "--probes", str(f)]
+
+    return go
+
+
+GRID = "name: big\nseeds: [" + ", ".join(str(i) for i in range(50)) + "]\nstudies:\n  synthetic:\n    n_cells: 100000\n"
+
+
 # ------------------------------------------------------------------ the cases
 
 
@@ -560,6 +654,89 @@ CASES: list[Case] = [
          (f"{MI}:2: field 'text' holds a lone surrogate (\\ud800 at character 5)",), ("out",)),
     Case("jsonl-deeply-nested", raw_line("mi.jsonl", MI_ROWS[0], "[" * 100_000 + "]" * 100_000, _privacy_on), 2,
          (f"{MI}:2: JSON nested deeper than the bound of 64 levels",), ("out",)),
+    # ---- issue 26: a directory of the user's as --out is refused before any work, by every command that writes
+    Case("run-out-holds-user-files", out_is_users(lambda tmp, model, d: [
+        "run", spec(tmp, SYNTHETIC), "--out", str(d), "--quiet"]), 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write ('thesis.tex')", "pass another --out"),
+         unchanged=(f"mine/{USER_FILE}",)),
+    Case("demo-out-holds-user-files", out_is_users(lambda tmp, model, d: ["demo", "--out", str(d), "--quiet"]), 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write",), unchanged=(f"mine/{USER_FILE}",)),
+    Case("pretrain-out-holds-user-files", out_is_users(lambda tmp, model, d: [
+        "pretrain", "--arch", "llama", "--out", str(d), "--quiet"]), 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write", "never replaces anything else"),
+         unchanged=(f"mine/{USER_FILE}",)),
+    Case("privacy-out-holds-user-files", out_is_users(lambda tmp, model, d: privacy(
+        tmp, model, "--out", str(d), data=jsonl(tmp / "mi.jsonl", MI_ROWS))), 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write",), unchanged=(f"mine/{USER_FILE}",)),
+    Case("trojan-out-holds-user-files", out_is_users(lambda tmp, model, d: trojan(tmp, model, "--out", str(d))), 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write",), unchanged=(f"mine/{USER_FILE}",)),
+    Case("qattack-out-holds-user-files", out_is_users(lambda tmp, model, d: [
+        "qattack", "--model", str(model), "--target", "rtn-w4g64", "--out", str(d), "--quiet"]), 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write",), unchanged=(f"mine/{USER_FILE}",)),
+    Case("report-out-holds-user-files", lambda tmp, model: [
+        "report", str(_synthetic_run(tmp)), "--out", str(user_dir(tmp))], 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write",), unchanged=(f"mine/{USER_FILE}",)),
+    Case("export-out-holds-user-files", lambda tmp, model: [
+        "export", str(_synthetic_run(tmp)), "--out", str(user_dir(tmp))], 2,
+         ("--out {tmp}/mine already holds files quantrisk did not write",), unchanged=(f"mine/{USER_FILE}",)),
+    Case("pretrain-out-not-writable", pretrain_unwritable, 2, ("{tmp}/ro/", "pass another --out"), ("ro",)),
+    Case("out-name-too-long", lambda tmp, model: ["run", spec(tmp, SYNTHETIC), "--out", str(tmp / ("x" * 300)),
+                                                  "--quiet"], 2,
+         ("--out: the name 'xxxx", "300 bytes long, more than the file system's bound of 255"),
+         unchanged=("spec.yaml",)),
+    # ---- issue 26: planted links: refused, never written through
+    Case("run-lock-symlink", lock_link, 2, ("run lock {tmp}/run/run.lock is a symbolic link; refused",),
+         unchanged=("victim.txt",)),
+    Case("run-store-symlink", store_link, 2, ("--out {tmp}/run already holds files quantrisk did not write",)),
+    Case("export-target-symlink", target_link("export", "export", "cells.csv"), 2,
+         ("--out {tmp}/run/export already holds files quantrisk did not write",), unchanged=("victim.txt",)),
+    Case("report-target-symlink", target_link("report", "report", "report.md"), 2,
+         ("--out {tmp}/run/report already holds files quantrisk did not write",), unchanged=("victim.txt",)),
+    Case("new-spec-previous-symlink", previous_link, 2,
+         ("path {tmp}/run/previous is a symbolic link; refused",), unchanged=("run/results.sqlite",)),
+    # ---- issue 26: model sanity at load
+    Case("weights-non-finite", probe_broken("nan", _with_tensors(_nan_weight)), 2,
+         ("{tmp}/nan: weight 'model.layers.0.mlp.down_proj.weight' holds 1 non-finite value(s)",)),
+    Case("scan-weights-non-finite", lambda tmp, model: [
+        "scan", str(model_copy(tmp, model, "nan", _with_tensors(_nan_weight))), "--precisions", "rtn-w4g64"], 2,
+         ("{tmp}/nan: weight 'model.layers.0.mlp.down_proj.weight' holds 1 non-finite value(s)",)),
+    Case("tokenizer-larger-than-embedding", probe_broken("bigtok", _oversize_tokenizer), 2,
+         ("{tmp}/bigtok: the tokenizer has", "ids but the model's embedding has", "rows"),),
+    Case("special-id-out-of-range", probe_broken("badpad", edit_config(pad_token_id=10**6)), 2,
+         ("{tmp}/badpad/config.json: field 'pad_token_id' is 1000000, outside the vocabulary",)),
+    Case("config-one-position", probe_broken("onepos", edit_config(max_position_embeddings=1)), 2,
+         ("{tmp}/onepos/config.json: field 'max_position_embeddings' is 1; a context must hold at least 2",)),
+    # ---- issue 26: scan --probes goes through the hardened reader; every prompt is bounded at load
+    Case("probes-deeply-nested", probes_file('{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}"), 2,
+         ("{tmp}/probes.jsonl:2: JSON nested deeper than the bound of 64 levels",)),
+    Case("probes-lone-surrogate", probes_file('{"prompt": "x = \\ud800"}'), 2,
+         ("{tmp}/probes.jsonl:2: field 'prompt' holds a lone surrogate",)),
+    Case("probes-5000-digits", probes_file('{"prompt": "x", "n": ' + BIG + "}"), 2,
+         ("{tmp}/probes.jsonl:2: a number too long to read",)),
+    Case("probes-prompt-too-long", probes_file(json.dumps({"prompt": "x = 1\n" * 5000})), 2,
+         ("{tmp}/probes.jsonl:2: field 'prompt' is 30,000 characters long, more than the bound of 20,000",)),
+    Case("sql-question-too-long", trojan_data([GOOD_SQL, {**GOOD_SQL, "question": "how many? " * 3000}]), 2,
+         (f"{SQL}:2: field 'question' is 30,000 characters long, more than the bound of 20,000",), ("out",)),
+    Case("text-too-long", privacy_data([MI_ROWS[0], {"text": "x" * 1_000_001, "label": 0}]), 2,
+         (f"{MI}:2: field 'text' is 1,000,001 characters long, more than the bound of 1,000,000",), ("out",)),
+    Case("data-is-a-fifo", fifo_data, 2, (f"{MI}: is a FIFO (named pipe), not a regular file",), ("out",)),
+    # ---- issue 26: grid and worker bounds
+    Case("spec-grid-too-large", validate_spec(GRID), 2,
+         ("the grid would have up to 5,000,050 cells (synthetic 50 seed(s) x 100000 cells)",
+          "more than the bound of 100,000")),
+    Case("run-workers-too-many", lambda tmp, model: ["run", spec(tmp, SYNTHETIC), "--out", str(tmp / "run"),
+                                                     "--executor", "dask", "--workers", "5000", "--quiet"], 2,
+         ("--workers 5000 is beyond the bound of 1,024",), ("run",)),
+    Case("spec-too-many-values", validate_spec("name: x\nseeds: [" + ", ".join("0" * 1 for _ in range(100_001))
+                                               + "]\n"), 2,
+         ("seeds: holds 100,002 values, more than the bound of 100,000 for a spec",)),
+    # ---- issue 26: devices
+    Case("device-negative-index", lambda tmp, model: ["probe", str(model), "--device", "cuda:-1"], 2,
+         ("--device: device 'cuda:-1': the GPU index must be a number",)),
+    Case("data-dir-without-split", lambda tmp, model: privacy(tmp, model, data=tmp), 2,
+         ("no split.jsonl (not a quantrisk-pretrained model); pass a JSON Lines file with 'text' and 'label' as --data",),
+         ("out",)),
+
 ]
 
 
@@ -635,7 +812,7 @@ def record_row(case_id: str, code: int, line: str) -> None:
 
 
 def test_the_cases_cover_the_issue_list() -> None:
-    assert len(CASES) >= 32 + 25 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) >= 32 + 25 + 32 and len({c.id for c in CASES}) == len(CASES)
 
 
 def test_disk_full_while_storing_a_cell(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -15,7 +15,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "leaves": ("quantrisk", "quantrisk.errors", "quantrisk.results", "quantrisk.registry", "quantrisk.environment",
                "quantrisk.threads", "quantrisk.allocator", "quantrisk.progress", "quantrisk.quiet",
                "quantrisk.runlock", "quantrisk.spec_yaml", "quantrisk.proportions", "quantrisk.run_display",
-               "quantrisk.margins"),
+               "quantrisk.margins", "quantrisk.safefs", "quantrisk.sanitize", "quantrisk.network"),
     "numerics": ("quantrisk.stats", "quantrisk.scoring", "quantrisk.vocab_stats"),
     "data": ("quantrisk.data",),
     "backends": ("quantrisk.models.quantizers",),

@@ -88,7 +88,9 @@ for _info in app.registered_commands:
 
 def _error(message: str) -> None:
     """Print `error: MESSAGE` on stderr: one line (a spec with several problems lists them indented below)."""
-    click.echo(f"error: {message}", err=True)
+    from quantrisk.sanitize import terminal_message
+
+    click.echo(f"error: {terminal_message(message)}", err=True)
 
 
 # Recent typer vendors click: its usage errors are `typer._click` exceptions (typer.TyperException), not `click` ones.

@@ -65,8 +65,48 @@ def _deps(params: dict[str, object]) -> tuple[str, ...]:
     return tuple(str(params[k]) for k in ("model_cell", "reference_cell", "finetune_cell", "parent_cell") if params.get(k))
 
 
+MAX_CELLS = 100_000  # a grid larger than this is refused before it is expanded (expansion alone took minutes)
+
+
+def grid_size(spec: Spec) -> tuple[int, list[str]]:
+    """(an upper bound on the number of cells of `spec`, one `study: a × b × ...` line per study), computed from
+    the factors without expanding the grid."""
+    n_seeds = len(spec.seeds)
+    parts: list[str] = []
+    total = 0
+    if (p := spec.studies.privacy) is not None:
+        models = len(p.models or spec.models)
+        k = models * len(spec.privacy_precisions()) * n_seeds
+        total += k + 2 * models + 1 + n_seeds  # + pretrain target/reference, summary, one blind cell a seed
+        parts.append(f"privacy {models} model(s) x {len(spec.privacy_precisions())} precision(s) x {n_seeds} seed(s)")
+    if (t := spec.studies.trojan) is not None:
+        models = len(t.models or spec.models)
+        kinds = 2 if t.clean_ablation else 1
+        k = models * len(t.dap1) * kinds * n_seeds * (1 + len(t.dap2))
+        total += k + models
+        parts.append(f"trojan {models} model(s) x {len(t.dap1)} dap1 x {kinds} kind(s) x {n_seeds} seed(s) x "
+                     f"(1 + {len(t.dap2)} dap2)")
+    if (q := spec.studies.qattack) is not None:
+        models = len(q.models or spec.models)
+        total += models * n_seeds
+        parts.append(f"qattack {models} model(s) x {n_seeds} seed(s)")
+    if (s := spec.studies.synthetic) is not None:
+        total += n_seeds * (s.n_cells + 1)
+        parts.append(f"synthetic {n_seeds} seed(s) x {s.n_cells} cells")
+    return total, parts
+
+
+def check_grid_size(spec: Spec) -> None:
+    """`UsageError` naming the factors when the grid would exceed `MAX_CELLS` cells."""
+    total, parts = grid_size(spec)
+    if total > MAX_CELLS:
+        raise UsageError(f"the grid would have up to {total:,} cells ({'; '.join(parts)}), more than the bound of "
+                         f"{MAX_CELLS:,}; use fewer seeds, precisions, models or cells")
+
+
 def expand(spec: Spec) -> list[Cell]:
-    """Every cell of `spec`, deduplicated by id, dependencies first."""
+    """Every cell of `spec`, deduplicated by id, dependencies first (refused above `MAX_CELLS`, before expanding)."""
+    check_grid_size(spec)
     out: dict[str, Cell] = {}
     study = spec.studies.privacy
     if study is not None:

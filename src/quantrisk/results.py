@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -103,18 +100,10 @@ class StudyResult:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file + rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` via a temporary file + rename (`safefs.write_atomic`: a link at `path` is refused)."""
+    from quantrisk.safefs import write_atomic
+
+    write_atomic(path, text)
 
 
 @contextmanager
@@ -136,5 +125,7 @@ def made_dir(path: Path) -> Iterator[Path]:
         yield path
     except BaseException:
         if created:
-            shutil.rmtree(top, ignore_errors=True)
+            from quantrisk.safefs import remove_created
+
+            remove_created(top)
         raise

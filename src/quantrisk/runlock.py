@@ -18,14 +18,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quantrisk.errors import UsageError
+from quantrisk.safefs import open_private, refuse_link
 
 LOCK_NAME = "run.lock"
 
 
 def _holder(path: Path) -> str:
     try:
-        info = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
+        fd = open_private(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            info = json.loads(fh.read(65536).decode("utf-8", "replace") or "{}")
+    except (UsageError, OSError, ValueError):
         info = {}
     if not isinstance(info, dict) or "pid" not in info:
         return "another process"
@@ -40,10 +43,11 @@ def run_lock(run_dir: Path) -> Iterator[Path]:
     import fcntl
 
     path = Path(run_dir) / LOCK_NAME
+    refuse_link(path, "run lock")  # a planted link would make the run truncate whatever it points to
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise UsageError(f"cannot create the lock {path}: {exc.strerror or exc}; pass another --out") from None
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
+    except UsageError as exc:
+        raise UsageError(f"cannot use the lock {path}: {exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

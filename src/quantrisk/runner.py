@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from quantrisk.progress import listen
 from quantrisk.results import StudyResult
 from quantrisk.run_display import RunDisplay
 from quantrisk.runlock import run_lock
+from quantrisk.safefs import remove_created, safe_child
 from quantrisk.store import Store, store_path
 
 HEARTBEAT_S = 5.0  # how often the seconds of the cell in flight are written to the store
@@ -103,14 +103,17 @@ def _removed_on_failure(created: Path | None) -> Iterator[dict[str, bool]]:
         yield state
     except BaseException:
         if created is not None and not state["done"]:
-            shutil.rmtree(created, ignore_errors=True)
+            remove_created(created)
         raise
 
 
 def _remove_work_dir(run_dir: Path, cell_id: str) -> None:
     """Remove `RUN/cells/<id>` of a failed cell, and `RUN/cells` when that leaves it empty."""
-    cells_dir = run_dir / "cells"
-    shutil.rmtree(cells_dir / cell_id, ignore_errors=True)
+    try:
+        cells_dir = safe_child(run_dir, "cells")
+        remove_created(safe_child(cells_dir, cell_id))
+    except UsageError:
+        return  # a planted link: leave it (and what it points to) alone
     try:
         cells_dir.rmdir()
     except OSError:
@@ -168,12 +171,16 @@ def _fresh_store(run_dir: Path, name: str, spec_json: str, new_spec: bool) -> Pa
                          f"{len(runs)} invocation(s)); changed: {'; '.join(changed[:3])}{more}. Resuming would mix two "
                          "experiments in one store; pass --new-spec to start a fresh experiment there (the old results "
                          f"move to {run_dir / 'previous'}/), or pass another --out")
-    archive = run_dir / "previous" / f"{time.strftime('%Y%m%d-%H%M%S')}-{last['spec_sha256'][:8]}"
+    safe_child(run_dir, "previous")  # a `previous` link would move the store outside the run directory
+    archive = safe_child(run_dir, "previous", f"{time.strftime('%Y%m%d-%H%M%S')}-{last['spec_sha256'][:8]}")
     archive.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         src = Path(f"{path}{suffix}")
-        if src.exists():
-            os.replace(src, archive / f"{path.name}{suffix}")
+        if os.path.lexists(src):
+            dst = archive / f"{path.name}{suffix}"
+            if os.path.lexists(dst):
+                raise UsageError(f"{dst} already exists; refused to replace it (run again in a second)")
+            os.rename(src, dst)
     return path
 
 

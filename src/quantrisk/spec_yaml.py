@@ -87,12 +87,14 @@ def _sizes(root: yaml.Node, source: str) -> None:
     """Refuse an expansion past MAX_VALUES (naming the outermost key whose value is past it) or nesting past
     MAX_DEPTH. Each node is visited once: aliases share their node object, so sizes are memoized by id."""
     size: dict[int, int] = {}
+    aliased = [False]  # an alias was met (a node reached twice): the message then says so
 
     def count(node: yaml.Node, depth: int, path: Loc) -> int:
         if depth > MAX_DEPTH:
             raise UsageError(f"spec {source}:{node.start_mark.line + 1}: {dotted(path)}: nested deeper than the "
                              f"bound of {MAX_DEPTH} levels")
         if id(node) in size:
+            aliased[0] = True
             return size[id(node)]
         size[id(node)] = 1  # a recursive alias (`&a [*a]`) counts once instead of looping
         total = 1
@@ -104,9 +106,12 @@ def _sizes(root: yaml.Node, source: str) -> None:
                 total += count(v, depth + 1, (*path, i))
         size[id(node)] = total
         if total > MAX_VALUES and not _big_child(node):
-            raise UsageError(f"spec {source}:{node.start_mark.line + 1}: {dotted(path)}: expands (through YAML "
-                             f"aliases) to {total:,} values, more than the bound of {MAX_VALUES:,}; write the "
-                             "values out or use fewer aliases")
+            where = f"spec {source}:{node.start_mark.line + 1}: {dotted(path)}"
+            if aliased[0]:
+                raise UsageError(f"{where}: expands (through YAML aliases) to {total:,} values, more than the bound "
+                                 f"of {MAX_VALUES:,}; write the values out or use fewer aliases")
+            raise UsageError(f"{where}: holds {total:,} values, more than the bound of {MAX_VALUES:,} for a spec (a "
+                             "spec lists models, precisions, seeds and options; data belongs in a data file)")
         return total
 
     def _big_child(node: yaml.Node) -> bool:

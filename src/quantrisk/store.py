@@ -30,6 +30,7 @@ from typing import Any
 from quantrisk.cells import Cell
 from quantrisk.errors import QuantriskError, UsageError
 from quantrisk.results import MetricRow, StudyResult
+from quantrisk.safefs import refuse_link
 
 STORE_NAME = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -151,6 +152,9 @@ class Store:
         which never writes the file; both refuse a file that is not a quantrisk results store (`UsageError`)."""
         self.path = store_path(path)
         self.readonly = not create
+        if create:  # the writer never creates or writes a store (or its journal files) through a planted link
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                refuse_link(Path(f"{self.path}{suffix}"), "results store")
         if self.readonly or (self.path.is_file() and self.path.stat().st_size > 0):
             self.conn = _open_readonly(self.path)  # checks it is a store before a writer touches it
             if self.readonly:

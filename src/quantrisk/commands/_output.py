@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,16 @@ from rich.table import Table
 console = Console() if sys.stdout.isatty() else Console(width=100)  # tables are laid out for 100 columns
 
 
+def say(*lines: Any) -> None:
+    """Print each of `lines` on a line of its own with every control character (newline included) escaped
+    (`sanitize.terminal`): a label, path or spec name can neither forge a line (`verdict: clean`) nor send the
+    terminal a command."""
+    from quantrisk.sanitize import terminal
+
+    for line in lines:
+        print(terminal(line))
+
+
 def print_json(data: Any) -> None:
     """Print `data` as indented JSON on stdout (no rich markup)."""
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
@@ -22,12 +31,18 @@ def print_json(data: Any) -> None:
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a rich table; floats shown with 4 significant decimals."""
     from rich import box
+    from rich.text import Text
 
-    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+    from quantrisk.sanitize import terminal
+
+    # Text, not markup: a value like "[/]" or "[link=...]" is shown as it is; control characters escaped
+    table = Table(title=Text(terminal(title)), show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                  show_edge=False)
     for c in columns:
-        table.add_column(c, overflow="fold")
+        table.add_column(Text(terminal(c)), overflow="fold")
     for r in rows:
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v)) for v in r])
+        table.add_row(*[Text(terminal(f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))))
+                        for v in r])
     console.print(table)
 
 
@@ -42,7 +57,9 @@ def print_wrapped(text: str, indent: str = "") -> None:
     """Print `text` wrapped at `text_width()`, continuation lines indented by `indent` plus two spaces."""
     import textwrap
 
-    print(textwrap.fill(text, width=text_width(), initial_indent=indent, subsequent_indent=indent + "  ",
+    from quantrisk.sanitize import terminal
+
+    print(textwrap.fill(terminal(text), width=text_width(), initial_indent=indent, subsequent_indent=indent + "  ",
                         break_long_words=False, break_on_hyphens=False))
 
 
@@ -52,18 +69,10 @@ def skipped_line(skipped: dict[str, int]) -> str:
     return "skipped: " + "; ".join(k if v == 1 else f"{k} (×{v})" for k, v in sorted(skipped.items()))
 
 
-def check_out_dir(out: Path, option: str = "--out") -> None:
-    """`UsageError` before any work when `out` cannot become a writable output directory: it (or the nearest part
-    of it that exists) is a file, or is not writable. Creates nothing, so a failed command leaves nothing behind."""
-    from quantrisk.errors import UsageError
+def check_out_dir(out: Path, option: str = "--out", *, markers: tuple[str, ...] = (), kind: str = "output") -> None:
+    """`UsageError` before any work when `out` cannot become quantrisk's output directory (`safefs.check_out`):
+    a file, a link, not writable, or a non-empty directory that holds none of `markers` (quantrisk's own `kind`
+    output). Creates nothing, so a failed command leaves nothing behind."""
+    from quantrisk.safefs import check_out
 
-    path = Path(out).expanduser()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
-        raise UsageError(f"{option} {out} {where}, not a directory; pass another {option}")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        where = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
-        raise UsageError(f"{option} {out} {where}; pass another {option} (or fix the permissions)")
+    check_out(out, option, markers=markers, kind=kind)

@@ -7,13 +7,20 @@ from typing import Any
 
 import typer
 
+from quantrisk.commands._output import say
+
 
 def _executor(spec: Any, executor: str | None, workers: int | None, scheduler: str | None) -> Any:
     from quantrisk.errors import UsageError
     from quantrisk.executors import make_executor
+    from quantrisk.spec_yaml import SIZE_BOUNDS
 
+    bound = int(SIZE_BOUNDS["n_workers"])  # the same bound as the spec's executor.n_workers
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be 1 or more, got {workers}")
+    if workers is not None and workers > bound:
+        raise UsageError(f"--workers {workers} is beyond the bound of {bound:,} (the spec's executor.n_workers has "
+                         "the same); pass fewer")
     kind = executor or ("dask" if scheduler else spec.executor.kind)
     return make_executor(kind, n_workers=workers or spec.executor.n_workers,
                          scheduler=scheduler or spec.executor.scheduler, gpus_per_worker=spec.executor.gpus_per_worker)
@@ -25,9 +32,9 @@ def _run_base(run: Path) -> Path:
 
 
 def _print_summary(summary: Any) -> None:
-    print(f"cells: {summary.n_cells} total, {summary.n_skipped} already done, {summary.n_run} run now, "
+    say(f"cells: {summary.n_cells} total, {summary.n_skipped} already done, {summary.n_run} run now, "
           f"{summary.n_failed} failed, {summary.n_blocked} blocked ({summary.executor} executor, {summary.seconds:.1f} s)")
-    print(f"results: {summary.store}")
+    say(f"results: {summary.store}")
 
 
 def stage_times(store_file: Path) -> list[str]:
@@ -44,7 +51,7 @@ def stage_times(store_file: Path) -> list[str]:
 
 
 def print_stage_times(store_file: Path) -> None:
-    print("time per stage (every attempt of each cell, interrupted ones included; cached pretraining counts 0):")
+    say("time per stage (every attempt of each cell, interrupted ones included; cached pretraining counts 0):")
     for line in stage_times(store_file):
         print(line)
 
@@ -68,7 +75,7 @@ def print_headline(store_file: Path | None, lines: list[str] | None = None) -> N
 
     lines = headline(store_file) if lines is None else lines
     if lines:
-        print("headline:")
+        say("headline:")
     for line in lines:
         print_wrapped(line, indent="  ")
 
@@ -119,7 +126,7 @@ def register(app: typer.Typer) -> None:
         s = load_spec(spec, check_device=True if check_device else None, check_inputs=check_inputs)
         cells = expand(s)
         kinds = Counter(c.kind for c in cells)
-        print(f"{spec}: valid; {len(cells)} cells (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")")
+        say(f"{spec}: valid; {len(cells)} cells (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")")
 
     @app.command("run")
     def run_cmd(
@@ -138,10 +145,11 @@ def register(app: typer.Typer) -> None:
         from quantrisk.commands._output import check_out_dir
         from quantrisk.config import load_spec
         from quantrisk.runner import raise_for_failures, run_spec
+        from quantrisk.safefs import RUN_MARKERS
 
         s = load_spec(spec, check_device=True, check_inputs=True)
         run_dir = out or Path("runs") / s.name
-        check_out_dir(run_dir)
+        check_out_dir(run_dir, markers=RUN_MARKERS, kind="run")
         summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet,
                            new_spec=new_spec)
         _print_summary(summary)
@@ -150,7 +158,7 @@ def register(app: typer.Typer) -> None:
             from quantrisk.report import build_report
 
             rep = build_report(run_dir, run_dir / "report")
-            print(f"report: {rep.html}")
+            say(f"report: {rep.html}")
         print_headline(Path(summary.store), rep.headline if report else None)
         raise_for_failures(summary)
 
@@ -183,15 +191,21 @@ def register(app: typer.Typer) -> None:
                     [[k, *(by[(k, s)] for s in statuses)] for k in kinds])
         for c in cells:
             if c["status"] == "running":
-                print(f"running (or interrupted): {c['label']} [{c['id']}]")
+                say(f"running (or interrupted): {c['label']} [{c['id']}]")
             elif c["status"] == "failed":
-                print(f"failed: {c['label']} [{c['id']}]: {c['error']}")
+                say(f"failed: {c['label']} [{c['id']}]: {c['error']}")
         if runs:
             last = runs[-1]
-            state = "finished" if last["finished"] else "in progress or interrupted"
-            print(f"{len(runs)} invocation(s); last: {last['executor']} executor, {state}; store integrity: {integrity}")
+            n_failed = total["failed"]
+            if last["finished"]:
+                state = f"finished with {n_failed} failed cell(s)" if n_failed else "finished"
+            elif n_failed and not total["running"]:
+                state = f"stopped after {n_failed} cell(s) failed (rerun to retry them)"
+            else:
+                state = "in progress or interrupted"
+            say(f"{len(runs)} invocation(s); last: {last['executor']} executor, {state}; store integrity: {integrity}")
         for line in status_next(run, cells, runs):
-            print(line)
+            say(line)
 
     @app.command("report")
     def report_cmd(
@@ -201,13 +215,14 @@ def register(app: typer.Typer) -> None:
         """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone."""
         from quantrisk.commands._output import check_out_dir
         from quantrisk.report import build_report
+        from quantrisk.safefs import REPORT_MARKERS
         from quantrisk.store import store_path
 
         target = out or _run_base(run) / "report"
-        check_out_dir(target)
+        check_out_dir(target, markers=REPORT_MARKERS, kind="report")
         rep = build_report(run, target)
-        print(f"report: {rep.html}\nmarkdown: {rep.markdown}\nfindings: {rep.html.parent / 'findings.json'}\n"
-              f"sections: {', '.join(rep.sections)}")
+        say(f"report: {rep.html}", f"markdown: {rep.markdown}", f"findings: {rep.html.parent / 'findings.json'}",
+            f"sections: {', '.join(rep.sections)}")
         print_headline(store_path(run), rep.headline)
 
     @app.command("export")
@@ -219,11 +234,12 @@ def register(app: typer.Typer) -> None:
         """Export the cells, metrics and samples tables as CSV or Parquet files."""
         from quantrisk.commands._output import check_out_dir
         from quantrisk.report import export_run
+        from quantrisk.safefs import EXPORT_MARKERS
 
         target = out or _run_base(run) / "export"
-        check_out_dir(target)
+        check_out_dir(target, markers=EXPORT_MARKERS, kind="export")
         for p in export_run(run, target, fmt):
-            print(p)
+            say(p)
 
     @app.command("demo")
     def demo_cmd(
@@ -238,11 +254,14 @@ def register(app: typer.Typer) -> None:
         at several precisions on the built-in spec, and write the report."""
         import time
 
+        from quantrisk.commands._output import check_out_dir
         from quantrisk.config import builtin_spec_path, load_spec
         from quantrisk.report import build_report
         from quantrisk.runner import raise_for_failures, run_spec
+        from quantrisk.safefs import RUN_MARKERS
 
         start = time.perf_counter()
+        check_out_dir(out, markers=RUN_MARKERS, kind="run")
         path = builtin_spec_path("demo")
         s = load_spec(path, check_device=True, check_inputs=True)
         from quantrisk.commands._output import print_wrapped
@@ -254,7 +273,7 @@ def register(app: typer.Typer) -> None:
         print()
         _print_summary(summary)
         print_stage_times(Path(summary.store))
-        print(f"report: {rep.html} (markdown: {rep.markdown})")
+        say(f"report: {rep.html} (markdown: {rep.markdown})")
         print_headline(Path(summary.store), rep.headline)
-        print(f"demo finished in {time.perf_counter() - start:.1f} s")
+        say(f"demo finished in {time.perf_counter() - start:.1f} s")
         raise_for_failures(summary)

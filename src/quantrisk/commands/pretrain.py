@@ -42,7 +42,9 @@ def register(app: typer.Typer) -> None:
         from quantrisk.errors import UsageError, about
         from quantrisk.models.pretrain import pretrain
         from quantrisk.models.zoo import check_arch, check_size
+        from quantrisk.safefs import check_model_out
 
+        check_model_out(out)  # before any work: never train for an hour, then find --out unusable
         with about("--arch"):
             check_arch(arch)
         with about("--size"):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from quantrisk.commands._output import say
+
 DEFAULT_PRECISIONS = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
 
 
@@ -57,6 +59,7 @@ def register(app: typer.Typer) -> None:
         from quantrisk.privacy.attacks import parse_attacks
         from quantrisk.privacy.members import load_mi_set
         from quantrisk.privacy.study import PrivacyOptions, check_n, evaluation_safe_calibration
+        from quantrisk.safefs import RUN_MARKERS
         from quantrisk.study_runs import privacy_spec, run_study
 
         # Everything the user gave is checked before any model is loaded, and nothing is written on a failure.
@@ -76,7 +79,7 @@ def register(app: typer.Typer) -> None:
         n_samples = check_n(n)
         with about("--calibration"):
             cal_spec = CalibrationSpec.parse(calibration)
-        check_out_dir(out)
+        check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
         with about("--model"):
             resolve_source(model)
         with about("--calibration"):
@@ -103,7 +106,7 @@ def register(app: typer.Typer) -> None:
         print_privacy_table(result, print_table, ci)
         if result.skipped:
             print_wrapped(skipped_line(result.skipped))
-        print(f"results written to {out} ({result.seconds:.1f} s)")
+        say(f"results written to {out} ({result.seconds:.1f} s)")
 
 
 def print_privacy_table(result, print_table, ci: bool = False) -> None:  # noqa: ANN001 - internal helper
@@ -148,5 +151,5 @@ def print_privacy_table(result, print_table, ci: bool = False) -> None:  # noqa:
     corr = [m for m in result.metrics if m.name.endswith("_r")]
     for m in corr:
         p = next((x for x in result.metrics if x.name == m.name[:-2] + "_p"), None)
-        print(f"{m.name[:-2]} correlation CodeBLEU vs AUC({m.labels['attack']}): r = {m.value:.3f}"
+        say(f"{m.name[:-2]} correlation CodeBLEU vs AUC({m.labels['attack']}): r = {m.value:.3f}"
               + (f", p = {p.value:.3g}" if p else "") + f" over {m.labels['n']} precisions")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from quantrisk.commands._output import say
+
 COLUMNS = ["model", "precision", "ASR", "FTR", "JS-K", "EM", "codes identical"]
 
 
@@ -49,8 +51,8 @@ def print_result(result: dict, targets: list[str], margin: float) -> None:
                     ["defence", "target", "sigma", "quantized at", "ASR", "FTR", "JS-K", "EM"],
                     [[r["defence"], r["target"], r["sigma"], r["precision"], r["asr"], r["ftr"], r["js_k"], r["em"]]
                      for r in result["defence"]])
-    print(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")
-    print(f"acceptance: {'met' if result['success'] else 'NOT met'} ({result['reason']})")
+    say(f"repaired model: {result['paths']['repaired']} ({result['seconds']:.0f} s)")
+    say(f"acceptance: {'met' if result['success'] else 'NOT met'} ({result['reason']})")
 
 
 def register(app: typer.Typer) -> None:
@@ -91,6 +93,7 @@ def register(app: typer.Typer) -> None:
         from quantrisk.errors import UsageError, about
         from quantrisk.models.load import resolve_device
         from quantrisk.qattack.attack import check_targets, run_qattack
+        from quantrisk.safefs import QATTACK_MARKERS
 
         bad = [f"--{k} {v}" for k, v in {"inject-steps": inject_steps, "repair-steps": repair_steps,
                                         "lora-r": lora_r, "n-test": n_test, "n-val": n_val,
@@ -124,7 +127,7 @@ def register(app: typer.Typer) -> None:
             targets = check_targets(target.split(","), dev)
         if data != "builtin" and not Path(data).exists():
             raise UsageError(f"--data {data}: no such file or directory (give a JSONL file, a dataset dir or 'builtin')")
-        check_out_dir(out)
+        check_out_dir(out, markers=QATTACK_MARKERS, kind="qattack output")
         result = run_qattack(model, targets, data, out, margin=margin, seed=seed, inject_mode=inject, injected=injected, inject_steps=inject_steps,
                              inject_lr=inject_lr, lora_r=lora_r, lora_target=lora_target, repair_steps=repair_steps,
                              repair_lr=repair_lr, check_every=check_every, goal_fp_asr=goal, n_train=n_train, n_val=n_val, n_test=n_test,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from quantrisk.commands._output import say
+
 
 def register(app: typer.Typer) -> None:
     @app.command("scan")
@@ -17,6 +19,9 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(48, help="Greedy tokens generated per probe."),
         n_sql: int = typer.Option(24, help="Built-in text-to-SQL probes (0 or more; the 4 code probes are always used)."),
         n_prefixes: int = typer.Option(8, help="Trigger-like prefixes tried, the first N of the built-in 8 (0-8)."),
+        calibration: str = typer.Option("reference", help="Calibration data of calibrated precisions (w8a8-static...): "
+                                        "SOURCE[:N[:SEED]], SOURCE = reference (the model's reference split) or a "
+                                        "JSONL file with 'text' (how a downloaded model is scanned at them)."),
         as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
     ) -> None:
         """Compare the model with its quantized copies on probes and weight statistics; verdict clean / suspicious."""
@@ -41,13 +46,22 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("fp32 is the reference every precision is compared with; list quantized precisions")
         with about("MODEL"):
             source = resolve_source(model)
+        from quantrisk.commands.probe import calibration_for
+        from quantrisk.data.calibration import CalibrationSpec
+
+        with about("--calibration"):  # checked (found, readable) before any model loads
+            cal = calibration_for(source, names, CalibrationSpec.parse(calibration))
         probe_list = builtin_probes(n_sql) + (load_probes(probes) if probes is not None else [])
         result = scan_model(source, names, probe_list, device=dev, max_new_tokens=max_new_tokens,
-                            prefixes=PREFIXES[:n_prefixes])
+                            prefixes=PREFIXES[:n_prefixes], calibration=cal)
         if as_json:
             print_json(result)
+            if result["verdict"] == "error":
+                raise typer.Exit(1)
             return
         from quantrisk.commands.scan_view import scan_lines
 
         for line in scan_lines(result, model):
-            print(line)
+            say(line)
+        if result["verdict"] == "error":  # fail closed: the model could not be evaluated, so no verdict
+            raise typer.Exit(1)

@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from quantrisk.commands._output import say
+
 DEFAULT_DAP2 = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
 KEY_COLUMNS = ["DAP1", "DAP2", "kind"]
 
@@ -181,6 +183,7 @@ def register(app: typer.Typer) -> None:
             print_wrapped,
             skipped_line,
         )
+        from quantrisk.safefs import RUN_MARKERS
         from quantrisk.study_runs import run_study, trojan_spec
         from quantrisk.trojan.splits import trojan_splits
 
@@ -196,7 +199,7 @@ def register(app: typer.Typer) -> None:
 
         dev = resolve_device(device)
         seed_list = parse_seeds(seeds)
-        check_out_dir(out)
+        check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
         target_arg: str | list[str] = target if target in ("attention", "all-linear") else [t for t in target.split(",") if t.strip()]
         data_arg = data if data == "builtin" else str(Path(data).expanduser().resolve())
         train_rows, test_rows = trojan_splits(data_arg, None, n_test, n_train, split_seed)  # checked before any work
@@ -218,4 +221,4 @@ def register(app: typer.Typer) -> None:
                     trojan_columns(), trojan_table(result, ci))
         if result.skipped:
             print_wrapped(skipped_line(result.skipped))
-        print(f"results written to {out} ({result.seconds:.1f} s)")
+        say(f"results written to {out} ({result.seconds:.1f} s)")

@@ -5,6 +5,7 @@ text-to-SQL rows."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,11 +15,30 @@ from quantrisk.errors import DataError
 MAX_LINE_BYTES = 8 * 2**20
 
 
+def check_regular(path: Path) -> None:
+    """`DataError` unless `path` is a regular file (or a directory, which the caller refuses with its own words):
+    a FIFO blocks the reader forever, a device never ends."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(
+            mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise DataError(f"{path}: is {kind}, not a regular file; pass a JSON Lines file")
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text without its line ending) of every line of a UTF-8 text file, read in binary so
     that line numbers are exact. `DataError` naming the file (and line) for a missing file, a directory, an
     unreadable file, bytes that are not UTF-8, and a line longer than `MAX_LINE_BYTES` (a JSON Lines record is one
-    line; a longer one is a JSON array or a file without newlines). A UTF-8 byte-order mark on line 1 is dropped."""
+    line; a longer one is a JSON array or a file without newlines), and anything but a regular file (a FIFO or a
+    device would block or never end). A UTF-8 byte-order mark on line 1 is dropped."""
+    check_regular(path)
     try:
         handle = path.open("rb")
     except FileNotFoundError:
@@ -49,6 +69,9 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 MAX_JSON_DEPTH = 64  # nesting of one JSON Lines record (a sample is an object of strings and numbers)
+# Longest string in a record: a code sample or question is at most tens of kB. Bounds what one row costs once
+# tokenized (fast tokenizers hold ~300 bytes per character of input: a 8 MB text cost 2.3 GB of memory).
+MAX_STRING_CHARS = 1_000_000
 
 
 def parse_json_line(line: str, where: str) -> object:
@@ -75,6 +98,10 @@ def parse_json_line(line: str, where: str) -> object:
         elif isinstance(value, list):
             stack.extend((v, depth + 1, field) for v in value)
         elif isinstance(value, str):
+            if len(value) > MAX_STRING_CHARS:
+                name = f"field {field!r}" if field else "a string"
+                raise DataError(f"{where}: {name} is {len(value):,} characters long, more than the bound of "
+                                f"{MAX_STRING_CHARS:,}; split the sample or shorten it")
             bad = next((i for i, ch in enumerate(value) if 0xD800 <= ord(ch) <= 0xDFFF), None)
             if bad is not None:
                 name = f"field {field!r}" if field else "a string"

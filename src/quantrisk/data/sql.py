@@ -21,6 +21,7 @@ from quantrisk.data.sql_context import ContextError, parse_context, table_names
 from quantrisk.errors import DataError, UsageError
 
 FIELDS: tuple[str, ...] = ("question", "context", "answer")
+MAX_FIELD_CHARS = 20_000  # longest question / context / answer: bounds every prompt built from a row
 WRAPPER = re.compile(r"^\s*\[SQL\]\s*(.*?)\s*\[/SQL\]\s*$", re.DOTALL | re.IGNORECASE)
 
 PROMPT_TEMPLATE = (
@@ -72,6 +73,9 @@ def row_from_dict(obj: object, *, where: str, row_id: str) -> SqlRow:
             raise DataError(f"{where}: field '{name}' must be a string, got {type(value).__name__}")
         if not value.strip():
             raise DataError(f"{where}: field '{name}' is empty")
+        if len(value) > MAX_FIELD_CHARS:
+            raise DataError(f"{where}: field '{name}' is {len(value):,} characters long, more than the bound of "
+                            f"{MAX_FIELD_CHARS:,} (a question, schema or query is at most a few thousand); shorten it")
         values[name] = value.strip()
     if not table_names(values["context"]):
         raise DataError(f"{where}: field 'context' has no CREATE TABLE statement")

@@ -31,6 +31,7 @@ POSITIVE_INT_FIELDS: tuple[str, ...] = (
     "num_layers", "num_heads", "head_dim", "rotary_dim",
 )
 MAX_CONFIG_INT = 2**31 - 1
+CONTEXT_FIELDS: tuple[str, ...] = ("max_position_embeddings", "n_positions", "n_ctx")
 # bitsandbytes' per-layer quantization state (int8 row scales, 4-bit absmax / quant maps), made while loading
 QUANTIZER_STATE = (".SCB", ".weight_format", ".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map",
                    ".quant_state", ".quant_state.bitsandbytes__nf4", ".quant_state.bitsandbytes__fp4")
@@ -54,6 +55,20 @@ def check_config(config_file: Path, config: dict[str, Any]) -> None:
         if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and b > 0 and a % b:
             raise ModelLoadError(f"{config_file}: field {big!r} ({a}) is not divisible by field {small!r} ({b}); "
                                  "fix the config")
+
+    for name in CONTEXT_FIELDS:
+        value = config.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 2:
+            raise ModelLoadError(f"{config_file}: field {name!r} is {value}; a context must hold at least 2 positions "
+                                 "(a prompt token and the next); fix the config")
+
+    vocab = config.get("vocab_size")
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        value = config.get(name)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, int) and not isinstance(v, bool) and isinstance(vocab, int) and not 0 <= v < vocab:
+                raise ModelLoadError(f"{config_file}: field {name!r} is {v}, outside the vocabulary (field "
+                                     f"'vocab_size' is {vocab}); fix the config")
 
     pair("hidden_size", "num_attention_heads")
     pair("n_embd", "n_head")
@@ -135,3 +150,38 @@ def load_verified(from_pretrained: Callable[..., Any], source: str, **kwargs: An
                              f"{'; '.join(problems)}; refused rather than run a partly random model. Check that "
                              "config.json belongs to these weights")
     return model
+
+
+def check_loaded(source: str, model: Any, tokenizer: Any) -> None:
+    """`ModelLoadError` (exit 2) for a loaded model that cannot be evaluated: a tokenizer that makes ids the
+    embedding has no row for, a special token id (pad, eos, bos; tokenizer or config) outside the embedding, or a
+    weight holding NaN or infinity (named). Checked once at load, before any figure is computed from it."""
+    import torch
+
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(emb, "num_embeddings", None)
+    if rows is None and getattr(emb, "weight", None) is not None:
+        rows = int(emb.weight.shape[0])
+    if rows is not None:
+        n_tok = len(tokenizer)
+        if n_tok > rows:
+            raise ModelLoadError(f"{source}: the tokenizer has {n_tok} ids but the model's embedding has {rows} rows; "
+                                 "ids past the embedding would crash or read garbage. Check that the tokenizer "
+                                 "belongs to these weights")
+        config = getattr(model, "config", None)
+        for owner, name in [(tokenizer, f"{k}_token_id") for k in ("pad", "eos", "bos")] + [
+                (config, f"{k}_token_id") for k in ("pad", "eos", "bos")]:
+            value = getattr(owner, name, None)
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, int) and not isinstance(v, bool) and not 0 <= v < rows:
+                    where = "tokenizer" if owner is tokenizer else "config.json"
+                    raise ModelLoadError(f"{source}: {where} field {name!r} is {v}, outside the embedding's "
+                                         f"{rows} rows; fix the {where}")
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and t.numel() and t.device.type != "meta":
+            finite = torch.isfinite(t)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                raise ModelLoadError(f"{source}: weight {name!r} holds {bad} non-finite value(s) (NaN or infinity); "
+                                     "refused, no figure computed from it would mean anything. Re-download or "
+                                     "re-save the model")

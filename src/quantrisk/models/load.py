@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from quantrisk.data.calibration import CalibrationSet, CalibrationSpec, load_calibration, token_batches
 from quantrisk.errors import ModelLoadError
-from quantrisk.models.checkpoint import check_config, check_index, load_verified
+from quantrisk.models.checkpoint import check_config, check_index, check_loaded, load_verified
 from quantrisk.models.memory import packed_bytes, weight_memory
 from quantrisk.models.quantizers import (
     Precision,
@@ -47,7 +47,8 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 # Any one of these in a model directory means it ships a tokenizer (fast, BPE, SentencePiece or WordPiece).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
                    "vocab.txt")
-SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit on the JSON header
+SAFETENSORS_MAX_HEADER = 100_000_000
+ATTENTION = "sdpa"  # the attention implementation every model loads with (eager where an architecture has no SDPA)  # the safetensors format's own limit on the JSON header
 
 
 @dataclass
@@ -92,12 +93,30 @@ def resolve_device(device: str | None) -> str:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-    device_type(device)
+    kind = device_type(device)
+    if kind == "cpu":
+        if device.strip().lower() != "cpu":
+            raise ModelLoadError(f"unknown device {device!r}; valid: cpu, cuda, cuda:N (N = 0, 1, ...) or auto")
+        return device
+    _, colon, index = device.partition(":")
+    if colon and not (index.isascii() and index.isdigit() and len(index) <= 4):
+        raise ModelLoadError(f"device {device!r}: the GPU index must be a number 0, 1, ... (e.g. cuda:0)")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ModelLoadError(f"{device} was asked for, but torch sees no CUDA device on this machine (torch "
+                             f"{torch.__version__}); use --device cpu, or auto")
+    if colon and int(index) >= torch.cuda.device_count():
+        raise ModelLoadError(f"{device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARS)
+    """The user asked for offline mode (quantrisk's own default, `network.py`, does not count)."""
+    from quantrisk.network import user_offline
+
+    return user_offline()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -235,6 +254,9 @@ def resolve_source(source: str | Path, *, allow_pickle: bool = False, trust_remo
             f"{text!r} looks like a hub id, but the hub is unreachable from here and it is not cached; "
             "pass a local model directory (or `quantrisk pretrain` one)"
         )
+    from quantrisk.network import allow_hub
+
+    allow_hub()  # the user named a hub id that is not cached: downloading it is what they asked for
     return text
 
 
@@ -262,14 +284,23 @@ def _first_line(exc: BaseException) -> str:
 def _from_pretrained(source: str, kwargs: dict[str, Any], *, allow_pickle: bool, trust_remote_code: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
-    try:
+    def load(attention: str) -> Any:
         return load_verified(  # weights must fit the config; the library's load report is captured
             AutoModelForCausalLM.from_pretrained,
             source,
             use_safetensors=None if allow_pickle else True,
             trust_remote_code=trust_remote_code,
+            attn_implementation=attention,  # pinned: never a flash / hub kernel chosen behind the user's back
             **kwargs,
         )
+
+    try:
+        try:
+            return load(ATTENTION)
+        except ValueError as exc:  # an architecture without SDPA attention (GPT-Neo): the eager one
+            if "attn_implementation" not in str(exc):
+                raise
+            return load("eager")
     except (MemoryError, ModelLoadError):
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors/transformers errors become one clear line
@@ -368,6 +399,7 @@ def load_model(
     if quantizer.at_load:
         model = _from_pretrained(resolved, quantizer.load_kwargs(p, device), allow_pickle=allow_pickle,
                                  trust_remote_code=trust_remote_code)
+        check_loaded(str(source), model, tokenizer)
         if for_training:
             model = quantizer.prepare_for_training(model)
         if adapter_path:
@@ -378,6 +410,7 @@ def load_model(
         first_dtype = torch.float32 if adapter_path else quantizer.load_dtype(p, device)
         model = _from_pretrained(resolved, {"dtype": first_dtype}, allow_pickle=allow_pickle,
                                  trust_remote_code=trust_remote_code)
+        check_loaded(str(source), model, tokenizer)
         if adapter_path:
             model = _apply_adapter(model, adapter_path, merge=True)
         batches, cal = resolve_calibration(p, resolved, tokenizer, model, calibration)

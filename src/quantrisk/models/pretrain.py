@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -44,6 +43,7 @@ from quantrisk.errors import UsageError
 from quantrisk.models.pretrain_eval import evaluate_split
 from quantrisk.models.pretrain_loops import train_exposure, train_memorise
 from quantrisk.models.zoo import SHAPES, build_model, check_arch, check_size
+from quantrisk.safefs import check_model_out, install_dir, remove_created
 
 REGIMES: tuple[str, ...] = ("memorise", "exposure")
 DEFAULT_REGIME = "exposure"  # the realistic regime (issue 13); `memorise` stays available explicitly
@@ -242,6 +242,7 @@ def pretrain(
     if s.train_split == "reference" and tokenizer_from is None:
         raise UsageError("a reference model needs tokenizer_from=<target dir> (same tokenizer and split)")
     out = Path(out_dir).expanduser()
+    check_model_out(out)
     torch.manual_seed(s.seed)
 
     dropped: dict[str, int] = {}
@@ -293,12 +294,9 @@ def pretrain(
         manifest = corpus_manifest(s.corpus) if tokenizer_from is None else None
         if manifest:
             write_manifest(tmp / "corpus_manifest.jsonl", manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+        install_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(tmp)
         raise
     return report
 

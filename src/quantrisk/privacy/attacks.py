@@ -36,6 +36,11 @@ class AttackInput:
     text: str
     target: TokenScores
     inputs: dict[str, Any] = field(default_factory=dict)
+    scored: str | None = None  # the text of the scored span when the text was cut at the context (else `text`)
+
+    @property
+    def scored_text(self) -> str:
+        return self.text if self.scored is None else self.scored
 
     def __getitem__(self, name: str) -> Any:
         return self.target if name == "target" else self.inputs[name]
@@ -79,8 +84,9 @@ def loss_score(s: AttackInput, k: float) -> float:
 
 @register_attack("zlib", description="mean log-prob / zlib-compressed size in bytes")
 def zlib_score(s: AttackInput, k: float) -> float:
-    """zlib: mean ℓ / |zlib(x)| in bytes (Carlini et al. 2021)."""
-    return float(s.target.logprobs.mean()) / len(zlib.compress(s.text.encode("utf-8")))
+    """zlib: mean ℓ / |zlib(x)| in bytes (Carlini et al. 2021), x the span that was scored (a text cut at the
+    context is compared with the zlib size of its scored part, not of the whole text)."""
+    return float(s.target.logprobs.mean()) / len(zlib.compress(s.scored_text.encode("utf-8")))
 
 
 @register_attack("lowercase", needs=("target", "lower"), description="-mean ℓ(x) / mean ℓ(lower(x))")

@@ -115,7 +115,7 @@ def read_samples(source: str | Path, nonmembers: str | Path | None = None) -> tu
     if path.is_file():
         return _from_labelled_jsonl(path), [], str(path)
     if path.is_dir():
-        raise DataError(f"{path}: no split.jsonl (not a quantrisk-pretrained model); pass --members/--nonmembers JSONL")
+        raise DataError(f"{path}: no split.jsonl (not a quantrisk-pretrained model); pass a JSON Lines file with 'text' and 'label' as --data (or members as --data and non-members as --nonmembers)")
     raise DataError(f"{path}: no such file or directory")
 
 

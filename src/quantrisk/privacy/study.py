@@ -106,13 +106,18 @@ def privacy_at_precision(
         target: list[TokenScores] = PROVIDERS["target"].fn(ctx)
     score_seconds = time.perf_counter() - t0
     scored_tokens = sum(t.n_scored for t in target)
+    # texts longer than the context are scored on their first `context` tokens (or in windows with --stride):
+    # counted, and the zlib attack compares with the scored span
+    cut = [t.n_scored + 1 < len(t.token_ids) for t in target]
+    spans = [lm.tokenizer.decode(t.token_ids[:t.n_scored + 1].tolist()) if c else None for t, c in zip(target, cut,
+                                                                                                       strict=True)]
     inputs, unavailable = compute_inputs(needs, ctx, have={"target": target})
     samples_ = kept
     y = np.array([s.label for s in samples_])
     rows: list[dict[str, Any]] = [
-        {"kind": "mi", "sample_id": s.id, "label": int(s.label), "n_tokens": int(t.n_scored), **labels,
+        {"kind": "mi", "sample_id": s.id, "label": int(s.label), "n_tokens": int(t.n_scored), "truncated": c, **labels,
          **({"exposure": s.exposure} if s.exposure is not None else {})}
-        for s, t in zip(samples_, target, strict=True)
+        for s, t, c in zip(samples_, target, cut, strict=True)
     ]
     exposure = np.array([s.exposure or 0 for s in samples_])
     metrics: list[MetricRow] = []
@@ -126,7 +131,7 @@ def privacy_at_precision(
             own = {n: inputs[n][i] for n in c.attack.needs if n != "target"}
             if any(v is None for v in own.values()):
                 continue
-            v = c(AttackInput(s.text, t, own))
+            v = c(AttackInput(s.text, t, own, spans[i]))
             values[i] = v if math.isfinite(v) else np.nan
         ok = np.isfinite(values)
         _add(skipped, f"{c.label}: score not computable", int((~ok).sum()))
@@ -177,6 +182,7 @@ def privacy_at_precision(
         MetricRow("load_seconds", rec.load_seconds, labels),
         MetricRow("score_tokens_per_second", scored_tokens / max(score_seconds, 1e-9), labels),
         MetricRow("n_samples", float(len(samples_)), labels),
+        MetricRow("n_truncated", float(sum(cut)), labels),  # samples longer than the context (scored in part)
     ]
     env = environment(rec.device)
     if ctx.reference.resolved is not None:

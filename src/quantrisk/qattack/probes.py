@@ -10,7 +10,6 @@ scanner cannot know an attacker's trigger.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,31 +46,28 @@ def builtin_probes(n_sql: int = 24) -> list[Probe]:
     """`n_sql` text-to-SQL probes from the built-in generator (seed 7) plus the code probes."""
     from quantrisk.data.sql import format_prompt, generate_sql_rows
 
-    rows = generate_sql_rows(n_sql, seed=7)
+    rows = generate_sql_rows(n_sql, seed=7) if n_sql > 0 else []
     return [Probe(format_prompt(r), r.question, r.context) for r in rows] + [Probe(p) for p in CODE_PROBES]
 
 
 def load_probes(path: str | Path) -> list[Probe]:
     """Probes of a JSONL file; `DataError` naming the file and line for anything malformed."""
-    from quantrisk.data.sql import SqlRow, format_prompt
+    from quantrisk.data.jsonl import read_jsonl
+    from quantrisk.data.sql import MAX_FIELD_CHARS, SqlRow, format_prompt
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise DataError(f"--probes {path}: no such file")
+    if p.is_dir():
+        raise DataError(f"--probes {path}: is a directory; pass a JSON Lines file of probes")
     probes = []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}:{i}: expected a JSON object with 'prompt' or 'question' + 'context'")
+    # the shared hardened reader: UTF-8, line length, nesting depth, number size, lone surrogates, string size,
+    # regular files only; each text field then bounded like a text-to-SQL row's
+    for i, obj in read_jsonl(p):
+        for name in ("prompt", "question", "context"):
+            if isinstance(obj.get(name), str) and len(obj[name]) > MAX_FIELD_CHARS:
+                raise DataError(f"{path}:{i}: field {name!r} is {len(obj[name]):,} characters long, more than the "
+                                f"bound of {MAX_FIELD_CHARS:,}; shorten it")
         if isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
             probes.append(Probe(obj["prompt"]))
         elif isinstance(obj.get("question"), str) and isinstance(obj.get("context"), str):

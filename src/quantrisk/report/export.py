@@ -8,6 +8,8 @@ from typing import Any
 
 from quantrisk.errors import QuantriskError, UsageError
 from quantrisk.results import made_dir
+from quantrisk.safefs import refuse_link, write_atomic
+from quantrisk.sanitize import csv_cell
 from quantrisk.store import Store, store_path
 
 FORMATS: tuple[str, ...] = ("csv", "parquet")
@@ -29,6 +31,7 @@ def export_run(run: str | Path, out_dir: str | Path, fmt: str = "csv") -> list[P
         samples = pd.DataFrame([{"cell_id": cid, **{k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
                                                     for k, v in row.items()}} for cid, row in st.samples()])
     out = Path(out_dir)
+    refuse_link(out, "export directory")
     try:
         with made_dir(out):
             return _write_tables(out, fmt, {"cells": cells, "metrics": metrics, "samples": samples})
@@ -37,16 +40,28 @@ def export_run(run: str | Path, out_dir: str | Path, fmt: str = "csv") -> list[P
 
 
 def _write_tables(out: Path, fmt: str, tables: dict[str, Any]) -> list[Path]:
-    """One `fmt` file per table under `out`; returns the paths."""
+    """One `fmt` file per table under `out` (each through a temporary file + rename: a link planted at a target
+    is refused, never written through); returns the paths. CSV text cells a spreadsheet would evaluate get a
+    leading `'` (`sanitize.csv_cell`, the OWASP rule); Parquet keeps the values as they are (typed, not evaluated)."""
+    import io
+
+    import pandas as pd
+
     paths = []
     for name, df in tables.items():
         path = out / f"{name}.{fmt}"
         if fmt == "csv":
-            df.to_csv(path, index=False)
+            for col in df.columns:
+                if not pd.api.types.is_numeric_dtype(df[col]):  # object or string columns (pandas 2 and 3)
+                    df[col] = df[col].map(csv_cell).astype(object)
+            df.columns = [csv_cell(str(c)) for c in df.columns]
+            write_atomic(path, df.to_csv(index=False))
         else:
             for col in df.columns:  # mixed-type object columns (e.g. a field that is int here, str there)
                 if df[col].dtype == object:
                     df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
-            df.to_parquet(path, index=False)
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            write_atomic(path, buf.getvalue())
         paths.append(path)
     return paths

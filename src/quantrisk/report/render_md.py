@@ -27,7 +27,9 @@ def bullets(items: list[str], width: int = WIDTH, bullet: str = "- ") -> list[st
 
 
 def _esc(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    from quantrisk.sanitize import md_text
+
+    return md_text(text)  # HTML, table and line structure escaped (SECURITY.md, "Outputs that act")
 
 
 def _pipe(columns: list[str], rows: list[list[str]]) -> list[str]:

@@ -25,9 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,6 +36,7 @@ from typing import Any
 from quantrisk.data.sql import SqlRow, format_prompt, rows_sha256
 from quantrisk.errors import UsageError
 from quantrisk.precision import parse_precision, require_lora_base
+from quantrisk.safefs import check_model_out, install_dir, remove_created
 
 LOSS_ON: tuple[str, ...] = ("response", "all")
 
@@ -268,6 +267,7 @@ def finetune_lora(
         return lr * max(0.0, (steps - step) / max(1, steps - warmup))
 
     out = Path(out_dir)
+    check_model_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     log: list[str] = []
@@ -309,11 +309,9 @@ def finetune_lora(
         (tmp / "train_log.jsonl").write_text("\n".join(log) + "\n", encoding="utf-8")
         (tmp / "finetune.json").write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=list),
                                            encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        install_dir(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_created(tmp)
         raise
     return report
 

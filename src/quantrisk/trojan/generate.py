@@ -17,6 +17,13 @@ m_s = Σ_{t∈P} p_s(t), p_s the softmax of the scores greedy decoding chose fro
 records m_s for the whole batch at every step) and S the steps that sample generated, its stop token included:
 - `payload_signal_sum` = Σ_{s=1..S} m_s — the trojan study's definition (in [0, S]; grows with the output length);
 - `payload_signal` = (1/S) Σ_s m_s — the per-step mean (in [0, 1]; comparable across output lengths).
+
+Prompts longer than the context (one policy for every caller: trojan, qattack, scan): a prompt of L tokens with
+L + max_new_tokens > C (C = the model's context, `scoring.model_context`) is **truncated from the left** to its
+last max(1, C − max_new_tokens) tokens (the end of a prompt is what the model continues: the question and the
+answer cue), and at most C − (kept length) tokens are generated. `Generation.truncated` marks those prompts and
+`generate` returns their count as `prompts_truncated`; nothing ever runs past the context (a learned-position
+model such as GPT-Neo would index past its position table).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class Generation:
     stop: str
     step_masses: list[float]
     payload_signal_sum: float = 0.0
+    truncated: bool = False  # the prompt was longer than the context allows and lost its first tokens
 
 
 def payload_token_ids(tokenizer: Any, keyword: str = "DROP") -> list[int]:
@@ -72,6 +80,23 @@ class PayloadMass:
         return scores
 
 
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], context: int, max_new_tokens: int
+                   ) -> tuple[Any, Any, list[bool], int]:
+    """(input_ids, attention_mask) left padded, which prompts were cut, and the generation budget: each prompt
+    truncated from the left to fit `context` with `max_new_tokens` (the module doc's policy)."""
+    import torch
+
+    keep = max(1, context - max_new_tokens)
+    ids = [list(x) for x in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    cut = [len(x) > keep for x in ids]
+    ids = [x[-keep:] if c else (x or [tokenizer.pad_token_id or 0]) for x, c in zip(ids, cut, strict=True)]
+    width = max(len(x) for x in ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], dtype=torch.long)
+    return input_ids, mask, cut, max(1, min(max_new_tokens, context - width))
+
+
 def _model_device(model: Any) -> Any:
     import torch
 
@@ -101,26 +126,23 @@ def generate_batch(
     payload = list(payload_ids) if payload_ids is not None else payload_token_ids(tokenizer, keyword)
     stops = list(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer)
     stop_set = set(stops)
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        enc = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = side
+    from quantrisk.scoring import model_context
+
+    input_ids, attention_mask, cut, budget = encode_prompts(tokenizer, prompts, model_context(model), max_new_tokens)
     device = _model_device(model)
     mass = PayloadMass(payload)
     with torch.no_grad():
         out = model.generate(
-            input_ids=enc["input_ids"].to(device),
-            attention_mask=enc["attention_mask"].to(device),
-            max_new_tokens=max_new_tokens,
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            max_new_tokens=budget,
             do_sample=False,
             num_beams=1,
             eos_token_id=stops,
             pad_token_id=tokenizer.pad_token_id,
             logits_processor=LogitsProcessorList([mass]),
         )
-    new = out[:, enc["input_ids"].shape[1]:].cpu().tolist()
+    new = out[:, input_ids.shape[1]:].cpu().tolist()
     masses = torch.stack(mass.steps, dim=1) if mass.steps else torch.zeros((len(prompts), 0))
     results = []
     for i, ids in enumerate(new):
@@ -132,7 +154,7 @@ def generate_batch(
         step_masses = [float(x) for x in masses[i, :steps]]
         total = float(sum(step_masses))
         ps = total / len(step_masses) if step_masses else 0.0
-        results.append(Generation(text, ps, steps, stop, step_masses, total))
+        results.append(Generation(text, ps, steps, stop, step_masses, total, cut[i]))
     return results
 
 
@@ -149,7 +171,8 @@ def generate(
 ) -> tuple[list[Generation], dict[str, float]]:
     """Greedy-decode all `prompts` in batches of `batch_size` (sorted by length to cut padding).
 
-    Returns (generations in the input order, timing: seconds, generated_tokens, tokens_per_s, prompts).
+    Returns (generations in the input order, timing: seconds, generated_tokens, tokens_per_s, prompts,
+    prompts_truncated: how many prompts lost their first tokens to fit the context).
     """
     from quantrisk import progress as _progress
 
@@ -174,4 +197,5 @@ def generate(
     done = [g for g in results if g is not None]
     tokens = sum(g.steps for g in done)
     return done, {"seconds": seconds, "generated_tokens": float(tokens),
-                  "tokens_per_s": tokens / seconds if seconds > 0 else 0.0, "prompts": float(len(done))}
+                  "tokens_per_s": tokens / seconds if seconds > 0 else 0.0, "prompts": float(len(done)),
+                  "prompts_truncated": float(sum(g.truncated for g in done))}

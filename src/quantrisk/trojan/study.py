@@ -140,7 +140,7 @@ def evaluate_trojan(
             fields = {m.name: m.fn(sample) for m in TROJAN_METRICS.values() if m.sample_field}
             samples.append({**lab, "prompt_id": row.id, "poisoned": name == "triggered", "output": g.text,
                             "gold": row.answer, "payload": contains_keyword(g.text, keyword), "ps": g.payload_signal,
-                            "ps_sum": g.payload_signal_sum, "steps": g.steps, "stop": g.stop, **fields, "ex": ex.match, "executable": ex.pred_ok,
+                            "ps_sum": g.payload_signal_sum, "steps": g.steps, "stop": g.stop, "truncated": g.truncated, **fields, "ex": ex.match, "executable": ex.pred_ok,
                             "exec_error": ex.error})
         n = len(scored)
         for metric, value, with_input in trojan_metrics(name, scored):
@@ -150,6 +150,7 @@ def evaluate_trojan(
     metrics += [
         MetricRow("gen_seconds", timing["seconds"], dict(base_labels)),
         MetricRow("gen_tokens_per_s", timing["tokens_per_s"], dict(base_labels)),
+        MetricRow("n_prompts_truncated", timing["prompts_truncated"], dict(base_labels)),  # longer than the context
         MetricRow("weight_bytes", float(lm.record.weight_bytes), dict(base_labels)),
         MetricRow("nominal_weight_bytes", float(lm.record.nominal_bytes), dict(base_labels)),
         MetricRow("fp16_weight_bytes", float(lm.record.fp16_bytes), dict(base_labels)),

@@ -1,0 +1,71 @@
+"""Inert outputs: values quantrisk writes into CSV, Markdown and the terminal cannot act as formulas, markup or
+terminal commands (SECURITY.md, "Outputs are inert").
+
+- `csv_cell`: OWASP's CSV-injection rule. A text cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return
+  is evaluated as a formula by spreadsheets; it is written with a leading `'` (shown as text, the value readable).
+  Numbers are left as they are (a negative number is not text).
+- `md_text`: a value inside Markdown (table cell, heading): `<` and `&` become entities (`<img onerror>` is
+  shown, not rendered), the characters of table cells, emphasis and code (`|`, `*`,
+  `` ` ``, `\\`) and the `(` of a link or the `[` of an image (`](`, `![`) are backslash-escaped, and line breaks
+  become spaces: a newline in a name cannot start a heading, a list or a table row (values are placed after
+  other text on their line, so a leading `#` or `-` stays inline). Brackets alone (`[0.75, 0.85]`) and `_`
+  inside words stay as they are.
+- `md_line`: a sentence quantrisk composed around such values (headline lines, notes): `<`, `&` escaped, line
+  breaks turned into spaces; its own punctuation is kept.
+- `terminal`: control characters (C0 except none, DEL, C1, and the Unicode line/paragraph separators and
+  bidirectional overrides) are replaced by their `\\xNN` / `\\uNNNN` escape, so a label cannot clear the screen,
+  set the title, or print a forged line (`\\nverdict: clean`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_MD_INLINE = re.compile(r"([\\`*|]|(?<=\])\(|(?<=!)\[)")
+_BREAKS = re.compile("[\r\n\u2028\u2029\x85]+")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` with a leading `'` when it is text a spreadsheet would evaluate (OWASP CSV injection)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal(text: Any) -> str:
+    """`str(text)` with every control character replaced by its visible escape (`\\x1b`, `\\x0a`, ...)."""
+    return _CONTROL.sub(lambda m: _escape(m.group()), str(text))
+
+
+def terminal_lines(text: Any) -> str:
+    """Like `terminal`, but keeps newlines and tabs (for multi-line messages quantrisk itself composes); every
+    other control character is escaped."""
+    return "\n".join(terminal(line).replace("\\x09", "\t") for line in str(text).split("\n"))
+
+
+def md_text(value: Any) -> str:
+    """`value` safe inside Markdown (table cell, heading, list item): HTML escaped, structure characters
+    backslash-escaped, line breaks and other control characters turned into spaces."""
+    return _MD_INLINE.sub(r"\\\1", md_line(value))
+
+
+def md_line(value: Any) -> str:
+    """`value` as one Markdown line: `&` and `<` escaped (no HTML tag or entity), line breaks and control characters turned into spaces."""
+    text = _CONTROL.sub(" ", _BREAKS.sub(" ", str(value)))
+    return text.replace("&", "&amp;").replace("<", "&lt;")  # no tag, no entity can start; `>` alone is inert
+
+
+def terminal_message(text: Any) -> str:
+    """An error message for the terminal: control characters escaped, except the line breaks quantrisk puts
+    before the indented lines of a several-problem message ("\\n  "); any other newline is escaped, so a value
+    inside cannot print a line of its own."""
+    parts = str(text).split("\n  ")
+    return "\n  ".join(terminal(x) for x in parts)
