@@ -60,5 +60,5 @@ def test_a_privacy_drop_at_a_degraded_precision_is_not_a_lower_risk(tmp_path):
     _store(tmp_path, [cell("fp32", 0.8, 2.0), cell("rtn-w2g64", 0.55, 4.0)])
     with Store(tmp_path, create=False) as st:
         (h,) = privacy_headlines(st, paired_rows=[])
-    assert "ΔNLL +2 nats/token, degraded" in h.change
+    assert "ΔNLL +2.000 nats/token, degraded" in h.change
     assert "broke the model" in h.sentence and "not a lower risk" in h.sentence and "lowered" not in h.sentence

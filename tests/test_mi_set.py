@@ -1,4 +1,4 @@
-"""The member / non-member set builder (data/mi_set.py) on a small stand-in in MIMIR's format."""
+"""The member / non-member set builder (privacy/mi_set.py) on a small stand-in in MIMIR's format."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from quantrisk.data import mi_set
+from quantrisk.privacy import mi_set
 from quantrisk.errors import UsageError
 
 

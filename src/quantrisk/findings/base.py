@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from quantrisk import formats
 from quantrisk.margins import ALPHA, MARGINS
 from quantrisk.registry import refuse_duplicate
 
@@ -256,8 +257,9 @@ def is_quantized(precision: str) -> bool:
         return False
 
 
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
+def fmt(x: float | None) -> str:
+    """A number in a finding's text, in the report's one format (`quantrisk.formats.number`)."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else formats.number(float(x))
 
 
 def seeds_note(n_seeds: int) -> str:
@@ -290,7 +292,7 @@ def decide(claim: str, statement: str, test: str, comps: list[Comparison], m: fl
     counts = {v: cls.count(v) for v in (HOLDS, NOT, INCONCLUSIVE)}
     why = (f"{len(comps)} comparison{'s' if len(comps) != 1 else ''} (margin ±{fmt(m)}): {counts[HOLDS]} beyond the "
            f"margin, {counts[NOT]} within it or opposite, {counts[INCONCLUSIVE]} undecided; "
-           f"{'deciding' if verdict != INCONCLUSIVE else 'largest'}: {describe(pick)}, Holm p {fmt(p)}")
+           f"{'deciding' if verdict != INCONCLUSIVE else 'largest'}: {describe(pick)}, Holm p {formats.pvalue(p)}")
     if degraded:
         why += "; degraded (utility collapsed, risk change not credited): " + "; ".join(describe(c) for c in degraded)
     why += f"; {seeds_note(n_seeds)}" + (f"; {extra}" if extra else "")
@@ -309,7 +311,7 @@ def verdict_lines(found: Sequence[Finding]) -> list[str]:
         stats = ", ".join(x for x in (
             f"effect {fmt(f.effect)}" if f.effect is not None else "",
             f"{f.ci_label} [{fmt(f.ci[0])}, {fmt(f.ci[1])}]" if f.ci else "",
-            f"p = {fmt(f.p)}" if f.p is not None else "",
+            f"p = {formats.pvalue(f.p)}" if f.p is not None else "",
             f"n_seeds = {f.n_seeds}" if f.n_seeds else "") if x)
         out.append(f"{f.claim} {f.verdict} — {f.statement}" + (f" ({stats})" if stats else ""))
     return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from quantrisk import formats
 from quantrisk.comparisons import baseline_precision
 from quantrisk.findings.base import (
     HOLDS,
@@ -121,9 +122,9 @@ def privacy_utility(rows: RunRows, model: str, precision: str, base: str, seeds:
           if (model, precision, s) in cb and (model, base, s) in cb]
     parts = []
     if dn:
-        parts.append(f"ΔNLL {float(np.mean(dn)):+.3g} nats/token")
+        parts.append(f"ΔNLL {formats.delta(float(np.mean(dn)))} nats/token")
     if dc:
-        parts.append(f"ΔCodeBLEU {float(np.mean(dc)):+.3g}")
+        parts.append(f"ΔCodeBLEU {formats.delta(float(np.mean(dc)))}")
     degraded = bool(dn) and float(np.mean(dn)) > DEGRADED_NLL
     if degraded:
         parts.append(f"degraded (NLL up by more than ln 1.25 = {DEGRADED_NLL:.3f})")
@@ -437,7 +438,7 @@ def _cb_note(rows: RunRows, pairs: dict[str, Any]) -> str:
         (big, bp), (small, sp) = (x.split("@", 1) for x in where.split(" vs "))
         d = [cb[(big, bp, s)] - cb[(small, sp, s)] for (m, p, s) in cb if (m, p) == (big, bp) and (small, sp, s) in cb]
         if d:
-            out.append(f"{where}: ΔCodeBLEU {float(np.mean(d)):+.3g}")
+            out.append(f"{where}: ΔCodeBLEU {formats.delta(float(np.mean(d)))}")
     return ("CodeBLEU beside it (not deciding): " + "; ".join(out)) if out else ""
 
 

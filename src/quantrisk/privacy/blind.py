@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from quantrisk.margins import BLIND_MARGIN  # |AUC − 0.5| a model-free score may show (defined once there)
 from quantrisk.stats import bootstrap_ci, fast_auc
 
-BLIND_MARGIN = 0.05  # |AUC − 0.5| a model-free score may show before a set is unfit (docs/METRICS.md, "Blind baselines")
 RARE_COUNT = 2  # a token seen at most this many times in the reference split is "rare" (`rare_ref_share`)
 BOW_FOLDS = 5
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|[^\sA-Za-z0-9_]")

@@ -68,7 +68,7 @@ def _privacy_utility(store: Store, model: str, precision: str, base: str) -> tup
         v = _mean_rows(store.metrics(kind="privacy", name=name), ("model", "precision"))
         if (model, precision) in v and (model, base) in v:
             delta = v[(model, precision)][0] - v[(model, base)][0]
-            parts.append(f"{label} {delta:+.3g}{unit}")
+            parts.append(f"{label} {F.delta(delta)}{unit}")
             degraded = degraded or (name == "nonmember_nll" and delta > DEGRADED_NLL)
     if degraded:
         parts.append("degraded")

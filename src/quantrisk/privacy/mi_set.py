@@ -15,9 +15,8 @@ Checks, in order (what each dropped is counted in the provenance record):
    (`quantrisk.data.dedup`, MIMIR's `ngram_13_0.8` rule);
 4. the sample: `n` of each side, drawn with `seed`;
 5. blind baselines (model-free features that separate the two sides would make any attack's AUC meaningless):
-   `quantrisk.privacy.blind.blind_check` when it exists; otherwise the length-only check here, by the same rule:
-   the set fails when the whole 95% bootstrap CI of the ROC-AUC of character length (members positive) lies
-   beyond 0.5 ± `BLIND_MARGIN`.
+   `quantrisk.privacy.blind.blind_check` (length, zlib ratio, characters per token, bag of words...: the set fails
+   when a blind AUC's whole 95% CI lies beyond 0.5 ± `BLIND_MARGIN`).
    The set is written either way; a failed check is printed and recorded, never hidden.
 
 Output: the labelled JSONL (`text`, `label`: 1 member / 0 non-member) and `<out>.provenance.json` with the inputs'
@@ -25,7 +24,7 @@ SHA-256, the counts, the checks and the licence note. Licence: MIMIR's data is d
 subset's code keeps the licences of its repositories (the Pile ships no licence of its own for it). Redistribute
 the built file only under those terms; quantrisk ships none of it.
 
-`python -m quantrisk.data.mi_set --members FILE [--nonmembers FILE] --out FILE [--n 1000] [--seed 0]`
+`python -m quantrisk.privacy.mi_set --members FILE [--nonmembers FILE] --out FILE [--n 1000] [--seed 0]`
 """
 
 from __future__ import annotations
@@ -40,9 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantrisk.data.dedup import NGRAM, THRESHOLD, near_duplicates
 from quantrisk.errors import UsageError
+from quantrisk.privacy import blind
 
-BLIND_MARGIN = 0.05  # the fallback length check's margin (24b's module, when present, brings its own)
 MAX_LINE_CHARS = 1_000_000
 MAX_ROWS = 1_000_000
 
@@ -139,46 +139,20 @@ def dedup(members: list[str], nonmembers: list[str]) -> tuple[list[str], list[st
 
 
 def _neardup(members: list[str], nonmembers: list[str]) -> tuple[list[str], list[str], str]:
-    try:
-        from quantrisk.data.dedup import NGRAM, THRESHOLD, near_duplicates
-    except ImportError:
-        return members, nonmembers, "not applied: quantrisk.data.dedup is not in this version"
     drop = set(near_duplicates(nonmembers, members))  # MIMIR's rule: a non-member too close to the members goes
     kept = [t for i, t in enumerate(nonmembers) if i not in drop]
     return members, kept, f"quantrisk.data.dedup: {len(drop)} non-members dropped ({NGRAM}-gram overlap > {THRESHOLD})"
 
 
 def blind_check(members: list[str], nonmembers: list[str], seed: int) -> dict[str, Any]:
-    """Model-free separability of the two sides (see the module docstring, step 5)."""
+    """Model-free separability of the two sides (`quantrisk.privacy.blind`; see the module docstring, step 5)."""
     texts, labels = members + nonmembers, [1] * len(members) + [0] * len(nonmembers)
-    try:
-        from quantrisk.privacy import blind  # engineer 24b's module, when merged
-    except ImportError:
-        blind = None
-    if blind is not None and hasattr(blind, "blind_rows") and hasattr(blind, "blind_check"):
-        rows = [{"value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "labels": r.labels}
-                for r in blind.blind_rows(texts, labels, {"model": "none", "seed": str(seed)}, seed=seed)]
-        ok, reason = blind.blind_check(rows)
-        return {"method": "quantrisk.privacy.blind", "ok": bool(ok), "reason": "" if ok else reason,
-                "rows": [{"baseline": r["labels"].get("baseline"), "auc": r["value"], "ci": [r["ci_low"], r["ci_high"]]}
-                         for r in rows]}
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
-    y, x = np.array(labels), np.array([len(t) for t in texts], dtype=float)
-    auc = float(roc_auc_score(y, x))
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    boot = []
-    for _ in range(1000):  # stratified bootstrap: members and non-members resampled separately
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        boot.append(roc_auc_score(y[idx], x[idx]))
-    low, high = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
-    ok = not (low > 0.5 + BLIND_MARGIN or high < 0.5 - BLIND_MARGIN)  # fails when the whole CI is beyond 0.5 ± m
-    return {"method": "length-only fallback (quantrisk.privacy.blind not in this version)", "length_auc": auc,
-            "ci": [low, high], "margin": BLIND_MARGIN, "ok": ok,
-            "reason": "" if ok else f"character length alone separates the sides (AUC {auc:.3f}, 95% CI "
-                                    f"[{low:.3f}, {high:.3f}] beyond 0.5 ± {BLIND_MARGIN})"}
+    rows = [{"value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "labels": r.labels}
+            for r in blind.blind_rows(texts, labels, {"model": "none", "seed": str(seed)}, seed=seed)]
+    ok, reason = blind.blind_check(rows)
+    return {"method": "quantrisk.privacy.blind", "ok": bool(ok), "reason": "" if ok else reason,
+            "rows": [{"baseline": r["labels"].get("baseline"), "auc": r["value"], "ci": [r["ci_low"], r["ci_high"]]}
+                     for r in rows]}
 
 
 def build(members: Path, nonmembers: Path | None, out: Path, n: int, seed: int = 0) -> BuildReport:
@@ -209,7 +183,7 @@ def build(members: Path, nonmembers: Path | None, out: Path, n: int, seed: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m quantrisk.data.mi_set", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m quantrisk.privacy.mi_set", description=__doc__.split("\n")[0])
     p.add_argument("--members", required=True, type=Path, help="MIMIR pair JSONL, or the members' JSONL")
     p.add_argument("--nonmembers", type=Path, default=None, help="non-members' JSONL (two-file form)")
     p.add_argument("--out", required=True, type=Path)
