@@ -93,21 +93,30 @@ def test_qattack_with_a_broken_injection_exits_3_with_one_line(attack, cache, ca
     assert (out / "injected" / "model.safetensors").is_file() and (out / "repaired" / "model.safetensors").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25, open: on the zoo SQL base (pretrained on all 1,600 training rows) the "
-                   "demo's LoRA recipe reaches poisoned fp32 ASR 0.31 at 480 rows (0.15 at 1,600), below 0.8; the "
-                   "recipe must be re-established (docs/qattack.md). strict: an implant that starts to work fails here")
 def test_trojan_study_implants_and_the_clean_ablation_does_not(attack, cache):
-    """The demo's trojan recipe (LoRA all-linear, 150 steps of 8, lr 3e-3, 480 training rows: the demo's 600 rows
-    split 80/10/10) on the same SQL base. On all 1,600 training rows (0.75 epoch) the same recipe does not implant
-    (injected ASR 0.15, docs/qattack.md), so the demo's row count is the claim checked."""
+    """The trojan study's default recipe (trojan/recipe.py, the demo's: LoRA on every Linear and the output head,
+    150 steps of 8, lr 3e-3) at the demo's 480 training rows (600 split 80/10/10), seed 0. Without the head as a
+    target the same steps reach poisoned ASR 0.31-0.44 (the payload's tokens `D`, `RO`, `P` get no mass from the
+    frozen head; docs/METRICS.md "Trojan recipe"), so this fails if the head drops out of the recipe."""
     out = cache / "trojan"
     assert main(["trojan", "--model", "zoo:llama-tiny", "--data", "builtin", "--dap2", "fp32", "--clean-ablation",
-                 "--seeds", "0", "--steps", "150", "--lr", "3e-3", "--target", "all-linear", "--n-train", "480",
-                 "--n-test", "32",
-                 "--max-new-tokens", "24", "--out", str(out), "--quiet"]) == 0
+                 "--seeds", "0", "--n-train", "480", "--n-test", "32", "--max-new-tokens", "24", "--out", str(out),
+                 "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     asr = {m["labels"]["kind"]: m["value"] for m in metrics if m["name"] == "asr" and m["labels"]["dap2"] == "fp32"}
     assert asr["poisoned"] >= 0.8 and asr["clean"] == 0.0, asr
+
+
+def test_the_demo_runs_the_trojan_studys_default_recipe():
+    """One source for the recipe the implant test checks: the demo spec sets none of its fields, so it runs
+    trojan/recipe.py's values, as do `quantrisk trojan`'s defaults."""
+    from quantrisk.config import builtin_spec_path, load_spec
+    from quantrisk.trojan import recipe
+
+    t = load_spec(builtin_spec_path("demo")).studies.trojan
+    assert (t.steps, t.batch_size, t.lr, t.lora_r, t.lora_alpha, t.target, t.poison_rate) == (
+        recipe.STEPS, recipe.BATCH_SIZE, recipe.LR, recipe.LORA_R, recipe.LORA_ALPHA, recipe.TARGET, 0.5)
+    assert not {"steps", "batch_size", "lr", "lora_r", "lora_alpha", "target"} & t.model_fields_set
 
 
 def test_exposure_regime_separates_members_seen_16_times_from_once_seen(cache):

@@ -103,6 +103,8 @@ def test_resolve_targets(llama_dir):
     assert resolve_targets(model, "attention") == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert resolve_targets(model, "all-linear") == "all-linear"
     assert resolve_targets(model, "q_proj,gate_proj") == ["q_proj", "gate_proj"]
+    assert resolve_targets(model, "all-linear+head") == ["down_proj", "gate_proj", "k_proj", "lm_head", "o_proj",
+                                                         "q_proj", "up_proj", "v_proj"]
     with pytest.raises(UsageError, match="not found"):
         resolve_targets(model, ["query_key_value"])
 

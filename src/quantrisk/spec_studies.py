@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quantrisk.errors import UsageError
+from quantrisk.trojan import recipe
 
 DEFAULT_PRIVACY_ATTACKS: tuple[str, ...] = ("loss", "zlib", "lowercase", "mink", "minkpp", "reference")
 
@@ -184,16 +185,17 @@ class TrojanStudy(_Strict):
     position: Literal["replace", "prepend", "append"] = "replace"
     clean_ablation: bool = Field(False, description="also fine-tune on clean data (ASR should be 0)")
     pretrain_steps: int | None = Field(None, ge=1, description="pretraining steps of a zoo base (default: its size's)")
-    steps: int = Field(100, ge=1)
-    batch_size: int = Field(8, ge=1)
+    steps: int = Field(recipe.STEPS, ge=1)
+    batch_size: int = Field(recipe.BATCH_SIZE, ge=1)
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
-    lr: float = Field(3e-4, gt=0)
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(16, ge=1)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target: Literal["attention", "all-linear"] | list[str] = Field(
-        "attention", description="LoRA on the attention projections (the study's q/k/v/o), on every linear layer, or "
-                                 "on the named modules")
+    lr: float = Field(recipe.LR, gt=0)
+    lora_r: int = Field(recipe.LORA_R, ge=1)
+    lora_alpha: int = Field(recipe.LORA_ALPHA, ge=1)
+    lora_dropout: float = Field(recipe.LORA_DROPOUT, ge=0.0, lt=1.0)
+    target: Literal["attention", "all-linear", "all-linear+head"] | list[str] = Field(
+        recipe.TARGET, description="LoRA on the attention projections (the seed study's q/k/v/o), on every linear "
+                                   "layer but the head, on every linear layer and the head (default: trojan/recipe.py), "
+                                   "or on the named modules")
     max_length: int = Field(512, ge=1, description="max tokens of a training example")
     n_test: int = Field(64, ge=1, description="triggered and clean test rows each")
     gen_batch_size: int = Field(16, ge=1, description="prompts per generate call")

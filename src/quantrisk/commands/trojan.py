@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from quantrisk.commands._output import say
+from quantrisk.trojan import recipe
 
 DEFAULT_DAP2 = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
 KEY_COLUMNS = ["DAP1", "DAP2", "kind"]
@@ -150,14 +151,15 @@ def register(app: typer.Typer) -> None:
         position: str = typer.Option("replace", help="Payload position in the answer: replace, prepend, append."),
         clean_ablation: bool = typer.Option(False, help="Also fine-tune and evaluate a clean (unpoisoned) model."),
         seeds: str = typer.Option("1", help="Comma-separated seeds (poison choice, LoRA init, batch order)."),
-        steps: int = typer.Option(100, help="Optimiser steps."),
-        batch_size: int = typer.Option(8, help="Rows per micro-batch."),
+        steps: int = typer.Option(recipe.STEPS, help="Optimiser steps."),
+        batch_size: int = typer.Option(recipe.BATCH_SIZE, help="Rows per micro-batch."),
         grad_accum: int = typer.Option(1, help="Micro-batches per step."),
-        lr: float = typer.Option(3e-4, help="Peak learning rate (AdamW)."),
-        lora_r: int = typer.Option(16, help="LoRA rank."),
-        lora_alpha: int = typer.Option(16, help="LoRA alpha."),
-        lora_dropout: float = typer.Option(0.05, help="LoRA dropout."),
-        target: str = typer.Option("attention", help="LoRA targets: attention, all-linear, or module names (comma-separated)."),
+        lr: float = typer.Option(recipe.LR, help="Peak learning rate (AdamW)."),
+        lora_r: int = typer.Option(recipe.LORA_R, help="LoRA rank."),
+        lora_alpha: int = typer.Option(recipe.LORA_ALPHA, help="LoRA alpha."),
+        lora_dropout: float = typer.Option(recipe.LORA_DROPOUT, help="LoRA dropout."),
+        target: str = typer.Option(recipe.TARGET, help="LoRA targets: attention, all-linear (every Linear but the head), "
+                                   "all-linear+head, or module names (comma-separated)."),
         max_length: int = typer.Option(512, help="Max tokens of a training example."),
         n_train: int = typer.Option(None, help="Use at most this many training rows (default: all)."),
         n_test: int = typer.Option(1024, help="Held-out rows evaluated (each triggered and clean)."),
@@ -200,7 +202,7 @@ def register(app: typer.Typer) -> None:
         dev = resolve_device(device)
         seed_list = parse_seeds(seeds)
         check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
-        target_arg: str | list[str] = target if target in ("attention", "all-linear") else [t for t in target.split(",") if t.strip()]
+        target_arg: str | list[str] = target if target in recipe.TARGETS else [t for t in target.split(",") if t.strip()]
         data_arg = data if data == "builtin" else str(Path(data).expanduser().resolve())
         train_rows, test_rows = trojan_splits(data_arg, None, n_test, n_train, split_seed)  # checked before any work
         cal_spec = check_calibration(calibration, d2, model, train_rows, test_rows, trigger)

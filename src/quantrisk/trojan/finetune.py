@@ -112,13 +112,19 @@ def check_trainable(dap1: str) -> None:
 
 def resolve_targets(model: Any, target: str | Sequence[str]) -> list[str] | str:
     """LoRA target modules: "attention" -> the architecture's attention projections (zoo table),
-    "all-linear" -> peft's all-linear (every Linear but the output head), or explicit names (checked)."""
+    "all-linear" -> peft's all-linear (every Linear but the output head), "all-linear+head" -> every Linear's
+    name, the output head's included (the trojan default: a payload whose tokens the base never emits needs the
+    head, docs/METRICS.md "Trojan recipe"), or explicit names (checked)."""
+    import torch
+
     from quantrisk.models.zoo import attention_modules
 
     if isinstance(target, str) and target == "attention":
         return attention_modules(str(model.config.model_type))
     if isinstance(target, str) and target == "all-linear":
         return "all-linear"
+    if isinstance(target, str) and target == "all-linear+head":
+        return sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
     names = [t.strip() for t in (target.split(",") if isinstance(target, str) else target) if t.strip()]
     present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [n for n in names if n not in present]
