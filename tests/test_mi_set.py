@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from quantrisk.privacy import mi_set
 from quantrisk.errors import UsageError
+from quantrisk.privacy import mi_set
 
 
 def _func(i: int, rng: random.Random) -> str:
