@@ -157,8 +157,9 @@ class LlamaCppLM(_torch_module()):  # type: ignore[misc]
         self.llm.eval([int(t) for t in tokens])
         return np.array(self.llm.scores[: len(tokens)], dtype=np.float32, copy=True)
 
-    def forward(self, input_ids: Any, attention_mask: Any = None, **_: Any) -> Any:
-        """Logits (B, W, V) for each row's real tokens (zeros at padded positions)."""
+    def forward(self, input_ids: Any, attention_mask: Any = None, labels: Any = None, **_: Any) -> Any:
+        """Logits (B, W, V) for each row's real tokens (zeros at padded positions); with `labels` (B, W) also
+        `loss`, HF's causal-LM loss: mean next-token cross-entropy over positions whose label is not -100."""
         import torch
 
         ids = input_ids.cpu()
@@ -168,10 +169,14 @@ class LlamaCppLM(_torch_module()):  # type: ignore[misc]
             cols = mask[row].nonzero().flatten()
             if cols.numel():
                 out[row, cols] = torch.from_numpy(self._logits(ids[row, cols].tolist()))
-        return SimpleNamespace(logits=out)
+        if labels is None:
+            return SimpleNamespace(logits=out)
+        target = labels.cpu()[:, 1:].reshape(-1)
+        loss = torch.nn.functional.cross_entropy(out[:, :-1].reshape(-1, self.vocab), target, ignore_index=-100)
+        return SimpleNamespace(logits=out, loss=loss)
 
     def generate(self, input_ids: Any, attention_mask: Any = None, *, max_new_tokens: int = 20,
-                 do_sample: bool = False, num_beams: int = 1, eos_token_id: Any = None, pad_token_id: int | None = None,
+                 min_new_tokens: int = 0, do_sample: bool = False, num_beams: int = 1, eos_token_id: Any = None, pad_token_id: int | None = None,
                  logits_processor: Any = None, **_: Any) -> Any:
         """Greedy decoding on llama.cpp, row by row; returns (B, W + steps) ids, finished rows padded with
         `pad_token_id` as HF's `generate` pads them. `logits_processor`s are then called once per step on the
@@ -195,7 +200,10 @@ class LlamaCppLM(_torch_module()):  # type: ignore[misc]
             row_scores: list[np.ndarray] = []
             for _step in range(max_new_tokens):
                 logits = np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32, copy=True)
-                token = int(np.argmax(logits))
+                choice = logits.copy()
+                if _step < min_new_tokens and stops:  # HF's min_new_tokens: no end-of-text before it
+                    choice[list(stops)] = -np.inf
+                token = int(np.argmax(choice))
                 row_ids.append(token)
                 row_scores.append(logits)
                 if token in stops or self.llm.n_tokens >= self.n_ctx:
