@@ -71,7 +71,7 @@ class GgufQuantizer(Quantizer):
     install_hint = " (pip install 'quantrisk[gguf]')"
     packages = ("gguf",)
     marker = "8"
-    devices = ("cpu",)
+    devices = ("cpu", "cuda")  # the runtime precisions run on the CPU (llama.cpp); the -dq twins anywhere torch runs
     lora_base = False
     lora_reason = ("a GGUF model is run by llama.cpp (or dequantized from its file), which trains nothing; fine-tune "
                    "at fp32 and quantize the merged model to GGUF for inference (DAP2)")
