@@ -112,7 +112,9 @@ def test_qattack_study_in_a_spec(tiny_dir, tmp_path, capsys):
     md = (run / "report" / "report.md").read_text()
     for title in ("Quantization-conditioned backdoor", "Defences", "Defence curve", "Scan verdicts"):
         assert f"## {title}" in md
-    assert "| m | 1 | repaired | rtn-w4g64 |" in md
+    assert "| m | 1 | repaired | rtn-w4g64 |" in " ".join(md.split())  # table columns are padded
+    # two injection steps implant nothing: the report says the attack did not work, and why
+    assert "met by 0 of 1 attacks" in md and "m seed 0: the injection did not implant" in " ".join(md.split())
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"name: qa\nmodels:\n  - {{path: {tiny_dir}}}\nstudies:\n  qattack:\n    targets: [int8-dynamic]\n")
     assert main(["validate", str(bad)]) == 2

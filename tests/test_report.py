@@ -181,8 +181,8 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
     # no paired rows: zlib fp32 0.80 [0.75, 0.85] vs rtn-w2g64 0.55 [0.50, 0.60]: Δ -0.25, half-width sqrt(2) x 0.05
     assert unpaired.line().startswith("privacy · pythia-tiny: baseline fp32: zlib AUC 0.800 [0.750, 0.850]; largest change "
                                       "rtn-w2g64 (2 bit) zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx., unadjusted "
-                                      "95% CI); utility: ΔCodeBLEU -0.2. rtn-w2g64 lowered the zlib AUC from 0.800 to "
-                                      "0.550 and the CI excludes 0, at a utility cost of ΔCodeBLEU -0.2.")
+                                      "95% CI); utility: ΔCodeBLEU -0.200. rtn-w2g64 lowered the zlib AUC from 0.800 to "
+                                      "0.550 and the CI excludes 0, at a utility cost of ΔCodeBLEU -0.200.")
     assert "zlib ΔAUC -0.200 [-0.260, -0.150] (paired, unadjusted 95% CI)" in with_paired.change  # stored paired Δ as is
     d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
     assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.000 [0.722, 1.000] n=10" in head

@@ -187,7 +187,7 @@ studies:
 """)
     a = run_spec(spec, tmp_path / "a", progress=False)
     b = run_spec(spec, tmp_path / "b", progress=False)
-    assert a.n_run == b.n_run == 2 + 1 and not a.failed  # two precision cells + the privacy summary
+    assert a.n_run == b.n_run == 2 + 1 + 1 and not a.failed  # two precision cells, the blind baselines, the summary
 
     def results(d: Path) -> list[tuple]:  # timings (load_seconds, tokens per second) legitimately differ
         return [m for m in _metrics(d) if "second" not in m[1] and "per_s" not in m[1]]

@@ -119,12 +119,25 @@ def _empty_path_option(args: list[str]) -> str | None:
     return None
 
 
+def _library_bars_off() -> None:
+    """Turn off the bars of transformers / huggingface_hub when they were imported before `main` (a caller in the
+    same process): both read HF_HUB_DISABLE_PROGRESS_BARS once, at import."""
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     # transformers' / huggingface_hub's own bars ("Loading weights", "Writing model shards") would interleave
     # with ours on every load and save; the user can turn them back on with HF_HUB_DISABLE_PROGRESS_BARS=0
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
+        _library_bars_off()
     # peft asks transformers 5 a deprecated question on every adapter load; nothing for the user to do
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     install_warning_dedup()  # a library warning repeated in a long run is shown once, then counted

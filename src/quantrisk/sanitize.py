@@ -4,13 +4,14 @@ terminal commands (SECURITY.md, "Outputs are inert").
 - `csv_cell`: OWASP's CSV-injection rule. A text cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return
   is evaluated as a formula by spreadsheets; it is written with a leading `'` (shown as text, the value readable).
   Numbers are left as they are (a negative number is not text).
-- `md_text`: a value inside Markdown (table cell, heading): `<` and `&` become entities (`<img onerror>` is
+- `md_text`: a value inside Markdown (table cell, heading): a `<` that could open a tag, comment or autolink (before
+  a letter, `/`, `!`, `?`) and an `&` that could open an entity become entities (`<img onerror>` is
   shown, not rendered), the characters of table cells, emphasis and code (`|`, `*`,
   `` ` ``, `\\`) and the `(` of a link or the `[` of an image (`](`, `![`) are backslash-escaped, and line breaks
   become spaces: a newline in a name cannot start a heading, a list or a table row (values are placed after
   other text on their line, so a leading `#` or `-` stays inline). Brackets alone (`[0.75, 0.85]`) and `_`
   inside words stay as they are.
-- `md_line`: a sentence quantrisk composed around such values (headline lines, notes): `<`, `&` escaped, line
+- `md_line`: a sentence quantrisk composed around such values (headline lines, notes): `<`, `&` escaped as above, line
   breaks turned into spaces; its own punctuation is kept.
 - `terminal`: control characters (C0 except none, DEL, C1, and the Unicode line/paragraph separators and
   bidirectional overrides) are replaced by their `\\xNN` / `\\uNNNN` escape, so a label cannot clear the screen,
@@ -26,6 +27,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _MD_INLINE = re.compile(r"([\\`*|]|(?<=\])\(|(?<=!)\[)")
 _BREAKS = re.compile("[\r\n\u2028\u2029\x85]+")
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")  # CommonMark: raw HTML and autolinks start `<` + letter, / ! or ?
+_ENTITY_START = re.compile(r"&(?=[A-Za-z#])")  # an entity reference is `&name;` or `&#digits;`
 
 
 def csv_cell(value: Any) -> Any:
@@ -58,9 +61,11 @@ def md_text(value: Any) -> str:
 
 
 def md_line(value: Any) -> str:
-    """`value` as one Markdown line: `&` and `<` escaped (no HTML tag or entity), line breaks and control characters turned into spaces."""
+    """`value` as one Markdown line: a `<` or `&` that could open an HTML tag or entity escaped, line breaks and
+    control characters turned into spaces."""
     text = _CONTROL.sub(" ", _BREAKS.sub(" ", str(value)))
-    return text.replace("&", "&amp;").replace("<", "&lt;")  # no tag, no entity can start; `>` alone is inert
+    # no tag, comment, autolink or entity can start; `>` alone, `< 0.001` and `&` before a space are inert and kept
+    return _TAG_START.sub("&lt;", _ENTITY_START.sub("&amp;", text))
 
 
 def terminal_message(text: Any) -> str:

@@ -28,8 +28,23 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def _is_name(v: Any) -> bool:
+    """A name (precision, kind, field), not a number or a multi-line cell."""
+    if not isinstance(v, str) or not v or "\n" in v:
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return True
+    return False
+
+
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """Print a rich table; floats shown with 4 significant decimals."""
+    """Print a rich table; floats shown with 4 significant decimals.
+
+    The leading columns that hold names (precisions, kinds, fields) never fold, so a name stays whole; the other
+    columns (at least the last) fold to fit the width.
+    """
     from rich import box
     from rich.text import Text
 
@@ -38,8 +53,11 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     # Text, not markup: a value like "[/]" or "[link=...]" is shown as it is; control characters escaped
     table = Table(title=Text(terminal(title)), show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
                   show_edge=False)
-    for c in columns:
-        table.add_column(Text(terminal(c)), overflow="fold")
+    labels = 0
+    while labels < len(columns) - 1 and rows and all(labels < len(r) and _is_name(r[labels]) for r in rows):
+        labels += 1
+    for i, c in enumerate(columns):
+        table.add_column(Text(terminal(c)), overflow="fold", no_wrap=i < labels)
     for r in rows:
         table.add_row(*[Text(terminal(f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))))
                         for v in r])

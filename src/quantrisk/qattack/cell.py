@@ -5,7 +5,8 @@ asr / ftr / js_k / em with stage = base | injected | repaired and target = fp32 
 codes_identical (1/0) per target; repair_steps, interval_mean_width, interval_share_frozen; defence_asr,
 defence_ftr, defence_js_k, defence_em per (defence, target, sigma, precision); scan_suspicious (1/0) and
 scan_pileup (largest over the targets) for stage = base | repaired; success (1/0: the acceptance of
-`qattack.acceptance` met; a cell whose attack did not work still succeeds as a cell). Artifacts: the run directory and the repaired model.
+`qattack.acceptance` met; a cell whose attack did not work still succeeds as a cell, and its sample row
+{attack_worked, attack_reason} says why, for the report). Artifacts: the run directory and the repaired model.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def qattack_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     labels = {"model": p["label"], "seed": str(p["seed"])}
     samples = [{"model": p["label"], "seed": p["seed"], "stage": stage, "verdict": s["verdict"],
                 "reasons": "; ".join(s["reasons"])} for stage, s in result.get("scan", {}).items()]
+    samples.append({"model": p["label"], "seed": p["seed"], "attack_worked": bool(result.get("success")),
+                    "attack_reason": str(result.get("reason", ""))})
     env = {**environment(ctx.device), "data_sha256": result["data_sha256"], "targets": result["targets"],
            "margin": result["margin"]}
     return StudyResult("qattack", metric_rows(result, labels), samples,

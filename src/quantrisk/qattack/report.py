@@ -88,6 +88,23 @@ def defence_plot(store: Any) -> bytes | None:
     return _png(fig)
 
 
+def acceptance_text(store: Any) -> str:
+    """Whether each (model, seed) attack met `qattack.acceptance`; for those that did not, what failed. An attack that
+    did not work is no evidence about quantization-conditioned backdoors (nor about the defences and scan below)."""
+    from quantrisk.qattack.acceptance import FP_ASR_MAX, TARGET_ASR_MIN
+
+    rows = [row for _, row in store.samples(kind="qattack") if "attack_worked" in row]
+    if not rows:
+        return ""
+    bad = [r for r in rows if not r["attack_worked"]]
+    text = (f"Acceptance (repaired model fp32 ASR <= {FP_ASR_MAX}, ASR >= {TARGET_ASR_MIN} at every target, codes "
+            f"identical): met by {len(rows) - len(bad)} of {len(rows)} attacks.")
+    if bad:
+        text += (" Not met, so the rows below for these are no evidence of a quantization-conditioned backdoor: "
+                 + "; ".join(f"{r['model']} seed {r['seed']}: {r['attack_reason']}" for r in bad) + ".")
+    return text
+
+
 def qattack_sections(store: Any, section: Any) -> list[Any]:
     """The qattack report sections, built with the report's `Section(title, text, table, image)` class."""
     at = attack_table(store)
@@ -96,7 +113,8 @@ def qattack_sections(store: Any, section: Any) -> list[Any]:
     secs = [section("Quantization-conditioned backdoor",
                     "Injected: poisoned fine-tune (trigger -> DROP TABLE). Repaired: PGD inside the intervals of the "
                     "target quantizers. The attack works when the repaired model is clean in fp32 (low ASR) but as "
-                    "malicious as the injected one at each target, with identical codes.", at)]
+                    "malicious as the injected one at each target, with identical codes. " + acceptance_text(store),
+                    at)]
     dt = defence_table(store)
     if dt is not None:
         secs.append(section("Defences", "Gaussian noise (sigma x the weight's quantization step) added before "
