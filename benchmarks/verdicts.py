@@ -131,10 +131,75 @@ def p3_rows(rho: float, rng: np.random.Generator, seeds: int) -> RunRows:
     return RunRows(metrics, [], [], [_row("best_attack_auc", 0.65, "privacy-summary", attack="zlib")])
 
 
+def _mi_sample_rows(model: str, prec: str, seed: int, y: np.ndarray, **scores: np.ndarray) -> list[dict[str, Any]]:
+    return [{"kind": "mi", "model": model, "precision": prec, "seed": str(seed), "sample_id": f"s{i}",
+             "label": int(y[i]), **{a: float(v[i]) for a, v in scores.items()}} for i in range(y.size)]
+
+
+def _auc_row(x: np.ndarray, y: np.ndarray, attack: str, **labels: str) -> dict[str, Any]:
+    a, se = fast_auc(x, y), auc_se(x, y)
+    return _row("auc", a, ci=(a - 1.96 * se, a + 1.96 * se), attack=attack, **labels)
+
+
+def p2_rows(delta: float, rng: np.random.Generator, seeds: int) -> RunRows:
+    """2 models × (fp32, quanto-int4) × `seeds`: the rival (`reference`) at AUC 0.62; zlib = the rival's score plus
+    N(0, 0.3²) noise and a member shift that puts its AUC at 0.62 + `delta` (the two attacks correlated, as on
+    the same samples)."""
+    from scipy.stats import norm
+
+    y = np.r_[np.ones(N_PRIVACY), np.zeros(N_PRIVACY)].astype(int)
+    auc0, sigma = 0.62, 0.3
+    mu0 = math.sqrt(2) * norm.ppf(auc0)
+    metrics, samples = [], []
+    for model in ("pythia-tiny", "llama-tiny"):
+        for s in range(seeds):
+            lab = {"model": model, "seed": str(s)}
+            metrics.append(_row("blind_auc", 0.5, "privacy-blind", ci=(0.44, 0.56), baseline="length_chars", **lab))
+            for prec in ("fp32", "quanto-int4"):
+                r = rng.normal(size=y.size) + mu0 * y
+                z = r + sigma * rng.normal(size=y.size) + _binormal_shift(auc0, auc0 + delta, sigma) * y
+                metrics += [_auc_row(z, y, "zlib", precision=prec, **lab), _auc_row(r, y, "reference", precision=prec, **lab)]
+                samples += _mi_sample_rows(model, prec, s, y, zlib=z, reference=r)
+    best = "zlib" if delta > 0 else "reference"
+    return RunRows(metrics, samples, [], [_row("best_attack_auc", auc0, "privacy-summary", attack=best)])
+
+
+def p4_rows(delta: float, rng: np.random.Generator, seeds: int) -> RunRows:
+    """A larger model (2× the fp16 bytes) at quanto-int4 against a smaller one at fp32 on the same 100 + 100 samples:
+    the smaller's zlib AUC 0.62, the larger's 0.62 + `delta` (its score the smaller's plus N(0, 0.3²) and a member
+    shift); quality equal (per-sample non-member loss: the smaller's plus N(0, 0.02²) nats/token)."""
+    from scipy.stats import norm
+
+    y = np.r_[np.ones(N_PRIVACY), np.zeros(N_PRIVACY)].astype(int)
+    auc0, sigma = 0.62, 0.3
+    mu0 = math.sqrt(2) * norm.ppf(auc0)
+    metrics = [_row("fp16_weight_mb", mb, model=m, precision="fp32", seed="0") for m, mb in (("big", 7.0), ("small", 3.5))]
+    samples = []
+    for s in range(seeds):
+        for m in ("big", "small"):
+            metrics.append(_row("blind_auc", 0.5, "privacy-blind", ci=(0.44, 0.56), baseline="length_chars", model=m,
+                                seed=str(s)))
+        x = rng.normal(size=y.size) + mu0 * y
+        loss = -2.0 + 0.1 * rng.normal(size=y.size)
+        cells = {("small", "fp32"): (x, loss),
+                 ("big", "fp32"): (x + sigma * rng.normal(size=y.size), loss + 0.02 * rng.normal(size=y.size)),
+                 ("big", "quanto-int4"): (x + sigma * rng.normal(size=y.size)
+                                          + _binormal_shift(auc0, auc0 + delta, sigma) * y,
+                                          loss + 0.02 * rng.normal(size=y.size))}
+        for (m, prec), (score, lo) in cells.items():
+            lab = {"model": m, "precision": prec, "seed": str(s)}
+            nll = float(-lo[y == 0].mean())
+            metrics += [_auc_row(score, y, "zlib", **lab), _row("nonmember_nll", nll, ci=(nll - 0.02, nll + 0.02), **lab)]
+            samples += _mi_sample_rows(m, prec, s, y, zlib=score, loss=lo)
+    return RunRows(metrics, samples, [], [_row("best_attack_auc", auc0, "privacy-summary", attack="zlib")])
+
+
 NULL_MARGIN_TWICE = ("null", "at the margin", "2 × margin")
 # claim -> (simulator, effect name, effects, their labels)
 RULES: dict[str, tuple[Callable[[float, np.random.Generator, int], RunRows], str, tuple[float, ...], tuple[str, ...]]] = {
     "P1": (p1_rows, "ΔAUC (quanto-int4, both models)", (0.0, -MARGINS["auc"].value, -2 * MARGINS["auc"].value),
+           NULL_MARGIN_TWICE),
+    "P2": (p2_rows, "AUC(zlib) − AUC(rival)", (0.0, MARGINS["auc"].value, 2 * MARGINS["auc"].value),
            NULL_MARGIN_TWICE),
     "P3": (p3_rows, "ρ", (0.0, MARGINS["rho"].value, 0.9), ("null", "at the margin", "strong")),
     "T1": (t1_rows, "ΔASR", (0.0, -MARGINS["asr"].value, -2 * MARGINS["asr"].value), NULL_MARGIN_TWICE),
@@ -142,6 +207,8 @@ RULES: dict[str, tuple[Callable[[float, np.random.Generator, int], RunRows], str
            NULL_MARGIN_TWICE),
     "T3": (t3_rows, "emission rate per prompt", (0.0, 0.01, MARGINS["emission"].value),
            ("the claim true", "rare", "at the margin")),
+    "P4": (p4_rows, "ΔAUC (larger quantized − smaller fp32), Δquality 0",
+           (0.0, MARGINS["auc"].value, 2 * MARGINS["auc"].value), ("the claim true", "at the margin", "2 × margin")),
 }
 
 

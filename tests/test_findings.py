@@ -181,6 +181,19 @@ def test_p3_correlates_non_member_nll_with_risk_exactly_within_models():
     # quality = −NLL falls with AUC in both models: within-model ρ = 1, exact p = 2 / (4! · 4!)
     assert f.verdict == "holds" and f.effect == pytest.approx(1.0) and f.p == pytest.approx(2 / 576)
     assert "over 8 points" in f.why and "CodeBLEU" in f.why
+    # at |ρ| = 1 the Fisher interval is undefined: no interval collapsed to the point [1, 1] is printed
+    assert f.ci is None and "Fisher interval undefined at |ρ| = 1" in f.why
+
+
+def test_fisher_interval_known_answers():
+    import math
+
+    from quantrisk.findings.privacy import fisher_interval
+
+    lo, hi = fisher_interval(0.5, 12)  # atanh 0.5 = 0.5493, se 1.06/3 = 0.3533
+    assert lo == pytest.approx(math.tanh(0.5493061 - 1.96 * 1.06 / 3), abs=1e-6) and hi == pytest.approx(
+        math.tanh(0.5493061 + 1.96 * 1.06 / 3), abs=1e-6)
+    assert fisher_interval(1.0, 8) is None and fisher_interval(-1.0, 8) is None and fisher_interval(0.2, 3) is None
 
 
 def test_p4_holds_as_its_text_says_not_riskier_and_not_worse_quality():

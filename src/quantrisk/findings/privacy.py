@@ -338,16 +338,28 @@ def p3_quality_risk_correlation(rows: RunRows) -> Finding:
     except ValueError as exc:
         return untestable("P3", statement, test, f"ρ undefined: {exc}; {extra}", n_seeds)
     rho, p, n = c.r, c.p_value, c.n
-    zr, se = math.atanh(max(-0.999999, min(0.999999, rho))), 1.06 / math.sqrt(max(n - 3, 1))
-    lo, hi = math.tanh(zr - 1.96 * se), math.tanh(zr + 1.96 * se)
+    interval = fisher_interval(rho, n)
     if rho >= m and p <= ALPHA:
         verdict = HOLDS
-    elif (rho < 0 and p <= ALPHA) or (-m < lo and hi < m):
+    elif (rho < 0 and p <= ALPHA) or (interval is not None and -m < interval[0] and interval[1] < m):
         verdict = NOT
     else:
         verdict = INCONCLUSIVE
-    why = f"ρ = {fmt(rho)} over {n} points ({c.method} p = {fmt(p)}; Fisher 95% [{fmt(lo)}, {fmt(hi)}]); {extra}"
-    return Finding("P3", statement, test, rho, [lo, hi], p, verdict, why, n_seeds, "Fisher 95% CI (unadjusted)")
+    ci_text = (f"Fisher 95% [{fmt(interval[0])}, {fmt(interval[1])}]" if interval is not None else
+               f"Fisher interval undefined at |ρ| = 1 (n = {n}): it would collapse to a point")
+    why = f"ρ = {fmt(rho)} over {n} points ({c.method} p = {fmt(p)}; {ci_text}); {extra}"
+    return Finding("P3", statement, test, rho, list(interval) if interval else None, p, verdict, why, n_seeds,
+                   "Fisher 95% CI (unadjusted)")
+
+
+def fisher_interval(rho: float, n: int) -> tuple[float, float] | None:
+    """95% interval of a Spearman ρ from `n` points: tanh(atanh ρ ± 1.96 · 1.06/√(n − 3)) (Fieller, Hartley & Pearson
+    1957's se for ranks). None where it is undefined: |ρ| = 1 (atanh is infinite; the interval would be the point
+    ±1) or n ≤ 3."""
+    if n <= 3 or not math.isfinite(rho) or abs(rho) >= 1 - 1e-12:
+        return None
+    zr, se = math.atanh(rho), 1.06 / math.sqrt(n - 3)
+    return math.tanh(zr - 1.96 * se), math.tanh(zr + 1.96 * se)
 
 
 # ------------------------------------------------------------------ P4
