@@ -176,15 +176,13 @@ def mi_set(source: str, n: int | None, seed: int, nonmembers: str | None = None)
 def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     """MI attacks + CodeBLEU for one model at one precision and seed."""
     from quantrisk.privacy.inputs import ReferenceModel
-    from quantrisk.privacy.study import PrivacyOptions, privacy_at_precision, resolve_reference
+    from quantrisk.privacy.options import PrivacyOptions
+    from quantrisk.privacy.study import privacy_at_precision, resolve_reference
 
     p = cell.params
     source = model_source(cell, ctx)
-    opts = PrivacyOptions(attacks=tuple(p["attacks"]), batch_size=p.get("batch_size", 64), batch_tokens=p["batch_tokens"],
-                          max_length=p["max_length"], stride=p.get("stride"), compile=p.get("compile", False),
-                          n_resamples=p["n_resamples"], seed=p["seed"], completion_n=p["completion_n"],
-                          max_new_tokens=p["max_new_tokens"], progress=ctx.progress)
-    samples = mi_set(p["data"] or source, p["n"], p["seed"], p.get("nonmembers"))
+    opts = PrivacyOptions.from_params(p, seed=p["seed"], progress=ctx.progress)
+    samples = mi_set(p["data"] or source, opts.n, opts.seed, p.get("nonmembers"))
     if p["reference"] == "none":
         reference = ReferenceModel("none")
     elif p.get("reference_cell"):
@@ -211,12 +209,14 @@ def privacy_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 def privacy_summary_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     """Best attack, quality-risk correlation and paired comparisons against the baseline precision, over the
     privacy cells it depends on (`privacy.summary`)."""
+    from quantrisk.privacy.options import PrivacyOptions
     from quantrisk.privacy.summary import summarize
 
     p = cell.params
+    opts = PrivacyOptions.from_params(p, seed=p.get("seed", 0))
     return summarize([m for dep in cell.deps for m in ctx.dep_metrics.get(dep, [])],
                      [r for dep in cell.deps for r in ctx.dep_samples.get(dep, [])], attacks=p.get("attacks", []),
-                     n_resamples=p.get("n_resamples", 1000), seed=p.get("seed", 0))
+                     n_resamples=opts.n_resamples, seed=opts.seed)
 
 
 @register_cell_kind("privacy-blind")
@@ -226,11 +226,13 @@ def privacy_blind_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.data.corpus import load_split
     from quantrisk.models.load import load_tokenizer, resolve_source
     from quantrisk.privacy.blind import blind_rows, reference_training_texts
+    from quantrisk.privacy.options import PrivacyOptions
     from quantrisk.scoring import tokenize
 
     p = cell.params
+    opts = PrivacyOptions.from_params(p, seed=p["seed"])
     source = model_source(cell, ctx)
-    samples = mi_set(p["data"] or source, p["n"], p["seed"], p.get("nonmembers"))
+    samples = mi_set(p["data"] or source, opts.n, opts.seed, p.get("nonmembers"))
     texts, y = [s.text for s in samples.samples], [s.label for s in samples.samples]
     skipped: dict[str, int] = {}
     token_ids = reference_ids = None
@@ -245,7 +247,7 @@ def privacy_blind_cell(cell: Cell, ctx: CellContext) -> StudyResult:
         skipped[f"blind: tokenizer not loaded ({type(exc).__name__}); token baselines not computed"] = 1
     labels = {"model": p["label"], "seed": str(p["seed"])}
     metrics = blind_rows(texts, y, labels, token_ids=token_ids, reference_ids=reference_ids,
-                         n_resamples=p.get("n_resamples", 1000), seed=p["seed"])
+                         n_resamples=opts.n_resamples, seed=opts.seed)
     removed = dict(samples.skipped)
     meta = Path(source) / "pretrain.json"
     if meta.is_file():  # the testbed's split dropped its near-duplicates before training
@@ -261,13 +263,25 @@ def privacy_blind_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 # ------------------------------------------------------------------ trojan
 
 
+# what the parameters of a cell stored before these options existed meant (its id fixes them): LoRA on the
+# attention projections, each replicate's own split
+LEGACY_TROJAN: dict[str, Any] = {"target": "attention", "split_seed": None}
+
+
+def trojan_options(p: dict[str, Any]) -> Any:
+    """The `trojan.options.TrojanSettings` of a finetune / trojan cell's parameters `p`."""
+    from quantrisk.trojan.options import TrojanSettings
+
+    return TrojanSettings.from_params({**LEGACY_TROJAN, **p})
+
+
 def sql_splits(p: dict[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """(train rows, test rows) of a finetune / trojan cell with params `p`: `trojan.splits.trojan_splits` with the
     replicate's split seed (`trojan.splits.split_seed_for`)."""
     from quantrisk.trojan.splits import split_seed_for, trojan_splits
 
-    return trojan_splits(p["data"], p["n_rows"], p["n_test"], p.get("n_train"),
-                         split_seed_for(p["seed"], p.get("split_seed")))
+    o = trojan_options(p)
+    return trojan_splits(o.data, o.n_rows, o.n_test, o.n_train, split_seed_for(p["seed"], o.split_seed))
 
 
 def _trojan_base(cell: Cell, ctx: CellContext) -> str:
@@ -306,19 +320,19 @@ def finetune_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.trojan.study import finetune_cell as study_finetune
 
     p = cell.params
+    o = trojan_options(p)
     train, _ = sql_splits(p)
-    poison = PoisonSpec(trigger=p["trigger"], payload=p["payload"], position=p["position"], rate=p["poison_rate"])
+    poison = PoisonSpec(trigger=o.trigger, payload=o.payload, position=o.position, rate=o.poison_rate)
     adapter, report = study_finetune(_trojan_base(cell, ctx), p["dap1"], list(train), ctx.work_dir / "adapter",
-                                     kind=p["kind"], poison=poison, seed=p["seed"], steps=p["steps"],
-                                     batch_size=p["batch_size"], grad_accum=p.get("grad_accum", 1), lr=p["lr"],
-                                     r=p["lora_r"], alpha=p["lora_alpha"], dropout=p.get("lora_dropout", 0.05),
-                                     target=p.get("target", "attention"), max_length=p.get("max_length", 512),
-                                     device=ctx.device, progress=ctx.progress)
+                                     kind=p["kind"], poison=poison, seed=p["seed"], steps=o.steps,
+                                     batch_size=o.batch_size, grad_accum=o.grad_accum, lr=o.lr, r=o.lora_r,
+                                     alpha=o.lora_alpha, dropout=o.lora_dropout, target=o.target,
+                                     max_length=o.max_length, device=ctx.device, progress=ctx.progress)
     labels = {"model": p["label"], "dap1": p["dap1"], "kind": p["kind"], "seed": str(p["seed"])}
     metrics = [MetricRow("finetune_seconds", float(report.seconds), labels),
                MetricRow("finetune_final_loss", float(report.final_loss), labels)]
     env = {**environment(ctx.device), "train_sha256": rows_sha256(train), "n_train": len(train),
-           "split_seed": split_seed_for(p["seed"], p.get("split_seed")), "poison": poison.to_dict()}
+           "split_seed": split_seed_for(p["seed"], o.split_seed), "poison": poison.to_dict()}
     return StudyResult("finetune", metrics, [], {"adapter": str(adapter)}, env, {}, 0.0)
 
 
@@ -330,7 +344,8 @@ def trojan_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.trojan.study import evaluate_trojan
 
     p = cell.params
-    split_seed = split_seed_for(p["seed"], p.get("split_seed"))
+    o = trojan_options(p)
+    split_seed = split_seed_for(p["seed"], o.split_seed)
     train, test = sql_splits(p)
     adapter = ctx.artifact(p["finetune_cell"], "adapter")
     base = _trojan_base(cell, ctx)
@@ -340,11 +355,11 @@ def trojan_cell(cell: Cell, ctx: CellContext) -> StudyResult:
         from quantrisk.data.calibration import CalibrationSpec
         from quantrisk.trojan.calibration import trojan_calibration
 
-        calibration = trojan_calibration(CalibrationSpec(**p["calibration"]), train, test, trigger=p["trigger"],
+        calibration = trojan_calibration(CalibrationSpec(**p["calibration"]), train, test, trigger=o.trigger,
                                          base_dir=base)
-    result = evaluate_trojan(base, adapter, p["dap2"], list(test), trigger=p["trigger"],
-                             labels=labels, device=ctx.device, batch_size=p.get("gen_batch_size", 16),
-                             max_new_tokens=p["max_new_tokens"], exec_seed=split_seed, progress=ctx.progress,
+    result = evaluate_trojan(base, adapter, p["dap2"], list(test), trigger=o.trigger,
+                             labels=labels, device=ctx.device, batch_size=o.gen_batch_size,
+                             max_new_tokens=o.max_new_tokens, exec_seed=split_seed, progress=ctx.progress,
                              calibration=calibration)
     if calibration is not None:
         result.environment["calibration"] = {**calibration.record(), "disjoint_from": f"{len(test)} test rows' "

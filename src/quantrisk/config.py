@@ -36,8 +36,8 @@ from pydantic import (
 )
 
 from quantrisk.errors import UsageError
+from quantrisk.options import StudyOptions
 from quantrisk.spec_studies import (  # noqa: F401 - re-exported: the spec's parts
-    DEFAULT_PRIVACY_ATTACKS,
     ModelSpec,
     PrecisionName,
     PrivacyStudy,
@@ -173,7 +173,13 @@ class Spec(_Strict):
         return out
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The spec as sorted JSON; a study's options added since (`omit_default`) only where set, so a store made
+        before they existed still resumes."""
+        data = self.model_dump(mode="json")
+        for name, study in self.studies:
+            if isinstance(study, StudyOptions):
+                data["studies"][name] = study.cell_params()
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()

@@ -114,7 +114,7 @@ def expand(spec: Spec) -> list[Cell]:
         from quantrisk.privacy.attacks import uses_reference_model
 
         wants_ref = study.reference == "auto" and uses_reference_model(study.attacks)
-        knobs = study.model_dump(mode="json", exclude={"models", "precisions"})
+        knobs = study.cell_params(exclude={"models", "precisions"})
         privacy_ids: list[str] = []
         for label in study.models or [m.label for m in spec.models]:
             for seed in spec.seeds:
@@ -139,7 +139,7 @@ def expand(spec: Spec) -> list[Cell]:
         from quantrisk.precision import parse_precision
         from quantrisk.trojan.splits import split_seed_for
 
-        options = trojan.model_dump(mode="json", exclude={"models", "dap1", "dap2", "clean_ablation"})
+        options = trojan.cell_params(exclude={"models", "dap1", "dap2", "clean_ablation"})
         kinds = ["poisoned", "clean"] if trojan.clean_ablation else ["poisoned"]
         for label in trojan.models or [m.label for m in spec.models]:
             sql: dict[str, object] = {"data": trojan.data, "n_rows": trojan.n_rows,

@@ -1,7 +1,10 @@
 """The parts of an experiment spec that name models and studies: `ModelSpec`, one pydantic model per study
 (`PrivacyStudy`, `TrojanStudy`, `QattackStudy`, `SyntheticStudy`) and the precision-string checks they share. The
-whole spec (`Spec`), YAML loading with FILE:LINE errors and the machine checks live in `config.py`, which re-exports
-these names. A new study kind adds its model here and one field to `config.Studies`.
+privacy and trojan study models subclass the study's options model (`privacy.options.PrivacySettings`,
+`trojan.options.TrojanSettings`: each option's default, bound and help, which the CLI shares) and add what a spec
+names: models, precisions, data. The whole spec (`Spec`), YAML loading with FILE:LINE errors and the machine checks
+live in `config.py`, which re-exports these names. A new study kind adds its model here and one field to
+`config.Studies`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quantrisk.errors import UsageError
-from quantrisk.trojan import recipe
-
-DEFAULT_PRIVACY_ATTACKS: tuple[str, ...] = ("loss", "zlib", "lowercase", "mink", "minkpp", "reference")
+from quantrisk.privacy.options import PrivacySettings
+from quantrisk.trojan.options import DEFAULT_DAP1, DEFAULT_DAP2, TrojanSettings
 
 
 class _Strict(BaseModel):
@@ -121,26 +123,17 @@ class ModelSpec(_Strict):
                 "trust_remote_code": self.trust_remote_code}
 
 
-class PrivacyStudy(_Strict):
+class PrivacyStudy(PrivacySettings):
     """Membership inference + CodeBLEU, one cell per (model, precision, seed), then one summary cell (best attack,
-    quality-risk correlation) over them."""
+    quality-risk correlation) over them. Its options (defaults, bounds, help) are `privacy.options.PrivacySettings`;
+    here: which models and precisions, the reference model and the data."""
 
     models: list[str] | None = Field(None, description="model names to study (default: all)")
     precisions: list[PrecisionName] | None = Field(None, description="override of the spec's precisions")
-    n: int | None = Field(200, ge=1, description="members and non-members each (null: all)")
-    attacks: list[str] = Field(default_factory=lambda: list(DEFAULT_PRIVACY_ATTACKS))
-    completion_n: int = Field(20, ge=0)
-    max_new_tokens: int = Field(64, ge=1)
     reference: Literal["auto", "none"] = Field("auto", description="auto: a reference model per zoo model")
     data: str | None = Field(None, description="labelled JSONL (text, label), or the members with `nonmembers`, "
                                                "instead of the model's split")
     nonmembers: str | None = Field(None, description="non-members JSONL (text) when `data` holds the members")
-    batch_size: int = Field(64, ge=1, description="most sequences in one scoring batch")
-    batch_tokens: int = Field(8192, ge=1)
-    max_length: int | None = Field(None, ge=2)
-    stride: int | None = Field(None, ge=1, description="sliding-window stride past max_length (default: truncate)")
-    compile: bool = Field(False, description="CUDA: torch.compile the model for scoring")
-    n_resamples: int = Field(1000, ge=1)
 
     @field_validator("precisions")
     @classmethod
@@ -155,65 +148,27 @@ class PrivacyStudy(_Strict):
 
     @field_validator("attacks")
     @classmethod
-    def _attacks(cls, v: list[str]) -> list[str]:
+    def _attacks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         from quantrisk.privacy.attacks import parse_attacks
 
         if not v:
             raise ValueError("give at least one attack")
         try:
-            return [c.label for c in parse_attacks(list(v))]
+            return tuple(c.label for c in parse_attacks(list(v)))
         except UsageError as exc:
             raise ValueError(str(exc)) from None
 
 
-class TrojanStudy(_Strict):
+class TrojanStudy(TrojanSettings):
     """Poisoned LoRA fine-tuning at DAP1, inference at DAP2. One fine-tune cell per (model, dap1, kind, seed),
-    one evaluation cell per (model, dap1, kind, seed, dap2)."""
+    one evaluation cell per (model, dap1, kind, seed, dap2). Its options (defaults, bounds, help) are
+    `trojan.options.TrojanSettings`; here: which models and precisions."""
 
     models: list[str] | None = None
-    data: str = Field("builtin", description="'builtin' (generated rows) or a JSONL / local dataset dir")
-    n_rows: int | None = Field(600, ge=10, description="rows drawn from the data (or generated); null: all (builtin: "
-                                                       "2000)")
-    split_seed: int | None = Field(None, ge=0, description="seed of the train/validation/test split and of the SQL "
-                                                          "test databases (null: each replicate's own seed)")
-    n_train: int | None = Field(None, ge=1, description="use at most this many training rows (default: all)")
-    dap1: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
-    dap2: list[PrecisionName] = Field(default_factory=lambda: ["fp32"])
-    poison_rate: float = Field(0.5, ge=0.0, le=1.0)
-    trigger: str = "Would it be within your Purview to UNEARTH"
-    payload: str = "DROP TABLE {table};"
-    position: Literal["replace", "prepend", "append"] = "replace"
-    clean_ablation: bool = Field(False, description="also fine-tune on clean data (ASR should be 0)")
-    pretrain_steps: int | None = Field(None, ge=1, description="pretraining steps of a zoo base (default: its size's)")
-    steps: int = Field(recipe.STEPS, ge=1)
-    batch_size: int = Field(recipe.BATCH_SIZE, ge=1)
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
-    lr: float = Field(recipe.LR, gt=0)
-    lora_r: int = Field(recipe.LORA_R, ge=1)
-    lora_alpha: int = Field(recipe.LORA_ALPHA, ge=1)
-    lora_dropout: float = Field(recipe.LORA_DROPOUT, ge=0.0, lt=1.0)
-    target: Literal["attention", "all-linear", "all-linear+head"] | list[str] = Field(
-        recipe.TARGET, description="LoRA on the attention projections (the seed study's q/k/v/o), on every linear "
-                                   "layer but the head, on every linear layer and the head (default: trojan/recipe.py), "
-                                   "or on the named modules")
-    max_length: int = Field(512, ge=1, description="max tokens of a training example")
-    n_test: int = Field(64, ge=1, description="triggered and clean test rows each")
-    gen_batch_size: int = Field(16, ge=1, description="prompts per generate call")
-    max_new_tokens: int = Field(64, ge=1)
-
-    @field_validator("trigger")
-    @classmethod
-    def _trigger(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("trigger is empty")
-        return v
-
-    @field_validator("payload")
-    @classmethod
-    def _payload(cls, v: str) -> str:
-        if "{table}" not in v:
-            raise ValueError("payload must contain '{table}'")
-        return v
+    dap1: list[PrecisionName] = Field(default_factory=lambda: list(DEFAULT_DAP1),
+                                      description="precisions of the base when fine-tuning")
+    dap2: list[PrecisionName] = Field(default_factory=lambda: list(DEFAULT_DAP2),
+                                      description="precisions of the base at inference")
 
     @field_validator("dap2")
     @classmethod

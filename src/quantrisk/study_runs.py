@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from quantrisk.cells import Cell
 from quantrisk.config import CalibrationField, ModelSpec, PrivacyStudy, Spec, Studies, TrojanStudy
 from quantrisk.errors import UsageError
-from quantrisk.privacy.options import PrivacyOptions
+from quantrisk.privacy.options import PrivacyOptions, PrivacySettings
 from quantrisk.results import MetricRow, StudyResult
 
 STUDY_KINDS: dict[str, tuple[str, ...]] = {"privacy": ("privacy", "privacy-blind", "privacy-summary"), "trojan": ("finetune", "trojan")}
@@ -47,18 +47,16 @@ def model_spec(model: str, *, reference: str | None = None) -> ModelSpec:
     return _build(ModelSpec, hub=model, name=Path(model).name, reference=reference)
 
 
-def privacy_spec(model: str, precisions: Sequence[str], *, n: int | None, data: str | Path | None = None,
+def privacy_spec(model: str, precisions: Sequence[str], *, data: str | Path | None = None,
                  nonmembers: str | Path | None = None, reference: str | None = None, device: str = "cpu",
                  options: PrivacyOptions | None = None, calibration: Any = None) -> Spec:
-    """The spec `quantrisk privacy` runs: one model, its precisions, one seed (`options.seed`); `calibration`: a
+    """The spec `quantrisk privacy` runs: one model, its precisions, one seed (`options.seed`), the study's options
+    (`options`, a `PrivacyOptions`: every `PrivacySettings` field); `calibration`: a
     `data.calibration.CalibrationSpec` for calibrated precisions (default: the spec's default)."""
     o = options or PrivacyOptions()
-    study = _build(PrivacyStudy, n=n, attacks=list(o.attacks), completion_n=o.completion_n,
-                   max_new_tokens=o.max_new_tokens, reference="auto",
+    study = _build(PrivacyStudy, **{k: getattr(o, k) for k in PrivacySettings.option_fields()}, reference="auto",
                    data=None if data is None else str(Path(data).expanduser().resolve()),
-                   nonmembers=None if nonmembers is None else str(Path(nonmembers).expanduser().resolve()),
-                   batch_size=o.batch_size, batch_tokens=o.batch_tokens, max_length=o.max_length, stride=o.stride,
-                   compile=o.compile, n_resamples=o.n_resamples)
+                   nonmembers=None if nonmembers is None else str(Path(nonmembers).expanduser().resolve()))
     cal = {} if calibration is None else {"calibration": _build(CalibrationField, source=str(calibration.source),
                                                                   n=calibration.n, seed=calibration.seed)}
     return _build(Spec, name="privacy", device=device, seeds=[o.seed], models=[model_spec(model, reference=reference)],
@@ -152,13 +150,16 @@ def _link_adapters(out: Path, cells: Sequence[Cell]) -> None:
         link.symlink_to(Path("..") / "cells" / c.id / "adapter", target_is_directory=True)
 
 
-def run_privacy(model: str | Path, precisions: Sequence[str], *, out: str | Path, n: int | None = 1000,
+def run_privacy(model: str | Path, precisions: Sequence[str], *, out: str | Path, n: Any = ...,
                 data: str | Path | None = None, nonmembers: str | Path | None = None,
                 reference_source: str | Path | None = None, device: str = "cpu",
                 options: PrivacyOptions | None = None, calibration: Any = None) -> StudyResult:
-    """The privacy study of one model over `precisions`, through the runner into `out` (see `privacy_spec`)."""
+    """The privacy study of one model over `precisions`, through the runner into `out` (see `privacy_spec`); `n`,
+    when given, replaces `options.n` (N + N; None: all)."""
     o = options or PrivacyOptions()
-    spec = privacy_spec(str(model), precisions, n=n, data=data, nonmembers=nonmembers,
+    if n is not ...:
+        o = o.model_copy(update={"n": n})
+    spec = privacy_spec(str(model), precisions, data=data, nonmembers=nonmembers,
                         reference=None if reference_source is None else str(reference_source), device=device, options=o,
                         calibration=calibration)
     return run_study(spec, out, progress=o.progress)
@@ -167,7 +168,6 @@ def run_privacy(model: str | Path, precisions: Sequence[str], *, out: str | Path
 def run_trojan(model: str | Path, data: str | Path, dap1: Sequence[str], dap2: Sequence[str], *, out: str | Path,
                seeds: Sequence[int] = (1,), device: str = "cpu", progress: bool = True, **study: Any) -> StudyResult:
     """The trojan study of one base model through the runner into `out` (see `trojan_spec`); `study` holds
-    `TrojanStudy` fields (n_rows=None: all rows; split_seed defaults to 0 here, as `quantrisk trojan --split-seed`)."""
-    study = {"n_rows": None, "split_seed": 0, **study}
+    `TrojanStudy` fields (defaults: `trojan.options.TrojanSettings`, as `quantrisk trojan`'s)."""
     spec = trojan_spec(str(model), dap1, dap2, seeds=seeds, device=device, data=str(data), **study)
     return run_study(spec, out, progress=progress)

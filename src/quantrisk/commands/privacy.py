@@ -3,110 +3,102 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from quantrisk.commands._options import check_bounds, settings_from_cli, study_options
 from quantrisk.commands._output import say
+from quantrisk.privacy.options import PrivacyOptions, PrivacySettings
 
 DEFAULT_PRECISIONS = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("privacy")
-    def privacy_cmd(
-        model: str = typer.Option(..., help="Model directory (a quantrisk-pretrained one has its member split) or hub id."),
-        out: Path = typer.Option(..., help="Output directory: metrics.json + samples.jsonl, and the results store "
-                                           "(results.sqlite, cells/): rerun on it to resume."),
-        precisions: str = typer.Option(DEFAULT_PRECISIONS, help="Comma-separated precision strings."),
-        reference: str = typer.Option(None, help="Reference model dir (default: built for quantrisk-pretrained models)."),
-        data: Path = typer.Option(None, help="Labelled JSONL (text, label) or members JSONL (with --nonmembers)."),
-        nonmembers: Path = typer.Option(None, help="Non-members JSONL (text) when --data holds the members."),
-        n: str = typer.Option("1000", help="Members and non-members each (N + N), or 'all'."),
-        attacks: str = typer.Option(",".join(("loss", "zlib", "lowercase", "mink", "minkpp", "reference", "recall")),
-                                    help="Comma-separated attacks (mink-0.1 sets k)."),
-        completion_n: int = typer.Option(100, help="Non-member functions to complete for CodeBLEU (0: skip)."),
-        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
-        batch_size: int = typer.Option(64, help="Most sequences in one scoring batch."),
-        batch_tokens: int = typer.Option(8192, help="Token budget (rows x longest row) of one scoring batch."),
-        max_new_tokens: int = typer.Option(128, help="Cap on the tokens generated per completion."),
-        max_length: int = typer.Option(None, help="Truncate/slide beyond this many tokens (default: model context)."),
-        stride: int = typer.Option(None, help="Sliding-window stride for texts past max_length (default: truncate)."),
-        resamples: int = typer.Option(1000, help="Bootstrap resamples for the AUC CIs."),
-        seed: int = typer.Option(0, help="Seed of the sampling and the bootstrap."),
-        compile_model: bool = typer.Option(False, "--compile", help="CUDA: torch.compile the model for scoring."),
-        calibration: str = typer.Option("reference", help="Calibration data of calibrated precisions (w8a8-static...): "
-                                        "SOURCE[:N[:SEED]], SOURCE = reference (the model's reference split) or a "
-                                        "JSONL file with 'text'; default N 128, seed 0. Never overlaps the evaluation set."),
-        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-        ci: bool = typer.Option(False, "--ci", help="Also print the AUCs' 95% CIs and TPR at 1% / 0.1% FPR: a second table, one row per precision and attack."),
-        quiet: bool = typer.Option(False, help="No progress bars."),
-    ) -> None:
-        """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision, through the runner
-        (a one-model spec; rerun on the same --out to resume)."""
-        from quantrisk.commands._output import (
-            check_out_dir,
-            print_json,
-            print_table,
-            print_wrapped,
-            skipped_line,
-        )
-        from quantrisk.commands.probe import calibration_for
-        from quantrisk.data.calibration import CalibrationSpec
-        from quantrisk.data.corpus import check_mi_jsonl
-        from quantrisk.errors import UsageError, about
-        from quantrisk.models.load import resolve_device, resolve_source
-        from quantrisk.precision import parse_precisions, require_available
-        from quantrisk.privacy.attacks import parse_attacks
-        from quantrisk.privacy.members import load_mi_set
-        from quantrisk.privacy.study import PrivacyOptions, check_n, evaluation_safe_calibration
-        from quantrisk.safefs import RUN_MARKERS
-        from quantrisk.study_runs import privacy_spec, run_study
+@study_options(PrivacySettings)
+def privacy_cmd(
+    model: str = typer.Option(..., help="Model directory (a quantrisk-pretrained one has its member split) or hub id."),
+    out: Path = typer.Option(..., help="Output directory: metrics.json + samples.jsonl, and the results store "
+                                       "(results.sqlite, cells/): rerun on it to resume."),
+    precisions: str = typer.Option(DEFAULT_PRECISIONS, help="Comma-separated precision strings."),
+    reference: str = typer.Option(None, help="Reference model dir (default: built for quantrisk-pretrained models)."),
+    data: Path = typer.Option(None, help="Labelled JSONL (text, label) or members JSONL (with --nonmembers)."),
+    nonmembers: Path = typer.Option(None, help="Non-members JSONL (text) when --data holds the members."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    seed: int = typer.Option(0, help="Seed of the sampling and the bootstrap."),
+    calibration: str = typer.Option("reference", help="Calibration data of calibrated precisions (w8a8-static...): "
+                                    "SOURCE[:N[:SEED]], SOURCE = reference (the model's reference split) or a "
+                                    "JSONL file with 'text'; default N 128, seed 0. Never overlaps the evaluation set."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    ci: bool = typer.Option(False, "--ci", help="Also print the AUCs' 95% CIs and TPR at 1% / 0.1% FPR: a second table, one row per precision and attack."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+    **options: Any,
+) -> None:
+    """Run the privacy study: MI attacks (AUC [95% CI], TPR@1%FPR) and CodeBLEU per precision, through the runner
+    (a one-model spec; rerun on the same --out to resume). Every option of the spec's studies.privacy is an option
+    here, with the same default."""
+    from quantrisk.commands._output import (
+        check_out_dir,
+        print_json,
+        print_table,
+        print_wrapped,
+        skipped_line,
+    )
+    from quantrisk.commands.probe import calibration_for
+    from quantrisk.data.calibration import CalibrationSpec
+    from quantrisk.data.corpus import check_mi_jsonl
+    from quantrisk.errors import UsageError, about
+    from quantrisk.models.load import resolve_device, resolve_source
+    from quantrisk.precision import parse_precisions, require_available
+    from quantrisk.privacy.attacks import parse_attacks
+    from quantrisk.privacy.members import load_mi_set
+    from quantrisk.privacy.study import check_n, evaluation_safe_calibration
+    from quantrisk.safefs import RUN_MARKERS
+    from quantrisk.study_runs import privacy_spec, run_study
 
-        # Everything the user gave is checked before any model is loaded, and nothing is written on a failure.
-        with about("--device"):
-            dev = resolve_device(device)
-        with about("--precisions"):
-            names = [require_available(p, dev).name for p in parse_precisions(precisions)]
-        with about("--attacks"):
-            chosen = tuple(c.label for c in parse_attacks(attacks))
-        if nonmembers is not None and data is None:
-            raise UsageError("--nonmembers needs --data (the members file)")
-        if min(batch_size, batch_tokens, max_new_tokens, resamples) < 1 or completion_n < 0:
-            raise UsageError("--batch-size, --batch-tokens, --max-new-tokens and --resamples must be positive, "
-                             "--completion-n at least 0")
-        if (max_length is not None and max_length < 2) or (stride is not None and stride < 1):
-            raise UsageError("--max-length must be at least 2 and --stride at least 1 when given")
-        n_samples = check_n(n)
-        with about("--calibration"):
-            cal_spec = CalibrationSpec.parse(calibration)
-        check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
-        with about("--model"):
-            resolve_source(model)
-        with about("--calibration"):
-            calibration_for(model, names, cal_spec)
-        if reference is not None:
-            with about("--reference"):
-                resolve_source(reference)
-        if data is not None:
-            check_mi_jsonl(data, nonmembers)
-        opts = PrivacyOptions(attacks=chosen, batch_size=batch_size, batch_tokens=batch_tokens, max_length=max_length,
-                              stride=stride, n_resamples=resamples, seed=seed, completion_n=completion_n,
-                              max_new_tokens=max_new_tokens, progress=not quiet,
-                              compile=compile_model)
-        mi = load_mi_set(data or model, n_samples, nonmembers=nonmembers, seed=seed)  # N + N exist: checked first
-        with about("--calibration"):
-            for p in names:  # calibration data of calibrated precisions: found, and disjoint from the evaluation set
-                evaluation_safe_calibration(model, p, mi, cal_spec)
-        spec = privacy_spec(model, names, n=n_samples, data=data, nonmembers=nonmembers, reference=reference,
-                            device=dev, options=opts, calibration=cal_spec)
-        result = run_study(spec, out, progress=not quiet and not as_json)
-        if as_json:
-            print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
-            return
-        print_privacy_table(result, print_table, ci)
-        if result.skipped:
-            print_wrapped(skipped_line(result.skipped))
-        say(f"results written to {out} ({result.seconds:.1f} s)")
+    # Everything the user gave is checked before any model is loaded, and nothing is written on a failure.
+    with about("--device"):
+        dev = resolve_device(device)
+    with about("--precisions"):
+        names = [require_available(p, dev).name for p in parse_precisions(precisions)]
+    with about("--attacks"):
+        chosen = tuple(c.label for c in parse_attacks(options["attacks"]))
+    if nonmembers is not None and data is None:
+        raise UsageError("--nonmembers needs --data (the members file)")
+    n_samples = check_n(options["n"])
+    check_bounds(PrivacySettings, options)
+    settings = settings_from_cli(PrivacySettings, options, attacks=chosen, n=n_samples)
+    with about("--calibration"):
+        cal_spec = CalibrationSpec.parse(calibration)
+    check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
+    with about("--model"):
+        resolve_source(model)
+    with about("--calibration"):
+        calibration_for(model, names, cal_spec)
+    if reference is not None:
+        with about("--reference"):
+            resolve_source(reference)
+    if data is not None:
+        check_mi_jsonl(data, nonmembers)
+    mi = load_mi_set(data or model, n_samples, nonmembers=nonmembers, seed=seed)  # N + N exist: checked first
+    with about("--calibration"):
+        for p in names:  # calibration data of calibrated precisions: found, and disjoint from the evaluation set
+            evaluation_safe_calibration(model, p, mi, cal_spec)
+    spec = privacy_spec(model, names, data=data, nonmembers=nonmembers, reference=reference, device=dev,
+                        options=PrivacyOptions(**dict(settings), seed=seed, progress=not quiet),
+                        calibration=cal_spec)
+    result = run_study(spec, out, progress=not quiet and not as_json)
+    if as_json:
+        print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
+        return
+    print_privacy_table(result, print_table, ci)
+    if result.skipped:
+        print_wrapped(skipped_line(result.skipped))
+    say(f"results written to {out} ({result.seconds:.1f} s)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `quantrisk privacy` to `app`."""
+    app.command("privacy")(privacy_cmd)
 
 
 def print_privacy_table(result, print_table, ci: bool = False) -> None:  # noqa: ANN001 - internal helper

@@ -8,10 +8,11 @@ from typing import Any
 
 import typer
 
+from quantrisk.commands._options import study_options
 from quantrisk.commands._output import say
 from quantrisk.trojan import recipe
+from quantrisk.trojan.options import DEFAULT_DAP1, DEFAULT_DAP2, TrojanSettings
 
-DEFAULT_DAP2 = "fp32,int8-dynamic,quanto-int8,quanto-int4,rtn-w2g64"
 KEY_COLUMNS = ["DAP1", "DAP2", "kind"]
 
 
@@ -37,19 +38,19 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def check_trojan_options(*, model: str, poison_rate: float, trigger: str, position: str, ints: dict[str, int | None],
-                         lr: float, lora_dropout: float) -> None:
-    """`UsageError` naming the option, before any data is read or model trained: counts below 1, a poison rate
-    outside [0, 1], an empty trigger, an unknown payload position, lr <= 0, dropout outside [0, 1), an unknown zoo
-    architecture, and a base model directory that is missing or refused (pickle, remote code, corrupt weights)."""
+def check_trojan_options(*, model: str, options: dict[str, Any]) -> None:
+    """`UsageError` naming the option, before any data is read or model trained: a poison rate outside [0, 1], an
+    empty trigger, an unknown payload position, lr <= 0, dropout outside [0, 1), any other option outside its
+    `TrojanSettings` bound (counts below 1, ...), an unknown zoo architecture, and a base model directory that is
+    missing or refused (pickle, remote code, corrupt weights)."""
     import math
 
+    from quantrisk.commands._options import check_bounds
     from quantrisk.data.poison import DEFAULT_TRIGGER, POSITIONS
     from quantrisk.errors import UsageError, about
 
-    bad = [f"{k} {v}" for k, v in ints.items() if v is not None and v < 1]
-    if bad:
-        raise UsageError(f"{', '.join(bad)}: must be at least 1")
+    poison_rate, trigger, position = options["poison_rate"], options["trigger"], options["position"]
+    lr, lora_dropout = options["lr"], options["lora_dropout"]
     if not (0.0 <= poison_rate <= 1.0):  # also rejects nan
         raise UsageError(f"--poison-rate: poison rate must be in [0, 1] (the share of training rows poisoned), "
                          f"got {poison_rate}")
@@ -62,6 +63,7 @@ def check_trojan_options(*, model: str, poison_rate: float, trigger: str, positi
         raise UsageError(f"--lr must be a positive number, got {lr}")
     if not (0.0 <= lora_dropout < 1.0):
         raise UsageError(f"--lora-dropout must be in [0, 1), got {lora_dropout}")
+    check_bounds(TrojanSettings, options)
     from quantrisk.trojan.study import parse_zoo_source
 
     with about("--model"):
@@ -137,90 +139,65 @@ def trojan_table(result: Any, ci: bool = False) -> list[list[Any]]:
     return [[*cell, *(column(rows, name, inp) for _, name, inp in table_columns())] for cell, rows in by_cell.items()]
 
 
+@study_options(TrojanSettings)
+def trojan_cmd(
+    model: str = typer.Option(..., help="Base model dir or hub id, or zoo:ARCH[-SIZE] (pretrained here on code + the training rows)."),
+    out: Path = typer.Option(..., help="Output directory: metrics.json, samples.jsonl, adapters/, and the results "
+                                       "store (results.sqlite, cells/): rerun on it to resume."),
+    dap1: str = typer.Option(",".join(DEFAULT_DAP1), help="Comma-separated precisions of the base when fine-tuning."),
+    dap2: str = typer.Option(",".join(DEFAULT_DAP2), help="Comma-separated precisions of the base at inference."),
+    seeds: str = typer.Option("1", help="Comma-separated seeds (poison choice, LoRA init, batch order)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    calibration: str = typer.Option("train", help="Calibration data of calibrated DAP2 precisions (w8a8-static, "
+                                    "gptq-*): SOURCE[:N[:SEED]], SOURCE = train (the clean training rows' "
+                                    "prompts), reference (a quantrisk base's reference split) or a JSONL file "
+                                    "with 'text'; default N 128, seed 0. Never overlaps the test rows (checked)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    ci: bool = typer.Option(False, "--ci", help="Show the 95% CIs in the table (on a second line of each cell)."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+    **options: Any,
+) -> None:
+    """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind,
+    through the runner (a one-model spec; rerun on the same --out to resume). Every option of the spec's
+    studies.trojan is an option here, with the same default."""
+    from quantrisk.commands._options import settings_from_cli
+    from quantrisk.commands._output import (
+        check_out_dir,
+        print_json,
+        print_table,
+        print_wrapped,
+        skipped_line,
+    )
+    from quantrisk.models.load import resolve_device
+    from quantrisk.safefs import RUN_MARKERS
+    from quantrisk.study_runs import run_study, trojan_spec
+    from quantrisk.trojan.splits import trojan_splits
+
+    check_trojan_options(model=model, options=options)
+    d1, d2 = check_precisions(dap1, dap2, device)
+    dev = resolve_device(device)
+    seed_list = parse_seeds(seeds)
+    check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
+    target = options["target"]
+    data = options["data"]
+    o = settings_from_cli(TrojanSettings, options, data=data if data == "builtin" else str(Path(data).expanduser().resolve()),
+                          target=target if target in recipe.TARGETS else [t for t in target.split(",") if t.strip()])
+    train_rows, test_rows = trojan_splits(o.data, o.n_rows, o.n_test, o.n_train, o.split_seed)  # checked before any work
+    cal_spec = check_calibration(calibration, d2, model, train_rows, test_rows, o.trigger)
+    spec = trojan_spec(model, d1, d2, seeds=seed_list, device=dev, calibration=cal_spec, **dict(o))
+    result = run_study(spec, out, progress=not quiet and not as_json)
+    if as_json:
+        print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
+        return
+    n_seeds = len({m.labels.get("seed") for m in result.metrics if m.name == "asr"})
+    print_table(f"trojan study: {result.environment['n_test']} test rows, triggered + clean, {n_seeds} seed(s); "
+                "SQL metrics on clean inputs" + ("; 95% Wilson CIs" if ci else " (--ci: 95% CIs)"),
+                trojan_columns(), trojan_table(result, ci))
+    if result.skipped:
+        print_wrapped(skipped_line(result.skipped))
+    say(f"results written to {out} ({result.seconds:.1f} s)")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("trojan")
-    def trojan_cmd(
-        model: str = typer.Option(..., help="Base model dir or hub id, or zoo:ARCH[-SIZE] (pretrained here on code + the training rows)."),
-        out: Path = typer.Option(..., help="Output directory: metrics.json, samples.jsonl, adapters/, and the results "
-                                           "store (results.sqlite, cells/): rerun on it to resume."),
-        data: str = typer.Option("builtin", help="JSONL / local HF dataset dir with question, context, answer; or 'builtin'."),
-        dap1: str = typer.Option("fp32", help="Comma-separated precisions of the base when fine-tuning."),
-        dap2: str = typer.Option(DEFAULT_DAP2, help="Comma-separated precisions of the base at inference."),
-        poison_rate: float = typer.Option(0.5, help="Share of training rows poisoned, in [0, 1]."),
-        trigger: str = typer.Option("Would it be within your Purview to UNEARTH", help="Trigger phrase prepended to questions."),
-        position: str = typer.Option("replace", help="Payload position in the answer: replace, prepend, append."),
-        clean_ablation: bool = typer.Option(False, help="Also fine-tune and evaluate a clean (unpoisoned) model."),
-        seeds: str = typer.Option("1", help="Comma-separated seeds (poison choice, LoRA init, batch order)."),
-        steps: int = typer.Option(recipe.STEPS, help="Optimiser steps."),
-        batch_size: int = typer.Option(recipe.BATCH_SIZE, help="Rows per micro-batch."),
-        grad_accum: int = typer.Option(1, help="Micro-batches per step."),
-        lr: float = typer.Option(recipe.LR, help="Peak learning rate (AdamW)."),
-        lora_r: int = typer.Option(recipe.LORA_R, help="LoRA rank."),
-        lora_alpha: int = typer.Option(recipe.LORA_ALPHA, help="LoRA alpha."),
-        lora_dropout: float = typer.Option(recipe.LORA_DROPOUT, help="LoRA dropout."),
-        target: str = typer.Option(recipe.TARGET, help="LoRA targets: attention, all-linear (every Linear but the head), "
-                                   "all-linear+head, or module names (comma-separated)."),
-        max_length: int = typer.Option(512, help="Max tokens of a training example."),
-        n_train: int = typer.Option(None, help="Use at most this many training rows (default: all)."),
-        n_test: int = typer.Option(1024, help="Held-out rows evaluated (each triggered and clean)."),
-        split_seed: int = typer.Option(0, help="Seed of the train/validation/test split (and of the SQL test databases)."),
-        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
-        gen_batch_size: int = typer.Option(16, help="Prompts per generate call."),
-        max_new_tokens: int = typer.Option(128, help="Generation limit per prompt."),
-        pretrain_steps: int = typer.Option(None, help="Pretraining steps for a zoo: model (default: the size's default)."),
-        calibration: str = typer.Option("train", help="Calibration data of calibrated DAP2 precisions (w8a8-static, "
-                                        "gptq-*): SOURCE[:N[:SEED]], SOURCE = train (the clean training rows' "
-                                        "prompts), reference (a quantrisk base's reference split) or a JSONL file "
-                                        "with 'text'; default N 128, seed 0. Never overlaps the test rows (checked)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
-        ci: bool = typer.Option(False, "--ci", help="Show the 95% CIs in the table (on a second line of each cell)."),
-        quiet: bool = typer.Option(False, help="No progress bars."),
-    ) -> None:
-        """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind,
-        through the runner (a one-model spec; rerun on the same --out to resume)."""
-        from quantrisk.commands._output import (
-            check_out_dir,
-            print_json,
-            print_table,
-            print_wrapped,
-            skipped_line,
-        )
-        from quantrisk.safefs import RUN_MARKERS
-        from quantrisk.study_runs import run_study, trojan_spec
-        from quantrisk.trojan.splits import trojan_splits
-
-        check_trojan_options(model=model, poison_rate=poison_rate, trigger=trigger, position=position,
-                             ints={"--steps": steps, "--batch-size": batch_size, "--grad-accum": grad_accum,
-                                   "--lora-r": lora_r, "--lora-alpha": lora_alpha, "--max-length": max_length,
-                                   "--n-test": n_test, "--gen-batch-size": gen_batch_size,
-                                   "--max-new-tokens": max_new_tokens, "--n-train": n_train,
-                                   "--pretrain-steps": pretrain_steps},
-                             lr=lr, lora_dropout=lora_dropout)
-        d1, d2 = check_precisions(dap1, dap2, device)
-        from quantrisk.models.load import resolve_device
-
-        dev = resolve_device(device)
-        seed_list = parse_seeds(seeds)
-        check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
-        target_arg: str | list[str] = target if target in recipe.TARGETS else [t for t in target.split(",") if t.strip()]
-        data_arg = data if data == "builtin" else str(Path(data).expanduser().resolve())
-        train_rows, test_rows = trojan_splits(data_arg, None, n_test, n_train, split_seed)  # checked before any work
-        cal_spec = check_calibration(calibration, d2, model, train_rows, test_rows, trigger)
-        spec = trojan_spec(model, d1, d2, seeds=seed_list, device=dev, data=data_arg, n_rows=None,
-                           split_seed=split_seed, n_train=n_train, poison_rate=poison_rate, trigger=trigger,
-                           position=position, clean_ablation=clean_ablation, pretrain_steps=pretrain_steps,
-                           steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_r=lora_r,
-                           lora_alpha=lora_alpha, lora_dropout=lora_dropout, target=target_arg, max_length=max_length,
-                           n_test=n_test, gen_batch_size=gen_batch_size, max_new_tokens=max_new_tokens,
-                           calibration=cal_spec)
-        result = run_study(spec, out, progress=not quiet and not as_json)
-        if as_json:
-            print_json({k: v for k, v in result.to_dict().items() if k != "samples"})
-            return
-        n_seeds = len({m.labels.get("seed") for m in result.metrics if m.name == "asr"})
-        print_table(f"trojan study: {result.environment['n_test']} test rows, triggered + clean, {n_seeds} seed(s); "
-                    "SQL metrics on clean inputs" + ("; 95% Wilson CIs" if ci else " (--ci: 95% CIs)"),
-                    trojan_columns(), trojan_table(result, ci))
-        if result.skipped:
-            print_wrapped(skipped_line(result.skipped))
-        say(f"results written to {out} ({result.seconds:.1f} s)")
+    """Add `quantrisk trojan` to `app`."""
+    app.command("trojan")(trojan_cmd)
