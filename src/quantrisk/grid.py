@@ -14,7 +14,8 @@ Cells of a spec:
 
 Replicate seeds vary everything a training run varies: a zoo model of replicate seed r is pretrained with seed
 `model.seed + r` (its initialisation, data order and, in the exposure regime, its member / non-member / reference
-split); the privacy cells of r draw their N + N set with seed r, the trojan cells fine-tune with seed r on split r.
+split); the privacy cells of r draw their N + N set with seed r, the trojan cells fine-tune with seed r (on split r
+where the study's `split_seed` is null, as in the demo).
 """
 
 from __future__ import annotations

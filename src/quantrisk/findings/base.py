@@ -28,7 +28,7 @@ from typing import Any
 
 from quantrisk import formats
 from quantrisk.margins import ALPHA, MARGINS
-from quantrisk.registry import refuse_duplicate
+from quantrisk.registry import Registry
 
 HOLDS, NOT, INCONCLUSIVE, NOT_TESTABLE = "holds", "does not hold", "inconclusive", "not testable"
 VERDICTS: tuple[str, ...] = (HOLDS, NOT, INCONCLUSIVE, NOT_TESTABLE)
@@ -118,16 +118,15 @@ class Comparison:
     degraded: bool = False
 
 
-CLAIMS: dict[str, Callable[[RunRows], Finding]] = {}
+CLAIMS: Registry[Callable[[RunRows], Finding]] = Registry("claim")
 
 
 def register_claim(claim: str) -> Callable[[Callable[[RunRows], Finding]], Callable[[RunRows], Finding]]:
-    """Decorator: add `fn(rows) -> Finding` under `claim` (e.g. "P1"); a duplicate raises."""
+    """Decorator: add `fn(rows) -> Finding` under `claim` (e.g. "P1"); a name taken by another function raises
+    `ValueError` (`quantrisk.registry`)."""
 
     def wrap(fn: Callable[[RunRows], Finding]) -> Callable[[RunRows], Finding]:
-        refuse_duplicate("claim", claim, CLAIMS.get(claim), fn)
-        CLAIMS[claim] = fn
-        return fn
+        return CLAIMS.add(claim, fn)
 
     return wrap
 
