@@ -46,6 +46,23 @@ def test_command_help_keeps_each_paragraph_on_one_line():
         assert info.help and all("\n" not in p for p in info.help.split("\n\n")), info.name
 
 
+# command modules whose commands are still closures inside `register(app)` (owned by changes in flight)
+CLOSURES_PENDING = {"quantrisk.commands.experiments", "quantrisk.commands.qattack", "quantrisk.commands.scan"}
+
+
+def test_commands_are_module_level_functions():
+    import sys
+
+    seen = set()
+    for info in app.registered_commands:
+        fn = info.callback
+        seen.add(fn.__module__)
+        if fn.__module__ in CLOSURES_PENDING:
+            continue
+        assert "<locals>" not in fn.__qualname__ and getattr(sys.modules[fn.__module__], fn.__name__) is fn, info.name
+    assert {"quantrisk.commands.privacy", "quantrisk.commands.trojan", "quantrisk.commands.compare"} <= seen
+
+
 def test_status_says_wall_time_and_the_next_step(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: cli\nseeds: [0]\nstudies:\n  synthetic: {n_cells: 2, samples_per_cell: 2}\n")

@@ -55,34 +55,37 @@ def calibration_for(model: str, precisions: list[str], spec: object) -> object:
     return load_calibration(spec, resolve_source(model))  # type: ignore[arg-type]
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("probe")
-    def probe_cmd(
-        model: str = typer.Argument(..., help="Local model directory or hub id."),
-        precision: str = typer.Option("fp32", "--precision", "-p", help="Precision string (see `quantrisk precisions`)."),
-        device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
-        allow_pickle: bool = typer.Option(False, help="Allow pickle (.bin) weights. Unsafe for untrusted models."),
-        trust_remote_code: bool = typer.Option(False, help="Allow code shipped with the model. Unsafe."),
-        calibration: str = typer.Option("reference", help="Calibration data of calibrated precisions: SOURCE[:N[:SEED]] "
-                                        "(reference = the model's reference split, or a JSONL file with 'text')."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Load MODEL at a precision; print back-end, weight memory, load time and NLL on a built-in snippet."""
-        from quantrisk.commands._output import print_json, print_table
-        from quantrisk.data.calibration import CalibrationSpec
-        from quantrisk.errors import about
-        from quantrisk.models.load import resolve_device
-        from quantrisk.precision import require_available
+def probe_cmd(
+    model: str = typer.Argument(..., help="Local model directory or hub id."),
+    precision: str = typer.Option("fp32", "--precision", "-p", help="Precision string (see `quantrisk precisions`)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    allow_pickle: bool = typer.Option(False, help="Allow pickle (.bin) weights. Unsafe for untrusted models."),
+    trust_remote_code: bool = typer.Option(False, help="Allow code shipped with the model. Unsafe."),
+    calibration: str = typer.Option("reference", help="Calibration data of calibrated precisions: SOURCE[:N[:SEED]] "
+                                    "(reference = the model's reference split, or a JSONL file with 'text')."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Load MODEL at a precision; print back-end, weight memory, load time and NLL on a built-in snippet."""
+    from quantrisk.commands._output import print_json, print_table
+    from quantrisk.data.calibration import CalibrationSpec
+    from quantrisk.errors import about
+    from quantrisk.models.load import resolve_device
+    from quantrisk.precision import require_available
 
-        with about("--device"):
-            dev = resolve_device(device)
-        with about("--precision"):
-            require_available(precision, dev)
-        with about("--calibration"):
-            cal = calibration_for(model, [precision], CalibrationSpec.parse(calibration))
-        info = probe(model, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                     calibration=cal)
-        if as_json:
-            print_json(info)
-            return
-        print_table(f"probe {model} @ {precision}", ["field", "value"], [[k, v] for k, v in info.items()])
+    with about("--device"):
+        dev = resolve_device(device)
+    with about("--precision"):
+        require_available(precision, dev)
+    with about("--calibration"):
+        cal = calibration_for(model, [precision], CalibrationSpec.parse(calibration))
+    info = probe(model, precision, device, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                 calibration=cal)
+    if as_json:
+        print_json(info)
+        return
+    print_table(f"probe {model} @ {precision}", ["field", "value"], [[k, v] for k, v in info.items()])
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+    app.command("probe")(probe_cmd)
