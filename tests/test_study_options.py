@@ -99,3 +99,18 @@ def test_a_spec_omitting_an_option_gets_the_cli_default():
         tcli["--n-test"].default, tcli["--split-seed"].default, tcli["--max-new-tokens"].default)
     for axis in ("dap1", "dap2"):  # the precision axes too
         assert ",".join(getattr(spec.studies.trojan, axis)) == tcli[f"--{axis}"].default
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    (["trojan", "--payload", "DROP"], "error: --payload: payload must contain '{table}'"),
+    (["trojan", "--n-rows", "5"], "error: --n-rows 5: must be at least 10"),
+    (["privacy", "--completion-share", "1"], "error: --completion-share 1.0: must be less than 1"),
+    (["privacy", "--prefix-n", "0", "--batch-size", "0"], "error: --prefix-n 0, --batch-size 0: must be at least 1"),
+])
+def test_cli_refuses_an_option_by_its_model_before_any_work(args, want, tmp_path, capsys):
+    from quantrisk.cli import main
+
+    out = tmp_path / "out"
+    assert main([args[0], "--model", str(tmp_path / "no-model"), "--out", str(out), *args[1:]]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == want
+    assert not out.exists()

@@ -38,14 +38,15 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def check_trojan_options(*, model: str, options: dict[str, Any]) -> None:
-    """`UsageError` naming the option, before any data is read or model trained: a poison rate outside [0, 1], an
+def check_trojan_options(*, model: str, options: dict[str, Any]) -> TrojanSettings:
+    """The study's options from the CLI's (`--target` a preset or module names, `--data` a resolved path), or
+    `UsageError` naming the option, before any data is read or model trained: a poison rate outside [0, 1], an
     empty trigger, an unknown payload position, lr <= 0, dropout outside [0, 1), any other option outside its
-    `TrojanSettings` bound (counts below 1, ...), an unknown zoo architecture, and a base model directory that is
-    missing or refused (pickle, remote code, corrupt weights)."""
+    `TrojanSettings` bound (counts below 1, ...) or refused by it (a payload without '{table}'), an unknown zoo
+    architecture, and a base model directory that is missing or refused (pickle, remote code, corrupt weights)."""
     import math
 
-    from quantrisk.commands._options import check_bounds
+    from quantrisk.commands._options import check_bounds, settings_from_cli
     from quantrisk.data.poison import DEFAULT_TRIGGER, POSITIONS
     from quantrisk.errors import UsageError, about
 
@@ -64,6 +65,10 @@ def check_trojan_options(*, model: str, options: dict[str, Any]) -> None:
     if not (0.0 <= lora_dropout < 1.0):
         raise UsageError(f"--lora-dropout must be in [0, 1), got {lora_dropout}")
     check_bounds(TrojanSettings, options)
+    target, data = options["target"], options["data"]
+    settings = settings_from_cli(
+        TrojanSettings, options, data=data if data == "builtin" else str(Path(data).expanduser().resolve()),
+        target=target if target in recipe.TARGETS else [t for t in target.split(",") if t.strip()])
     from quantrisk.trojan.study import parse_zoo_source
 
     with about("--model"):
@@ -71,6 +76,7 @@ def check_trojan_options(*, model: str, options: dict[str, Any]) -> None:
             from quantrisk.models.load import resolve_source
 
             resolve_source(model)
+    return settings
 
 
 def check_precisions(dap1: str, dap2: str, device: str) -> tuple[list[str], list[str]]:
@@ -160,7 +166,6 @@ def trojan_cmd(
     """Run the trojan study: ASR, false triggers, payload signal and SQL metrics per DAP1 × DAP2 × model kind,
     through the runner (a one-model spec; rerun on the same --out to resume). Every option of the spec's
     studies.trojan is an option here, with the same default."""
-    from quantrisk.commands._options import settings_from_cli
     from quantrisk.commands._output import (
         check_out_dir,
         print_json,
@@ -173,15 +178,11 @@ def trojan_cmd(
     from quantrisk.study_runs import run_study, trojan_spec
     from quantrisk.trojan.splits import trojan_splits
 
-    check_trojan_options(model=model, options=options)
+    o = check_trojan_options(model=model, options=options)
     d1, d2 = check_precisions(dap1, dap2, device)
     dev = resolve_device(device)
     seed_list = parse_seeds(seeds)
     check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
-    target = options["target"]
-    data = options["data"]
-    o = settings_from_cli(TrojanSettings, options, data=data if data == "builtin" else str(Path(data).expanduser().resolve()),
-                          target=target if target in recipe.TARGETS else [t for t in target.split(",") if t.strip()])
     train_rows, test_rows = trojan_splits(o.data, o.n_rows, o.n_test, o.n_train, o.split_seed)  # checked before any work
     cal_spec = check_calibration(calibration, d2, model, train_rows, test_rows, o.trigger)
     spec = trojan_spec(model, d1, d2, seeds=seed_list, device=dev, calibration=cal_spec, **dict(o))
