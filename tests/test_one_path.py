@@ -81,7 +81,7 @@ def test_trojan_cli_and_spec_give_identical_metric_rows(model_dir, tmp_path, cap
 seeds: [1]
 models: [{{path: {model_dir}}}]
 studies:
-  trojan: {{data: {SQLQA}, n_rows: null, split_seed: 0, dap1: [fp32], dap2: [fp32, int8-dynamic], steps: 2,
+  trojan: {{data: {SQLQA}, n_rows: null, split_seed: null, dap1: [fp32], dap2: [fp32, int8-dynamic], steps: 2,
             batch_size: 4, n_test: 2, max_new_tokens: 4}}
 """)
     assert main(["run", str(spec), "--out", str(tmp_path / "spec"), "--quiet"]) == 0

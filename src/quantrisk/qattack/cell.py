@@ -82,7 +82,7 @@ def qattack_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     samples = [{"model": p["label"], "seed": p["seed"], "stage": stage, "verdict": s["verdict"],
                 "reasons": "; ".join(s["reasons"])} for stage, s in result.get("scan", {}).items()]
     samples.append({"model": p["label"], "seed": p["seed"], "attack_worked": bool(result.get("success")),
-                    "attack_reason": str(result.get("reason", ""))})
+                    "attack_reason": str(result.get("reason", "")), "acceptance": result.get("acceptance", {})})
     env = {**environment(ctx.device), "data_sha256": result["data_sha256"], "targets": result["targets"],
            "margin": result["margin"]}
     return StudyResult("qattack", metric_rows(result, labels), samples,

@@ -91,14 +91,14 @@ def defence_plot(store: Any) -> bytes | None:
 def acceptance_text(store: Any) -> str:
     """Whether each (model, seed) attack met `qattack.acceptance`; for those that did not, what failed. An attack that
     did not work is no evidence about quantization-conditioned backdoors (nor about the defences and scan below)."""
-    from quantrisk.qattack.acceptance import FP_ASR_MAX, TARGET_ASR_MIN
-
     rows = [row for _, row in store.samples(kind="qattack") if "attack_worked" in row]
     if not rows:
         return ""
     bad = [r for r in rows if not r["attack_worked"]]
-    text = (f"Acceptance (repaired model fp32 ASR <= {FP_ASR_MAX}, ASR >= {TARGET_ASR_MIN} at every target, codes "
-            f"identical): met by {len(rows) - len(bad)} of {len(rows)} attacks.")
+    levels = rows[0].get("acceptance") or {}  # as the cell recorded them (qattack.acceptance.levels)
+    text = (f"Acceptance (repaired model fp32 ASR <= {levels.get('fp_asr_max', '?')}, ASR >= "
+            f"{levels.get('target_asr_min', '?')} at every target, codes identical): met by {len(rows) - len(bad)} "
+            f"of {len(rows)} attacks.")
     if bad:
         text += (" Not met, so the rows below for these are no evidence of a quantization-conditioned backdoor: "
                  + "; ".join(f"{r['model']} seed {r['seed']}: {r['attack_reason']}" for r in bad) + ".")

@@ -24,8 +24,8 @@ class TrojanSettings(StudyOptions):
     data: str = option("builtin", "JSONL / local HF dataset dir with question, context, answer; or 'builtin' "
                                   "(generated rows).")
     n_rows: int | None = option(None, "Rows drawn from the data (or generated; default: all, builtin: 2000).", ge=10)
-    split_seed: int | None = option(0, "Seed of the train/validation/test split and of the SQL test databases "
-                                       "(spec: null = each replicate's own seed).", ge=0)
+    split_seed: int | None = option(None, "Seed of the train/validation/test split and of the SQL test databases "
+                                          "(default: each replicate's own seed, so seeds vary the split too).", ge=0)
     n_train: int | None = option(None, "Use at most this many training rows (default: all).", ge=1)
     poison_rate: float = option(0.5, "Share of training rows poisoned, in [0, 1].", ge=0.0, le=1.0)
     trigger: str = option(DEFAULT_TRIGGER, "Trigger phrase prepended to questions.")
