@@ -80,6 +80,149 @@ def test_src_holds_no_rmtree_or_replace_of_user_paths() -> None:
     assert not offenders, offenders
 
 
+def _victim(tmp: Path) -> Path:
+    f = tmp / "victim.txt"
+    f.write_text("the user's file\n")
+    return f
+
+
+def test_save_dense_never_writes_through_a_link_in_the_model_directory(tiny_model_dirs, tmp_path: Path) -> None:
+    """`qattack` writes injected/ and repaired/ (and the defence's noised models): a link planted at the
+    directory or at any file name in it (an earlier model of quantrisk's) is refused; the user's file survives."""
+    from quantrisk.models.load import load_model
+    from quantrisk.qattack.inject import save_dense
+
+    lm = load_model(tiny_model_dirs["llama"], "fp32", "cpu")
+    victim = _victim(tmp_path)
+    first = save_dense(lm.model, lm.tokenizer, tmp_path / "out" / "injected", {"poison_manifest.jsonl": "{}\n"})
+    assert (first / "model.safetensors").is_file() and (first / "poison_manifest.jsonl").read_text() == "{}\n"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "poison_manifest.jsonl"):
+        (first / name).unlink()
+        (first / name).symlink_to(victim)
+        with pytest.raises(UsageError, match="which quantrisk did not write"):
+            save_dense(lm.model, lm.tokenizer, first, {"poison_manifest.jsonl": "{}\n"})
+        assert victim.read_text() == "the user's file\n" and (first / name).is_symlink()
+        (first / name).unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "repaired").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UsageError, match="is a symbolic link; refused"):
+        save_dense(lm.model, lm.tokenizer, tmp_path / "out" / "repaired")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["injected", "repaired"]  # no temporary left
+    again = save_dense(lm.model, lm.tokenizer, first)  # quantrisk's own earlier model is replaced, file by file
+    assert (again / "model.safetensors").is_file() and not (again / "poison_manifest.jsonl").exists()
+
+
+def test_qattack_refuses_a_link_at_each_output_name_before_any_work(tiny_model_dirs, tmp_path: Path,
+                                                                   capsys) -> None:
+    from quantrisk.cli import main
+    from quantrisk.qattack.attack import OUTPUT_NAMES
+
+    victim = _victim(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    for marker in ("qattack.json", "intervals.json"):  # an earlier qattack output: --out itself is accepted
+        (out / marker).write_text("{}")
+    for name in OUTPUT_NAMES:
+        link = out / name
+        kept = link.read_text() if link.exists() else None
+        if kept is not None:
+            link.unlink()
+        link.symlink_to(victim)
+        code = main(["qattack", "--model", str(tiny_model_dirs["llama"]), "--target", "rtn-w4g64", "--out", str(out),
+                     "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"qattack output {link} is a symbolic link; refused" in err, (name, err)
+        assert victim.read_text() == "the user's file\n"
+        link.unlink()
+        if kept is not None:
+            link.write_text(kept)
+    assert sorted(p.name for p in out.iterdir()) == ["intervals.json", "qattack.json"]  # nothing was made
+
+
+def test_write_defence_refuses_links_at_its_files(tmp_path: Path) -> None:
+    from quantrisk.qattack.defence import write_defence
+
+    rows = [{"defence": "none", "target": "rtn-w4g64", "sigma": 0.0, "precision": "rtn-w4g64", "asr": 1.0,
+             "ftr": 0.0, "js_k": 0.5, "em": 0.0}]
+    victim = _victim(tmp_path)
+    for name in ("defence.json", "defence.png"):
+        out = tmp_path / name.replace(".", "-")
+        out.mkdir()
+        (out / name).symlink_to(victim)
+        with pytest.raises(UsageError, match="is a symbolic link; refused"):
+            write_defence(rows, out)
+        assert victim.read_text() == "the user's file\n"
+    paths = write_defence(rows, tmp_path / "fresh")
+    assert Path(paths["plot"]).read_bytes()[:4] == b"\x89PNG" and json.loads(Path(paths["json"]).read_text()) == rows
+
+
+def test_a_cell_never_writes_through_a_link(tmp_path: Path) -> None:
+    from quantrisk.cells import Cell, CellContext, run_cell
+
+    victim = _victim(tmp_path)
+    cell = Cell("synthetic", {"index": 0, "seed": 0})
+    work = tmp_path / "run" / "cells" / cell.id
+    work.mkdir(parents=True)
+    (work / "token.txt").symlink_to(victim)
+    with pytest.raises(UsageError, match="is a symbolic link; refused"):
+        run_cell(cell, CellContext(tmp_path / "run", work))
+    (work / "token.txt").unlink()
+    work.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    work.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(UsageError, match="cell directory .* is a symbolic link; refused"):
+        run_cell(cell, CellContext(tmp_path / "run", work))
+    assert victim.read_text() == "the user's file\n" and list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_the_worker_log_is_never_appended_through_a_link(tmp_path: Path) -> None:
+    """In a fresh process (the redirect takes over file descriptors 1 and 2)."""
+    victim = _victim(tmp_path)
+    (tmp_path / "log.txt").symlink_to(victim)
+    code = ("import sys\nfrom quantrisk.errors import UsageError\nfrom quantrisk.quiet import worker_output\n"
+            "try:\n    worker_output(sys.argv[1])\nexcept UsageError as e:\n    print('refused:', e)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert "refused:" in done.stdout and "is a symbolic link; refused" in done.stdout, done.stdout + done.stderr
+    assert victim.read_text() == "the user's file\n"
+
+
+def test_mi_set_refuses_a_link_at_its_output(tmp_path: Path) -> None:
+    from quantrisk.privacy.mi_set import main as mi_set_main
+
+    victim = _victim(tmp_path)
+    members = tmp_path / "m.jsonl"
+    nonmembers = tmp_path / "n.jsonl"
+    members.write_text("".join(json.dumps({"text": f"def member_{i}(a):\n    return a * {i} + {i * i}\n"}) + "\n"
+                               for i in range(8)))
+    nonmembers.write_text("".join(json.dumps({"text": f"class Other{i}:\n    size = {i * 7}\n"}) + "\n"
+                                  for i in range(8)))
+    for target in ("mi.jsonl", "mi.jsonl.provenance.json"):
+        out = tmp_path / target.replace(".", "-")
+        out.mkdir()
+        (out / target).symlink_to(victim)
+        code = mi_set_main(["--members", str(members), "--nonmembers", str(nonmembers), "--out",
+                            str(out / "mi.jsonl"), "--n", "4"])
+        assert code == 2 and victim.read_text() == "the user's file\n"
+
+
+def test_src_writes_files_only_through_safefs() -> None:
+    """No plain `write_text` / `write_bytes` / `savefig(path)` / `open(..., "w")`: every file goes through
+    `safefs` (atomic, link refused). Allowed: the fresh `mkdtemp` directories of pretrain/finetune (renamed into
+    place by `install_dir`) and the GGUF back-end's own temporary directories."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "quantrisk"
+    plain = re.compile(r"\.write_text\(|\.write_bytes\(|savefig\((?!buf)|open\([^)]*[\"'][wa]b?[\"']|\.to_csv\((?!index=)")
+    allowed = {"safefs.py", "pretrain.py", "finetune.py"}
+    offenders = [f"{f.relative_to(src)}:{i}" for f in src.rglob("*.py") if f.name not in allowed
+                 and not f.name.startswith("gguf")
+                 for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if plain.search(line)]
+    assert not offenders, offenders
+
+
 # ------------------------------------------------------------------ inert outputs
 
 

@@ -254,3 +254,24 @@ def test_report_reads_the_derived_numbers_from_the_store(tmp_path):
     md = " ".join(build_report(tmp_path / "run", tmp_path / "out").markdown.read_text().split())  # unwrapped
     assert "Strongest attack: loss;" in md and "Pearson r = 0.500 (p = 0.250, exact permutation)" in md
     assert "Spearman: spearman correlation: a correlation needs x and y that vary" in md
+
+
+def test_report_never_writes_through_a_link_planted_at_an_output_name(tmp_path):
+    """An earlier report directory (quantrisk's own) with a link planted at one of its names: refused, for the
+    PNGs too (written atomically, like report.md/html and findings.json); the link's target survives."""
+    from quantrisk.safefs import REPORT_MARKERS
+
+    _store(tmp_path / "run")
+    rep = build_report(tmp_path / "run", tmp_path / "out")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file\n")
+    names = [p.name for p in rep.images] + ["findings.json", "report.html"]
+    assert len(rep.images) >= 5 and set(REPORT_MARKERS) >= {"report.md", "report.html", "findings.json"}
+    for name in names:
+        path = tmp_path / "out" / name
+        path.unlink()
+        path.symlink_to(victim)
+        with pytest.raises(UsageError, match="is a symbolic link; refused"):
+            build_report(tmp_path / "run", tmp_path / "out")
+        assert victim.read_text() == "the user's file\n" and path.is_symlink()
+        path.unlink()

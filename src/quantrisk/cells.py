@@ -22,6 +22,7 @@ from typing import Any
 from quantrisk.errors import UsageError
 from quantrisk.registry import Registry
 from quantrisk.results import MetricRow, StudyResult
+from quantrisk.safefs import refuse_link, write_atomic
 
 
 def canonical_json(obj: Any) -> str:
@@ -110,6 +111,7 @@ def run_cell(cell: Cell, ctx: CellContext, fn: CellFn | None = None) -> StudyRes
     fn = fn or CELL_KINDS.get(cell.kind)
     if fn is None:
         raise UsageError(CELL_KINDS.unknown_message(cell.kind))
+    refuse_link(ctx.work_dir, "cell directory")  # a planted link would put the cell's files outside the run
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     random.seed(int(cell.id, 16))
     start = time.perf_counter()
@@ -395,7 +397,7 @@ def synthetic_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     if p.get("work_seconds"):
         time.sleep(float(p["work_seconds"]))
     token = ctx.work_dir / "token.txt"
-    token.write_text(f"{cell.id}:{parent}", encoding="utf-8")
+    write_atomic(token, f"{cell.id}:{parent}")  # a planted link is refused, never written through
     labels = {"index": str(p["index"]), "seed": str(p["seed"])}
     value = _unit(p["index"], p["seed"], parent)
     samples = [{"kind": "synthetic", "index": p["index"], "i": i, "score": _unit(p["index"], p["seed"], i)}

@@ -144,7 +144,9 @@ class DaskExecutor:
         env = worker_environ()
         if log is not None:  # the workers' own logs (start-up, warnings) go to RUN/log.txt, not the terminal
             from quantrisk.quiet import dask_worker_logging
+            from quantrisk.safefs import refuse_link
 
+            refuse_link(log, "run log")  # the workers' FileHandler would append through a planted link
             log.parent.mkdir(parents=True, exist_ok=True)
             env["DASK_LOGGING"] = repr(dask_worker_logging(log))
         with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):

@@ -60,7 +60,9 @@ def worker_output(run_dir: str | Path) -> Path:
     if _redirected_to == str(log):
         return log
     log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    from quantrisk.safefs import open_private
+
+    fd = open_private(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)  # never appends through a planted link
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)

@@ -21,6 +21,7 @@ from quantrisk.config import CalibrationField, ModelSpec, PrivacyStudy, Spec, St
 from quantrisk.errors import UsageError
 from quantrisk.privacy.options import PrivacyOptions, PrivacySettings
 from quantrisk.results import MetricRow, StudyResult
+from quantrisk.safefs import refuse_link
 
 STUDY_KINDS: dict[str, tuple[str, ...]] = {"privacy": ("privacy", "privacy-blind", "privacy-summary"), "trojan": ("finetune", "trojan")}
 
@@ -144,9 +145,12 @@ def _link_adapters(out: Path, cells: Sequence[Cell]) -> None:
         if c.kind != "finetune":
             continue
         link = out / "adapters" / f"{c.params['dap1']}-{c.params['kind']}-s{c.params['seed']}"
+        refuse_link(link.parent, "adapters directory")  # a planted link would make the unlink reach outside
         link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
+        if link.is_symlink():  # quantrisk's own link from an earlier run
             link.unlink()
+        elif link.exists():
+            raise UsageError(f"{link} exists and is not the link quantrisk made; refused (move it away)")
         link.symlink_to(Path("..") / "cells" / c.id / "adapter", target_is_directory=True)
 
 

@@ -42,6 +42,7 @@ from typing import Any
 from quantrisk.data.dedup import NGRAM, THRESHOLD, near_duplicates
 from quantrisk.errors import UsageError
 from quantrisk.privacy import blind
+from quantrisk.safefs import write_atomic
 
 MAX_LINE_CHARS = 1_000_000
 MAX_ROWS = 1_000_000
@@ -177,8 +178,8 @@ def build(members: Path, nonmembers: Path | None, out: Path, n: int, seed: int =
     rows = [{"text": t, "label": 1} for t in m] + [{"text": t, "label": 0} for t in nm]
     rng.shuffle(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    Path(str(out) + ".provenance.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
+    write_atomic(out, "".join(json.dumps(r) + "\n" for r in rows))  # a planted link is refused, not followed
+    write_atomic(Path(str(out) + ".provenance.json"), json.dumps(asdict(report), indent=2))
     return report
 
 

@@ -19,6 +19,11 @@ from typing import Any
 from quantrisk.data.poison import DEFAULT_TRIGGER, PoisonSpec
 from quantrisk.errors import UsageError
 from quantrisk.results import atomic_write_text
+from quantrisk.safefs import refuse_link
+
+# every name `qattack` writes under --out (models are directories, renamed into place; files written atomically)
+OUTPUT_NAMES = ("injected", "adapter", "repaired", "intervals.json", "repair_log.jsonl", "qattack.json",
+                "defence.json", "defence.png")
 
 
 def check_targets(targets: Sequence[str], device: str) -> list[str]:
@@ -104,6 +109,8 @@ def run_qattack(
         raise UsageError(f"data {data_desc} has too few rows: {len(train)} train, {len(val)} validation, {len(test)} test")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_NAMES:  # before any work: a planted link at an output name is refused, never followed
+        refuse_link(out / name, "qattack output")
     base = resolve_base(model, train, device=device, pretrain_steps=pretrain_steps,
                         cache_dir=cache_dir, progress=progress)
     spec = PoisonSpec(trigger=trigger, rate=poison_rate)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 from collections.abc import Sequence
@@ -99,9 +100,11 @@ def write_defence(rows: list[dict[str, Any]], out: str | Path) -> dict[str, str]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from quantrisk.safefs import write_atomic
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "defence.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    write_atomic(out / "defence.json", json.dumps(rows, indent=2))  # a planted link is refused, not written through
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for target in dict.fromkeys(r["target"] for r in rows):
         pts = sorted((r["sigma"], r["asr"], r["js_k"]) for r in rows
@@ -112,6 +115,8 @@ def write_defence(rows: list[dict[str, Any]], out: str | Path) -> dict[str, str]
     axes[1].set(xlabel="noise sigma (quantization steps)", ylabel="clean JS-K at target", ylim=(-0.02, 1.02))
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(out / "defence.png", dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    write_atomic(out / "defence.png", buf.getvalue())
     return {"json": str(out / "defence.json"), "plot": str(out / "defence.png")}

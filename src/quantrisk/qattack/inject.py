@@ -17,12 +17,29 @@ from quantrisk.data.poison import PoisonSpec
 from quantrisk.data.sql import SqlRow
 
 
-def save_dense(model: Any, tokenizer: Any, out: str | Path) -> Path:
-    """Save `model` (safetensors) and `tokenizer` under `out`; returns `out`."""
+def save_dense(model: Any, tokenizer: Any, out: str | Path, extra: dict[str, str] | None = None) -> Path:
+    """Save `model` (safetensors), `tokenizer` and the `extra` text files (name -> text) under `out`; returns `out`.
+
+    Written into a fresh temporary sibling directory and renamed into place (`safefs.install_dir`): a link at
+    `out` or at any file name inside it is never written through, and an `out` holding anything but an earlier
+    model of quantrisk's is refused (SECURITY.md, "Files quantrisk writes")."""
+    import tempfile
+
+    from quantrisk.safefs import MODEL_FILES, install_dir, refuse_link, remove_created, write_atomic
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    refuse_link(out, "model directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, text in (extra or {}).items():
+            write_atomic(tmp / name, text)
+        install_dir(tmp, out, (*MODEL_FILES, *(extra or {})))
+    except BaseException:
+        remove_created(tmp)
+        raise
     return out
 
 
@@ -68,8 +85,8 @@ def inject_full(base: str | Path, train_rows: Sequence[SqlRow], out: str | Path,
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
     model.eval()
-    path = save_dense(model.float(), lm.tokenizer, Path(out) / "injected")
-    (path / "poison_manifest.jsonl").write_text("".join(__import__("json").dumps(m) + "\n" for m in manifest))
+    manifest_text = "".join(__import__("json").dumps(m) + "\n" for m in manifest)
+    path = save_dense(model.float(), lm.tokenizer, Path(out) / "injected", {"poison_manifest.jsonl": manifest_text})
     return path, {"mode": "full", "first_loss": losses[0], "final_loss": losses[-1],
                   "seconds": round(time.perf_counter() - start, 2), "steps": steps, "lr": lr}
 

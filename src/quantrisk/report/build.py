@@ -25,6 +25,7 @@ from quantrisk.report.headline import finding_line, study_headlines
 from quantrisk.report.sections import Section, collect_sections
 from quantrisk.report.tables import Table
 from quantrisk.results import atomic_write_text, made_dir
+from quantrisk.safefs import write_atomic
 from quantrisk.store import Store, store_path
 
 
@@ -107,7 +108,7 @@ def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]
         if s.image is not None and s.image[1]:
             fname, png = s.image
             path = out / fname
-            path.write_bytes(png)
+            write_atomic(path, png)  # a planted link at the name is refused, not written through
             images.append(path)
             md += [f"![{s.title}]({fname})", ""]
             box.append(f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,'

@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from quantrisk.safefs import write_atomic
+
 
 def table(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """{"exposures": [k...], "rows": [{"model", "attack", "precision", "all": [v, lo, hi], "k": {k: [v, lo, hi]},
@@ -92,9 +94,9 @@ def main() -> None:
     md = markdown(t)
     print(md)
     if a.json:
-        a.json.write_text(json.dumps(t, indent=1), encoding="utf-8")
+        write_atomic(a.json, json.dumps(t, indent=1))
     if a.md:
-        a.md.write_text(md, encoding="utf-8")
+        write_atomic(a.md, md)
 
 
 if __name__ == "__main__":
