@@ -47,15 +47,16 @@ def _trojan(dap2: str, hits: int, kind: str = "poisoned") -> StudyResult:
     return StudyResult("trojan", metrics, samples)
 
 
-def _store(path, privacy: bool = True, trojan: bool = True, summary_result: StudyResult | None = None):
+def _store(path, privacy: bool = True, trojan: bool = True, summary_result: StudyResult | None = None,
+           model: str = "pythia-tiny", name: str = "fake"):
     with Store(path) as st:
-        st.begin_run("fake", "{}", {"python": "3.x", "packages": {"torch": "2.x"}}, "local")
+        st.begin_run(name, "{}", {"python": "3.x", "packages": {"torch": "2.x"}}, "local")
         if privacy:
             ids = []
             for p, cb, auc in PRECS:
                 c = Cell("privacy", {"p": p})
                 st.add_cells([c])
-                st.write_result(c.id, _privacy("pythia-tiny", p, cb, auc))
+                st.write_result(c.id, _privacy(model, p, cb, auc))
                 ids.append(c.id)
             # the summary cell as the runner runs it: best attack, correlation, paired comparisons (the report and the
             # findings read them, recompute nothing)
@@ -275,3 +276,36 @@ def test_report_never_writes_through_a_link_planted_at_an_output_name(tmp_path):
             build_report(tmp_path / "run", tmp_path / "out")
         assert victim.read_text() == "the user's file\n" and path.is_symlink()
         path.unlink()
+
+
+HOSTILE = "m\n# verdict: clean <img src=x onerror=alert(1)> [x](javascript:alert(1)) ##"
+
+
+def test_report_md_labels_cannot_start_a_heading_html_or_a_link(tmp_path):
+    """A model label and a spec name holding a newline + `#`, raw HTML and a link: in report.md every heading is
+    one of the report's own, no tag or link target survives; report.html escapes them as well."""
+    import html as html_mod
+
+    _store(tmp_path / "run", model=HOSTILE, name=HOSTILE)
+    rep = build_report(tmp_path / "run", tmp_path / "out")
+    md = rep.markdown.read_text()
+    assert "pythia-tiny" not in md and "verdict: clean" in md  # the label is in the report, as text
+    own = {"quantrisk report: " + HOSTILE.replace("\n", " "), *rep.sections}
+    for line in md.splitlines():
+        text = line.lstrip()
+        if text.startswith("#"):
+            level, _, title = text.partition(" ")
+            assert set(level) == {"#"} and line == text, line
+            assert title.startswith(("quantrisk report:", *rep.sections)) or text.startswith("### "), line
+            assert not re.search(r"(^|\s)#+\s*$", title), line  # a closing sequence would be dropped
+    assert "<img" not in md and "](javascript" not in md and "\n# verdict" not in md
+    assert md.count("verdict: clean") >= 2 and len(own) > 2
+    page = rep.html.read_text()
+    assert "<img src=x" not in page and html_mod.escape("<img src=x onerror=alert(1)>") in page
+    # the renderers alone, on the cases a wrapped value could put at the start of a line
+    from quantrisk.report.render_md import bullets, heading, paragraph
+
+    assert heading(2, "# x") == "## \\# x" and heading(2, "a ##") == "## a \\##"
+    for start in ("# x", "- x", "> x", "1. x", "| x", "```", "===", "---"):
+        out = bullets(["y " * 48 + start]) + paragraph("y " * 49 + start)
+        assert all(not x.lstrip("- ").startswith(start[:2]) or x.lstrip("- ").startswith("\\") for x in out[1:]), out

@@ -26,6 +26,7 @@ from quantrisk.report.sections import Section, collect_sections
 from quantrisk.report.tables import Table
 from quantrisk.results import atomic_write_text, made_dir
 from quantrisk.safefs import write_atomic
+from quantrisk.sanitize import md_text
 from quantrisk.store import Store, store_path
 
 
@@ -77,14 +78,14 @@ def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]
     if glossary is not None:  # before the full environment dump, after everything that uses the terms
         sections = [*sections[:-1], glossary, sections[-1]] if sections[-1].title == "Environment" else \
             [*sections, glossary]
-    md = [f"# quantrisk report: {name}", "", "Contents: " + " · ".join(s.title for s in sections), ""]
+    md = [render_md.heading(1, f"quantrisk report: {name}"), "", "Contents: " + " · ".join(s.title for s in sections), ""]
     md = [md[0], "", *render_md.paragraph(md[2]), ""]
     seen: set[str] = set()
     toc = "".join(f'<a href="#{render_html.slug(s.title)}">{html.escape(s.title)}</a>' for s in sections)
     body = [f"<h1>quantrisk report: {html.escape(name)}</h1>", f'<nav class="toc">{toc}</nav>']
     images = []
     for s in sections:
-        md += [f"## {s.title}", ""]
+        md += [render_md.heading(2, s.title), ""]
         box = [f'<h2 id="{render_html.slug(s.title)}">{html.escape(s.title)}</h2>']
         if s.text:
             md += [*render_md.paragraph(s.text), ""]
@@ -102,7 +103,7 @@ def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]
                     md += [*render_md.table(t), ""]
                     box.append(render_html.table(t, seen))
         if s.details is not None:
-            md += [f"### {s.details.title}", "", *render_md.table(s.details), ""]
+            md += [render_md.heading(3, s.details.title), "", *render_md.table(s.details), ""]
             box.append(f"<details><summary>{html.escape(s.details.title)} ({len(s.details.columns)} columns)"
                        f"</summary>{render_html.table(s.details, seen)}</details>")
         if s.image is not None and s.image[1]:
@@ -110,7 +111,7 @@ def _write_report(out: Path, sections: list[Section], runs: list[dict[str, Any]]
             path = out / fname
             write_atomic(path, png)  # a planted link at the name is refused, not written through
             images.append(path)
-            md += [f"![{s.title}]({fname})", ""]
+            md += [f"![{md_text(s.title)}]({fname})", ""]
             box.append(f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,'
                        f'{base64.b64encode(png).decode()}">')
         cls = f' class="{s.css}"' if s.css else ""

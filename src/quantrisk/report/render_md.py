@@ -12,18 +12,44 @@ WIDTH = 100
 UNLABELLED: frozenset[str] = frozenset({"statement", "meaning"})  # record fields printed without their name
 
 
-def paragraph(text: str, width: int = WIDTH) -> list[str]:
-    """`text` wrapped at `width` (words are never broken)."""
-    return textwrap.wrap(" ".join(text.split()), width=width, break_long_words=False, break_on_hyphens=False) or [""]
+def _inline(text: str) -> str:
+    from quantrisk.sanitize import md_line
+
+    return md_line(text)  # a value inside cannot open HTML, a link or a new line
 
 
-def bullets(items: list[str], width: int = WIDTH, bullet: str = "- ") -> list[str]:
-    """One wrapped bullet per item, continuation lines indented under the text."""
+def paragraph(text: str, width: int = WIDTH, *, escaped: bool = False) -> list[str]:
+    """`text` wrapped at `width` (words are never broken); HTML, links and line structure of the values inside
+    escaped (`sanitize.md_line`, unless `escaped`: already done), and no wrapped line can start a block."""
+    from quantrisk.sanitize import md_block_start
+
+    text = text if escaped else _inline(text)
+    lines = textwrap.wrap(" ".join(text.split()), width=width, break_long_words=False, break_on_hyphens=False)
+    return [md_block_start(x) for x in lines] or [""]
+
+
+def bullets(items: list[str], width: int = WIDTH, bullet: str = "- ", *, escaped: bool = False) -> list[str]:
+    """One wrapped bullet per item, continuation lines indented under the text; escaped as `paragraph`."""
+    from quantrisk.sanitize import md_block_start
+
     out = []
     for item in items:
-        out += textwrap.wrap(" ".join(item.split()), width=width, initial_indent=bullet,
-                             subsequent_indent=" " * len(bullet), break_long_words=False, break_on_hyphens=False)
+        text = item if escaped else _inline(item)
+        lines = textwrap.wrap(" ".join(text.split()), width=width, initial_indent=bullet,
+                              subsequent_indent=" " * len(bullet), break_long_words=False, break_on_hyphens=False)
+        out += [x[:len(bullet)] + md_block_start(x[len(bullet):]) for x in lines]
     return out
+
+
+def heading(level: int, text: str) -> str:
+    """An ATX heading whose text is one escaped line: a label in it cannot add a line, HTML, a link, or a
+    closing `#` sequence that would be dropped."""
+    import re
+
+    from quantrisk.sanitize import md_block_start
+
+    body = md_block_start(_esc(text))
+    return "#" * level + " " + re.sub(r"(^|\s)(#+)\s*$", r"\1\\\2", body)
 
 
 def _esc(text: str) -> str:
@@ -46,19 +72,19 @@ def _records(t: Table, width: int) -> list[str]:
         cells = [_esc(t.cell(c, v)) for c, v in zip(t.columns, row, strict=True)]
         if len(t.columns) == 2:
             head = f"**{cells[0]}**: {cells[1]}" if cells[0] else cells[1]
-            out += bullets([head], width, "- " if cells[0] else "  ")
+            out += bullets([head], width, "- " if cells[0] else "  ", escaped=True)
             continue
         key = " · ".join(c for c in cells[:t.keys])
         rest = "; ".join(v.rstrip(".") if c in UNLABELLED else f"{c}: {v}"
                          for c, v in zip(t.columns[t.keys:], cells[t.keys:], strict=True) if v)
-        out += bullets([f"**{key}**: {rest}"], width)
+        out += bullets([f"**{key}**: {rest}"], width, escaped=True)
     return out
 
 
 def table(t: Table, width: int = WIDTH) -> list[str]:
     """The table as Markdown lines no wider than `width`: one pipe table, several (column groups, each repeating
     the first `t.keys` columns), or a list of records when a table holds prose."""
-    cols = [c.replace("|", "\\|") for c in t.columns]
+    cols = [_esc(c) for c in t.columns]
     rows = [[_esc(t.cell(c, v)) for c, v in zip(t.columns, r, strict=True)] for r in t.rows]
     out: list[str] = []
     if not rows:
