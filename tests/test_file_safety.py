@@ -321,6 +321,22 @@ def test_long_prompts_are_cut_from_the_left_to_fit_the_context(tiny_model_dirs) 
     assert ids.shape[1] == ctx - 4 and ids[0].tolist() == full[-(ctx - 4):] and cut == [True] and budget == 4
 
 
+def test_completion_prompts_follow_the_same_policy(tiny_model_dirs) -> None:
+    """Code completion (privacy study) cut a long prompt as the trojan/qattack/scan generation does: from the
+    left, counted (GPT-Neo's learned positions raised IndexError on the whole prompt)."""
+    from quantrisk.models.load import load_model
+    from quantrisk.privacy.completion import CompletionTask, corpus_scores, evaluate_completion
+    from quantrisk.scoring import model_context
+
+    lm = load_model(tiny_model_dirs["gptneo"], "fp32", "cpu")
+    ctx = model_context(lm.model)
+    long = CompletionTask("long", "def f(x):\n" + "    x = x + 1\n" * (ctx * 2) + "    y = x", "\n    return y\n")
+    short = CompletionTask("short", "def g(a):\n    b = a", "\n    return b\n")
+    scores = evaluate_completion(lm.model, lm.tokenizer, [long, short], max_new_tokens=4, batch_size=2)
+    assert [s.prompt_truncated for s in scores] == [True, False]
+    assert corpus_scores([long, short], scores)["completion_prompts_truncated"] == 1.0
+
+
 def test_zlib_divides_by_the_scored_span() -> None:
     import zlib
 

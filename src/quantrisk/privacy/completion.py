@@ -12,6 +12,11 @@ Scores (docs/METRICS.md "Code completion quality"):
 - CodeXGLUE line-completion metrics on the first non-blank line: `line_exact_match` (token-wise equality)
   and `line_edit_similarity` (rapidfuzz Indel similarity of the stripped lines, = fuzz.ratio / 100).
 - On the whole continuation: `exact_match` (whitespace-normalised) and `edit_similarity` (Indel similarity).
+
+Prompts longer than the context: the one policy of every generating evaluation (`trojan.generate`, module doc):
+truncated from the left to their last max(1, C − max_new_tokens) tokens, at most C − (kept length) tokens
+generated; `CompletionScore.prompt_truncated` marks them and `corpus_scores` counts them
+(`completion_prompts_truncated`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class CompletionScore:
     edit_similarity: float     # whole continuation, Indel similarity in [0, 1]
     line_exact_match: float    # first non-blank line (CodeXGLUE line completion)
     line_edit_similarity: float
+    prompt_truncated: bool = False  # the prompt was cut from the left to fit the context
 
 
 def make_task(sample_id: str, text: str, share: float = 0.5) -> CompletionTask | None:
@@ -155,6 +161,7 @@ def corpus_scores(tasks: Sequence[CompletionTask], scores: Sequence[CompletionSc
                        ("completion_edit_similarity", "edit_similarity"), ("line_exact_match", "line_exact_match"),
                        ("line_edit_similarity", "line_edit_similarity")):
         out[name] = float(np.mean([getattr(s, attr) for s in scores]))
+    out["completion_prompts_truncated"] = float(sum(s.prompt_truncated for s in scores))
     return out
 
 
@@ -178,36 +185,44 @@ class FunctionEndStop:
 def complete(model: Any, tokenizer: Any, tasks: Sequence[CompletionTask], *, max_new_tokens: int = 128,
              batch_size: int = 16, device: Any = None) -> list[str]:
     """Greedy completions (decoded, prompt removed, cut at the function's end), at most `max_new_tokens` each."""
+    return complete_with_cuts(model, tokenizer, tasks, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                              device=device)[0]
+
+
+def complete_with_cuts(model: Any, tokenizer: Any, tasks: Sequence[CompletionTask], *, max_new_tokens: int = 128,
+                       batch_size: int = 16, device: Any = None) -> tuple[list[str], list[bool]]:
+    """`complete`, and which prompts were cut from the left to fit the context (the module doc's policy)."""
     import torch
     from transformers import StoppingCriteriaList
 
-    from quantrisk.scoring import model_device
+    from quantrisk.scoring import model_context, model_device
+    from quantrisk.trojan.generate import encode_prompts
 
     device = device or model_device(model)
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
+    context = model_context(model)
     indents = [def_indent(t.prompt) for t in tasks]
     order = sorted(range(len(tasks)), key=lambda i: len(tasks[i].prompt))
     out: dict[int, str] = {}
-    try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer([tasks[i].prompt for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            width = enc["input_ids"].shape[1]
-            stop = StoppingCriteriaList([FunctionEndStop(tokenizer, width, [indents[i] for i in idx])])
-            with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, stopping_criteria=stop,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            for row, i in enumerate(idx):
-                text = tokenizer.decode(gen[row, width:], skip_special_tokens=True)
-                out[i] = cut_at_function_end(text, indents[i])
-    finally:
-        tokenizer.padding_side = old_side
-    return [out[i] for i in range(len(tasks))]
+    cuts: dict[int, bool] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        ids, mask, cut, budget = encode_prompts(tokenizer, [tasks[i].prompt for i in idx], context, max_new_tokens)
+        width = ids.shape[1]
+        stop = StoppingCriteriaList([FunctionEndStop(tokenizer, width, [indents[i] for i in idx])])
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=budget,
+                                 do_sample=False, stopping_criteria=stop, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+        for row, i in enumerate(idx):
+            text = tokenizer.decode(gen[row, width:], skip_special_tokens=True)
+            out[i], cuts[i] = cut_at_function_end(text, indents[i]), cut[row]
+    return [out[i] for i in range(len(tasks))], [cuts[i] for i in range(len(tasks))]
 
 
 def evaluate_completion(model: Any, tokenizer: Any, tasks: Sequence[CompletionTask], **kwargs: Any) -> list[CompletionScore]:
-    """Complete every task and score it."""
-    completions = complete(model, tokenizer, tasks, **kwargs)
-    return [score_completion(t, c) for t, c in zip(tasks, completions, strict=True)]
+    """Complete every task and score it (`prompt_truncated` set where the prompt was cut to fit the context)."""
+    from dataclasses import replace
+
+    completions, cuts = complete_with_cuts(model, tokenizer, tasks, **kwargs)
+    return [replace(score_completion(t, c), prompt_truncated=cut)
+            for t, c, cut in zip(tasks, completions, cuts, strict=True)]
