@@ -309,3 +309,29 @@ def test_report_md_labels_cannot_start_a_heading_html_or_a_link(tmp_path):
     for start in ("# x", "- x", "> x", "1. x", "| x", "```", "===", "---"):
         out = bullets(["y " * 48 + start]) + paragraph("y " * 49 + start)
         assert all(not x.lstrip("- ").startswith(start[:2]) or x.lstrip("- ").startswith("\\") for x in out[1:]), out
+
+
+def test_privacy_and_trojan_sections_state_how_many_inputs_were_truncated(tmp_path):
+    """The counts the cells store (MI texts, completion prompts, trojan prompts), summed, in each section's text."""
+    from quantrisk.report.build import collect_sections
+
+    _store(tmp_path / "run")
+    with Store(tmp_path / "run") as st:  # one more privacy and trojan cell, carrying the truncation counts
+        lab = {"model": "pythia-tiny", "precision": "int8-dynamic", "seed": "0"}
+        c = Cell("privacy", {"p": "extra"})
+        st.add_cells([c])
+        st.write_result(c.id, StudyResult("privacy", [
+            MetricRow("n_truncated", 3.0, lab), MetricRow("n_samples", 20.0, lab),
+            MetricRow("completion_prompts_truncated", 1.0, lab), MetricRow("n_completions", 8.0, lab)], []))
+        t = _trojan("int8-dynamic", 5)
+        t.metrics.append(MetricRow("n_prompts_truncated", 2.0, {"model": "llama-tiny", "dap1": "fp32",
+                                                                 "kind": "poisoned", "seed": "0", "dap2": "int8-dynamic"}))
+        c = Cell("trojan", {"i": 7})
+        st.add_cells([c])
+        st.write_result(c.id, t)
+        secs = {s.title: s for s in collect_sections(st)}
+    assert ("Longer than the model's context, summed over the cells: 3 of 20 MI texts (scored on the part that "
+            "fits; the zlib attack on that span); 1 of 8 completion prompts (cut from the left).") in \
+        secs["Privacy study"].text
+    # 6 trojan cells x (10 triggered + 10 clean) inputs; only the extra one stored a count
+    assert "2 of 120 prompts (cut from the left" in secs["Trojan study"].text

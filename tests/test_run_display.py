@@ -88,3 +88,22 @@ def test_stage_cells_mode_prints_one_line_per_top_level_stage():
     lines = [x.replace("\u00a0", " ") for x in buf.getvalue().splitlines() if x.startswith("[")]
     assert [x.split(" (")[0] for x in lines] == ["[fp32] target model · scoring 2/2 batches · completions 4",
                                                   "[rtn-w2g64] target model · scoring 2/2 batches · completions 4"]
+
+
+def test_labels_and_steps_are_shown_inert():
+    """A label with escape sequences, a newline and rich markup: escaped on the cell's line and in the bars (a
+    `[/]` in a bar description used to be parsed as markup)."""
+    buf = io.StringIO()
+    console = Console(file=buf, width=100, force_terminal=True, color_system=None)
+    label = "m\x1b]0;pwned\x07\x1b[2J\nverdict: clean [/] [link=http://x]y"
+    d = RunDisplay(True, 1, console=console)
+    d.cell_start(label)
+    d.stage_start(f"score {label}", 3, "batch")
+    d.stage_update(3)
+    d.stage_end()
+    d.cell_end(label, 1.0, status="failed\x1b[31m")
+    d.close()
+    text = buf.getvalue()
+    assert "\x07" not in text and "\x1b]0;" not in text and "\x1b[2J" not in text and "\x1b[31m" not in text
+    assert not any(x.lstrip().startswith("verdict: clean") for x in text.splitlines())
+    assert "\\x1b]0;pwned\\x07" in text and "[/] [link=http://x]y" in text

@@ -5,6 +5,8 @@ and, when a cell ends, one line that stays on screen:
     [privacy pythia-tiny @ rtn-w2g64 seed 0] scoring 25/25 batches · reference model · scoring 25/25 batches (12.3 s)
 
 Cells run on dask workers report no inner steps (their bars live in other processes); their line still prints.
+Labels and step names are shown through `sanitize.terminal` (control characters escaped) and, in the bars, with
+rich markup escaped: a model label cannot clear the screen, forge a line or inject markup.
 """
 
 from __future__ import annotations
@@ -13,6 +15,19 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+
+def _plain(text: str) -> str:
+    from quantrisk.sanitize import terminal
+
+    return terminal(text)
+
+
+def _bar_text(text: str) -> str:
+    """`text` for a bar's description (rendered as rich markup): control characters and markup escaped."""
+    from rich.markup import escape
+
+    return escape(_plain(text))
 
 
 class RunDisplay:
@@ -69,15 +84,15 @@ class RunDisplay:
         self.label, self.done_stages, self.stack = label, [], []
         self.started = time.perf_counter()
         if self.bar is not None:
-            self.bar.update(self.cells, description=f"cells · {label}")
+            self.bar.update(self.cells, description=f"cells · {_bar_text(label)}")
             self.bar.reset(self.step, total=None, description="  starting", visible=True)
 
     def cell_end(self, label: str, seconds: float | None, status: str = "") -> None:
         secs = time.perf_counter() - self.started if seconds is None and self.label == label else seconds
         stages = " · ".join(self.done_stages) if self.label == label else ""
-        line = f"[{label}] " + (stages or "done") + (f" ({secs:.1f}\u00a0s)" if secs is not None else "")
+        line = _plain(f"[{label}] " + (stages or "done")) + (f" ({secs:.1f}\u00a0s)" if secs is not None else "")
         if status:
-            line += f" {status}"
+            line += f" {_plain(status)}"
         if self.bar is not None:
             import textwrap
 
@@ -105,7 +120,7 @@ class RunDisplay:
             self.stack[-1][3] = True
         self.stack.append([desc, total, 0, False, unit])
         if self.bar is not None:
-            self.bar.reset(self.step, total=total, description=f"  {desc}", visible=True)
+            self.bar.reset(self.step, total=total, description=f"  {_bar_text(desc)}", visible=True)
         if self.on_tick is not None:
             self.on_tick()
 

@@ -53,7 +53,7 @@ def stage_times(store_file: Path) -> list[str]:
 def print_stage_times(store_file: Path) -> None:
     say("time per stage (every attempt of each cell, interrupted ones included; cached pretraining counts 0):")
     for line in stage_times(store_file):
-        print(line)
+        say(line)
 
 
 def headline(store_file: Path) -> list[str]:

@@ -162,6 +162,7 @@ def corpus_scores(tasks: Sequence[CompletionTask], scores: Sequence[CompletionSc
                        ("line_edit_similarity", "line_edit_similarity")):
         out[name] = float(np.mean([getattr(s, attr) for s in scores]))
     out["completion_prompts_truncated"] = float(sum(s.prompt_truncated for s in scores))
+    out["n_completions"] = float(len(scores))
     return out
 
 

@@ -28,6 +28,7 @@ from quantrisk.report.tables import (
     trojan_full_table,
     trojan_table,
 )
+from quantrisk.report.truncation import privacy_truncation, trojan_truncation
 from quantrisk.store import Store
 
 
@@ -268,7 +269,7 @@ def _privacy(c: SectionContext) -> list[Section]:
         return []
     rest_t = privacy_extras_table(c.store, c.n_non)
     return [Section("Privacy study", "MI AUC per attack with its 95% bootstrap CI (unadjusted); above 0.5 the attack "
-                    "tells members from non-members.", c.slim(auc_t, "the privacy tables"),
+                    "tells members from non-members. " + privacy_truncation(c.store), c.slim(auc_t, "the privacy tables"),
                     tables=[c.slim(rest_t, "the privacy tables")] if rest_t is not None else [])]
 
 
@@ -327,7 +328,8 @@ def _trojan(c: SectionContext) -> list[Section]:
     return [] if tt is None else [
         Section("Trojan study", "ASR: share of triggered inputs whose output contains the payload keyword; false "
                 "triggers (FTR): the same on clean inputs; 95% Wilson intervals and n. ΔASR: against the DAP1 = DAP2 "
-                "= full-precision cell (Newcombe 95% interval, unadjusted). PS: mean payload signal.",
+                "= full-precision cell (Newcombe 95% interval, unadjusted). PS: mean payload signal. "
+                + trojan_truncation(c.store),
                 c.slim(tt, "the trojan table", ("model", "DAP1", "seed")), details=trojan_full_table(c.store))]
 
 
