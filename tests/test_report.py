@@ -335,3 +335,36 @@ def test_privacy_and_trojan_sections_state_how_many_inputs_were_truncated(tmp_pa
         secs["Privacy study"].text
     # 6 trojan cells x (10 triggered + 10 clean) inputs; only the extra one stored a count
     assert "2 of 120 prompts (cut from the left" in secs["Trojan study"].text
+
+
+def test_report_compare_section_shows_a_changed_verdict_and_a_changed_metric(tmp_path, monkeypatch, capsys):
+    """`quantrisk report B --compare A`: after the setup, what changed from A to B: quanto-int8's zlib AUC 0.70 ->
+    0.72 (Δ +0.020), and T3 (its clean fine-tunes only in A) inconclusive -> not testable; both stores unchanged."""
+    import hashlib
+    import sys
+
+    from quantrisk.cli import main
+
+    _store(tmp_path / "a")
+    monkeypatch.setattr(sys.modules[__name__], "PRECS", [("fp32", 0.30, 0.80), ("quanto-int8", 0.25, 0.72),
+                                                          ("rtn-w2g64", 0.10, 0.55)])
+    _store(tmp_path / "b", trojan=False)
+    before = {r: hashlib.sha256((tmp_path / r / "results.sqlite").read_bytes()).hexdigest() for r in "ab"}
+    assert main(["report", str(tmp_path / "b"), "--compare", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    md = (tmp_path / "b" / "report" / "report.md").read_text()
+    titles = [x[3:] for x in md.splitlines() if x.startswith("## ")]
+    assert titles[titles.index("Setup") + 1] == "Compared with another run"
+    part = md[md.index("## Compared with another run"):md.index("## Findings")].replace("\u00a0", " ")
+    lines = [" ".join(x.split()) for x in part.splitlines()]
+    assert f"A = {tmp_path / 'a'}, B = this run." in " ".join(lines)
+    assert "1 of 7 claims changed verdict" in " ".join(lines)
+    assert "| T3 | inconclusive | not testable |" in lines
+    assert "| auc | pythia-tiny quanto-int8 zlib 0 | 0.700 [0.650, 0.750] | 0.720 [0.670, 0.770] |" in lines
+    assert "| auc | pythia-tiny quanto-int8 zlib 0 | +0.020 |" in lines
+    assert not any(x.startswith(("| P", "| T1", "| T2")) for x in lines)  # unchanged verdicts are not listed
+    html = (tmp_path / "b" / "report" / "report.html").read_text()
+    assert "Compared with another run" in html and "inconclusive" in html
+    assert before == {r: hashlib.sha256((tmp_path / r / "results.sqlite").read_bytes()).hexdigest() for r in "ab"}
+    assert main(["report", str(tmp_path / "b"), "--compare", str(tmp_path / "nowhere")]) == 2
+    assert "Compared with another run" in (tmp_path / "b" / "report" / "report.md").read_text()  # kept as it was

@@ -14,15 +14,14 @@ def compare_cmd(
 ) -> None:
     """Compare two runs: spec settings and environment that differ, claims whose verdict changed, and every
     metric both stores hold whose value changed (largest changes of the main metrics first)."""
-    from quantrisk.commands._output import print_json, text_width
+    from quantrisk.commands._output import print_json, say, text_width
     from quantrisk.report.compare import compare_lines, compare_stores
 
     result = compare_stores(run_a, run_b)
     if as_json:
         print_json(result)
         return
-    for line in compare_lines(result, text_width()):
-        print(line)
+    say(*compare_lines(result, text_width()))  # labels and paths with their control characters escaped
 
 
 def register(app: typer.Typer) -> None:

@@ -211,8 +211,11 @@ def register(app: typer.Typer) -> None:
     def report_cmd(
         run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
         out: Path = typer.Option(None, help="Output directory (default: RUN/report)."),
+        compare: Path = typer.Option(None, "--compare", help="Another run directory (or its results.sqlite): add a "
+                                     "section of what changed from it to RUN (settings, metrics, verdicts)."),
     ) -> None:
-        """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone."""
+        """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone (and, with
+        --compare, the other run's)."""
         from quantrisk.commands._output import check_out_dir
         from quantrisk.report import build_report
         from quantrisk.safefs import REPORT_MARKERS
@@ -220,7 +223,7 @@ def register(app: typer.Typer) -> None:
 
         target = out or _run_base(run) / "report"
         check_out_dir(target, markers=REPORT_MARKERS, kind="report")
-        rep = build_report(run, target)
+        rep = build_report(run, target, compare=compare)
         say(f"report: {rep.html}", f"markdown: {rep.markdown}", f"findings: {rep.html.parent / 'findings.json'}",
             f"sections: {', '.join(rep.sections)}")
         print_headline(store_path(run), rep.headline)

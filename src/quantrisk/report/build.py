@@ -45,8 +45,9 @@ def run_findings(store: Store, rows: RunRows | None = None) -> list[dict[str, An
     return [f.to_dict() for f in findings(rows or RunRows.from_store(store))]
 
 
-def build_report(store: str | Path, out_dir: str | Path) -> Report:
-    """Write report.html and report.md (+ PNGs) for the run whose store is `store` (a run dir or the .sqlite)."""
+def build_report(store: str | Path, out_dir: str | Path, compare: str | Path | None = None) -> Report:
+    """Write report.html and report.md (+ PNGs) for the run whose store is `store` (a run dir or the .sqlite);
+    with `compare` (another run), a section of what changed from that run to this one, after the setup."""
     out = Path(out_dir)
     with Store(store_path(store), create=False) as st:  # read-only; refuses a file that is not a results store
         rows = RunRows.from_store(st)
@@ -54,6 +55,11 @@ def build_report(store: str | Path, out_dir: str | Path) -> Report:
         sections = collect_sections(st, found, rows)
         heads = study_headlines(st, rows.paired())
         runs = st.runs()
+    if compare is not None:
+        from quantrisk.report.compare import compare_section, compare_stores
+
+        at = next((i + 1 for i, s in enumerate(sections) if s.title == "Setup"), 0)
+        sections.insert(at, compare_section(compare_stores(compare, store), Section, str(compare)))
     with made_dir(out):
         atomic_write_text(out / "findings.json", json.dumps(found, indent=2, allow_nan=False) + "\n")
         head = [finding_line(f) for f in found] + [h.line() for h in heads]  # what the commands print

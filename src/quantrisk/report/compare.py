@@ -130,3 +130,40 @@ def compare_lines(result: dict[str, Any], width: int = 100) -> list[str]:
     if len(result["metrics"]) > MAX_ROWS:
         out.append(f"  ... {len(result['metrics']) - MAX_ROWS} more (--json lists every one)")
     return out
+
+
+def compare_section(result: dict[str, Any], section: Any, other: str) -> Any:
+    """The report's "Compared with another run" section (a `build.Section`, passed in as `section`) from
+    `compare_stores(other, this run)`: what changed from run A (`other`) to this run (B): settings, code and
+    environment, the claims whose verdict changed, and the metrics that changed (main metrics first, largest
+    change first, at most `MAX_ROWS`; the counts of the rest)."""
+    from quantrisk.report.tables import Table
+
+    n = result["n_metrics"]
+    changes = [(c, a or "not tested", b or "not tested") for c, a, b in result["verdicts"] if a != b]
+    text = (f"A = {other}, B = this run. {len(result['settings'])} setting(s) and {len(result['environment'])} "
+            f"code/environment value(s) differ; {len(changes)} of {len(result['verdicts'])} claims changed "
+            f"verdict; metrics: {F.count(n['changed'])} changed, {F.count(n['same'])} identical, "
+            f"{F.count(n['only_a'])} only in A, {F.count(n['only_b'])} only in B.")
+    tables = []
+    if result["settings"]:
+        tables.append(Table("Settings that differ", ["setting", "A", "B"],
+                            [[k, _v(a), _v(b)] for k, a, b in result["settings"]], wrap=True))
+    if result["environment"]:
+        tables.append(Table("Code and environment that differ", ["key", "A", "B"],
+                            [[k, _v(a), _v(b)] for k, a, b in result["environment"]], wrap=True))
+    if changes:
+        tables.append(Table("Verdicts that changed", ["claim", "A", "B"], [list(c) for c in changes]))
+    if result["metrics"]:
+        def ci(c: list[float | None]) -> str:
+            return "" if None in c else " " + F.interval(*c)
+
+        rows = [[m["name"], _where(m), _v(m["a"]) + ci(m["a_ci"]), _v(m["b"]) + ci(m["b_ci"]),
+                 F.delta(m["delta"]) if abs(m["delta"]) < 100 else F.number(m["delta"])]
+                for m in result["metrics"][:MAX_ROWS]]
+        t = Table("Metrics that changed", ["metric", "where", "A", "B", "Δ (B − A)"], rows, keys=2)
+        if len(result["metrics"]) > MAX_ROWS:
+            t.notes.append(f"{len(result['metrics']) - MAX_ROWS} more changed metrics not shown "
+                           "(`quantrisk compare A B --json` lists every one).")
+        tables.append(t)
+    return section("Compared with another run", text, tables=tables)
