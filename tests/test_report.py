@@ -183,14 +183,15 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
     assert unpaired.line().startswith("privacy · pythia-tiny: baseline fp32: zlib AUC 0.800 [0.750, 0.850]; largest change "
                                       "rtn-w2g64 (2 bit) zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx., unadjusted "
                                       "95% CI); utility: ΔCodeBLEU -0.200. rtn-w2g64 lowered the zlib AUC from 0.800 to "
-                                      "0.550 and the CI excludes 0, at a utility cost of ΔCodeBLEU -0.200.")
+                                      "0.550 (its unadjusted 95% CI excludes 0; no adjusted test stored), at a utility "
+                                      "cost of ΔCodeBLEU -0.200.")
     assert "zlib ΔAUC -0.200 [-0.260, -0.150] (paired, unadjusted 95% CI)" in with_paired.change  # stored paired Δ as is
     d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
     assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.000 [0.722, 1.000] n=10" in head
     assert f"DAP2 rtn-w2g64 (2 bit) ΔASR {d:+.3f} [{dlo:+.3f}, {dhi:+.3f}] (unpaired, unadjusted 95% CI)" in head
-    assert ("rtn-w2g64 inference weakened the backdoor: ASR 1.000 → 0.200, CI excludes 0; its clean-input utility was "
-            "not measured") in head and "removed" not in head
-    assert "Kept it (CI includes 0): int8-dynamic." in head
+    assert ("rtn-w2g64 inference weakened the backdoor: ASR 1.000 → 0.200, its unadjusted 95% CI excludes 0 (T1 in "
+            "the Findings is the adjusted test); its clean-input utility was not measured") in head
+    assert "removed" not in head and "Kept it (unadjusted CI includes 0): int8-dynamic." in head
     assert "The clean fine-tune emits the payload on at most 0% of triggered inputs at any DAP2 (never)." in head
 
 
@@ -368,3 +369,27 @@ def test_report_compare_section_shows_a_changed_verdict_and_a_changed_metric(tmp
     assert before == {r: hashlib.sha256((tmp_path / r / "results.sqlite").read_bytes()).hexdigest() for r in "ab"}
     assert main(["report", str(tmp_path / "b"), "--compare", str(tmp_path / "nowhere")]) == 2
     assert "Compared with another run" in (tmp_path / "b" / "report" / "report.md").read_text()  # kept as it was
+
+
+def test_headline_judges_a_change_by_the_findings_standard_not_the_unadjusted_ci(tmp_path):
+    """Issue 28: a paired ΔAUC whose unadjusted CI excludes 0 but whose Holm-adjusted DeLong p is 0.761 is no
+    change on this page (the bottom line said "lowered ... and the CI excludes 0" beside P1's p 0.761); with p
+    0.001 it is, and the sentence names the test. Every interval printed is labelled unadjusted."""
+    from quantrisk.report.headline import privacy_headlines
+
+    _store(tmp_path / "run")
+    lab = {"model": "pythia-tiny", "attack": "zlib", "precision": "rtn-w2g64"}
+    delta = {"name": "delta_auc", "value": -0.2, "ci_low": -0.26, "ci_high": -0.15, "labels": lab}
+    with Store(tmp_path / "run", create=False) as st:
+        (weak,) = privacy_headlines(st, paired_rows=[delta, {"name": "delong_p_holm", "value": 0.761,
+                                                             "labels": lab}])
+        (strong,) = privacy_headlines(st, paired_rows=[delta, {"name": "delong_p_holm", "value": 0.001,
+                                                               "labels": lab}])
+    assert "ΔAUC -0.200 [-0.260, -0.150] (paired, unadjusted 95% CI), DeLong p 0.761, Holm-adjusted" in weak.change
+    assert weak.sentence.startswith("No precision moved MI AUC significantly (Holm-adjusted DeLong p ≤ 0.05): the "
+                                    "largest change (rtn-w2g64, zlib) has DeLong p 0.761, Holm-adjusted, although its "
+                                    "unadjusted 95% CI excludes 0 (not a finding at this standard).")
+    assert "lowered" not in weak.sentence and "excludes 0," not in weak.sentence
+    assert strong.sentence.startswith("rtn-w2g64 lowered the zlib AUC from 0.800 to 0.550 (significant: DeLong p "
+                                      "0.001, Holm-adjusted ≤ 0.05), at a utility cost of")
+    assert "0 of the other 3 (precision, attack) changes are significant too." in strong.sentence

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantrisk import formats as F
+from quantrisk.margins import ALPHA  # the page's one significance level (the Findings' family-wise α)
 from quantrisk.report.tables import bits_of, rate_delta, trojan_baseline, trojan_cells
 from quantrisk.store import Store
 
@@ -83,8 +84,9 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
     from quantrisk.report.plots import best_attack
 
     auc = _mean_rows(store.metrics(kind="privacy", name="auc"), ("model", "attack", "precision"))
-    paired = _mean_rows([m for m in (paired_rows if paired_rows is not None else store.metrics(kind="privacy-summary"))
-                         if m["name"] == "delta_auc"], ("model", "attack", "precision"))
+    rows = paired_rows if paired_rows is not None else store.metrics(kind="privacy-summary")
+    paired = _mean_rows([m for m in rows if m["name"] == "delta_auc"], ("model", "attack", "precision"))
+    holm_p = _largest_p(rows, "delong_p_holm")
     best = best_attack(store)
     out = []
     for model in sorted({k[0] for k in auc}):
@@ -115,23 +117,55 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
         _, p, a, d, dlo, dhi, how, b, val = max(deltas, key=lambda t: (t[0], -bits_of(t[1])))
         ci = f" {_ci(dlo, dhi, True)} ({how}, unadjusted 95% CI)" if dlo is not None else " (no CI)"
         util, degraded = _privacy_utility(store, model, p, base)
-        change = f"{p} ({bits_of(p)} bit) {a} ΔAUC {_f(d, True)}{ci}; utility: {util}"
-        if dlo is not None and (dlo > 0 or dhi < 0):
+        hp = holm_p.get((model, a, p))
+        test = f"DeLong p {F.pvalue(hp)}, Holm-adjusted" if hp is not None else ""
+        change = f"{p} ({bits_of(p)} bit) {a} ΔAUC {_f(d, True)}{ci}" + (f", {test}" if test else "") + \
+            f"; utility: {util}"
+        excludes = dlo is not None and (dlo > 0 or dhi < 0)
+        # one standard with the Findings: a change counts where its Holm-adjusted DeLong p is <= ALPHA; only a run
+        # without stored tests falls back to the unadjusted CI, and says so
+        moved = hp <= ALPHA if hp is not None else excludes
+        why = (f"significant: {test} ≤ {ALPHA:g}" if hp is not None else "its unadjusted 95% CI excludes 0; no "
+               "adjusted test stored")
+        if moved:
             if degraded:
-                sentence = (f"{p} moved the {a} AUC from {_f(b)} to {_f(val)}, but it broke the model ({util}): a "
-                            "degraded model, not a lower risk.")
+                sentence = (f"{p} moved the {a} AUC from {_f(b)} to {_f(val)} ({why}), but it broke the model "
+                            f"({util}): a degraded model, not a lower risk.")
             elif d > 0:
-                sentence = f"{p} raised the {a} AUC from {_f(b)} to {_f(val)} and the CI excludes 0 ({util})."
+                sentence = f"{p} raised the {a} AUC from {_f(b)} to {_f(val)} ({why}; {util})."
             else:
-                sentence = (f"{p} lowered the {a} AUC from {_f(b)} to {_f(val)} and the CI excludes 0, at a utility "
-                            f"cost of {util}.")
+                sentence = (f"{p} lowered the {a} AUC from {_f(b)} to {_f(val)} ({why}), at a utility cost of "
+                            f"{util}.")
+        elif hp is not None:
+            sentence = (f"No precision moved MI AUC significantly (Holm-adjusted DeLong p ≤ {ALPHA:g}): the largest "
+                        f"change ({p}, {a}) has {test}" + (", although its unadjusted 95% CI excludes 0 (not a "
+                                                          "finding at this standard)." if excludes else "."))
         else:
-            sentence = (f"No precision moved MI AUC distinguishably: the largest change ({p}, {a}) has a CI that "
-                        "includes 0." if dlo is not None else f"{p} moved the {a} AUC from {_f(b)} to {_f(val)} ({util}).")
-        n_other = sum(1 for t in deltas if t[4] is not None and t[4] <= 0 <= t[5] and (t[1], t[2]) != (p, a))
-        if n_other:
-            sentence += f" {n_other} of the other {len(deltas) - 1} (precision, attack) changes have CIs that include 0."
+            sentence = (f"No precision moved MI AUC distinguishably: the largest change ({p}, {a}) has an unadjusted "
+                        "95% CI that includes 0." if dlo is not None else
+                        f"{p} moved the {a} AUC from {_f(b)} to {_f(val)} ({util}).")
+        others = [t for t in deltas if (t[1], t[2]) != (p, a)]
+        if hp is not None:
+            n_sig = sum(1 for t in others if holm_p.get((model, t[2], t[1]), 1.0) <= ALPHA)
+            sentence += f" {n_sig} of the other {len(others)} (precision, attack) changes are significant too."
+        else:
+            n_other = sum(1 for t in others if t[4] is not None and t[4] <= 0 <= t[5])
+            if n_other:
+                sentence += (f" {n_other} of the other {len(others)} (precision, attack) changes have unadjusted "
+                             "CIs that include 0.")
         out.append(Headline("privacy", model, baseline, change, sentence))
+    return out
+
+
+def _largest_p(rows: list[dict[str, Any]], name: str) -> dict[tuple[str, str, str], float]:
+    """(model, attack, precision) -> the largest `name` p-value over its seeds (a change counts only where it
+    counts at every seed)."""
+    out: dict[tuple[str, str, str], float] = {}
+    for m in rows:
+        lab = m.get("labels") or {}
+        if m["name"] == name and m["value"] is not None and all(k in lab for k in ("model", "attack", "precision")):
+            k = (str(lab["model"]), str(lab["attack"]), str(lab["precision"]))
+            out[k] = max(out.get(k, 0.0), float(m["value"]))
     return out
 
 
@@ -211,11 +245,12 @@ def trojan_headlines(store: Store) -> list[Headline]:
             verb = "weakened" if d < 0 else "strengthened"
             cost = (f"clean-input utility {util.text()}" if measured else
                     "its clean-input utility was not measured, so this is no evidence the model still works")
-            sentence = f"{k[3]} inference {verb} the backdoor: {asr}, CI excludes 0; {cost}."
+            sentence = (f"{k[3]} inference {verb} the backdoor: {asr}, its unadjusted 95% CI excludes 0 (T1 in the "
+                        f"Findings is the adjusted test); {cost}.")
         else:
-            sentence = "No inference precision changed ASR distinguishably (every CI includes 0)."
+            sentence = "No inference precision changed ASR distinguishably (every unadjusted 95% CI includes 0)."
         if kind == "poisoned" and kept:
-            sentence += f" Kept it (CI includes 0): {', '.join(kept)}."
+            sentence += f" Kept it (unadjusted CI includes 0): {', '.join(kept)}."
         out.append(Headline("trojan", subject, baseline, change, sentence))
     return out
 

@@ -251,7 +251,8 @@ def _largest_change(c: SectionContext) -> list[Section]:
     if not c.heads:
         return []
     return [Section("Largest change per study", "Per study and subject: the baseline and the largest change against "
-                    "it with its 95% CI (unadjusted; see the Findings for the adjusted tests).",
+                    "it with its 95% CI (unadjusted, labelled so). A change is called significant only by the page's "
+                    "standard (Holm-adjusted p ≤ 0.05, as in the Findings).",
                     lines=[h.line() for h in c.heads])]
 
 
