@@ -373,6 +373,32 @@ def previous_link(tmp: Path, model: Path) -> list[str]:
             "--new-spec", "--quiet"]
 
 
+def qattack_output_link(tmp: Path, model: Path) -> list[str]:
+    """An earlier qattack --out (its qattack.json) with a link planted where the repaired model goes."""
+    out = tmp / "out"
+    out.mkdir()
+    (out / "qattack.json").write_text("{}")
+    (tmp / "elsewhere").mkdir()
+    (out / "repaired").symlink_to(tmp / "elsewhere", target_is_directory=True)
+    victim(tmp)
+    return ["qattack", "--model", str(model), "--target", "rtn-w4g64", "--out", str(out), "--quiet"]
+
+
+def report_output_link(tmp: Path, model: Path) -> list[str]:
+    """An earlier report directory (quantrisk's own) with a link planted at one of its files."""
+    run = _synthetic_run(tmp)
+    assert main(["report", str(run)]) == 0
+    (run / "report" / "findings.json").unlink()
+    (run / "report" / "findings.json").symlink_to(victim(tmp))
+    return ["report", str(run)]
+
+
+def report_compare_not_a_store(tmp: Path, model: Path) -> list[str]:
+    run = _synthetic_run(tmp)
+    (tmp / "notes.txt").write_text("not a results store\n")
+    return ["report", str(run), "--compare", str(tmp / "notes.txt")]
+
+
 def pretrain_unwritable(tmp: Path, model: Path) -> list[str]:
     return ["pretrain", "--arch", "llama", "--out", str(unwritable_dir(tmp)), "--quiet"]
 
@@ -694,6 +720,13 @@ CASES: list[Case] = [
          ("--out {tmp}/run/report already holds files quantrisk did not write",), unchanged=("victim.txt",)),
     Case("new-spec-previous-symlink", previous_link, 2,
          ("path {tmp}/run/previous is a symbolic link; refused",), unchanged=("run/results.sqlite",)),
+    Case("qattack-output-symlink", qattack_output_link, 2,
+         ("qattack output {tmp}/out/repaired is a symbolic link; refused",), unchanged=("victim.txt",)),
+    Case("report-output-symlink", report_output_link, 2,
+         ("output file {tmp}/run/report/findings.json is a symbolic link; refused",), unchanged=("victim.txt",)),
+    Case("report-compare-not-a-store", report_compare_not_a_store, 2,
+         ("--compare: {tmp}/notes.txt is not a quantrisk results store",), ("run/report",),
+         unchanged=("notes.txt", "run/results.sqlite")),
     # ---- issue 26: model sanity at load
     Case("weights-non-finite", probe_broken("nan", _with_tensors(_nan_weight)), 2,
          ("{tmp}/nan: weight 'model.layers.0.mlp.down_proj.weight' holds 1 non-finite value(s)",)),

@@ -223,6 +223,12 @@ def register(app: typer.Typer) -> None:
 
         target = out or _run_base(run) / "report"
         check_out_dir(target, markers=REPORT_MARKERS, kind="report")
+        if compare is not None:  # before any work: the other run must be a results store
+            from quantrisk.errors import about
+            from quantrisk.store import Store
+
+            with about("--compare"), Store(store_path(compare), create=False):
+                pass
         rep = build_report(run, target, compare=compare)
         say(f"report: {rep.html}", f"markdown: {rep.markdown}", f"findings: {rep.html.parent / 'findings.json'}",
             f"sections: {', '.join(rep.sections)}")
