@@ -34,12 +34,13 @@ RUN_MARKERS = ("results.sqlite", "run.lock")
 REPORT_MARKERS = ("report.md", "report.html", "findings.json")
 EXPORT_MARKERS = ("cells.csv", "metrics.csv", "samples.csv", "cells.parquet", "metrics.parquet", "samples.parquet")
 QATTACK_MARKERS = ("qattack.json", "intervals.json")
-# every name `pretrain` / `finetune` write into a model or adapter directory (save_pretrained + quantrisk's files)
+# every name `pretrain` / `finetune` / `qattack` write into a model or adapter directory (save_pretrained + quantrisk's
+# files)
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
                "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                "vocab.json", "merges.txt", "chat_template.jinja", "added_tokens.json", "split.jsonl",
                "train_log.jsonl", "pretrain.json", "corpus_manifest.jsonl", "adapter_config.json",
-               "adapter_model.safetensors", "finetune.json", "README.md")
+               "adapter_model.safetensors", "finetune.json", "README.md", "poison_manifest.jsonl")
 MODEL_MARKERS = ("pretrain.json", "finetune.json")
 
 
