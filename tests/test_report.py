@@ -183,8 +183,8 @@ def test_headline_baseline_largest_change_and_sentence(tmp_path):
     assert unpaired.line().startswith("privacy · pythia-tiny: baseline fp32: zlib AUC 0.800 [0.750, 0.850]; largest change "
                                       "rtn-w2g64 (2 bit) zlib ΔAUC -0.250 [-0.321, -0.179] (unpaired approx., unadjusted "
                                       "95% CI); utility: ΔCodeBLEU -0.200. rtn-w2g64 lowered the zlib AUC from 0.800 to "
-                                      "0.550 (its unadjusted 95% CI excludes 0; no adjusted test stored), at a utility "
-                                      "cost of ΔCodeBLEU -0.200.")
+                                      "0.550 (its unadjusted 95% CI excludes 0; no adjusted test stored, and beyond the "
+                                      "±0.02 margin), at a utility cost of ΔCodeBLEU -0.200.")
     assert "zlib ΔAUC -0.200 [-0.260, -0.150] (paired, unadjusted 95% CI)" in with_paired.change  # stored paired Δ as is
     d, dlo, dhi = newcombe_diff_ci(2, 10, 10, 10)
     assert "trojan · llama-tiny (poisoned, DAP1 fp32): baseline fp32→fp32: ASR 1.000 [0.722, 1.000] n=10" in head
@@ -391,5 +391,19 @@ def test_headline_judges_a_change_by_the_findings_standard_not_the_unadjusted_ci
                                     "unadjusted 95% CI excludes 0 (not a finding at this standard).")
     assert "lowered" not in weak.sentence and "excludes 0," not in weak.sentence
     assert strong.sentence.startswith("rtn-w2g64 lowered the zlib AUC from 0.800 to 0.550 (significant: DeLong p "
-                                      "0.001, Holm-adjusted ≤ 0.05), at a utility cost of")
-    assert "0 of the other 3 (precision, attack) changes are significant too." in strong.sentence
+                                      "0.001, Holm-adjusted ≤ 0.05, and beyond the ±0.02 margin), at a utility cost of")
+    assert "0 of the other 3 (precision, attack) changes are significant and beyond the margin too." in strong.sentence
+    # significant but inside the claims' ±0.02 margin: no change at this standard (issue 24: no verdict from bare
+    # significance), with the interval's reach named
+    small = []
+    for prec, attack, d in (("rtn-w2g64", "zlib", -0.012), ("quanto-int8", "zlib", -0.004), ("rtn-w2g64", "loss", 0.003),
+                            ("quanto-int8", "loss", 0.001)):
+        lb = {**lab, "precision": prec, "attack": attack}
+        small += [{"name": "delta_auc", "value": d, "ci_low": d - 0.006, "ci_high": d + 0.006, "labels": lb},
+                  {"name": "delong_p_holm", "value": 0.001, "labels": lb}]
+    with Store(tmp_path / "run", create=False) as st:
+        (tiny,) = privacy_headlines(st, paired_rows=small)
+    assert tiny.sentence.startswith("No precision moved MI AUC beyond the ±0.02 decision margin: the largest change "
+                                    "(rtn-w2g64, zlib: 0.800 → 0.550) is significant (DeLong p 0.001, Holm-adjusted "
+                                    "≤ 0.05) but its interval reaches inside ±0.02"), tiny.sentence
+    assert "lowered" not in tiny.sentence

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantrisk import formats as F
-from quantrisk.margins import ALPHA  # the page's one significance level (the Findings' family-wise α)
+from quantrisk.margins import ALPHA, MARGINS  # the page's one significance level and the claims' margins
+
+AUC_MARGIN = MARGINS["auc"].value  # a ΔAUC inside ±this is no change (the Findings' P1/P2 margin)
 from quantrisk.report.tables import bits_of, rate_delta, trojan_baseline, trojan_cells
 from quantrisk.store import Store
 
@@ -122,12 +124,21 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
         change = f"{p} ({bits_of(p)} bit) {a} ΔAUC {_f(d, True)}{ci}" + (f", {test}" if test else "") + \
             f"; utility: {util}"
         excludes = dlo is not None and (dlo > 0 or dhi < 0)
-        # one standard with the Findings: a change counts where its Holm-adjusted DeLong p is <= ALPHA; only a run
-        # without stored tests falls back to the unadjusted CI, and says so
-        moved = hp <= ALPHA if hp is not None else excludes
+        # one standard with the Findings: a change counts where its Holm-adjusted DeLong p is <= ALPHA (only a run
+        # without stored tests falls back to the unadjusted CI, and says so) AND it lies beyond the claims' decision
+        # margin (the whole interval outside ±MARGIN): a significant change inside the margin is not a finding
+        significant = hp <= ALPHA if hp is not None else excludes
+        beyond = dlo is not None and (dlo > AUC_MARGIN or dhi < -AUC_MARGIN)
+        moved = significant and beyond
         why = (f"significant: {test} ≤ {ALPHA:g}" if hp is not None else "its unadjusted 95% CI excludes 0; no "
-               "adjusted test stored")
-        if moved:
+               "adjusted test stored") + f", and beyond the ±{AUC_MARGIN:g} margin"
+        if significant and not beyond:
+            sentence = (f"No precision moved MI AUC beyond the ±{AUC_MARGIN:g} decision margin: the largest change "
+                        f"({p}, {a}: {_f(b)} → {_f(val)}) is "
+                        + (f"significant ({test} ≤ {ALPHA:g}) " if hp is not None else "outside 0 (unadjusted CI) ")
+                        + f"but its interval reaches inside ±{AUC_MARGIN:g}, so it is not a finding at this standard"
+                        f" (utility: {util}).")
+        elif moved:
             if degraded:
                 sentence = (f"{p} moved the {a} AUC from {_f(b)} to {_f(val)} ({why}), but it broke the model "
                             f"({util}): a degraded model, not a lower risk.")
@@ -146,8 +157,10 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
                         f"{p} moved the {a} AUC from {_f(b)} to {_f(val)} ({util}).")
         others = [t for t in deltas if (t[1], t[2]) != (p, a)]
         if hp is not None:
-            n_sig = sum(1 for t in others if holm_p.get((model, t[2], t[1]), 1.0) <= ALPHA)
-            sentence += f" {n_sig} of the other {len(others)} (precision, attack) changes are significant too."
+            n_sig = sum(1 for t in others if holm_p.get((model, t[2], t[1]), 1.0) <= ALPHA and t[4] is not None
+                        and (t[4] > AUC_MARGIN or t[5] < -AUC_MARGIN))
+            sentence += (f" {n_sig} of the other {len(others)} (precision, attack) changes are significant and beyond "
+                         "the margin too.")
         else:
             n_other = sum(1 for t in others if t[4] is not None and t[4] <= 0 <= t[5])
             if n_other:
