@@ -20,7 +20,7 @@ decoded (gguf-py `dequantize`). ggml's reference code (ggml-quants.c) for the bl
   round((x + dmin*m) / (d*sc)) (Q6_K: round(x / (d*sc))). With the scales fixed, the code's cell is known, but a
   moved weight can move the search. Following Egashira et al. ("Mind the Gap", ICML 2025): each weight may
   move only from its value towards its dequantized value (this lowers the error of the chosen scales, so the
-  search keeps choosing them), the max and min of every sub-block are frozen, and so is every sub-block whose
+  search keeps choosing them; here at most `KQUANT_GAP` of the way), the max and min of every sub-block are frozen, and so is every sub-block whose
   6-bit scale or min is the largest code (63; Q6_K: |sc| >= 127) of its super-block, which sets d / dmin.
   That the search does not move is then checked, not assumed: `SENSITIVITY_DRAWS` random points of the box are
   re-quantized with llama.cpp and every element whose dequantized value changed is frozen (the paper's
@@ -48,6 +48,11 @@ SIMPLE = {"Q8_0": (127, None), "Q5_0": (16, 31), "Q4_0": (8, 15)}  # ggml type -
 KQUANTS = ("Q4_K", "Q5_K", "Q6_K")
 SUPPORTED_TYPES = tuple(SIMPLE) + KQUANTS
 SENSITIVITY_DRAWS = 4
+# k-quants: share of the gap between a weight and its dequantized value it may cover. Measured on a random 16 x 512
+# weight (docs/qattack.md) with every weight at the end of its box: with the whole gap llama.cpp chose other 6-bit
+# sub-block scales in 32 of 32 Q4_K super-blocks (Q5_K 14, Q6_K 10), with half of it in 24 (5, 4); the super-block
+# scales d / dmin never moved. `settle` resets the blocks that moved.
+KQUANT_GAP = 0.5
 
 
 @functools.lru_cache(maxsize=1)
@@ -187,7 +192,8 @@ def _kquant(w: Any, ggml_type: str, blocks: np.ndarray, deq: Any) -> Encoding:
     frozen[rows, g.argmin(dim=1)] = True
     frozen = frozen.reshape(w.shape) | torch.from_numpy(big) | (s == 0)
     return Encoding(lo_edge=lo, hi_edge=hi, step=torch.where(width == 0, torch.ones_like(width), width),
-                    range_lo=torch.minimum(w, deq), range_hi=torch.maximum(w, deq), frozen=frozen,
+                    range_lo=torch.minimum(w, w + KQUANT_GAP * (deq - w)),
+                    range_hi=torch.maximum(w, w + KQUANT_GAP * (deq - w)), frozen=frozen,
                     state={"blocks": torch.from_numpy(blocks.copy())})
 
 
