@@ -110,10 +110,11 @@ def test_kquant_boxes_keep_the_super_block_scales_and_settle_restores_llama_cpps
 def test_an_importance_matrix_moves_llama_cpps_codes_inside_the_no_imatrix_boxes():
     """Why the qattack targets are the -noimat precisions: with an importance matrix llama.cpp searches Q5_0's
     scale, and points of the boxes computed without one get other bytes."""
+    from gguf import GGMLQuantizationType
+
+    from quantrisk.errors import UsageError
     from quantrisk.qattack.constraints import check_target
     from quantrisk.qattack.constraints.gguf import _ggml
-    from quantrisk.errors import UsageError
-    from gguf import GGMLQuantizationType
 
     w = _weight(seed=3)
     e = encode_type(w, "Q5_0")

@@ -56,7 +56,6 @@ def edge_stats(model: Any, precision: Any, eps: Sequence[float] = EPS, bins: int
     import torch
 
     from quantrisk.models.quantizers.base import quantizable_linears
-
     from quantrisk.qattack.constraints import check_target, layer_types
 
     p = check_target(precision)
