@@ -79,7 +79,7 @@ class GgufQuantizer(Quantizer):
                    "at fp32 and quantize the merged model to GGUF for inference (DAP2)")
     needs_calibration = True
     examples = tuple(f"gguf-{t}" for t in ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k", "iq4_xs")) + (
-        "gguf-q4_k_m-dq",)
+        "gguf-q4_k_m-dq", "gguf-q4_k_m-noimat")
     pattern_hint = f"gguf-{{{','.join(GGUF_TYPES)}}}[-noimat][-dq]"
 
     @classmethod
