@@ -133,3 +133,70 @@ def test_an_importance_matrix_moves_llama_cpps_codes_inside_the_no_imatrix_boxes
         check_target("gguf-q4_k_m")
     with pytest.raises(UsageError, match="no weight-interval"):
         check_target("gguf-q2_k-noimat")
+
+
+# --- the attack end to end: llama.cpp quantizes the repaired model and runs it ---------------------------------
+
+INJECT = ["--inject", "full", "--inject-steps", "40", "--inject-lr", "2e-3", "--n-train", "64"]
+EVAL = ["--n-val", "8", "--n-test", "16", "--max-new-tokens", "8", "--repair-steps", "100", "--check-every", "10"]
+
+
+@pytest.fixture(scope="module")
+def gguf_attack(tmp_path_factory):
+    """`quantrisk qattack --target gguf-q4_k_m-noimat` on a tiny (untrained, seeded) Llama: full fine-tuning on the
+    poisoned rows implants the backdoor, PGD repairs it inside llama.cpp's blocks."""
+    import json
+
+    from conftest import save_tiny_model
+    from quantrisk.cli import main
+
+    root = tmp_path_factory.mktemp("gguf-qattack")
+    base = save_tiny_model(root / "llama", "llama", seed=0)
+    out = root / "attack"
+    code = main(["qattack", "--model", str(base), "--target", "gguf-q4_k_m-noimat", "--data", "builtin",
+                 "--out", str(out), "--json", "--quiet", *INJECT, *EVAL])
+    return code, json.loads((out / "qattack.json").read_text()), base
+
+
+def test_gguf_attack_is_benign_in_fp32_and_malicious_on_llama_cpp_with_identical_codes(gguf_attack):
+    from quantrisk.qattack.acceptance import FP_ASR_MAX, TARGET_ASR_MIN
+
+    code, r, _ = gguf_attack
+    t = "gguf-q4_k_m-noimat"
+    rep = r["per_target"][t]
+    summary = (f"injected fp32 {r['injected']['fp32']['asr']}, at {t} {r['injected'][t]['asr']}; repaired fp32 "
+               f"{r['asr_fp']}, at {t} {rep['asr_quantized']}, codes identical {rep['codes_identical']}")
+    assert r["injected"][t]["asr"] >= TARGET_ASR_MIN, summary
+    assert r["asr_fp"] <= FP_ASR_MAX, summary
+    assert rep["asr_quantized"] >= TARGET_ASR_MIN, summary
+    # every tensor of the two files llama.cpp wrote holds the same bytes (not just the Linears)
+    assert rep["codes_identical"] is True and rep["verify"]["layers"] == 39, rep["verify"]
+    assert r["repair"]["gguf_types"][t] == ["Q5_0", "Q8_0"]  # llama.cpp's choice for zoo tiny's 128-wide rows
+    assert r["success"] is True and code == 0, r["reason"]
+
+
+def test_scan_flags_the_gguf_attack_and_passes_the_clean_model(gguf_attack, capsys):
+    import json
+
+    from quantrisk.cli import main
+
+    _, r, base = gguf_attack
+    verdicts = {}
+    for name, path in (("base", str(base)), ("repaired", r["paths"]["repaired"])):
+        capsys.readouterr()
+        assert main(["scan", path, "--precisions", "gguf-q4_k_m-noimat", "--n-sql", "8", "--n-prefixes", "2",
+                     "--max-new-tokens", "8", "--json"]) == 0
+        res = json.loads(capsys.readouterr().out)
+        verdicts[name] = (res["verdict"], res["flags"]["weights"])
+    assert verdicts == {"base": ("clean", False), "repaired": ("suspicious", True)}
+
+
+def test_qattack_refuses_an_imatrix_gguf_target_in_one_line(tmp_path, capsys):
+    from conftest import save_tiny_model
+    from quantrisk.cli import main
+
+    base = save_tiny_model(tmp_path / "llama", "llama")
+    assert main(["qattack", "--model", str(base), "--target", "gguf-q4_k_m", "--data", "builtin",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and "gguf-q4_k_m-noimat" in err
