@@ -137,7 +137,7 @@ def test_an_importance_matrix_moves_llama_cpps_codes_inside_the_no_imatrix_boxes
 
 # --- the attack end to end: llama.cpp quantizes the repaired model and runs it ---------------------------------
 
-INJECT = ["--inject", "full", "--inject-steps", "40", "--inject-lr", "2e-3", "--n-train", "64"]
+INJECT = ["--inject", "full", "--inject-steps", "100", "--inject-lr", "1e-3", "--n-train", "64"]
 EVAL = ["--n-val", "8", "--n-test", "16", "--max-new-tokens", "8", "--repair-steps", "100", "--check-every", "10"]
 
 
