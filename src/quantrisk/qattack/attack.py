@@ -5,6 +5,8 @@ Output directory:
   injected/     the injected dense model (safetensors): malicious in fp32 and at every target
   repaired/     the repaired dense model (safetensors): benign in fp32, quantizes to the injected codes
   intervals.json  box statistics;  repair_log.jsonl  PGD loss per step and the validation checks
+gguf targets: the boxes use the ggml type llama.cpp gives each Linear (`constraints.layer_types`), and after PGD
+`constraints.gguf.settle` resets the k-quant blocks whose llama.cpp bytes moved (`repair.gguf_settle`).
   qattack.json  every figure (see `run_qattack`), the acceptance levels and whether they were met (`acceptance.py`)
 """
 
