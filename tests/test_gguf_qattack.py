@@ -196,6 +196,7 @@ def test_qattack_refuses_an_imatrix_gguf_target_in_one_line(tmp_path, capsys):
     from quantrisk.cli import main
 
     base = save_tiny_model(tmp_path / "llama", "llama")
+    capsys.readouterr()  # the model save's progress bar is not the command's output
     assert main(["qattack", "--model", str(base), "--target", "gguf-q4_k_m", "--data", "builtin",
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
