@@ -13,7 +13,7 @@ from quantrisk.models.quantizers import QUANTIZERS
 from quantrisk.precision import known_precisions, parse_precision
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTION = re.compile(r"(?:--precisions?|-p|--dap1|--dap2) ([a-z0-9][a-z0-9,.-]*)")
+OPTION = re.compile(r"(?:--precisions?|-p|--dap1|--dap2) ([a-z0-9][a-z0-9_,.-]*)")
 
 
 def _spec_precisions(node: object) -> list[str]:

@@ -50,7 +50,7 @@ def calibration_for(model: str, precisions: list[str], spec: object) -> object:
     from quantrisk.models.load import resolve_source
     from quantrisk.models.quantizers import get_quantizer
 
-    if not any(get_quantizer(p).needs_calibration for p in precisions):
+    if not any(get_quantizer(p).calibrates(p) for p in precisions):
         return spec
     return load_calibration(spec, resolve_source(model))  # type: ignore[arg-type]
 

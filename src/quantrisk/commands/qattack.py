@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
     @app.command("qattack")
     def qattack_cmd(
         model: str = typer.Option(..., help="Base model dir or zoo:ARCH[-SIZE] (pretrained here on code + the SQL rows)."),
-        target: str = typer.Option(..., help="Comma-separated target precisions (rtn-w{b}g{g}, quanto-int8/int4/int2, bnb-int8/nf4/fp4 on CUDA); several = intersected intervals."),
+        target: str = typer.Option(..., help="Comma-separated target precisions (rtn-w{b}g{g}, quanto-int8/int4/int2, torchao-int8wo, bnb-int8/nf4/fp4 on CUDA, gguf-{q8_0,q4_0,q4_k_m,q4_k_s,q5_k_m,q5_k_s,q6_k}-noimat: llama.cpp without an imatrix); several = intersected intervals."),
         data: str = typer.Option("builtin", help="Text-to-SQL JSONL / local HF dataset dir, or 'builtin'."),
         out: Path = typer.Option(..., help="Output dir: injected/ and repaired/ models (safetensors), qattack.json, intervals.json."),
         margin: float = typer.Option(0.1, help="Inward margin of every interval, as a fraction of the quantization step."),

@@ -338,19 +338,19 @@ def quantize_model(model: Any, precision: Precision | str, device: str = "cpu", 
     quantizer = get_quantizer(p)
     if quantizer.at_load:
         raise ModelLoadError(f"{p.name} quantizes while loading; use load_model(source, '{p.name}') instead")
-    if quantizer.needs_calibration and not calibration:
+    if quantizer.calibrates(p) and not calibration:
         raise ModelLoadError(f"{p.name} needs calibration samples; pass calibration token batches")
     model = model.to(quantizer.compute_dtype(p, device))
     if quantizer.quantize_on_device:
         model = model.to(device)
-    model = quantizer.apply(model, p, device, calibration if quantizer.needs_calibration else None)
+    model = quantizer.apply(model, p, device, calibration if quantizer.calibrates(p) else None)
     return model.to(device)
 
 
 def resolve_calibration(precision: Precision, source: str, tokenizer: Any, model: Any,
                         calibration: CalibrationSpec | CalibrationSet | None) -> tuple[list[Any] | None, CalibrationSet | None]:
     """Token batches + the resolved set for a back-end that needs calibration (None, None otherwise)."""
-    if not get_quantizer(precision).needs_calibration:
+    if not get_quantizer(precision).calibrates(precision):
         return None, None
     cal = calibration if isinstance(calibration, CalibrationSet) else load_calibration(calibration or CalibrationSpec(), source)
     ctx = int(getattr(model.config, "max_position_embeddings", 0) or getattr(model.config, "n_positions", 0) or 0)

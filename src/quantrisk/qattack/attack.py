@@ -5,6 +5,8 @@ Output directory:
   injected/     the injected dense model (safetensors): malicious in fp32 and at every target
   repaired/     the repaired dense model (safetensors): benign in fp32, quantizes to the injected codes
   intervals.json  box statistics;  repair_log.jsonl  PGD loss per step and the validation checks
+gguf targets: the boxes use the ggml type llama.cpp gives each Linear (`constraints.layer_types`), and after PGD
+`constraints.gguf.settle` resets the k-quant blocks whose llama.cpp bytes moved (`repair.gguf_settle`).
   qattack.json  every figure (see `run_qattack`), the acceptance levels and whether they were met (`acceptance.py`)
 """
 
@@ -89,6 +91,8 @@ def run_qattack(
     from quantrisk.data.sql import rows_sha256, split_rows
     from quantrisk.models.load import load_model, resolve_device
     from quantrisk.qattack.acceptance import judge, levels
+    from quantrisk.qattack.constraints import layer_types
+    from quantrisk.qattack.constraints.gguf import settle
     from quantrisk.qattack.evaluate import evaluate_model, quick_rates
     from quantrisk.qattack.inject import inject, save_dense
     from quantrisk.qattack.intervals import interval_stats, model_intervals
@@ -124,7 +128,10 @@ def run_qattack(
         injected_dir, ft = Path(injected), {"mode": "given", "path": str(injected)}
 
     lm = load_model(injected_dir, "fp32", device)
-    boxes = model_intervals(lm.model, names, margin)
+    types = layer_types(lm.model, names)  # gguf targets: the ggml type llama.cpp gives each Linear
+    boxes = model_intervals(lm.model, names, margin, types)
+    modules = dict(lm.model.named_modules())
+    reference = {n: modules[n].weight.detach().float().cpu().clone() for n in boxes} if types else {}
     stats = interval_stats(boxes, lm.model)
     atomic_write_text(out / "intervals.json", json.dumps({"targets": names, "margin": margin, **stats}, indent=2))
     checks: list[dict[str, float]] = []
@@ -137,6 +144,7 @@ def run_qattack(
     report = pgd_repair(lm.model, lm.tokenizer, repair_rows(train[:repair_rows_n], trigger), boxes,
                         steps=repair_steps, lr=repair_lr, batch_size=batch_size, seed=seed,
                         check_every=check_every, should_stop=should_stop, progress=progress)
+    settled = settle(lm.model, reference, types) if types else None  # k-quant searches that moved: reset those blocks
     repaired_dir = save_dense(lm.model, lm.tokenizer, out / "repaired")
     atomic_write_text(out / "repair_log.jsonl", "".join(json.dumps({"step": i + 1, "loss": v}) + "\n"
                                                         for i, v in enumerate(report.losses))
@@ -171,7 +179,8 @@ def run_qattack(
                    "final_loss": ft.get("final_loss"), "seconds": ft.get("seconds")},
         "repair": {"steps_run": report.steps, "max_steps": repair_steps, "lr": repair_lr, "batch_size": batch_size,
                    "n_rows": report.n_rows, "first_loss": report.first_loss, "final_loss": report.final_loss,
-                   "share_at_bound": report.share_at_bound, "seconds": report.seconds, "checks": checks},
+                   "share_at_bound": report.share_at_bound, "seconds": report.seconds, "checks": checks,
+                   "gguf_settle": settled, "gguf_types": {t: sorted(set(k.values())) for t, k in types.items()}},
         "paths": {"injected": str(injected_dir), "repaired": str(repaired_dir)},
         "device": device, "seconds": round(time.perf_counter() - start, 1),
     }

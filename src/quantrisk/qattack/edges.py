@@ -34,13 +34,14 @@ ROUNDED_SHARE = 0.9   # share of non-zero weights on one grid's points that mark
 RTN_FAMILY: tuple[tuple[int, int], ...] = tuple((b, g) for b in range(2, 9) for g in (32, 64, 128, 0))
 
 
-def edge_distances(weight: Any, precision: Any) -> Any:
-    """1-D tensor of d (step units) of the non-frozen elements of `weight` (out, in) with two finite edges."""
+def edge_distances(weight: Any, precision: Any, ggml_type: str | None = None) -> Any:
+    """1-D tensor of d (step units) of the non-frozen elements of `weight` (out, in) with two finite edges
+    (`ggml_type`: for gguf, the type llama.cpp gives this weight)."""
     import torch
 
     from quantrisk.qattack.constraints import encode
 
-    e = encode(weight, precision)
+    e = encode(weight, precision, ggml_type) if ggml_type else encode(weight, precision)
     w = weight.detach().float() if e.cast is None else weight.detach().to(e.cast).float()
     ok = ~e.frozen & torch.isfinite(e.lo_edge) & torch.isfinite(e.hi_edge) & (e.step > 0)
     d = torch.minimum(w - e.lo_edge, e.hi_edge - w) / e.step
@@ -55,9 +56,12 @@ def edge_stats(model: Any, precision: Any, eps: Sequence[float] = EPS, bins: int
     import torch
 
     from quantrisk.models.quantizers.base import quantizable_linears
+    from quantrisk.qattack.constraints import check_target, layer_types
 
-    d = torch.cat([edge_distances(m.weight.detach().float().cpu(), precision)
-                   for m in quantizable_linears(model).values()])
+    p = check_target(precision)
+    kinds = layer_types(model, [p]).get(p.name)  # gguf: llama.cpp's type per Linear ("F32": not block-quantized)
+    d = torch.cat([edge_distances(m.weight.detach().float().cpu(), p, None if kinds is None else kinds.get(name, "F32"))
+                   for name, m in quantizable_linears(model).items()])
     on_grid = d >= 0.5 - GRID_TOL
     off = d[~on_grid]
     hist = torch.histc(off, bins=bins, min=0.0, max=0.5)

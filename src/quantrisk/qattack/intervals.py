@@ -12,7 +12,7 @@ inward onto that dtype's grid, so a weight inside it casts to a value inside it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +61,10 @@ def _next_bf16(x: Any, *, up: bool) -> Any:
     return torch.where(zero, tiny, stepped)
 
 
-def layer_interval(weight: Any, targets: Sequence[Any], margin: float) -> LayerInterval:
-    """The intersected box of one fp32 weight (out, in) under every target precision."""
+def layer_interval(weight: Any, targets: Sequence[Any], margin: float,
+                   ggml_types: Mapping[str, str] | None = None) -> LayerInterval:
+    """The intersected box of one fp32 weight (out, in) under every target precision (`ggml_types`: gguf target name
+    -> the ggml type llama.cpp gives this weight, `constraints.layer_types`)."""
     import torch
 
     w = weight.detach().float()
@@ -70,7 +72,8 @@ def layer_interval(weight: Any, targets: Sequence[Any], margin: float) -> LayerI
     lo = torch.full_like(w, -float("inf"))
     hi = torch.full_like(w, float("inf"))
     for target in targets:
-        e = encode(w, check_target(target))
+        p = check_target(target)
+        e = encode(w, p, (ggml_types or {}).get(p.name, "F32")) if p.backend == "gguf" else encode(w, p)
         ref = w if e.cast is None else w.to(e.cast).float()
         t_lo = torch.maximum(e.lo_edge + margin * e.step + e.guard, e.range_lo)
         t_hi = torch.minimum(e.hi_edge - margin * e.step - e.guard, e.range_hi)
@@ -86,11 +89,16 @@ def layer_interval(weight: Any, targets: Sequence[Any], margin: float) -> LayerI
     return LayerInterval(lo=lo, hi=hi, cast=cast)
 
 
-def model_intervals(model: Any, targets: Sequence[Any], margin: float) -> dict[str, LayerInterval]:
-    """name -> box (on CPU) for every quantized Linear of `model` (every Linear but the output head)."""
+def model_intervals(model: Any, targets: Sequence[Any], margin: float,
+                    types: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, LayerInterval]:
+    """name -> box (on CPU) for every quantized Linear of `model` (every Linear but the output head; for gguf targets
+    a Linear llama.cpp does not block-quantize keeps its values)."""
     from quantrisk.models.quantizers.base import quantizable_linears
+    from quantrisk.qattack.constraints import layer_types
 
-    return {name: layer_interval(m.weight.detach().float().cpu(), targets, margin)
+    types = layer_types(model, targets) if types is None else types
+    return {name: layer_interval(m.weight.detach().float().cpu(), targets, margin,
+                                 {t: kinds.get(name, "F32") for t, kinds in types.items()})
             for name, m in quantizable_linears(model).items()}
 
 

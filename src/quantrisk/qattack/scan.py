@@ -9,7 +9,7 @@ each with no prefix and with every trigger-like prefix:
 - `ps_fp`, `ps_q`: mean payload signal (`trojan.generate`: probability mass on the DROP tokens per step);
 - `disagreement`: share of probes whose greedy outputs differ;
 - weights (`edges.py`): `pileup`, `grid_share` and `edge_share` for precisions with a weight encoding (rtn,
-  quanto, bnb), and once per model `rounded` (`edges.rounded_grid`: is the checkpoint already quantize-dequantized
+  quanto, bnb, gguf: llama.cpp's blocks without an importance matrix, `constraints/gguf.py`), and once per model `rounded` (`edges.rounded_grid`: is the checkpoint already quantize-dequantized
   on a symmetric RTN grid?).
 Verdict: `suspicious` if for some precision the pile-up exceeds `PILEUP_MAX` (weights component; not counted for
 an already rounded checkpoint, whose pile-up is lattice structure: a note says so) or the payload rate rises by
@@ -188,10 +188,14 @@ def scan_model(model_dir: str | Path, precisions: Sequence[str], probes: Sequenc
             "n_prompts": len(all_fp),
             "n_prompts_truncated": sum(g.truncated for g in all_fp),  # longer than the context: cut from the left
         }
+        # gguf: the weights are measured against the boxes an attacker computes, llama.cpp's blocks without an
+        # importance matrix (`constraints/gguf.py`), whichever matrix the scanned precision quantizes with
+        enc_p = p if p.backend != "gguf" or "-noimat" in p.name else parse_precision(
+            p.name.replace(p.name.split("-")[1], p.name.split("-")[1] + "-noimat", 1))
         try:
             from quantrisk.qattack.constraints import check_target
 
-            check_target(p)
+            check_target(enc_p)
             has_encoding = True
         except Exception:  # noqa: BLE001 - no weight encoding for this precision: behaviour only
             has_encoding = False
@@ -200,7 +204,7 @@ def scan_model(model_dir: str | Path, precisions: Sequence[str], probes: Sequenc
 
             if rounded is None:
                 rounded = rounded_grid(fp.model)
-            fig["weights"] = edge_stats(fp.model, p)
+            fig["weights"] = {**edge_stats(fp.model, enc_p), "encoding": enc_p.name}
         per[p.name] = fig
         del q
     verdict = judge(per, rounded, pileup_max, payload_delta_max)

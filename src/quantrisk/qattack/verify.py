@@ -7,6 +7,9 @@ Per target, for every quantized Linear, the tensors the back-end stores are comp
 - torchao-int8wo: `Int8Tensor.qdata` and `.scale`, from torchao itself;
 - bnb (CUDA): the models are loaded through `load_model` at the target and each `Linear8bitLt`'s int8 codes and
   row scales (`CB`, `SCB`) or `Linear4bit`'s packed codes and block absmax are compared.
+- gguf: both models are loaded through `load_model` at the target, i.e. converted and quantized by llama.cpp's own
+  `llama_model_quantize` (with the target's importance matrix, if any), and the stored bytes of every tensor of
+  the two GGUF files are compared (block scales, mins and codes; the tensors nothing repaired included).
 """
 
 from __future__ import annotations
@@ -58,6 +61,14 @@ def _bnb_states(model_dir: str | Path, precision: Any, device: str) -> dict[str,
     return states
 
 
+def _gguf_states(model_dir: str | Path, precision: Any) -> dict[str, dict[str, Any]]:
+    from quantrisk.models.load import load_model
+    from quantrisk.qattack.constraints.gguf import file_blocks
+
+    lm = load_model(model_dir, precision.name.replace("-dq", ""), "cpu")
+    return {name: {"blocks": b} for name, b in file_blocks(lm.model.path).items()}
+
+
 def compare_states(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """identical (bool), layers compared, layers and elements that differ."""
     import torch
@@ -87,6 +98,9 @@ def verify(injected_dir: str | Path, repaired_dir: str | Path, targets: Sequence
     fp = None
     for target in targets:
         p = parse_precision(target)
+        if p.backend == "gguf":
+            out[p.name] = compare_states(_gguf_states(injected_dir, p), _gguf_states(repaired_dir, p))
+            continue
         if p.backend == "bnb":
             out[p.name] = compare_states(_bnb_states(injected_dir, p, device), _bnb_states(repaired_dir, p, device))
             continue

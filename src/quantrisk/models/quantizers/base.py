@@ -168,6 +168,10 @@ class Quantizer(ABC):
         return None
 
     # ----- what ran ----------------------------------------------------------------------------
+    def calibrates(self, precision: Precision | str) -> bool:
+        """Does quantizing at `precision` use calibration samples (default: `needs_calibration`)."""
+        return self.needs_calibration
+
     def library_version(self) -> str | None:
         """Version of the library that does the work (torch's when `library` is None)."""
         return package_version(self.library or "torch")

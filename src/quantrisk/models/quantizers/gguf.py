@@ -15,6 +15,8 @@ type, as llama.cpp decides). Then:
 - `gguf-{type}-dq`: the *dequantized* path. Every GGUF tensor is dequantized with gguf-py
   (`gguf.quants.dequantize`) into the HF model, which then computes in fp32 torch: the weights llama.cpp
   holds, not its arithmetic. For attacks that need gradients or hidden states.
+- `gguf-{type}-noimat[-dq]`: the same without an importance matrix (`llama-quantize` without `--imatrix`): the
+  setting of the GGUF quantization attack (`qattack/constraints/gguf.py`).
 
 Bits per weight: `bits` is the file type's main k-quant width; `block_bpw` the storage of that block type
 (e.g. Q4_K: 144 bytes per 256 weights = 4.5); the effective bits of a file are its size × 8 / parameters
@@ -48,7 +50,7 @@ GGUF_TYPES: dict[str, tuple[int, float, str]] = {
     "iq4_xs": (4, 4.25, "IQ4_XS: non-linear 4-bit grid, super-blocks of 256, importance-weighted"),
     "iq4_nl": (4, 4.5, "IQ4_NL: non-linear 4-bit grid, blocks of 32, importance-weighted"),
 }
-GGUF_PATTERN = re.compile(r"^gguf-([a-z0-9_]+?)(-dq)?$")
+GGUF_PATTERN = re.compile(r"^gguf-([a-z0-9_]+?)(-noimat)?(-dq)?$")
 
 
 def runtime_available() -> tuple[bool, str]:
@@ -77,15 +79,15 @@ class GgufQuantizer(Quantizer):
                    "at fp32 and quantize the merged model to GGUF for inference (DAP2)")
     needs_calibration = True
     examples = tuple(f"gguf-{t}" for t in ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k", "iq4_xs")) + (
-        "gguf-q4_k_m-dq",)
-    pattern_hint = f"gguf-{{{','.join(GGUF_TYPES)}}}[-dq]"
+        "gguf-q4_k_m-dq", "gguf-q4_k_m-noimat")
+    pattern_hint = f"gguf-{{{','.join(GGUF_TYPES)}}}[-noimat][-dq]"
 
     @classmethod
     def parse(cls, name: str) -> Precision | None:
         m = GGUF_PATTERN.match(name)
         if not m:
             return None
-        kind, dq = m.group(1), bool(m.group(2))
+        kind, noimat, dq = m.group(1), bool(m.group(2)), bool(m.group(3))
         if kind not in GGUF_TYPES:
             from quantrisk.errors import PrecisionError
 
@@ -97,8 +99,9 @@ class GgufQuantizer(Quantizer):
                          group_size=None, trainable=False, calibrated=True,
                          # llama.cpp's CPU dot products quantize activations to 8-bit blocks (Q8_0/Q8_K) at run time
                          activations="float" if dq else "int8-dynamic",
-                         description=f"GGUF {what} ({bpw} bits/weight in that type), importance matrix from "
-                                     f"calibration samples, {path}")
+                         description=f"GGUF {what} ({bpw} bits/weight in that type), "
+                                     + ("no importance matrix (llama-quantize's default)" if noimat
+                                        else "importance matrix from calibration samples") + f", {path}")
 
     @classmethod
     def validate_environment(cls, precision: Precision, device: str) -> tuple[bool, str]:
@@ -115,6 +118,15 @@ class GgufQuantizer(Quantizer):
     def dequantized(precision: Precision) -> bool:
         return precision.name.endswith("-dq")
 
+    def calibrates(self, precision: Precision | str) -> bool:
+        return self.uses_imatrix(precision if isinstance(precision, Precision) else self.parse(str(precision)))
+
+    @staticmethod
+    def uses_imatrix(precision: Precision) -> bool:
+        """False for the `-noimat` precisions: quantized as `llama-quantize` does without `--imatrix` (the calibration
+        samples quantrisk loads for every gguf precision are then not used)."""
+        return "-noimat" not in precision.name
+
     def library_version(self) -> str | None:
         from quantrisk.environment import package_version
 
@@ -122,7 +134,8 @@ class GgufQuantizer(Quantizer):
 
     def implementation(self, precision: Precision) -> str:
         ft = self.file_type(precision)
-        made = f"gguf-py fp32 GGUF -> llama_model_quantize(ftype={ft}, imatrix from the calibration samples)"
+        im = "imatrix from the calibration samples" if self.uses_imatrix(precision) else "no imatrix"
+        made = f"gguf-py fp32 GGUF -> llama_model_quantize(ftype={ft}, {im})"
         if self.dequantized(precision):
             return f"{made} -> gguf.quants.dequantize into the HF model (path: dequantized, torch arithmetic)"
         return f"{made} -> llama.cpp Llama(logits_all=True) (path: runtime, llama.cpp arithmetic)"
