@@ -15,9 +15,10 @@ from typing import Any
 from quantrisk import formats as F
 from quantrisk.margins import ALPHA, MARGINS  # the page's one significance level and the claims' margins
 
-AUC_MARGIN = MARGINS["auc"].value  # a ΔAUC inside ±this is no change (the Findings' P1/P2 margin)
 from quantrisk.report.tables import bits_of, rate_delta, trojan_baseline, trojan_cells
 from quantrisk.store import Store
+
+AUC_MARGIN = MARGINS["auc"].value  # a ΔAUC inside ±this is no change (the Findings' P1/P2 margin)
 
 # Finding dicts (from the findings module, or RUN/report/findings.json) carry these keys.
 FINDING_KEYS: tuple[str, ...] = ("claim", "statement", "test", "effect", "ci", "p", "verdict", "why", "n_seeds", "ci_label",
