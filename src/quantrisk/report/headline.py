@@ -14,7 +14,6 @@ from typing import Any
 
 from quantrisk import formats as F
 from quantrisk.margins import ALPHA, MARGINS  # the page's one significance level and the claims' margins
-
 from quantrisk.report.tables import bits_of, rate_delta, trojan_baseline, trojan_cells
 from quantrisk.store import Store
 
