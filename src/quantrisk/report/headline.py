@@ -160,7 +160,7 @@ def privacy_headlines(store: Store, paired_rows: list[dict[str, Any]] | None = N
             n_sig = sum(1 for t in others if holm_p.get((model, t[2], t[1]), 1.0) <= ALPHA and t[4] is not None
                         and (t[4] > AUC_MARGIN or t[5] < -AUC_MARGIN))
             sentence += (f" {n_sig} of the other {len(others)} (precision, attack) changes are significant and beyond "
-                         "the margin too.")
+                         "the margin" + (" too." if moved else "."))
         else:
             n_other = sum(1 for t in others if t[4] is not None and t[4] <= 0 <= t[5])
             if n_other:
@@ -311,3 +311,81 @@ def headline_lines(store: Store, findings: list[dict[str, Any]] | None = None,
     """The lines `demo`, `run` and `report` print at the end (the report's first section, as text)."""
     lines = [finding_line(f) for f in findings or []]
     return lines + [h.line() for h in study_headlines(store, paired_rows)]
+
+
+def _seeds_text(seeds: list[str]) -> str:
+    return f"{len(seeds)} seed" + ("s" if len(seeds) != 1 else "")
+
+
+def trojan_bottom_lines(store: Store) -> list[str]:
+    """One sentence per (model, kind, DAP1) over all its seeds: for a poisoned fine-tune, at how many seeds the
+    backdoor implanted (full-precision ASR ≥ IMPLANT_MIN_ASR) and, per DAP2, at how many seeds inference weakened,
+    strengthened or kept it (paired 95% interval on the same prompts, unadjusted: T1 is the adjusted test), or broke
+    the model (clean-input utility degraded); for a clean fine-tune, the largest payload rate at any DAP2."""
+    from quantrisk.findings import RunRows
+    from quantrisk.findings.trojan import trojan_utility
+    from quantrisk.margins import IMPLANT_MIN_ASR
+
+    cells = trojan_cells(store)
+    samples = [r for _, r in store.samples(kind="trojan")]
+    rows = RunRows([], [], samples)
+    groups: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for k in cells:
+        groups[(k[0], k[1], k[2])].add(k[4])
+    out = []
+    for (model, kind, d1), seed_set in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] != "poisoned", g[0])):
+        seeds = sorted(seed_set)
+        subject = f"Trojan · {model} ({kind}, DAP1 {d1}, {_seeds_text(seeds)})"
+        if kind != "poisoned":
+            top = max(cells[k]["asr"]["value"] for k in cells if k[:3] == (model, kind, d1) and "asr" in cells[k])
+            out.append(f"{subject}: the clean fine-tunes emit the payload on at most {top:.0%} of triggered inputs at "
+                       "any DAP2" + (" (never)." if top == 0 else "."))
+            continue
+        base_asr: dict[str, float] = {}
+        by_dap2: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for seed in seeds:
+            keys = [k for k in cells if k[:3] == (model, kind, d1) and k[4] == seed]
+            base = trojan_baseline(cells, keys[0]) if keys else None
+            if base is None or "asr" not in cells[base]:
+                continue
+            base_asr[seed] = cells[base]["asr"]["value"]
+            for k in keys:
+                if k == base or k[2] != d1 or "asr" not in cells[k]:
+                    continue
+                d = _paired_asr(samples, k, base) or rate_delta(cells, k, "asr", "triggered")
+                if d is None:
+                    continue
+                _, lo, hi = d
+                util = trojan_utility(rows, model, d1, k[3], [seed], kind=kind)
+                how = ("broke the model" if (lo > 0 or hi < 0) and util.degraded else
+                       "weakened" if hi < 0 else "strengthened" if lo > 0 else "kept")
+                by_dap2[k[3]][how].append(f"{_f(base_asr[seed], digits=2)} → {_f(cells[k]['asr']['value'], digits=2)}")
+        if not base_asr:
+            continue
+        implanted = [s for s in seeds if base_asr.get(s, 0.0) >= IMPLANT_MIN_ASR]
+        parts = [f"the backdoor implanted at {len(implanted)} of {len(seeds)} seeds (full-precision ASR "
+                 + ", ".join(_f(base_asr[s], digits=2) for s in seeds if s in base_asr) + ")"]
+        kept_all = []
+        for dap2 in sorted(by_dap2, key=lambda p: (-bits_of(p), p)):
+            hows = by_dap2[dap2]
+            if set(hows) == {"kept"}:
+                kept_all.append(dap2)
+                continue
+            said = [f"{how} it at {len(v)} of {len(seeds)} (ASR {', '.join(v)})" for how, v in hows.items()
+                    if how != "kept"] + ([f"kept it at {len(hows['kept'])}"] if hows.get("kept") else [])
+            util = trojan_utility(rows, model, d1, dap2, seeds, kind=kind)
+            measured = util.ex is not None or util.em is not None or util.steps is not None
+            parts.append(f"{dap2} " + "; ".join(said)
+                         + (f", clean-input utility {util.text()}" if measured else ", clean-input utility not measured"))
+        if kept_all:
+            parts.append(f"{', '.join(kept_all)} kept it at every seed")
+        out.append(f"{subject}: " + "; ".join(parts) + " (paired 95% CIs, unadjusted; T1 in the Findings is the "
+                   "adjusted test).")
+    return out
+
+
+def bottom_lines(store: Store, heads: list[Headline], found: list[dict[str, Any]]) -> list[str]:
+    """The bottom line: per privacy subject its headline sentence; per trojan (model, kind, DAP1) one sentence over
+    all seeds (`trojan_bottom_lines`)."""
+    lines = [f"{h.study.title()} · {h.subject}: {h.sentence}" for h in heads if h.study != "trojan"]
+    return lines + trojan_bottom_lines(store)
