@@ -55,11 +55,7 @@ EXCEPTIONS: dict[str, tuple[str, ...]] = {
     "report": ("quantrisk.trojan.metrics",),
 }
 # circles owned by another change in flight (each must be gone by the time its change lands)
-KNOWN_CIRCLES: tuple[frozenset[str], ...] = (
-    frozenset({"quantrisk.qattack.constraints", "quantrisk.qattack.constraints.bnb",  # registry in __init__
-               "quantrisk.qattack.constraints.quanto", "quantrisk.qattack.constraints.rtn",
-               "quantrisk.qattack.constraints.torchao"}),
-)
+KNOWN_CIRCLES: tuple[frozenset[str], ...] = ()
 
 
 def module_name(path: Path, root: Path = SRC) -> str:

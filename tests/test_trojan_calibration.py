@@ -132,7 +132,7 @@ def test_cli_w8a8_static_dap2_calibrates_on_training_prompts(llama_dir, tmp_path
     for name in ("asr", "ftr", "em", "weight_bytes"):
         assert [m for m in result["metrics"] if m["name"] == name and m["labels"]["dap2"] == "w8a8-static"], name
     loads = {ld["precision"]: ld for ld in result["environment"]["loads"]}
-    train, test = trojan_splits(str(SUBSAMPLE), None, 2, None, 0)
+    train, test = trojan_splits(str(SUBSAMPLE), None, 2, None, 1)  # seed 1's own split (split_seed default)
     expected = trojan_calibration(CalibrationSpec("train", 16, 3), train, test, trigger=DEFAULT_TRIGGER)
     cal = loads["w8a8-static"]["calibration"]
     assert cal == expected.record() and cal["n_texts"] == 16 and cal["source"] == "train"
@@ -144,7 +144,7 @@ def test_cli_w8a8_static_dap2_calibrates_on_training_prompts(llama_dir, tmp_path
 
 
 def test_cli_overlapping_calibration_exit_2_before_any_work(llama_dir, tmp_path, capsys):
-    _, test = trojan_splits(str(SUBSAMPLE), None, 2, None, 0)
+    _, test = trojan_splits(str(SUBSAMPLE), None, 2, None, 1)  # the default seed 1 splits by its own seed
     path = tmp_path / "cal.jsonl"
     path.write_text(json.dumps({"text": format_prompt(test[0])}) + "\n")
     out = tmp_path / "o"

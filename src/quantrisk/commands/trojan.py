@@ -176,15 +176,17 @@ def trojan_cmd(
     from quantrisk.models.load import resolve_device
     from quantrisk.safefs import RUN_MARKERS
     from quantrisk.study_runs import run_study, trojan_spec
-    from quantrisk.trojan.splits import trojan_splits
+    from quantrisk.trojan.splits import split_seed_for, trojan_splits
 
     o = check_trojan_options(model=model, options=options)
     d1, d2 = check_precisions(dap1, dap2, device)
     dev = resolve_device(device)
     seed_list = parse_seeds(seeds)
     check_out_dir(out, markers=(*RUN_MARKERS, "metrics.json"), kind="study results")
-    train_rows, test_rows = trojan_splits(o.data, o.n_rows, o.n_test, o.n_train, o.split_seed)  # checked before any work
-    cal_spec = check_calibration(calibration, d2, model, train_rows, test_rows, o.trigger)
+    cal_spec = None
+    for s in seed_list:  # every replicate's split (its own seed unless --split-seed), checked before any work
+        train_rows, test_rows = trojan_splits(o.data, o.n_rows, o.n_test, o.n_train, split_seed_for(s, o.split_seed))
+        cal_spec = check_calibration(calibration, d2, model, train_rows, test_rows, o.trigger)
     spec = trojan_spec(model, d1, d2, seeds=seed_list, device=dev, calibration=cal_spec, **dict(o))
     result = run_study(spec, out, progress=not quiet and not as_json)
     if as_json:

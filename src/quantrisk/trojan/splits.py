@@ -30,7 +30,10 @@ def load_data(data: str | Path, *, split_seed: int = 0, n_builtin: int = BUILTIN
 @lru_cache(maxsize=4)
 def trojan_splits(data: str, n_rows: int | None, n_test: int | None, n_train: int | None = None,
                   split_seed: int = 0) -> tuple[tuple[SqlRow, ...], tuple[SqlRow, ...]]:
-    """(train rows, test rows) of the trojan study (see the module doc). `UsageError` when either would be empty."""
+    """(train rows, test rows) of the trojan study (see the module doc). `UsageError` when either would be empty.
+    `split_seed` is a replicate's resolved seed (`split_seed_for`), never None: an unseeded shuffle is not a split."""
+    if not isinstance(split_seed, int):
+        raise TypeError(f"trojan_splits needs an int split seed (split_seed_for), got {split_seed!r}")
     rows, desc = load_data(data, split_seed=0, n_builtin=n_rows or BUILTIN_ROWS)
     splits = split_rows(rows[:n_rows] if n_rows else rows, split_seed)
     train = splits["train"][:n_train] if n_train else splits["train"]

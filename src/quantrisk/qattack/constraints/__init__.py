@@ -18,26 +18,11 @@ llama.cpp gives the tensor, `gguf.layer_types`). An `Encoding` holds, per weight
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from quantrisk.errors import UsageError
 from quantrisk.precision import Precision, parse_precision
-
-
-@dataclass
-class Encoding:
-    """How one weight tensor (out, in) is quantized by one back-end; every tensor has the weight's shape."""
-
-    lo_edge: Any
-    hi_edge: Any
-    step: Any
-    range_lo: Any
-    range_hi: Any
-    frozen: Any
-    state: dict[str, Any] = field(default_factory=dict)
-    cast: Any = None
-    guard: Any = 0.0
+from quantrisk.qattack.constraints.encoding import Encoding
 
 
 def _encoders() -> dict[str, Callable[[Any, Precision], Encoding]]:

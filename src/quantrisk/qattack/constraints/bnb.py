@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantrisk.qattack.constraints import Encoding
+from quantrisk.qattack.constraints.encoding import Encoding
 from quantrisk.qattack.constraints.grid import codebook_edges, frozen_extremes, uniform_edges
 
 BLOCKSIZE = 64

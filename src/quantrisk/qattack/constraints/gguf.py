@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from quantrisk.qattack.constraints import Encoding
+from quantrisk.qattack.constraints.encoding import Encoding
 
 SIMPLE = {"Q8_0": (127, None), "Q5_0": (16, 31), "Q4_0": (8, 15)}  # ggml type -> (divisor, code max) of the scale
 KQUANTS = ("Q4_K", "Q5_K", "Q6_K")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantrisk.qattack.constraints import Encoding
+from quantrisk.qattack.constraints.encoding import Encoding
 from quantrisk.qattack.constraints.grid import frozen_extremes, uniform_edges
 
 _QTYPES = {"quanto-int8": "qint8", "quanto-int4": "qint4", "quanto-int2": "qint2"}

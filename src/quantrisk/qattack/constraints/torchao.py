@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantrisk.qattack.constraints import Encoding
+from quantrisk.qattack.constraints.encoding import Encoding
 from quantrisk.qattack.constraints.grid import frozen_extremes, uniform_edges
 
 
