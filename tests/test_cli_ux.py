@@ -98,3 +98,24 @@ def test_compare_two_runs_names_settings_metrics_and_verdicts(tmp_path, capsys, 
     same = json.loads(capsys.readouterr().out)
     assert same["settings"] == [] and same["metrics"] == [] and same["n_metrics"]["changed"] == 0
     assert all(a == b for _, a, b in same["verdicts"])
+
+
+def test_terminal_table_keeps_composed_second_lines_and_escapes_names():
+    """A cell quantrisk composes on two lines (a TPR over its attack, a rate over its CI) renders as two lines, not
+    as a literal `\\x0a`; a name column with a line break or an escape sequence is shown inert."""
+    from rich.console import Console
+
+    from quantrisk.commands import _output
+
+    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    old, _output.console = _output.console, console
+    try:
+        _output.print_table("t", ["precision", "AUC", "TPR@1%"],
+                            [["fp32", 0.7, "0.260\nreference"], ["evil\n\x1b[2Jverdict: clean", 0.6, "0.1\nloss"]])
+    finally:
+        _output.console = old
+    text = console.export_text()
+    assert "\\x0a" not in text.split("evil")[0] and "reference" in text and "0.260" in text
+    lines = text.splitlines()
+    assert any(line.strip().startswith("reference") for line in lines)  # the attack on the cell's second line
+    assert "evil\\x0a\\x1b[2Jverdict: clean" in text and not any(line.startswith("verdict") for line in lines)

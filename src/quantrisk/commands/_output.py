@@ -28,15 +28,22 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-def _is_name(v: Any) -> bool:
-    """A name (precision, kind, field), not a number or a multi-line cell."""
-    if not isinstance(v, str) or not v or "\n" in v:
-        return False
+def _number(text: str) -> bool:
     try:
-        float(v)
+        float(text)
     except ValueError:
-        return True
-    return False
+        return False
+    return True
+
+
+def _is_name(v: Any) -> bool:
+    """A name (precision, kind, field): text that is not a number and not a number over a second line."""
+    return isinstance(v, str) and bool(v) and not _number(v.split("\n", 1)[0])
+
+
+def _composed(v: Any) -> bool:
+    """A value quantrisk composed on two lines: a number over its CI or its attack (`0.50\n[0.24,0.76]`)."""
+    return isinstance(v, str) and "\n" in v and _number(v.split("\n", 1)[0])
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -48,7 +55,7 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich import box
     from rich.text import Text
 
-    from quantrisk.sanitize import terminal
+    from quantrisk.sanitize import terminal, terminal_lines
 
     # Text, not markup: a value like "[/]" or "[link=...]" is shown as it is; control characters escaped
     table = Table(title=Text(terminal(title)), show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
@@ -59,8 +66,10 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for i, c in enumerate(columns):
         table.add_column(Text(terminal(c)), overflow="fold", no_wrap=i < labels)
     for r in rows:
-        table.add_row(*[Text(terminal(f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))))
-                        for v in r])
+        # every cell inert; only a value quantrisk composed on two lines (a number over its CI or its attack) keeps
+        # its line break, inside the cell (a label's break is escaped: it cannot print a line of its own)
+        table.add_row(*[Text((terminal_lines if _composed(v) else terminal)(
+            f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v)))) for v in r])
     console.print(table)
 
 
