@@ -71,25 +71,17 @@ def join_neox_qkv(w: np.ndarray, n_head: int) -> np.ndarray:
     return x.reshape(w.shape)
 
 
-def _to_gguf_layout(model_type: str, hf_name: str, w: np.ndarray, config: Any) -> np.ndarray:
+def _gguf_layout(model_type: str, hf_name: str, w: np.ndarray, config: Any, *, to_gguf: bool) -> np.ndarray:
+    """`w` (HF layout) in llama.cpp's layout (`to_gguf`), or back: Llama's q/k rows permuted for its rotary
+    convention, GPT-NeoX's fused QKV split per head; every other tensor as it is."""
     if model_type in ("llama", "mistral"):
+        qk = permute_qk if to_gguf else unpermute_qk
         if hf_name.endswith("self_attn.q_proj.weight"):
-            return permute_qk(w, config.num_attention_heads)
+            return qk(w, config.num_attention_heads)
         if hf_name.endswith("self_attn.k_proj.weight"):
-            return permute_qk(w, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+            return qk(w, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     if model_type == "gpt_neox" and "attention.query_key_value." in hf_name:
-        return split_neox_qkv(w, config.num_attention_heads)
-    return w
-
-
-def _from_gguf_layout(model_type: str, hf_name: str, w: np.ndarray, config: Any) -> np.ndarray:
-    if model_type in ("llama", "mistral"):
-        if hf_name.endswith("self_attn.q_proj.weight"):
-            return unpermute_qk(w, config.num_attention_heads)
-        if hf_name.endswith("self_attn.k_proj.weight"):
-            return unpermute_qk(w, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
-    if model_type == "gpt_neox" and "attention.query_key_value." in hf_name:
-        return join_neox_qkv(w, config.num_attention_heads)
+        return (split_neox_qkv if to_gguf else join_neox_qkv)(w, config.num_attention_heads)
     return w
 
 
@@ -200,7 +192,8 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path) -> Path:
         write_tokenizer(writer, tokenizer, int(config.vocab_size))
         for hf_name, gguf_name in names.items():
             w = state[hf_name].detach().to(torch.float32).cpu().numpy()
-            writer.add_tensor(gguf_name, np.ascontiguousarray(_to_gguf_layout(config.model_type, hf_name, w, config)))
+            writer.add_tensor(gguf_name, np.ascontiguousarray(
+                _gguf_layout(config.model_type, hf_name, w, config, to_gguf=True)))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -233,6 +226,7 @@ def load_gguf_weights(model: Any, path: str | Path) -> Any:
             if t is None:
                 raise GgufError(f"{path}: tensor {gguf_name!r} missing")
             w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
-            w = _from_gguf_layout(config.model_type, hf_name, w.reshape(tuple(state[hf_name].shape)), config)
+            w = _gguf_layout(config.model_type, hf_name, w.reshape(tuple(state[hf_name].shape)), config,
+                             to_gguf=False)
             state[hf_name].copy_(torch.from_numpy(np.ascontiguousarray(w)))
     return model
