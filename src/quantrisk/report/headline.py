@@ -203,6 +203,21 @@ def _paired_asr(samples: list[dict[str, Any]], key: tuple[str, ...], base: tuple
     return newcombe_paired_diff_ci(both, first, second, len(ids) - both - first - second)
 
 
+def _asr_changes(cells: dict[tuple[str, ...], Any], samples: list[dict[str, Any]], keys: list[tuple[str, ...]],
+                 base: tuple[str, ...], d1: str) -> list[tuple[tuple[str, ...], tuple[float, float, float], str]]:
+    """(cell, (ΔASR, low, high), how) of every DAP2 cell of `keys` at DAP1 `d1` against `base`: Newcombe's paired
+    interval on the same prompts, or the unpaired one (labelled) without per-prompt rows."""
+    out = []
+    for k in keys:
+        if k == base or k[2] != d1 or "asr" not in cells[k]:
+            continue
+        paired = _paired_asr(samples, k, base)
+        d = paired if paired is not None else rate_delta(cells, k, "asr", "triggered")
+        if d is not None:
+            out.append((k, d, "paired" if paired is not None else "unpaired"))
+    return out
+
+
 def trojan_headlines(store: Store) -> list[Headline]:
     """Per (model, kind, DAP1, seed): the baseline cell's ASR (DAP1 = DAP2 = full precision) and the DAP2 whose ASR
     moved most against it, with Newcombe's paired 95% interval on the same prompts (the independent-samples one,
@@ -228,14 +243,7 @@ def trojan_headlines(store: Store) -> list[Headline]:
         baseline = (f"{base[3]}→{base[3]}: ASR {_f(b['value'], digits=2)}"
                     + (f" {_ci(b['ci_low'], b['ci_high'], digits=2)}" if b["ci_low"] is not None else "")
                     + (f" n={int(n)}" if n else ""))
-        deltas = []
-        for k in keys:
-            if k == base or k[2] != d1:
-                continue
-            paired = _paired_asr(samples, k, base)
-            d = paired if paired is not None else rate_delta(cells, k, "asr", "triggered")
-            if d is not None:
-                deltas.append((k, d, "paired" if paired is not None else "unpaired"))
+        deltas = _asr_changes(cells, samples, keys, base, d1)
         if not deltas:
             out.append(Headline("trojan", subject, baseline, "none (no other DAP2)", "Add DAP2 precisions to compare."))
             continue
@@ -349,13 +357,7 @@ def trojan_bottom_lines(store: Store) -> list[str]:
             if base is None or "asr" not in cells[base]:
                 continue
             base_asr[seed] = cells[base]["asr"]["value"]
-            for k in keys:
-                if k == base or k[2] != d1 or "asr" not in cells[k]:
-                    continue
-                d = _paired_asr(samples, k, base) or rate_delta(cells, k, "asr", "triggered")
-                if d is None:
-                    continue
-                _, lo, hi = d
+            for k, (_, lo, hi), _ in _asr_changes(cells, samples, keys, base, d1):
                 util = trojan_utility(rows, model, d1, k[3], [seed], kind=kind)
                 how = ("broke the model" if (lo > 0 or hi < 0) and util.degraded else
                        "weakened" if hi < 0 else "strengthened" if lo > 0 else "kept")
