@@ -1,7 +1,9 @@
 """The import graph of the package, computed from the source with `ast` (imports inside functions and under
-`TYPE_CHECKING` count): no import circle, and every import allowed by the layer table below (docs/ARCHITECTURE.md
-draws the same table). An allow-list: a new module belongs to the layer of its longest listed prefix, and a new
-arrow between layers must be added here on purpose."""
+`TYPE_CHECKING` count): no import circle, no arrow that runs back up between rooms (a room is a top-level module
+or sub-package of `quantrisk`, drawn as one box: the graph of rooms has no loop, so each room stands above all it
+imports), and every import allowed by the layer table below (docs/ARCHITECTURE.md draws the same table). An
+allow-list: a new module belongs to the layer of its longest listed prefix, and a new arrow between layers must be
+added here on purpose."""
 
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "precision": ("quantrisk.precision",),
     "models": ("quantrisk.models",),
     "analysis": ("quantrisk.comparisons", "quantrisk.findings"),
-    "studies": ("quantrisk.privacy", "quantrisk.trojan", "quantrisk.qattack"),
-    "spec": ("quantrisk.config", "quantrisk.spec_studies"),
-    "cells": ("quantrisk.cells", "quantrisk.qattack.cell"),
+    "studies": ("quantrisk.privacy", "quantrisk.trojan"),
+    "cells": ("quantrisk.cells",),
     "store": ("quantrisk.store",),
-    "report": ("quantrisk.report", "quantrisk.qattack.report"),
+    "report": ("quantrisk.report",),
+    "plugged": ("quantrisk.qattack", "quantrisk.studies"),  # studies that register their cell kind and sections
+    "spec": ("quantrisk.config", "quantrisk.spec_studies"),
     "execution": ("quantrisk.executors", "quantrisk.grid", "quantrisk.runner"),
     "study_runs": ("quantrisk.study_runs",),
     "cli": ("quantrisk.cli", "quantrisk.commands"),
@@ -42,12 +45,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "models": (*_BASE, "numerics", "data", "backends", "precision"),
     "analysis": (*_BASE, "numerics", "precision"),
     "studies": (*_BASE, "numerics", "data", "backends", "precision", "models", "analysis"),
-    "spec": (*_BASE, "data", "precision", "models", "studies"),
     "cells": (*_BASE, "numerics", "data", "precision", "models", "studies"),
     "store": (*_BASE, "cells"),
     "report": (*_BASE, "numerics", "precision", "analysis", "store"),
-    "execution": (*_BASE, "precision", "models", "studies", "spec", "cells", "store"),
-    "study_runs": (*_BASE, "studies", "spec", "cells", "store", "execution"),
+    "plugged": (*_BASE, "numerics", "data", "backends", "precision", "models", "analysis", "studies", "cells",
+                "store", "report"),
+    "spec": (*_BASE, "data", "precision", "models", "studies", "plugged"),
+    "execution": (*_BASE, "precision", "models", "studies", "plugged", "spec", "cells", "store"),
+    "study_runs": (*_BASE, "studies", "plugged", "spec", "cells", "store", "execution"),
     "cli": tuple(LAYERS),
 }
 # what a layer may read of another that ALLOWED does not grant: a registry's metadata (names, orientation)
@@ -139,6 +144,31 @@ def circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return out
 
 
+def room_of(module: str) -> str:
+    """The room a module is drawn in: `quantrisk.x` for a top-level module x or any module of sub-package x."""
+    return ".".join(module.split(".")[:2])
+
+
+def room_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """room -> the other rooms its modules import."""
+    rooms: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        rooms.setdefault(room_of(module), set()).update(room_of(t) for t in targets)
+    return {r: t - {r} for r, t in rooms.items()}
+
+
+def back_arrows(graph: dict[str, set[str]]) -> list[str]:
+    """The module imports that tie rooms into a loop (one of them runs back up whichever way the floors are laid)."""
+    rooms = room_graph(graph)
+    bad = []
+    for loop in circles(rooms):
+        for module, targets in sorted(graph.items()):
+            for t in sorted(targets):
+                if room_of(module) in loop and room_of(t) in loop and room_of(t) != room_of(module):
+                    bad.append(f"{module} imports {t} ({room_of(module)} and {room_of(t)} import each other)")
+    return bad
+
+
 def layer_of(module: str) -> str:
     best, where = "", None
     for layer, prefixes in LAYERS.items():
@@ -165,6 +195,11 @@ def test_the_package_has_no_import_circle():
     assert not found, found
 
 
+def test_no_arrow_runs_back_up_between_rooms():
+    bad = back_arrows(import_graph())
+    assert not bad, "\n".join(bad)
+
+
 def test_every_import_is_allowed_by_the_layer_table():
     assert set(ALLOWED) == set(LAYERS)
     bad = layer_violations(import_graph())
@@ -185,3 +220,21 @@ def test_the_checks_catch_a_circle_and_an_upward_import(tmp_path):
     assert circles(graph) == [frozenset({"quantrisk.privacy.study", "quantrisk.runner"})]
     assert layer_violations(graph) == ["quantrisk.errors (leaves) imports quantrisk.privacy.study (studies)",
                                        "quantrisk.privacy.study (studies) imports quantrisk.runner (execution)"]
+
+
+def test_the_check_catches_rooms_that_import_each_other_without_a_module_circle(tmp_path):
+    pkg = tmp_path / "quantrisk"
+    for d in ("report", "qattack"):
+        (pkg / d).mkdir(parents=True)
+        (pkg / d / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "report" / "tables.py").write_text("X = 1\n")
+    (pkg / "report" / "sections.py").write_text("def f():\n    from quantrisk.qattack.report import g\n")
+    (pkg / "qattack" / "report.py").write_text("from quantrisk.report.tables import X\n")
+    graph = import_graph(pkg)
+    assert circles(graph) == []
+    assert back_arrows(graph) == [
+        "quantrisk.qattack.report imports quantrisk.report.tables (quantrisk.qattack and quantrisk.report import "
+        "each other)",
+        "quantrisk.report.sections imports quantrisk.qattack.report (quantrisk.report and quantrisk.qattack import "
+        "each other)"]

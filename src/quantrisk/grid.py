@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import quantrisk.qattack.cell  # noqa: F401 - the qattack study registers its cell kind (from below) in `cells`
+import quantrisk.studies  # noqa: F401 - the plugged-in studies register their cell kinds (from below) in `cells`
 from quantrisk.cells import Cell
 from quantrisk.config import Spec
 from quantrisk.errors import UsageError

@@ -216,6 +216,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone (and, with
         --compare, the other run's)."""
+        import quantrisk.studies  # noqa: F401 - the plugged-in studies register their report sections
         from quantrisk.commands._output import check_out_dir
         from quantrisk.report import build_report
         from quantrisk.safefs import REPORT_MARKERS

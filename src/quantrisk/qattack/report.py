@@ -1,7 +1,8 @@
 """Report section of the `qattack` study: ASR full precision vs quantized per target, the defence curve, scan verdicts.
 
-`qattack_sections(store, Section)` returns the sections (none when the store has no qattack cells); values are
-means over the cells' seeds.
+The study plugs its section into the report from below: `qattack_sections` is registered in the report's section
+registry (`@section("qattack", "studies")`), and `quantrisk.studies` imports this module where the application is
+assembled. It returns no section when the store has no qattack cells; values are means over the cells' seeds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from typing import Any
+
+from quantrisk.report.plots import _plt, _png
+from quantrisk.report.sections import Section, SectionContext, section
+from quantrisk.report.tables import Table
 
 
 def _mean_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, float]]:
@@ -20,8 +25,6 @@ def _mean_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[
 
 def attack_table(store: Any) -> Any:
     """model x stage x precision: ASR, FTR, JS-K, EM (and codes identical for the repaired model at each target)."""
-    from quantrisk.report.tables import Table
-
     rows = [r for r in store.metrics(kind="qattack") if r["name"] in ("asr", "ftr", "js_k", "em", "codes_identical")]
     if not rows:
         return None
@@ -43,8 +46,6 @@ def attack_table(store: Any) -> Any:
 
 def defence_table(store: Any) -> Any:
     """defence x target x sigma x precision: ASR, FTR, JS-K, EM of the repaired model."""
-    from quantrisk.report.tables import Table
-
     rows = [r for r in store.metrics(kind="qattack") if r["name"].startswith("defence_")]
     if not rows:
         return None
@@ -58,8 +59,6 @@ def defence_table(store: Any) -> Any:
 
 def scan_table(store: Any) -> Any:
     """One row per scanned model: verdict and reasons."""
-    from quantrisk.report.tables import Table
-
     rows = [row for _, row in store.samples(kind="qattack") if "verdict" in row]
     if not rows:
         return None
@@ -69,8 +68,6 @@ def scan_table(store: Any) -> Any:
 
 def defence_plot(store: Any) -> bytes | None:
     """ASR and clean JS-K at the target vs noise sigma, one line per (model, target)."""
-    from quantrisk.report.plots import _plt, _png
-
     rows = [r for r in store.metrics(kind="qattack") if r["name"] in ("defence_asr", "defence_js_k")
             and r["labels"].get("defence") in ("none", "noise")]
     if not rows:
@@ -105,24 +102,26 @@ def acceptance_text(store: Any) -> str:
     return text
 
 
-def qattack_sections(store: Any, section: Any) -> list[Any]:
-    """The qattack report sections, built with the report's `Section(title, text, table, image)` class."""
+@section("qattack", "studies")
+def qattack_sections(c: SectionContext) -> list[Section]:
+    """The qattack report sections: the attack table (with the acceptance), the defences, their curve, the scan."""
+    store = c.store
     at = attack_table(store)
     if at is None:
         return []
-    secs = [section("Quantization-conditioned backdoor",
+    secs = [Section("Quantization-conditioned backdoor",
                     "Injected: poisoned fine-tune (trigger -> DROP TABLE). Repaired: PGD inside the intervals of the "
                     "target quantizers. The attack works when the repaired model is clean in fp32 (low ASR) but as "
                     "malicious as the injected one at each target, with identical codes. " + acceptance_text(store),
                     at)]
     dt = defence_table(store)
     if dt is not None:
-        secs.append(section("Defences", "Gaussian noise (sigma x the weight's quantization step) added before "
+        secs.append(Section("Defences", "Gaussian noise (sigma x the weight's quantization step) added before "
                             "quantizing, other grids (re-rounding) and a bf16 round trip.", dt))
         img = defence_plot(store)
         if img:
-            secs.append(section("Defence curve", "", None, ("qattack_defence.png", img)))
+            secs.append(Section("Defence curve", "", None, ("qattack_defence.png", img)))
     st = scan_table(store)
     if st is not None:
-        secs.append(section("Scan verdicts", "", st))
+        secs.append(Section("Scan verdicts", "", st))
     return secs

@@ -1,7 +1,9 @@
 """The report's sections, one registered function each (`SECTIONS`, `quantrisk.registry.Registry`): `fn(ctx) ->
 list[Section]`, empty when the store has no data for it; `collect_sections` runs them in report order. A new
-section (a table or a plot) is one function with `@section(name)` here; its place is its registration order within
-its part (head: bottom line, setup, findings; body: the studies' tables and plots; tail: the environment).
+section (a table or a plot) is one function with `@section(name, part)`; its place is its registration order within
+its part (head: bottom line, setup, findings; studies: each study's tables and plots, the built-in ones here, a
+study package's own registered from its `report` module (e.g. `quantrisk.qattack.report`), which
+`quantrisk.studies` imports; body: the run's own sections (run summary, failed cells, ...); tail: the environment).
 """
 
 from __future__ import annotations
@@ -204,14 +206,17 @@ class SectionContext:
 
 SectionFn = Callable[[SectionContext], list[Section]]
 # name -> section function, in report order within its part: "head" (bottom line, setup, findings; run after the
-# body, whose tables record the constant columns the setup lists), "body", "tail"
+# others, whose tables record the constant columns the setup lists), "studies", "body", "tail"
 SECTIONS: Registry[SectionFn] = Registry("report section")
 PARTS: dict[str, str] = {}
+PART_ORDER = ("head", "studies", "body", "tail")  # on the page; the head is computed last
 
 
 def section(name: str, part: str = "body") -> Callable[[SectionFn], SectionFn]:
     """Decorator: register `fn(ctx) -> list[Section]` (none when the store has no data for it) as report section
-    `name` in `part` (head, body or tail); a name taken by another function raises `ValueError`."""
+    `name` in `part` (one of `PART_ORDER`); a name taken by another function raises `ValueError`."""
+    if part not in PART_ORDER:
+        raise ValueError(f"report section {name!r}: unknown part {part!r}; known: {', '.join(PART_ORDER)}")
 
     def wrap(fn: SectionFn) -> SectionFn:
         SECTIONS.add(name, fn)
@@ -256,14 +261,14 @@ def _largest_change(c: SectionContext) -> list[Section]:
                     lines=[h.line() for h in c.heads])]
 
 
-@section("pretraining")
+@section("pretraining", "studies")
 def _pretraining(c: SectionContext) -> list[Section]:
     gt = generic_table(c.store, "pretrain", "Pretrained zoo models (mean NLL in nats/token)", ("model", "role"))
     return [] if gt is None else [
         Section("Pretraining", "Member vs non-member NLL: the gap is what membership inference exploits.", gt)]
 
 
-@section("privacy")
+@section("privacy", "studies")
 def _privacy(c: SectionContext) -> list[Section]:
     auc_t = c.privacy_table()
     if auc_t is None:
@@ -274,7 +279,7 @@ def _privacy(c: SectionContext) -> list[Section]:
                     tables=[c.slim(rest_t, "the privacy tables")] if rest_t is not None else [])]
 
 
-@section("paired comparisons")
+@section("paired comparisons", "studies")
 def _paired(c: SectionContext) -> list[Section]:
     pc = paired_table(c.rows, c.n_non) if c.privacy_table() is not None else None
     return [] if pc is None else [
@@ -283,7 +288,7 @@ def _paired(c: SectionContext) -> list[Section]:
                 "precisions × attacks of a model.", c.slim(pc, "the paired comparisons", ("seed", "baseline")))]
 
 
-@section("delta auc vs bits")
+@section("delta auc vs bits", "studies")
 def _delta_auc(c: SectionContext) -> list[Section]:
     return [] if c.privacy_table() is None else _image(
         "ΔAUC vs bits", "Change of each attack's AUC against the full-precision baseline; marker shape = back-end, "
@@ -291,14 +296,14 @@ def _delta_auc(c: SectionContext) -> list[Section]:
         "shifted by the baseline).", "delta_auc_vs_bits.png", plots.delta_auc_vs_bits(c.store, c.rows.paired()))
 
 
-@section("tpr vs bits")
+@section("tpr vs bits", "studies")
 def _tpr(c: SectionContext) -> list[Section]:
     return [] if c.privacy_table() is None else _image(
         "TPR at low FPR vs bits", plots.tpr_resolution_text(c.n_non), "tpr_vs_bits.png",
         plots.tpr_vs_bits(c.store, c.n_non))
 
 
-@section("roc curves")
+@section("roc curves", "studies")
 def _roc(c: SectionContext) -> list[Section]:
     if c.privacy_table() is None:
         return []
@@ -308,14 +313,14 @@ def _roc(c: SectionContext) -> list[Section]:
                   "roc.png", img) if img else []
 
 
-@section("auc vs exposure")
+@section("auc vs exposure", "studies")
 def _exposure(c: SectionContext) -> list[Section]:
     return [] if c.privacy_table() is None else _image(
         "AUC vs exposure", "Members seen k times (exposure-regime zoo models) against all non-members; band = 95% "
         "bootstrap CI.", "auc_vs_exposure.png", plots.auc_vs_exposure(c.store))
 
 
-@section("quality vs risk")
+@section("quality vs risk", "studies")
 def _quality(c: SectionContext) -> list[Section]:
     if c.privacy_table() is None:
         return []
@@ -323,7 +328,7 @@ def _quality(c: SectionContext) -> list[Section]:
     return _image("Quality vs privacy risk", _correlation_text(stats), "codebleu_vs_auc.png", img)
 
 
-@section("trojan")
+@section("trojan", "studies")
 def _trojan(c: SectionContext) -> list[Section]:
     tt = c.trojan_table()
     return [] if tt is None else [
@@ -334,23 +339,16 @@ def _trojan(c: SectionContext) -> list[Section]:
                 c.slim(tt, "the trojan table", ("model", "DAP1", "seed")), details=trojan_full_table(c.store))]
 
 
-@section("trojan rates")
+@section("trojan rates", "studies")
 def _trojan_rates(c: SectionContext) -> list[Section]:
     return [] if c.trojan_table() is None else _image(
         "ASR and false triggers per DAP1 × DAP2", "", "trojan_rates.png", plots.trojan_rates(c.store))
 
 
-@section("payload signal")
+@section("payload signal", "studies")
 def _payload(c: SectionContext) -> list[Section]:
     return [] if c.trojan_table() is None else _image(
         "Payload signal", "", "payload_signal.png", plots.payload_violins(c.store))
-
-
-@section("qattack")
-def _qattack(c: SectionContext) -> list[Section]:
-    from quantrisk.qattack.report import qattack_sections
-
-    return list(qattack_sections(c.store, Section))
 
 
 @section("synthetic")
@@ -387,17 +385,17 @@ def _environment(c: SectionContext) -> list[Section]:
 
 def collect_sections(store: Store, found: list[dict[str, Any]] | None = None, rows: RunRows | None = None) -> list[Section]:
     """Every section the store has data for, in report order: the registered section functions (`SECTIONS`) of
-    the head (bottom line first), the body and the tail; the body runs first (its tables record the constant
-    columns that the setup lists)."""
+    the head (bottom line first), the studies, the body and the tail; the head runs last (the other parts' tables
+    record the constant columns that the setup lists)."""
     rows = rows or RunRows.from_store(store)
     nonmembers = nonmember_counts(store)
     ctx = SectionContext(store, rows, found or [], study_headlines(store, rows.paired()),
                          min(nonmembers) if nonmembers else None)
-    out = {part: [] for part in ("head", "body", "tail")}  # type: dict[str, list[Section]]
-    for part in ("body", "head", "tail"):
+    out: dict[str, list[Section]] = {part: [] for part in PART_ORDER}
+    for part in (*PART_ORDER[1:], PART_ORDER[0]):
         for name, fn in SECTIONS.items():
             if PARTS[name] == part:
                 out[part] += fn(ctx)
-    return out["head"] + out["body"] + out["tail"]
+    return [s for part in PART_ORDER for s in out[part]]
 
 
