@@ -1,5 +1,6 @@
-"""Each study option is defined once (`privacy.options.PrivacySettings`, `trojan.options.TrojanSettings`): every
-option can be set from the spec and from the CLI, with the same default; the cells read it back typed; options
+"""Each study option is defined once (`privacy.options.PrivacySettings`, `trojan.options.TrojanSettings`,
+`qattack.options.QattackSettings`, and the scanner's `qattack.options.ScanSettings`): every option can be set from
+the spec (the scanner has no spec study) and from the CLI, with the same default; the cells read it back typed; options
 added since cells were stored leave the ids of cells that do not set them unchanged."""
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ import typer
 
 from quantrisk.cli import app
 from quantrisk.commands._options import flag
-from quantrisk.config import PrivacyStudy, TrojanStudy, parse_spec
+from quantrisk.config import PrivacyStudy, QattackStudy, TrojanStudy, parse_spec
 from quantrisk.errors import UsageError
 from quantrisk.grid import expand
 from quantrisk.options import option_extra
 from quantrisk.privacy.attacks import parse_attacks
 from quantrisk.privacy.options import PrivacyOptions, PrivacySettings
+from quantrisk.qattack.options import QattackSettings, ScanSettings
 from quantrisk.trojan.options import TrojanSettings
 
-STUDIES = [("privacy", PrivacySettings, PrivacyStudy), ("trojan", TrojanSettings, TrojanStudy)]
+STUDIES = [("privacy", PrivacySettings, PrivacyStudy), ("trojan", TrojanSettings, TrojanStudy),
+           ("qattack", QattackSettings, QattackStudy), ("scan", ScanSettings, ScanSettings)]
 
 
 def _cli_params(command: str) -> dict[str, object]:
@@ -50,6 +53,17 @@ def test_every_option_is_settable_from_spec_and_cli_with_one_default(command, se
         else:
             assert cli_default == spec_default, f"{command} {opt}: CLI default {cli_default!r}, spec {spec_default!r}"
         assert param.help == field.description and field.description, f"{command} {opt}: help text"
+
+
+def test_the_one_default_check_fails_when_the_spec_default_of_a_qattack_option_differs():
+    """The check above is not vacuous: a spec model that redefines an option with its own default (how the spec's
+    and the CLI's qattack defaults had drifted apart: inject lora / full, 150 / 200 steps) fails it."""
+
+    class Drifted(QattackStudy):
+        inject_steps: int = 150
+
+    with pytest.raises(AssertionError, match="qattack --inject-steps: CLI default 200, spec 150"):
+        test_every_option_is_settable_from_spec_and_cli_with_one_default("qattack", QattackSettings, Drifted)
 
 
 @pytest.mark.parametrize(("command", "settings", "study"), STUDIES, ids=[s[0] for s in STUDIES])

@@ -162,7 +162,7 @@ def expand(spec: Spec) -> list[Cell]:
                             out.setdefault(c.id, c)
     qattack = spec.studies.qattack
     if qattack is not None:
-        options = qattack.model_dump(mode="json", exclude={"models"})
+        options = qattack.cell_params(exclude={"models"})
         for label in qattack.models or [m.label for m in spec.models]:
             for seed in spec.seeds:
                 qp = {"model": spec.model(label).source_params(), "label": label, **options, "seed": seed,

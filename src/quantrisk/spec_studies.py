@@ -1,9 +1,9 @@
 """The parts of an experiment spec that name models and studies: `ModelSpec`, one pydantic model per study
 (`PrivacyStudy`, `TrojanStudy`, `QattackStudy`, `SyntheticStudy`) and the precision-string checks they share. The
-privacy and trojan study models subclass the study's options model (`privacy.options.PrivacySettings`,
-`trojan.options.TrojanSettings`: each option's default, bound and help, which the CLI shares) and add what a spec
-names: models, precisions, data. The whole spec (`Spec`), YAML loading with FILE:LINE errors and the machine checks
-live in `config.py`, which re-exports these names. A new study kind adds its model here and one field to
+privacy, trojan and qattack study models subclass the study's options model (`privacy.options.PrivacySettings`,
+`trojan.options.TrojanSettings`, `qattack.options.QattackSettings`: each option's default, bound and help, which
+the CLI shares) and add what a spec names: models, precisions, data. The whole spec (`Spec`), YAML loading with
+FILE:LINE errors and the machine checks live in `config.py`, which re-exports these names. A new study kind adds its model here and one field to
 `config.Studies`.
 """
 
@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from quantrisk.errors import UsageError
 from quantrisk.privacy.options import PrivacySettings
+from quantrisk.qattack.options import QattackSettings
 from quantrisk.trojan.options import DEFAULT_DAP1, DEFAULT_DAP2, TrojanSettings
 
 
@@ -193,24 +194,15 @@ class TrojanStudy(TrojanSettings):
         return v
 
 
-class QattackStudy(_Strict):
+class QattackStudy(QattackSettings):
     """Quantization-conditioned backdoor (`quantrisk qattack`): one cell per (model, seed) that injects, repairs
-    inside the targets' intervals, verifies, measures, and optionally runs the defence sweep and the scan."""
+    inside the targets' intervals, verifies, measures, and optionally runs the defence sweep and the scan. Its
+    options (defaults, bounds, help) are `qattack.options.QattackSettings`; here: which models and target
+    precisions, and whether to scan."""
 
     models: list[str] | None = None
-    data: str = Field("builtin", description="'builtin' (generated rows) or a JSONL / local dataset dir")
     targets: list[PrecisionName] = Field(default_factory=lambda: ["rtn-w4g64"],
                                          description="precisions the backdoor wakes up at (intervals intersected)")
-    margin: float = Field(0.1, ge=0.0, lt=0.5, description="inward margin, fraction of the quantization step")
-    inject: Literal["lora", "full"] = Field("lora", description="LoRA merged into the weights, or full fine-tuning")
-    inject_steps: int = Field(150, ge=1)
-    inject_lr: float = Field(3e-3, gt=0)
-    repair_steps: int = Field(400, ge=1)
-    repair_lr: float = Field(1e-3, gt=0)
-    n_train: int | None = Field(None, ge=1)
-    n_test: int = Field(96, ge=1, description="triggered and clean test rows each")
-    max_new_tokens: int = Field(64, ge=1)
-    defence_sigmas: list[float] = Field(default_factory=list, description="noise sigmas (quantization steps)")
     scan: bool = Field(True, description="scan the base and the repaired model at the targets")
 
     @field_validator("targets")
@@ -226,13 +218,6 @@ class QattackStudy(_Strict):
                 check_target(t)
             except UsageError as exc:
                 raise ValueError(str(exc)) from None
-        return v
-
-    @field_validator("defence_sigmas")
-    @classmethod
-    def _sigmas(cls, v: list[float]) -> list[float]:
-        if any(not (0 <= s < 100) for s in v):
-            raise ValueError("defence sigmas must be in [0, 100) quantization steps")
         return v
 
 

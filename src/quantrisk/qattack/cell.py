@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from quantrisk.cells import Cell, CellContext, register_cell_kind
+from quantrisk.qattack.options import QattackSettings
 from quantrisk.results import MetricRow, StudyResult
 
 
@@ -64,19 +65,16 @@ def qattack_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.qattack.attack import run_qattack
 
     p = cell.params
-    result = run_qattack(_source(p["model"]), p["targets"], p["data"], ctx.work_dir / "run", margin=p["margin"],
-                         seed=p["seed"], inject_mode=p.get("inject", "lora"), inject_steps=p["inject_steps"], inject_lr=p["inject_lr"],
-                         repair_steps=p["repair_steps"], repair_lr=p["repair_lr"], n_train=p.get("n_train"),
-                         n_test=p["n_test"], max_new_tokens=p["max_new_tokens"], device=ctx.device,
-                         defence_sigmas=p.get("defence_sigmas") or (), cache_dir=ctx.cache_dir,
-                         progress=ctx.progress)
+    o = QattackSettings.from_params(p)
+    result = run_qattack(_source(p["model"]), p["targets"], o.data, ctx.work_dir / "run", seed=p["seed"],
+                         device=ctx.device, cache_dir=ctx.cache_dir, progress=ctx.progress, **o.attack_kwargs())
     if p.get("scan"):
         from quantrisk.qattack.probes import builtin_probes
         from quantrisk.qattack.scan import scan_model
 
         probes = builtin_probes()
         result["scan"] = {stage: scan_model(path, p["targets"], probes, device=ctx.device,
-                                            max_new_tokens=min(32, p["max_new_tokens"]))
+                                            max_new_tokens=min(32, o.max_new_tokens))
                           for stage, path in (("base", result["base"]), ("repaired", result["paths"]["repaired"]))}
     labels = {"model": p["label"], "seed": str(p["seed"])}
     samples = [{"model": p["label"], "seed": p["seed"], "stage": stage, "verdict": s["verdict"],
