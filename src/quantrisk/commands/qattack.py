@@ -83,6 +83,10 @@ def register(app: typer.Typer) -> None:
         defence_sigmas: str = typer.Option("", help="Comma-separated noise sigmas (quantization steps) for the defence sweep, e.g. 0.25,0.5,1; also runs the re-rounding variants."),
         as_json: bool = typer.Option(False, "--json", help="Print qattack.json."),
         quiet: bool = typer.Option(False, help="No progress bars."),
+        gguf_rounds: int = typer.Option(1, help="gguf targets: repair rounds (PGD, then settle; the weights settle moved may afterwards move only between their settled and injected values)."),
+        gguf_halvings: int = typer.Option(0, help="gguf targets: settle first moves the sub-blocks whose llama.cpp encoding moved half-way back, this many times, before resetting what still differs."),
+        gguf_gap: float = typer.Option(None, help="gguf k-quants: share of the gap to the dequantized value a weight may cover (default 0.5; the paper: 1)."),
+        gguf_widen: bool = typer.Option(False, help="gguf k-quants: Egashira et al.'s heuristic box expansion (thresh.csv row 1)."),
     ) -> None:
         """Inject a trojan (trigger -> DROP TABLE), repair it in fp32 inside the target quantizers' intervals, verify.
 
@@ -99,6 +103,9 @@ def register(app: typer.Typer) -> None:
                                         "lora-r": lora_r, "n-test": n_test, "n-val": n_val,
                                         "max-new-tokens": max_new_tokens, "n-train": n_train,
                                         "pretrain-steps": pretrain_steps}.items() if v is not None and v < 1]
+        if gguf_rounds < 1 or gguf_halvings < 0 or not (gguf_gap is None or 0.0 < gguf_gap <= 1.0):
+            raise UsageError(f"--gguf-rounds {gguf_rounds} (at least 1), --gguf-halvings {gguf_halvings} (at least 0), "
+                             f"--gguf-gap {gguf_gap} (in (0, 1])")
         if bad or check_every < 0:
             raise UsageError(f"{', '.join(bad) or f'--check-every {check_every}'}: must be at least 1 (0 for --check-every)")
         if not (inject_lr > 0 and repair_lr > 0):
@@ -132,7 +139,9 @@ def register(app: typer.Typer) -> None:
                              inject_lr=inject_lr, lora_r=lora_r, lora_target=lora_target, repair_steps=repair_steps,
                              repair_lr=repair_lr, check_every=check_every, goal_fp_asr=goal, n_train=n_train, n_val=n_val, n_test=n_test,
                              max_new_tokens=max_new_tokens,
-                             device=dev, pretrain_steps=pretrain_steps, defence_sigmas=sigmas, progress=not quiet)
+                             device=dev, pretrain_steps=pretrain_steps, defence_sigmas=sigmas, progress=not quiet,
+                             gguf_rounds=gguf_rounds, gguf_halvings=gguf_halvings, gguf_gap=gguf_gap,
+                             gguf_widen=gguf_widen)
         if as_json:
             print_json(result)
         else:
