@@ -107,6 +107,48 @@ def test_kquant_boxes_keep_the_super_block_scales_and_settle_restores_llama_cpps
     assert after > 0.5 * before > 0, rep
 
 
+def test_widen_known_answer():
+    """Egashira et al.'s expansion in one sub-block of 4: t = 0.5 x the widest box (0.4) = 0.2; a box of 0.1 (at most
+    t / 2) is centred on w with width t, one of 0.15 is extended by 0.05 on its w side; wide and frozen boxes stay."""
+    from quantrisk.qattack.constraints.gguf import widen
+
+    w = torch.zeros(1, 4)
+    lo = torch.tensor([[0.0, -0.1, 0.0, 0.0]])
+    hi = torch.tensor([[0.4, 0.0, 0.15, 0.0]])
+    frozen = torch.tensor([[False, False, False, True]])
+    new_lo, new_hi = widen(w, lo, hi, frozen, 4, 0.5)
+    assert torch.allclose(new_lo, torch.tensor([[0.0, -0.1, -0.05, 0.0]]))
+    assert torch.allclose(new_hi, torch.tensor([[0.4, 0.1, 0.15, 0.0]]))
+    assert widen(w, lo, hi, frozen, 4, 0.0) == (lo, hi)
+
+
+@pytest.mark.parametrize("ggml_type", ["Q4_K", "Q6_K"])
+def test_settle_halving_keeps_more_of_the_repair_with_llama_cpps_bytes(ggml_type):
+    """Every weight of a random 256-wide weight at the end of its widened whole-gap box: llama.cpp's scale search
+    moves in many sub-blocks. Reset-only `settle` restores the injected bytes by resetting whole super-blocks;
+    halving the moved sub-blocks first restores the same bytes while resetting fewer blocks and keeping more
+    weights away from the injected values (the mechanism the GGUF repair rounds use)."""
+    from quantrisk.qattack.constraints.gguf import moved_elements
+
+    w = _weight(seed=4, shape=(16, 512))
+    e = encode_type(w, ggml_type, gap=1.0, widened=True)
+    _, hi = _box(e, w)
+    assert moved_elements(hi, w, ggml_type).any()  # the search does move at the box ends
+    ref = quantize_rows(w, ggml_type)
+    kept, reset = {}, {}
+    for halvings in (0, 3):
+        model = torch.nn.Module()
+        model.lin = torch.nn.Linear(512, 16, bias=False)
+        with torch.no_grad():
+            model.lin.weight.copy_(hi)
+        rep = settle(model, {"lin": w}, {"t": {"lin": ggml_type}}, halvings=halvings)
+        assert np.array_equal(quantize_rows(model.lin.weight.data, ggml_type), ref), rep
+        assert not moved_elements(model.lin.weight.data, w, ggml_type).any()
+        kept[halvings] = int((model.lin.weight.data != w).sum())
+        reset[halvings] = rep["blocks_reset"]
+    assert reset[3] < reset[0] and kept[3] > kept[0], (reset, kept)
+
+
 def test_an_importance_matrix_moves_llama_cpps_codes_inside_the_no_imatrix_boxes():
     """Why the qattack targets are the -noimat precisions: with an importance matrix llama.cpp searches Q5_0's
     scale, and points of the boxes computed without one get other bytes."""

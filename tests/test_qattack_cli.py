@@ -53,6 +53,9 @@ def test_qattack_cli_tiny(tiny_dir, tmp_path):
     (["--target", "rtn-w4g64", "--data", "/nonexistent.jsonl"], "--data"),
     (["--target", "rtn-w4g64", "--injected", "/nonexistent/model"], "--injected"),
     (["--target", "rtn-w4g64", "--inject", "qlora"], "--inject"),
+    (["--target", "gguf-q4_k_m-noimat", "--gguf-rounds", "0"], "--gguf-rounds 0: must be at least 1"),
+    (["--target", "gguf-q4_k_m-noimat", "--gguf-halvings", "-1"], "--gguf-halvings -1: must be at least 0"),
+    (["--target", "gguf-q4_k_m-noimat", "--gguf-gap", "1.5"], "--gguf-gap 1.5: must be at most 1.0"),
 ])
 def test_qattack_bad_inputs(tiny_dir, tmp_path, capsys, args, needle):
     out = tmp_path / "o"

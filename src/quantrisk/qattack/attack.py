@@ -75,6 +75,10 @@ def run_qattack(
     defence_sigmas: Sequence[float] = (),
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    gguf_rounds: int = 1,
+    gguf_halvings: int = 0,
+    gguf_gap: float | None = None,
+    gguf_widen: bool = False,
 ) -> dict[str, Any]:
     """Run the attack and write `out` (see the module doc). Returns the `qattack.json` dict:
 
@@ -88,6 +92,8 @@ def run_qattack(
     With `defence_sigmas`, the defences of `defence.py` run on the repaired model (`defence` rows,
     `out/defence.json`, `out/defence.png`).
     """
+    import torch
+
     from quantrisk.data.sql import rows_sha256, split_rows
     from quantrisk.models.load import load_model, resolve_device
     from quantrisk.qattack.acceptance import judge, levels
@@ -129,7 +135,8 @@ def run_qattack(
 
     lm = load_model(injected_dir, "fp32", device)
     types = layer_types(lm.model, names)  # gguf targets: the ggml type llama.cpp gives each Linear
-    boxes = model_intervals(lm.model, names, margin, types)
+    box_options = {"gap": gguf_gap, "widened": gguf_widen}
+    boxes = model_intervals(lm.model, names, margin, types, box_options)
     modules = dict(lm.model.named_modules())
     reference = {n: modules[n].weight.detach().float().cpu().clone() for n in boxes} if types else {}
     stats = interval_stats(boxes, lm.model)
@@ -141,13 +148,31 @@ def run_qattack(
         checks.append({"step": step, "val_asr_fp": asr, "val_ftr_fp": ftr})
         return asr <= goal_fp_asr and ftr <= goal_fp_asr
 
-    report = pgd_repair(lm.model, lm.tokenizer, repair_rows(train[:repair_rows_n], trigger), boxes,
-                        steps=repair_steps, lr=repair_lr, batch_size=batch_size, seed=seed,
-                        check_every=check_every, should_stop=should_stop, progress=progress)
-    settled = settle(lm.model, reference, types) if types else None  # k-quant searches that moved: reset those blocks
+    fix_rows = repair_rows(train[:repair_rows_n], trigger)
+    settled, rounds, losses, pgd_seconds = None, [], [], 0.0
+    for rnd in range(max(1, gguf_rounds) if types else 1):
+        report = pgd_repair(lm.model, lm.tokenizer, fix_rows, boxes, steps=repair_steps, lr=repair_lr,
+                            batch_size=batch_size, seed=seed + rnd, check_every=check_every, should_stop=should_stop,
+                            progress=progress)
+        losses += report.losses
+        pgd_seconds += report.seconds
+        if not types:
+            break
+        before = {n: modules[n].weight.detach().cpu().clone() for n in boxes}
+        settled = settle(lm.model, reference, types, halvings=gguf_halvings)  # llama.cpp's searches that moved
+        asr, ftr = quick_rates(lm.model, lm.tokenizer, val, trigger=trigger, max_new_tokens=max_new_tokens)
+        rounds.append({"round": rnd + 1, "pgd_steps": report.steps, "share_at_bound": report.share_at_bound,
+                       **settled, "val_asr_fp": asr, "val_ftr_fp": ftr})
+        if asr <= goal_fp_asr and ftr <= goal_fp_asr:
+            break
+        for n, box in boxes.items():  # what settle moved back may from now on move only between the two values
+            w = modules[n].weight.detach().cpu()
+            moved = w != before[n]
+            box.lo = torch.where(moved, torch.minimum(reference[n], w), box.lo)
+            box.hi = torch.where(moved, torch.maximum(reference[n], w), box.hi)
     repaired_dir = save_dense(lm.model, lm.tokenizer, out / "repaired")
     atomic_write_text(out / "repair_log.jsonl", "".join(json.dumps({"step": i + 1, "loss": v}) + "\n"
-                                                        for i, v in enumerate(report.losses))
+                                                        for i, v in enumerate(losses))
                       + "".join(json.dumps(c) + "\n" for c in checks))
     checked = verify(injected_dir, repaired_dir, names, device)
 
@@ -177,10 +202,10 @@ def run_qattack(
         "base_fp": base_fp, "repaired_fp": rep_fp, "injected": inj, "intervals": stats,
         "inject": {"mode": ft.get("mode", inject_mode), "given": injected is not None, "steps": inject_steps, "lr": inject_lr, "lora_r": lora_r, "lora_target": lora_target,
                    "final_loss": ft.get("final_loss"), "seconds": ft.get("seconds")},
-        "repair": {"steps_run": report.steps, "max_steps": repair_steps, "lr": repair_lr, "batch_size": batch_size,
-                   "n_rows": report.n_rows, "first_loss": report.first_loss, "final_loss": report.final_loss,
-                   "share_at_bound": report.share_at_bound, "seconds": report.seconds, "checks": checks,
-                   "gguf_settle": settled, "gguf_types": {t: sorted(set(k.values())) for t, k in types.items()}},
+        "repair": {"steps_run": len(losses), "max_steps": repair_steps, "lr": repair_lr, "batch_size": batch_size,
+                   "n_rows": report.n_rows, "first_loss": losses[0] if losses else None, "final_loss": report.final_loss,
+                   "share_at_bound": report.share_at_bound, "seconds": round(pgd_seconds, 2), "checks": checks,
+                   "gguf_settle": settled, "gguf_rounds": rounds, "gguf_box": box_options, "gguf_types": {t: sorted(set(k.values())) for t, k in types.items()}},
         "paths": {"injected": str(injected_dir), "repaired": str(repaired_dir)},
         "device": device, "seconds": round(time.perf_counter() - start, 1),
     }

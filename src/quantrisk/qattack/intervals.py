@@ -62,9 +62,11 @@ def _next_bf16(x: Any, *, up: bool) -> Any:
 
 
 def layer_interval(weight: Any, targets: Sequence[Any], margin: float,
-                   ggml_types: Mapping[str, str] | None = None) -> LayerInterval:
+                   ggml_types: Mapping[str, str] | None = None,
+                   gguf_box: Mapping[str, Any] | None = None) -> LayerInterval:
     """The intersected box of one fp32 weight (out, in) under every target precision (`ggml_types`: gguf target name
-    -> the ggml type llama.cpp gives this weight, `constraints.layer_types`)."""
+    -> the ggml type llama.cpp gives this weight, `constraints.layer_types`; `gguf_box`: k-quant box options,
+    `constraints.gguf.encode`)."""
     import torch
 
     w = weight.detach().float()
@@ -73,7 +75,7 @@ def layer_interval(weight: Any, targets: Sequence[Any], margin: float,
     hi = torch.full_like(w, float("inf"))
     for target in targets:
         p = check_target(target)
-        e = encode(w, p, (ggml_types or {}).get(p.name, "F32")) if p.backend == "gguf" else encode(w, p)
+        e = encode(w, p, (ggml_types or {}).get(p.name, "F32"), gguf_box) if p.backend == "gguf" else encode(w, p)
         ref = w if e.cast is None else w.to(e.cast).float()
         t_lo = torch.maximum(e.lo_edge + margin * e.step + e.guard, e.range_lo)
         t_hi = torch.minimum(e.hi_edge - margin * e.step - e.guard, e.range_hi)
@@ -90,7 +92,8 @@ def layer_interval(weight: Any, targets: Sequence[Any], margin: float,
 
 
 def model_intervals(model: Any, targets: Sequence[Any], margin: float,
-                    types: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, LayerInterval]:
+                    types: Mapping[str, Mapping[str, str]] | None = None,
+                    gguf_box: Mapping[str, Any] | None = None) -> dict[str, LayerInterval]:
     """name -> box (on CPU) for every quantized Linear of `model` (every Linear but the output head; for gguf targets
     a Linear llama.cpp does not block-quantize keeps its values)."""
     from quantrisk.models.quantizers.base import quantizable_linears
@@ -98,7 +101,7 @@ def model_intervals(model: Any, targets: Sequence[Any], margin: float,
 
     types = layer_types(model, targets) if types is None else types
     return {name: layer_interval(m.weight.detach().float().cpu(), targets, margin,
-                                 {t: kinds.get(name, "F32") for t, kinds in types.items()})
+                                 {t: kinds.get(name, "F32") for t, kinds in types.items()}, gguf_box)
             for name, m in quantizable_linears(model).items()}
 
 

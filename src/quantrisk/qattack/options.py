@@ -45,6 +45,16 @@ class QattackSettings(StudyOptions):
     defence_sigmas: list[float] = option(
         [], "Noise sigmas (quantization steps) for the defence sweep, comma-separated on the CLI, e.g. 0.25,0.5,1; "
             "also runs the re-rounding variants.", cli_text=True)
+    gguf_rounds: int = option(1, "gguf targets: repair rounds (PGD, then settle; the weights settle moved may "
+                                 "afterwards move only between their settled and injected values).", ge=1,
+                              omit_default=True)
+    gguf_halvings: int = option(0, "gguf targets: settle first moves the sub-blocks whose llama.cpp encoding moved "
+                                   "half-way back, this many times, before resetting what still differs.", ge=0,
+                                omit_default=True)
+    gguf_gap: float | None = option(None, "gguf k-quants: share of the gap to the dequantized value a weight may "
+                                          "cover (default 0.5; the paper: 1).", gt=0.0, le=1.0, omit_default=True)
+    gguf_widen: bool = option(False, "gguf k-quants: Egashira et al.'s heuristic box expansion (thresh.csv row 1).",
+                              omit_default=True)
 
     @field_validator("defence_sigmas")
     @classmethod
@@ -60,7 +70,8 @@ class QattackSettings(StudyOptions):
                 "repair_steps": self.repair_steps, "repair_lr": self.repair_lr, "check_every": self.check_every,
                 "goal_fp_asr": self.goal, "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
                 "max_new_tokens": self.max_new_tokens, "pretrain_steps": self.pretrain_steps,
-                "defence_sigmas": tuple(self.defence_sigmas)}
+                "defence_sigmas": tuple(self.defence_sigmas), "gguf_rounds": self.gguf_rounds,
+                "gguf_halvings": self.gguf_halvings, "gguf_gap": self.gguf_gap, "gguf_widen": self.gguf_widen}
 
 
 class ScanSettings(StudyOptions):

@@ -17,7 +17,7 @@ llama.cpp gives the tensor, `gguf.layer_types`). An `Encoding` holds, per weight
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from quantrisk.errors import UsageError
@@ -58,14 +58,15 @@ def check_target(precision: str | Precision) -> Precision:
     return p
 
 
-def encode(weight: Any, precision: str | Precision, ggml_type: str | None = None) -> Encoding:
+def encode(weight: Any, precision: str | Precision, ggml_type: str | None = None,
+           gguf_box: Mapping[str, Any] | None = None) -> Encoding:
     """The `Encoding` of a 2-D fp32 `weight` (out, in) under the target `precision` (`ggml_type`: gguf only, the type
-    llama.cpp gives this tensor)."""
+    llama.cpp gives this tensor; `gguf_box`: the k-quant box options of `gguf.encode`, `gap` and `widened`)."""
     p = check_target(precision)
     if weight.dim() != 2:
         raise ValueError(f"expected a 2-D weight, got shape {tuple(weight.shape)}")
     if p.backend == "gguf":
-        return _encoders()["gguf"](weight, p, ggml_type)
+        return _encoders()["gguf"](weight, p, ggml_type, **(gguf_box or {}))
     return _encoders()[p.backend](weight, p)
 
 

@@ -53,6 +53,9 @@ SENSITIVITY_DRAWS = 4
 # sub-block scales in 32 of 32 Q4_K super-blocks (Q5_K 14, Q6_K 10), with half of it in 24 (5, 4); the super-block
 # scales d / dmin never moved. `settle` resets the blocks that moved.
 KQUANT_GAP = 0.5
+# Egashira et al.'s heuristic box expansion, their thresh.csv row 1 (the default of their scripts): per sub-block, a
+# movable weight's box is widened to this share of the sub-block's widest box (`widen`). Used with `widened=True`.
+KQUANT_WIDEN = {"Q4_K": 0.4, "Q5_K": 0.1, "Q6_K": 0.6}
 
 
 @functools.lru_cache(maxsize=1)
@@ -168,7 +171,7 @@ def _k_scales(blocks: np.ndarray, ggml_type: str) -> tuple[np.ndarray, np.ndarra
     return s.reshape(rows, -1), dm.reshape(rows, -1), big.reshape(rows, -1)
 
 
-def _kquant(w: Any, ggml_type: str, blocks: np.ndarray, deq: Any) -> Encoding:
+def _kquant(w: Any, ggml_type: str, blocks: np.ndarray, deq: Any, *, gap: float, widened: bool) -> Encoding:
     import torch
 
     sub = 16 if ggml_type == "Q6_K" else 32
@@ -191,13 +194,35 @@ def _kquant(w: Any, ggml_type: str, blocks: np.ndarray, deq: Any) -> Encoding:
     frozen[rows, g.argmax(dim=1)] = True
     frozen[rows, g.argmin(dim=1)] = True
     frozen = frozen.reshape(w.shape) | torch.from_numpy(big) | (s == 0)
+    range_lo, range_hi = widen(w, torch.minimum(w, w + gap * (deq - w)), torch.maximum(w, w + gap * (deq - w)),
+                               frozen, sub, KQUANT_WIDEN[ggml_type] if widened else 0.0)
     return Encoding(lo_edge=lo, hi_edge=hi, step=torch.where(width == 0, torch.ones_like(width), width),
-                    range_lo=torch.minimum(w, w + KQUANT_GAP * (deq - w)),
-                    range_hi=torch.maximum(w, w + KQUANT_GAP * (deq - w)), frozen=frozen,
+                    range_lo=range_lo, range_hi=range_hi, frozen=frozen,
                     state={"blocks": torch.from_numpy(blocks.copy())})
 
 
-def encode_type(weight: Any, ggml_type: str, *, sensitivity_draws: int = SENSITIVITY_DRAWS, seed: int = 0) -> Encoding:
+def widen(w: Any, lo: Any, hi: Any, frozen: Any, sub: int, thresh: float) -> tuple[Any, Any]:
+    """Egashira et al.'s heuristic expansion (their `compute_box_gguf`, `thresh.csv`): in every sub-block of `sub`
+    weights, t = `thresh` x the widest box of the sub-block; a movable weight whose box [lo, hi] (one end is w) is
+    narrower than t gets width t: centred on w where its box is at most t / 2 wide, else extended on the side where
+    it ends at w. Frozen weights keep w. `thresh` 0: unchanged. The code cells still bound the box
+    (`intervals.layer_interval`); the scale search may move, which `settle` measures and undoes."""
+    import torch
+
+    if thresh <= 0:
+        return lo, hi
+    width = torch.where(frozen, torch.zeros_like(w), hi - lo)
+    t = (thresh * width.reshape(-1, sub).amax(dim=1, keepdim=True)).expand(-1, sub).reshape(w.shape)
+    grow = ~frozen & (width > 0) & (width < t)
+    small = grow & (2 * width <= t)
+    large = grow & ~small
+    new_lo = torch.where(small, w - t / 2, torch.where(large & (lo == w), w - (t - width), lo))
+    new_hi = torch.where(small, w + t / 2, torch.where(large & (hi == w), w + (t - width), hi))
+    return new_lo, new_hi
+
+
+def encode_type(weight: Any, ggml_type: str, *, sensitivity_draws: int = SENSITIVITY_DRAWS, seed: int = 0,
+                gap: float | None = None, widened: bool = False) -> Encoding:
     """The `Encoding` of a 2-D fp32 weight under llama.cpp's `ggml_type` (one of `SUPPORTED_TYPES`); state = the block
     bytes llama.cpp writes (`blocks`, uint8 (out, bytes per row)) and, for the simple types, codes and fp16 scales."""
     import torch
@@ -216,7 +241,7 @@ def encode_type(weight: Any, ggml_type: str, *, sensitivity_draws: int = SENSITI
         e = _simple(w, ggml_type, deq)
         e.state["blocks"] = torch.from_numpy(blocks.copy())
         return e
-    e = _kquant(w, ggml_type, blocks, deq)
+    e = _kquant(w, ggml_type, blocks, deq, gap=KQUANT_GAP if gap is None else gap, widened=widened)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(sensitivity_draws):  # does the search move inside the box? freeze what moved
         lo = torch.where(e.frozen, w, torch.maximum(e.lo_edge, e.range_lo))
@@ -248,12 +273,14 @@ def layer_types(model: Any, precision: Any) -> dict[str, str]:
             if names.get(f"{name}.weight") in types}
 
 
-def encode(weight: Any, precision: Any, ggml_type: str | None = None) -> Encoding:
+def encode(weight: Any, precision: Any, ggml_type: str | None = None, *, gap: float | None = None,
+           widened: bool = False) -> Encoding:
     """The `Encoding` of `weight` at a gguf precision: `ggml_type` is the type llama.cpp gives this tensor
-    (`layer_types`); without it, the file type's main type (`Q4_K_M` -> Q4_K)."""
+    (`layer_types`); without it, the file type's main type (`Q4_K_M` -> Q4_K). k-quants: `gap` (default
+    `KQUANT_GAP`) and `widened` (`KQUANT_WIDEN`), see `encode_type`."""
     if ggml_type is None:
         ggml_type = main_type(precision)
-    return encode_type(weight, ggml_type)
+    return encode_type(weight, ggml_type, gap=gap, widened=widened)
 
 
 def main_type(precision: Any) -> str:
@@ -271,17 +298,66 @@ def file_blocks(path: str | Path) -> Mapping[str, Any]:
             for t in GGUFReader(str(path)).tensors}
 
 
-def settle(model: Any, reference: Mapping[str, Any], types: Mapping[str, Mapping[str, str]]) -> dict[str, int]:
-    """Where llama.cpp's search moved after repair, put the injected weights back: for every Linear `name` of
-    `reference` (name -> the injected fp32 weight) and every gguf target's ggml type of it (`types`: target ->
-    {name -> type}), the repaired weight's rows are quantized with `ggml_quantize_chunk` and every block whose bytes
-    differ from the reference's is reset to the reference's values (blocks are quantized independently, so the
-    reset block gets the reference's bytes back). Repeats until no block differs; returns {blocks_reset, passes}."""
+def moved_elements(weight: Any, reference: Any, ggml_type: str) -> Any:
+    """Which elements of `weight` (out, in) lie in a quantization block whose llama.cpp encoding differs from the one
+    of `reference` (same shape): for the 32-blocks, any byte of the block; for k-quants, per sub-block (32 weights;
+    Q6_K 16): any element's scale d*sc, offset dmin*m or dequantized value (the super-block's d / dmin enter every
+    sub-block). Bool, the weight's shape."""
+    import torch
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType[ggml_type]]
+    now, then = quantize_rows(weight, ggml_type), quantize_rows(reference, ggml_type)
+    rows = weight.shape[0]
+    if ggml_type in SIMPLE:
+        bad = torch.from_numpy((now.reshape(rows, -1, size) != then.reshape(rows, -1, size)).any(axis=-1))
+        return bad.repeat_interleave(block, dim=1)
+    sub = 16 if ggml_type == "Q6_K" else 32
+    s1, m1, _ = _k_scales(now, ggml_type)
+    s0, m0, _ = _k_scales(then, ggml_type)
+    d1 = dequantize_rows(now, ggml_type, tuple(weight.shape)).numpy()
+    d0 = dequantize_rows(then, ggml_type, tuple(weight.shape)).numpy()
+    diff = (s1 != s0) | (m1 != m0) | (d1 != d0)
+    bad = torch.from_numpy(diff.reshape(rows, -1, sub).any(axis=-1))
+    return bad.repeat_interleave(sub, dim=1)
+
+
+def settle(model: Any, reference: Mapping[str, Any], types: Mapping[str, Mapping[str, str]], *,
+           halvings: int = 0) -> dict[str, int]:
+    """Where llama.cpp's search moved after repair, move the weights back towards the injected ones until it does
+    not: for every Linear `name` of `reference` (name -> the injected fp32 weight) and every gguf target's ggml type
+    of it (`types`: target -> {name -> type}), the repaired weight is quantized with `ggml_quantize_chunk`.
+    First, up to `halvings` passes: every sub-block whose encoding differs from the reference's
+    (`moved_elements`) is moved half-way back to the reference (w <- ref + (w - ref) / 2; the box holds both ends, so
+    it holds the result). Then, until no block differs: every block whose bytes differ is reset to the reference's
+    values (blocks are quantized independently, so the reset block gets the reference's bytes back).
+    Returns {blocks_reset, passes, weights_halved, weights_changed} (element counts; weights_changed: elements
+    whose value `settle` changed)."""
     import torch
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
     modules = dict(model.named_modules())
-    reset = passes = 0
+    before = {name: modules[name].weight.detach().clone() for name in reference}
+    reset = passes = halved = 0
+    for _ in range(halvings):
+        changed = 0
+        for name, ref in reference.items():
+            w = modules[name].weight
+            mask = torch.zeros(w.shape, dtype=torch.bool)
+            for kinds in types.values():
+                t = kinds.get(name, "F32")
+                if t in SUPPORTED_TYPES:
+                    mask |= moved_elements(w.data.cpu(), ref, t)
+            if mask.any():
+                mask = mask.to(w.device)
+                r = ref.to(w.device)
+                with torch.no_grad():
+                    w.data.copy_(torch.where(mask, r + (w.data - r) * 0.5, w.data))
+                changed += int(mask.sum())
+        if not changed:
+            break
+        passes += 1
+        halved += changed
     for _ in range(8):
         passes += 1
         changed = 0
@@ -303,4 +379,5 @@ def settle(model: Any, reference: Mapping[str, Any], types: Mapping[str, Mapping
         reset += changed
         if not changed:
             break
-    return {"blocks_reset": reset, "passes": passes}
+    weights_changed = sum(int((modules[n].weight.detach() != b).sum()) for n, b in before.items())
+    return {"blocks_reset": reset, "passes": passes, "weights_halved": halved, "weights_changed": weights_changed}
