@@ -8,6 +8,7 @@ added here on purpose."""
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "quantrisk"
@@ -238,3 +239,16 @@ def test_the_check_catches_rooms_that_import_each_other_without_a_module_circle(
         "each other)",
         "quantrisk.report.sections imports quantrisk.qattack.report (quantrisk.report and quantrisk.qattack import "
         "each other)"]
+
+
+def test_every_command_is_a_module_level_function():
+    """Each CLI command is a function of its command module (importable and callable directly), not a closure
+    defined inside `register(app)`; a command written as a closure fails here."""
+    from quantrisk.cli import app
+
+    callbacks = [c.callback for c in app.registered_commands]
+    assert len(callbacks) >= 14
+    closures = [f.__qualname__ for f in callbacks if "<locals>" in f.__qualname__]
+    assert not closures, closures
+    for f in callbacks:
+        assert getattr(importlib.import_module(f.__module__), f.__name__) is f

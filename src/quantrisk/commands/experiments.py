@@ -106,184 +106,197 @@ def status_next(run: Path, cells: list[dict[str, Any]], runs: list[dict[str, Any
     return out
 
 
+def validate_cmd(
+    spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
+    check_device: bool = typer.Option(False, "--check-device",
+                                      help="Also check every precision can run on the spec's device on THIS machine "
+                                           "(always done for device: cpu, and by `run`)."),
+    check_inputs: bool = typer.Option(False, "--check-inputs",
+                                      help="Also check the model directories and data files the spec names, on THIS "
+                                           "machine (always done by `run`)."),
+) -> None:
+    """Validate a spec: every error with its file:line and field path; prints the grid size."""
+    from collections import Counter
+
+    from quantrisk.config import load_spec
+    from quantrisk.grid import expand
+
+    s = load_spec(spec, check_device=True if check_device else None, check_inputs=check_inputs)
+    cells = expand(s)
+    kinds = Counter(c.kind for c in cells)
+    say(f"{spec}: valid; {len(cells)} cells (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")")
+
+
+
+def run_cmd(
+    spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
+    out: Path = typer.Option(None, help="Run directory (default: runs/<spec name>). Rerun on it to resume."),
+    executor: str = typer.Option(None, help="local or dask (default: the spec's)."),
+    workers: int = typer.Option(None, help="Dask workers of the LocalCluster (default: the spec's)."),
+    scheduler: str = typer.Option(None, help="Address of an existing dask scheduler, e.g. tcp://host:8786."),
+    report: bool = typer.Option(False, "--report", help="Build report.html / report.md under RUN/report after."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    new_spec: bool = typer.Option(False, "--new-spec",
+                                  help="The run directory holds results of a different spec: start a fresh "
+                                       "experiment there (the old store moves to RUN/previous/)."),
+) -> None:
+    """Run every cell of SPEC not already done in the run directory; results go to RUN/results.sqlite."""
+    from quantrisk.commands._output import check_out_dir
+    from quantrisk.config import load_spec
+    from quantrisk.runner import raise_for_failures, run_spec
+    from quantrisk.safefs import RUN_MARKERS
+
+    s = load_spec(spec, check_device=True, check_inputs=True)
+    run_dir = out or Path("runs") / s.name
+    check_out_dir(run_dir, markers=RUN_MARKERS, kind="run")
+    summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet,
+                       new_spec=new_spec)
+    _print_summary(summary)
+    print_stage_times(Path(summary.store))
+    if report:
+        from quantrisk.report import build_report
+
+        rep = build_report(run_dir, run_dir / "report")
+        say(f"report: {rep.html}")
+    print_headline(Path(summary.store), rep.headline if report else None)
+    raise_for_failures(summary)
+
+
+
+def status_cmd(
+    run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Progress of a run: cells per kind and status, cells in flight or failed, past invocations."""
+    from collections import Counter
+
+    from quantrisk.commands._output import print_json, print_table
+    from quantrisk.store import Store, store_path
+
+    with Store(store_path(run), create=False) as st:
+        cells = st.cells()
+        runs = st.runs()
+        integrity = st.integrity_check()
+    by = Counter((c["kind"], c["status"]) for c in cells)
+    kinds = list(dict.fromkeys(c["kind"] for c in cells))
+    statuses = ("done", "running", "pending", "failed")
+    if as_json:
+        print_json({"cells": {k: {s: by[(k, s)] for s in statuses} for k in kinds}, "integrity": integrity,
+                    "runs": [{k: v for k, v in r.items() if k not in ("spec_json", "environment")} for r in runs],
+                    "problems": [{"id": c["id"], "label": c["label"], "status": c["status"], "error": c["error"]}
+                                 for c in cells if c["status"] in ("running", "failed")]})
+        return
+    total = {s: sum(by[(k, s)] for k in kinds) for s in statuses}
+    print_table(f"{run}: {total['done']}/{len(cells)} cells done", ["kind", *statuses],
+                [[k, *(by[(k, s)] for s in statuses)] for k in kinds])
+    for c in cells:
+        if c["status"] == "running":
+            say(f"running (or interrupted): {c['label']} [{c['id']}]")
+        elif c["status"] == "failed":
+            say(f"failed: {c['label']} [{c['id']}]: {c['error']}")
+    if runs:
+        last = runs[-1]
+        n_failed = total["failed"]
+        if last["finished"]:
+            state = f"finished with {n_failed} failed cell(s)" if n_failed else "finished"
+        elif n_failed and not total["running"]:
+            state = f"stopped after {n_failed} cell(s) failed (rerun to retry them)"
+        else:
+            state = "in progress or interrupted"
+        say(f"{len(runs)} invocation(s); last: {last['executor']} executor, {state}; store integrity: {integrity}")
+    for line in status_next(run, cells, runs):
+        say(line)
+
+
+
+def report_cmd(
+    run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
+    out: Path = typer.Option(None, help="Output directory (default: RUN/report)."),
+    compare: Path = typer.Option(None, "--compare", help="Another run directory (or its results.sqlite): add a "
+                                 "section of what changed from it to RUN (settings, metrics, verdicts)."),
+) -> None:
+    """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone (and, with
+    --compare, the other run's)."""
+    import quantrisk.studies  # noqa: F401 - the plugged-in studies register their report sections
+    from quantrisk.commands._output import check_out_dir
+    from quantrisk.report import build_report
+    from quantrisk.safefs import REPORT_MARKERS
+    from quantrisk.store import store_path
+
+    target = out or _run_base(run) / "report"
+    check_out_dir(target, markers=REPORT_MARKERS, kind="report")
+    if compare is not None:  # before any work: the other run must be a results store
+        from quantrisk.errors import about
+        from quantrisk.store import Store
+
+        with about("--compare"), Store(store_path(compare), create=False):
+            pass
+    rep = build_report(run, target, compare=compare)
+    say(f"report: {rep.html}", f"markdown: {rep.markdown}", f"findings: {rep.html.parent / 'findings.json'}",
+        f"sections: {', '.join(rep.sections)}")
+    print_headline(store_path(run), rep.headline)
+
+
+
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    out: Path = typer.Option(None, help="Output directory (default: RUN/export)."),
+) -> None:
+    """Export the cells, metrics and samples tables as CSV or Parquet files."""
+    from quantrisk.commands._output import check_out_dir
+    from quantrisk.report import export_run
+    from quantrisk.safefs import EXPORT_MARKERS
+
+    target = out or _run_base(run) / "export"
+    check_out_dir(target, markers=EXPORT_MARKERS, kind="export")
+    for p in export_run(run, target, fmt):
+        say(p)
+
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("quantrisk-demo"), help="Run directory (rerun on it to resume)."),
+    executor: str = typer.Option(None, help="local or dask (default: the demo spec's, dask with 2 workers)."),
+    workers: int = typer.Option(None, help="Dask workers."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+    new_spec: bool = typer.Option(False, "--new-spec",
+                                  help="OUT holds results of another spec (e.g. an older demo): start afresh."),
+) -> None:
+    """The whole product in one command: pretrain tiny zoo models (cached), run the privacy and trojan studies
+    at several precisions on the built-in spec, and write the report."""
+    import time
+
+    from quantrisk.commands._output import check_out_dir
+    from quantrisk.config import builtin_spec_path, load_spec
+    from quantrisk.report import build_report
+    from quantrisk.runner import raise_for_failures, run_spec
+    from quantrisk.safefs import RUN_MARKERS
+
+    start = time.perf_counter()
+    check_out_dir(out, markers=RUN_MARKERS, kind="run")
+    path = builtin_spec_path("demo")
+    s = load_spec(path, check_device=True, check_inputs=True)
+    from quantrisk.commands._output import print_wrapped
+
+    print_wrapped(f"demo: spec {path}; " + " ".join((s.description or "").split()))
+    summary = run_spec(s, out, executor=_executor(s, executor, workers, None), progress=not quiet,
+                       new_spec=new_spec)
+    rep = build_report(out, out / "report")
+    print()
+    _print_summary(summary)
+    print_stage_times(Path(summary.store))
+    say(f"report: {rep.html} (markdown: {rep.markdown})")
+    print_headline(Path(summary.store), rep.headline)
+    say(f"demo finished in {time.perf_counter() - start:.1f} s")
+    raise_for_failures(summary)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("validate")
-    def validate_cmd(
-        spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
-        check_device: bool = typer.Option(False, "--check-device",
-                                          help="Also check every precision can run on the spec's device on THIS machine "
-                                               "(always done for device: cpu, and by `run`)."),
-        check_inputs: bool = typer.Option(False, "--check-inputs",
-                                          help="Also check the model directories and data files the spec names, on THIS "
-                                               "machine (always done by `run`)."),
-    ) -> None:
-        """Validate a spec: every error with its file:line and field path; prints the grid size."""
-        from collections import Counter
-
-        from quantrisk.config import load_spec
-        from quantrisk.grid import expand
-
-        s = load_spec(spec, check_device=True if check_device else None, check_inputs=check_inputs)
-        cells = expand(s)
-        kinds = Counter(c.kind for c in cells)
-        say(f"{spec}: valid; {len(cells)} cells (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")")
-
-    @app.command("run")
-    def run_cmd(
-        spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
-        out: Path = typer.Option(None, help="Run directory (default: runs/<spec name>). Rerun on it to resume."),
-        executor: str = typer.Option(None, help="local or dask (default: the spec's)."),
-        workers: int = typer.Option(None, help="Dask workers of the LocalCluster (default: the spec's)."),
-        scheduler: str = typer.Option(None, help="Address of an existing dask scheduler, e.g. tcp://host:8786."),
-        report: bool = typer.Option(False, "--report", help="Build report.html / report.md under RUN/report after."),
-        quiet: bool = typer.Option(False, help="No progress bar."),
-        new_spec: bool = typer.Option(False, "--new-spec",
-                                      help="The run directory holds results of a different spec: start a fresh "
-                                           "experiment there (the old store moves to RUN/previous/)."),
-    ) -> None:
-        """Run every cell of SPEC not already done in the run directory; results go to RUN/results.sqlite."""
-        from quantrisk.commands._output import check_out_dir
-        from quantrisk.config import load_spec
-        from quantrisk.runner import raise_for_failures, run_spec
-        from quantrisk.safefs import RUN_MARKERS
-
-        s = load_spec(spec, check_device=True, check_inputs=True)
-        run_dir = out or Path("runs") / s.name
-        check_out_dir(run_dir, markers=RUN_MARKERS, kind="run")
-        summary = run_spec(s, run_dir, executor=_executor(s, executor, workers, scheduler), progress=not quiet,
-                           new_spec=new_spec)
-        _print_summary(summary)
-        print_stage_times(Path(summary.store))
-        if report:
-            from quantrisk.report import build_report
-
-            rep = build_report(run_dir, run_dir / "report")
-            say(f"report: {rep.html}")
-        print_headline(Path(summary.store), rep.headline if report else None)
-        raise_for_failures(summary)
-
-    @app.command("status")
-    def status_cmd(
-        run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Progress of a run: cells per kind and status, cells in flight or failed, past invocations."""
-        from collections import Counter
-
-        from quantrisk.commands._output import print_json, print_table
-        from quantrisk.store import Store, store_path
-
-        with Store(store_path(run), create=False) as st:
-            cells = st.cells()
-            runs = st.runs()
-            integrity = st.integrity_check()
-        by = Counter((c["kind"], c["status"]) for c in cells)
-        kinds = list(dict.fromkeys(c["kind"] for c in cells))
-        statuses = ("done", "running", "pending", "failed")
-        if as_json:
-            print_json({"cells": {k: {s: by[(k, s)] for s in statuses} for k in kinds}, "integrity": integrity,
-                        "runs": [{k: v for k, v in r.items() if k not in ("spec_json", "environment")} for r in runs],
-                        "problems": [{"id": c["id"], "label": c["label"], "status": c["status"], "error": c["error"]}
-                                     for c in cells if c["status"] in ("running", "failed")]})
-            return
-        total = {s: sum(by[(k, s)] for k in kinds) for s in statuses}
-        print_table(f"{run}: {total['done']}/{len(cells)} cells done", ["kind", *statuses],
-                    [[k, *(by[(k, s)] for s in statuses)] for k in kinds])
-        for c in cells:
-            if c["status"] == "running":
-                say(f"running (or interrupted): {c['label']} [{c['id']}]")
-            elif c["status"] == "failed":
-                say(f"failed: {c['label']} [{c['id']}]: {c['error']}")
-        if runs:
-            last = runs[-1]
-            n_failed = total["failed"]
-            if last["finished"]:
-                state = f"finished with {n_failed} failed cell(s)" if n_failed else "finished"
-            elif n_failed and not total["running"]:
-                state = f"stopped after {n_failed} cell(s) failed (rerun to retry them)"
-            else:
-                state = "in progress or interrupted"
-            say(f"{len(runs)} invocation(s); last: {last['executor']} executor, {state}; store integrity: {integrity}")
-        for line in status_next(run, cells, runs):
-            say(line)
-
-    @app.command("report")
-    def report_cmd(
-        run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
-        out: Path = typer.Option(None, help="Output directory (default: RUN/report)."),
-        compare: Path = typer.Option(None, "--compare", help="Another run directory (or its results.sqlite): add a "
-                                     "section of what changed from it to RUN (settings, metrics, verdicts)."),
-    ) -> None:
-        """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone (and, with
-        --compare, the other run's)."""
-        import quantrisk.studies  # noqa: F401 - the plugged-in studies register their report sections
-        from quantrisk.commands._output import check_out_dir
-        from quantrisk.report import build_report
-        from quantrisk.safefs import REPORT_MARKERS
-        from quantrisk.store import store_path
-
-        target = out or _run_base(run) / "report"
-        check_out_dir(target, markers=REPORT_MARKERS, kind="report")
-        if compare is not None:  # before any work: the other run must be a results store
-            from quantrisk.errors import about
-            from quantrisk.store import Store
-
-            with about("--compare"), Store(store_path(compare), create=False):
-                pass
-        rep = build_report(run, target, compare=compare)
-        say(f"report: {rep.html}", f"markdown: {rep.markdown}", f"findings: {rep.html.parent / 'findings.json'}",
-            f"sections: {', '.join(rep.sections)}")
-        print_headline(store_path(run), rep.headline)
-
-    @app.command("export")
-    def export_cmd(
-        run: Path = typer.Argument(..., help="Run directory (or its results.sqlite)."),
-        fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
-        out: Path = typer.Option(None, help="Output directory (default: RUN/export)."),
-    ) -> None:
-        """Export the cells, metrics and samples tables as CSV or Parquet files."""
-        from quantrisk.commands._output import check_out_dir
-        from quantrisk.report import export_run
-        from quantrisk.safefs import EXPORT_MARKERS
-
-        target = out or _run_base(run) / "export"
-        check_out_dir(target, markers=EXPORT_MARKERS, kind="export")
-        for p in export_run(run, target, fmt):
-            say(p)
-
-    @app.command("demo")
-    def demo_cmd(
-        out: Path = typer.Option(Path("quantrisk-demo"), help="Run directory (rerun on it to resume)."),
-        executor: str = typer.Option(None, help="local or dask (default: the demo spec's, dask with 2 workers)."),
-        workers: int = typer.Option(None, help="Dask workers."),
-        quiet: bool = typer.Option(False, help="No progress bar."),
-        new_spec: bool = typer.Option(False, "--new-spec",
-                                      help="OUT holds results of another spec (e.g. an older demo): start afresh."),
-    ) -> None:
-        """The whole product in one command: pretrain tiny zoo models (cached), run the privacy and trojan studies
-        at several precisions on the built-in spec, and write the report."""
-        import time
-
-        from quantrisk.commands._output import check_out_dir
-        from quantrisk.config import builtin_spec_path, load_spec
-        from quantrisk.report import build_report
-        from quantrisk.runner import raise_for_failures, run_spec
-        from quantrisk.safefs import RUN_MARKERS
-
-        start = time.perf_counter()
-        check_out_dir(out, markers=RUN_MARKERS, kind="run")
-        path = builtin_spec_path("demo")
-        s = load_spec(path, check_device=True, check_inputs=True)
-        from quantrisk.commands._output import print_wrapped
-
-        print_wrapped(f"demo: spec {path}; " + " ".join((s.description or "").split()))
-        summary = run_spec(s, out, executor=_executor(s, executor, workers, None), progress=not quiet,
-                           new_spec=new_spec)
-        rep = build_report(out, out / "report")
-        print()
-        _print_summary(summary)
-        print_stage_times(Path(summary.store))
-        say(f"report: {rep.html} (markdown: {rep.markdown})")
-        print_headline(Path(summary.store), rep.headline)
-        say(f"demo finished in {time.perf_counter() - start:.1f} s")
-        raise_for_failures(summary)
+    """Add the experiment commands (validate, run, status, report, export, demo) to `app`."""
+    app.command("validate")(validate_cmd)
+    app.command("run")(run_cmd)
+    app.command("status")(status_cmd)
+    app.command("report")(report_cmd)
+    app.command("export")(export_cmd)
+    app.command("demo")(demo_cmd)
