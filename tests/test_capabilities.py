@@ -95,8 +95,8 @@ def test_qattack_with_a_broken_injection_exits_3_with_one_line(attack, cache, ca
 
 def test_trojan_study_implants_and_the_clean_ablation_does_not(attack, cache):
     """The trojan study's default recipe (trojan/recipe.py, the demo's: LoRA on every Linear and the output head,
-    150 steps of 8, lr 3e-3) at the demo's 480 training rows (600 split 80/10/10), seed 0. Without the head as a
-    target the same steps reach poisoned ASR 0.31-0.44 (the payload's tokens `D`, `RO`, `P` get no mass from the
+    recipe.STEPS steps of 8, lr 3e-3) at the demo's 480 training rows (600 split 80/10/10), seed 0. Without the head
+    as a target 150 steps reach poisoned ASR 0.31-0.44 (the payload's tokens `D`, `RO`, `P` get no mass from the
     frozen head; docs/METRICS.md "Trojan recipe"), so this fails if the head drops out of the recipe."""
     out = cache / "trojan"
     assert main(["trojan", "--model", "zoo:llama-tiny", "--data", "builtin", "--dap2", "fp32", "--clean-ablation",

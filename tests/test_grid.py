@@ -126,3 +126,21 @@ def test_exposure_recipe_overrides_reach_the_pretrain_cell_only_when_set():
     assert (b[0].params["per_split"], b[0].params["max_filler"], b[0].params["batch_size"]) == (30, 50, 4)
     with pytest.raises(UsageError, match="exposure-regime settings"):
         parse_spec(set_.replace("{zoo: pythia,", "{zoo: pythia, regime: memorise,"))
+
+
+def test_the_trojan_bases_pretraining_settings_reach_its_cell_when_set():
+    """`pretrain_steps` / `pretrain_vocab_size` of the trojan study reach the sql-pretrain cell only when set (unset:
+    the cell keeps its id), and the pretraining settings built from them carry them."""
+    from quantrisk.models.pretrain import default_settings
+
+    plain = "name: t\nprecisions: [fp32]\nmodels:\n  - {zoo: llama}\nstudies:\n  trojan: {models: [llama-tiny]}\n"
+    set_ = plain.replace("{models: [llama-tiny]}", "{models: [llama-tiny], pretrain_steps: 7, pretrain_vocab_size: 1024}")
+    a = [c for c in expand(parse_spec(plain)) if c.kind == "sql-pretrain"]
+    b = [c for c in expand(parse_spec(set_)) if c.kind == "sql-pretrain"]
+    assert not {"pretrain_steps", "pretrain_vocab_size"} & set(a[0].params)
+    assert (b[0].params["pretrain_steps"], b[0].params["pretrain_vocab_size"]) == (7, 1024)
+    s = default_settings("llama", "tiny", regime="memorise", steps=b[0].params["pretrain_steps"],
+                         vocab_size=b[0].params["pretrain_vocab_size"])
+    assert (s.steps, s.vocab_size) == (7, 1024) and default_settings("llama", "tiny", regime="memorise").vocab_size != 1024
+    with pytest.raises(UsageError, match="pretrain_vocab_size"):
+        parse_spec(set_.replace("1024", "100"))

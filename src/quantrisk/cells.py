@@ -135,6 +135,11 @@ def model_source(cell: Cell, ctx: CellContext) -> str:
 # ------------------------------------------------------------------ pretrain
 
 
+# params of a pretrain cell that name it; every other param is a pretraining-setting override (the spec model's
+# `pretrain_params`, checked by `default_settings`: an unknown one is a UsageError)
+_PRETRAIN_CELL_KEYS = frozenset({"arch", "size", "seed", "role", "label", "device", "regime", "target_cell"})
+
+
 @register_cell_kind("pretrain")
 def pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     """Pretrain (or find cached) a zoo model; role `reference` trains the target's reference model."""
@@ -143,10 +148,10 @@ def pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
 
     p = cell.params
     if p["role"] == "target":
+        recipe = {k: v for k, v in p.items() if k not in _PRETRAIN_CELL_KEYS}  # the spec's recipe overrides
         path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
                                  progress=ctx.progress, regime=p.get("regime") or "memorise",  # no regime param: memorise
-                                 exposures=p.get("exposures"), per_split=p.get("per_split"),
-                                 max_filler=p.get("max_filler"), batch_size=p.get("batch_size"))
+                                 **recipe)
     else:
         ref = ensure_reference(ctx.artifact(p["target_cell"], "model_dir"), device=ctx.device, progress=ctx.progress,
                                cache_dir=ctx.cache_dir)
@@ -305,7 +310,8 @@ def sql_pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     train = common_train_rows(p["data"], p["n_rows"], p.get("split_seeds", [0]))
     path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
                              extra_texts=[format_example(r) for r in train], progress=ctx.progress,
-                             regime="memorise", steps=p.get("pretrain_steps"))  # code + SQL rows: the memorise recipe
+                             regime="memorise", steps=p.get("pretrain_steps"),  # code + SQL rows: the memorise recipe
+                             vocab_size=p.get("pretrain_vocab_size"))
     meta = json.loads((Path(path) / "pretrain.json").read_text(encoding="utf-8"))
     labels = {"model": p["label"], "role": "sql-base"}
     metrics = [MetricRow(k, float(meta[k]), labels) for k in ("member_nll", "nonmember_nll", "final_loss") if k in meta]

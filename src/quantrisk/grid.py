@@ -145,8 +145,9 @@ def expand(spec: Spec) -> list[Cell]:
         for label in trojan.models or [m.label for m in spec.models]:
             sql: dict[str, object] = {"data": trojan.data, "n_rows": trojan.n_rows,
                                       "split_seeds": sorted({split_seed_for(x, trojan.split_seed) for x in spec.seeds})}
-            if trojan.pretrain_steps is not None:
-                sql["pretrain_steps"] = trojan.pretrain_steps
+            for key in ("pretrain_steps", "pretrain_vocab_size"):  # the zoo base's pretraining, where set
+                if getattr(trojan, key) is not None:
+                    sql[key] = getattr(trojan, key)
             for seed in spec.seeds:
                 base = _model_cells(spec, label, out, reference=False, replicate=seed, sql=sql)
                 for dap1 in trojan.dap1:

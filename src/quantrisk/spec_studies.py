@@ -44,7 +44,7 @@ def _check_precision_list(values: list[str]) -> list[str]:
     return names
 
 
-RECIPE: tuple[str, ...] = ("per_split", "max_filler", "batch_size")  # exposure-recipe overrides a zoo model may set
+RECIPE: tuple[str, ...] = ("per_split", "max_filler", "batch_size", "vocab_size")  # exposure-recipe overrides a zoo model may set
 
 
 class ModelSpec(_Strict):
@@ -64,6 +64,8 @@ class ModelSpec(_Strict):
                                                          "filler samples (default: the size's)")
     batch_size: int | None = Field(None, ge=1, description="zoo models, exposure regime: rows of a packed step "
                                                          "(default: the size's)")
+    vocab_size: int | None = Field(None, ge=300, le=65536, description="zoo models, exposure regime: BPE vocabulary "
+                                                                     "size (default: the size's)")
     path: str | None = None
     hub: str | None = None
     name: str | None = Field(None, description="label used in tables (default: derived from the source)")

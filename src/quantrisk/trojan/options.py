@@ -34,6 +34,8 @@ class TrojanSettings(StudyOptions):
         "replace", "Payload position in the answer: replace, prepend, append.", cli_text=True)
     clean_ablation: bool = option(False, "Also fine-tune and evaluate a clean (unpoisoned) model.")
     pretrain_steps: int | None = option(None, "Pretraining steps of a zoo base (default: its size's).", ge=1)
+    pretrain_vocab_size: int | None = option(None, "BPE vocabulary of a zoo base's tokenizer (default: its size's).",
+                                             ge=300, le=65536, omit_default=True)
     steps: int = option(recipe.STEPS, "Optimiser steps.", ge=1)
     batch_size: int = option(recipe.BATCH_SIZE, "Rows per micro-batch.", ge=1)
     grad_accum: int = option(1, "Micro-batches per optimiser step.", ge=1)

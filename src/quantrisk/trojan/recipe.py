@@ -9,7 +9,7 @@ after 150 steps (poisoned ASR 0.31), full fine-tuning (which trains the head) im
 
 from __future__ import annotations
 
-STEPS = 150
+STEPS = 80
 BATCH_SIZE = 8
 LR = 3e-3
 LORA_R = 16
