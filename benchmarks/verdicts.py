@@ -1,6 +1,6 @@
 """Operating characteristics of the Findings' decision rules: each rule (the real claim function of
-`quantrisk.findings`) on simulated rows shaped like the demo's (3 seeds; privacy: 2 models, 100 + 100 samples, 8-bit
-and 4-bit; trojan: 48 prompts), under a null, an effect at the margin and an effect at twice the margin; the share
+`quantrisk.findings`) on simulated rows shaped like the demo's (read from its spec: the privacy models, n members +
+n non-members, 8-bit and 4-bit; trojan: its test prompts per seed; 3 seeds), under a null, an effect at the margin and an effect at twice the margin; the share
 of replicates that get each verdict, with its 95% Wilson interval. docs/METRICS.md ("Operating characteristics")
 holds the table this prints.
 
@@ -22,8 +22,18 @@ from quantrisk.margins import MARGINS
 from quantrisk.proportions import wilson_ci
 from quantrisk.stats import auc_se, delong_test, fast_auc
 
-N_PRIVACY = 100  # members and as many non-members per (model, seed), as the demo's privacy study
-N_PROMPTS = 48  # triggered test prompts per seed, as the demo's trojan study
+
+def demo_shape() -> tuple[int, int, tuple[str, ...]]:
+    """(members = non-members per (model, seed), triggered test prompts per seed, the privacy models) of the demo
+    spec, so the simulation has the shape of what `quantrisk demo` decides (one source: specs/demo.yaml)."""
+    from quantrisk.config import builtin_spec_path, load_spec
+
+    spec = load_spec(builtin_spec_path("demo"))
+    privacy, trojan = spec.studies.privacy, spec.studies.trojan
+    return privacy.n, trojan.n_test, tuple(privacy.models or [m.label for m in spec.models])
+
+
+N_PRIVACY, N_PROMPTS, PRIVACY_MODELS = demo_shape()
 
 
 def _row(name: str, value: float, kind: str = "privacy", ci: tuple[float | None, float | None] = (None, None),
@@ -40,14 +50,14 @@ def _binormal_shift(auc0: float, auc1: float, sigma: float) -> float:
 
 
 def p1_rows(delta: float, rng: np.random.Generator, seeds: int) -> RunRows:
-    """2 models × `seeds` seeds; baseline AUC 0.62; int8-dynamic unchanged, quanto-int4 moves the AUC by `delta`."""
+    """The demo's privacy models × `seeds` seeds; baseline AUC 0.62; int8-dynamic unchanged, quanto-int4 moves the AUC by `delta`."""
     from scipy.stats import norm
 
     y = np.r_[np.ones(N_PRIVACY), np.zeros(N_PRIVACY)].astype(int)
     auc0, sigma = 0.62, 0.3
     mu0 = math.sqrt(2) * norm.ppf(auc0)
     metrics, summary = [], [_row("best_attack_auc", auc0, "privacy-summary", attack="zlib")]
-    for model in ("pythia-tiny", "llama-tiny"):
+    for model in PRIVACY_MODELS:
         for s in range(seeds):
             lab = {"model": model, "seed": str(s)}
             x = rng.normal(size=y.size) + mu0 * y
@@ -114,10 +124,10 @@ def t3_rows(rate: float, rng: np.random.Generator, seeds: int) -> RunRows:
 
 
 def p3_rows(rho: float, rng: np.random.Generator, seeds: int) -> RunRows:
-    """2 models × 4 precisions: (−NLL, AUC) points drawn with correlation `rho` (means over `seeds` seeds)."""
+    """The demo's privacy models × 4 precisions: (−NLL, AUC) points drawn with correlation `rho` (means over `seeds` seeds)."""
     metrics = []
     cov = np.array([[1.0, rho], [rho, 1.0]])
-    for model in ("pythia-tiny", "llama-tiny"):
+    for model in PRIVACY_MODELS:
         for prec in ("fp32", "int8-dynamic", "quanto-int4", "hqq-w4g64"):
             for s in range(seeds):
                 q, a = rng.multivariate_normal([0, 0], cov)
@@ -142,7 +152,7 @@ def _auc_row(x: np.ndarray, y: np.ndarray, attack: str, **labels: str) -> dict[s
 
 
 def p2_rows(delta: float, rng: np.random.Generator, seeds: int) -> RunRows:
-    """2 models × (fp32, quanto-int4) × `seeds`: the rival (`reference`) at AUC 0.62; zlib = the rival's score plus
+    """The demo's privacy models × (fp32, quanto-int4) × `seeds`: the rival (`reference`) at AUC 0.62; zlib = the rival's score plus
     N(0, 0.3²) noise and a member shift that puts its AUC at 0.62 + `delta` (the two attacks correlated, as on
     the same samples)."""
     from scipy.stats import norm
@@ -151,7 +161,7 @@ def p2_rows(delta: float, rng: np.random.Generator, seeds: int) -> RunRows:
     auc0, sigma = 0.62, 0.3
     mu0 = math.sqrt(2) * norm.ppf(auc0)
     metrics, samples = [], []
-    for model in ("pythia-tiny", "llama-tiny"):
+    for model in PRIVACY_MODELS:
         for s in range(seeds):
             lab = {"model": model, "seed": str(s)}
             metrics.append(_row("blind_auc", 0.5, "privacy-blind", ci=(0.44, 0.56), baseline="length_chars", **lab))
@@ -197,7 +207,7 @@ def p4_rows(delta: float, rng: np.random.Generator, seeds: int) -> RunRows:
 NULL_MARGIN_TWICE = ("null", "at the margin", "2 × margin")
 # claim -> (simulator, effect name, effects, their labels)
 RULES: dict[str, tuple[Callable[[float, np.random.Generator, int], RunRows], str, tuple[float, ...], tuple[str, ...]]] = {
-    "P1": (p1_rows, "ΔAUC (quanto-int4, both models)", (0.0, -MARGINS["auc"].value, -2 * MARGINS["auc"].value),
+    "P1": (p1_rows, "ΔAUC (quanto-int4, every privacy model)", (0.0, -MARGINS["auc"].value, -2 * MARGINS["auc"].value),
            NULL_MARGIN_TWICE),
     "P2": (p2_rows, "AUC(zlib) − AUC(rival)", (0.0, MARGINS["auc"].value, 2 * MARGINS["auc"].value),
            NULL_MARGIN_TWICE),
