@@ -29,7 +29,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "cells": ("quantrisk.cells",),
     "store": ("quantrisk.store",),
     "report": ("quantrisk.report",),
-    "plugged": ("quantrisk.qattack", "quantrisk.studies"),  # studies that register their cell kind and sections
+    # a study's plug-in modules (its cell kinds, its report sections) and the qattack study, which is all plug-in
+    "plugged": ("quantrisk.privacy.cell", "quantrisk.trojan.cell", "quantrisk.qattack", "quantrisk.studies"),
     "spec": ("quantrisk.config", "quantrisk.spec_studies"),
     "execution": ("quantrisk.executors", "quantrisk.grid", "quantrisk.runner"),
     "study_runs": ("quantrisk.study_runs",),
@@ -46,7 +47,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "models": (*_BASE, "numerics", "data", "backends", "precision"),
     "analysis": (*_BASE, "numerics", "precision"),
     "studies": (*_BASE, "numerics", "data", "backends", "precision", "models", "analysis"),
-    "cells": (*_BASE, "numerics", "data", "precision", "models", "studies"),
+    "cells": (*_BASE, "numerics", "data", "precision", "models"),  # no study: each registers its kinds from below
     "store": (*_BASE, "cells"),
     "report": (*_BASE, "numerics", "precision", "analysis", "store"),
     "plugged": (*_BASE, "numerics", "data", "backends", "precision", "models", "analysis", "studies", "cells",

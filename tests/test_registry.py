@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import quantrisk.studies  # noqa: F401 - the plugged-in studies register their cell kinds (`privacy`, ...)
 from quantrisk.cells import CELL_KINDS, register_cell_kind
 from quantrisk.privacy.attacks import ATTACKS, register_attack
 
