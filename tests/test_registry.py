@@ -107,8 +107,8 @@ def test_the_back_end_registry_refuses_a_second_class_under_a_taken_key():
 
 
 def test_trojan_rates_and_bounds_are_attributes_of_the_metrics():
-    from quantrisk.report.tables import BOUNDED_PREFIXES
     from quantrisk.trojan.metrics import TROJAN_METRICS
+    from quantrisk.trojan.report import BOUNDED_PREFIXES
 
     assert [n for n, m in TROJAN_METRICS.items() if m.rate] == ["asr", "ftr", "payload_rate"]
     bounded = {n for n, m in TROJAN_METRICS.items() if m.bounded}
