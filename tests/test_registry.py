@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import quantrisk.studies  # noqa: F401 - the plugged-in studies register their cell kinds (`privacy`, ...)
 from quantrisk.cells import CELL_KINDS, register_cell_kind
 from quantrisk.privacy.attacks import ATTACKS, register_attack
 
@@ -106,8 +107,8 @@ def test_the_back_end_registry_refuses_a_second_class_under_a_taken_key():
 
 
 def test_trojan_rates_and_bounds_are_attributes_of_the_metrics():
-    from quantrisk.report.tables import BOUNDED_PREFIXES
     from quantrisk.trojan.metrics import TROJAN_METRICS
+    from quantrisk.trojan.report import BOUNDED_PREFIXES
 
     assert [n for n, m in TROJAN_METRICS.items() if m.rate] == ["asr", "ftr", "payload_rate"]
     bounded = {n for n, m in TROJAN_METRICS.items() if m.bounded}

@@ -8,6 +8,7 @@ import re
 import pandas as pd
 import pytest
 
+import quantrisk.studies  # noqa: F401 - the studies' report sections (privacy, trojan), registered from below
 from quantrisk.cells import Cell
 from quantrisk.errors import UsageError
 from quantrisk.privacy.summary import summarize
@@ -237,8 +238,8 @@ def test_export_csv_and_parquet(tmp_path):
 
 
 def test_full_trojan_table_puts_registered_metrics_first_with_their_orientation(tmp_path):
-    from quantrisk.report.tables import trojan_full_table
     from quantrisk.store import Store
+    from quantrisk.trojan.report import trojan_full_table
 
     _store(tmp_path / "run", privacy=False)
     with Store(tmp_path / "run", create=False) as st:

@@ -10,7 +10,6 @@ from typing import Any
 
 from quantrisk import formats as F
 from quantrisk.store import Store
-from quantrisk.trojan.metrics import bounded_metric_names
 
 TROJAN_KEYS: tuple[str, ...] = ("model", "kind", "dap1", "dap2", "seed")
 TROJAN_RATE_NAMES: tuple[str, ...] = ("asr", "ftr")  # attack success rate, false-trigger rate
@@ -51,15 +50,16 @@ def ci_text(value: float | None, low: float | None, high: float | None, signed: 
     return F.with_ci(value, low, high, signed)
 
 
-# Metrics bounded in [0, 1] whose every row at 0 or at 1 earns a note (the comparison is empty there).
-BOUNDED_PREFIXES: tuple[str, ...] = ("tpr", "codebleu", *bounded_metric_names())  # trojan: the metrics' `bounded`
+# Metrics bounded in [0, 1] whose every row at 0 or at 1 earns a note (the comparison is empty there); a study's
+# tables pass their own (`trojan.report.BOUNDED_PREFIXES` adds the trojan metrics marked `bounded`).
+BOUNDED_PREFIXES: tuple[str, ...] = ("tpr", "codebleu")
 
 
-def extremes_note(values: dict[str, list[float]]) -> list[str]:
-    """One line per bounded metric that sits at 0 (its floor) or 1 (its ceiling) in every row."""
+def extremes_note(values: dict[str, list[float]], bounded: tuple[str, ...] = BOUNDED_PREFIXES) -> list[str]:
+    """One line per metric named with a `bounded` prefix that sits at 0 (its floor) or 1 (its ceiling) in every row."""
     notes = []
     for name, vals in values.items():
-        if not vals or not name.startswith(BOUNDED_PREFIXES):
+        if not vals or not name.startswith(bounded):
             continue
         for bound, word in ((0.0, "floor (0)"), (1.0, "ceiling (1)")):
             if all(abs(v - bound) < 1e-12 for v in vals):
@@ -207,83 +207,6 @@ def rate_delta(cells: dict[tuple[str, ...], dict[str, dict[str, Any]]], key: tup
     if a is None or b is None:
         return None
     return newcombe_diff_ci(a[0], a[1], b[0], b[1])
-
-
-def _sort_trojan(key: tuple[str, ...]) -> tuple[Any, ...]:
-    model, kind, d1, d2, seed = key
-    return (model, kind != "poisoned", kind, -bits_of(d1), d1, -bits_of(d2), d2, seed)
-
-
-def _rate_cell(row: dict[str, Any] | None, n: dict[str, Any] | None) -> str | None:
-    if row is None:
-        return None
-    text = ci_text(row["value"], row["ci_low"], row["ci_high"])
-    return f"{text} n={F.count(n['value'])}" if n else text
-
-
-def trojan_table(store: Store) -> Table | None:
-    """The compact trojan table: per (model, kind, DAP1, DAP2, seed) the ASR and false-trigger rate with 95% Wilson
-    CIs and n, ΔASR vs the DAP1 = DAP2 = full-precision cell (Newcombe 95% CI), mean payload signal on triggered
-    and clean inputs, and SQL quality on clean inputs (JS-K, EX)."""
-    cells = trojan_cells(store)
-    if not cells:
-        return None
-    out = Table("Trojan: attack success and false triggers [95% Wilson CI], change vs the full-precision cell",
-                ["model", "kind", "DAP1", "DAP2", "seed", "ASR [95% CI]", "ΔASR [95% CI, unadj.]", "FTR [95% CI]",
-                 "PS trig.", "PS clean", "JS-K clean", "EX clean"], keys=5)
-    values: dict[str, list[float]] = defaultdict(list)
-    for key in sorted(cells, key=_sort_trojan):
-        m = cells[key]
-        d = rate_delta(cells, key, "asr", "triggered")
-        base = trojan_baseline(cells, key)
-        delta = "baseline" if key == base else (ci_text(*d, signed=True) if d else None)
-        row: list[Any] = [*key, _rate_cell(m.get("asr"), m.get("n_inputs[input=triggered]")), delta,
-                          _rate_cell(m.get("ftr"), m.get("n_inputs[input=clean]"))]
-        for name in ("ps_mean[input=triggered]", "ps_mean[input=clean]", "js_k[input=clean]", "ex[input=clean]"):
-            r = m.get(name)
-            row.append(None if r is None else F.prob(r["value"]))
-            if r:
-                values[name].append(r["value"])
-        for name in ("asr", "ftr"):
-            if name in m:
-                values[name].append(m[name]["value"])
-        out.rows.append(row)
-    out.notes = extremes_note(values)
-    return out
-
-
-# Columns the full table leaves out: payload_rate[input=triggered|clean] repeat asr / ftr.
-DUPLICATE_TROJAN_METRICS: tuple[str, ...] = ("payload_rate",)
-
-
-def trojan_full_table(store: Store) -> Table | None:
-    """Every scalar trojan metric per (model, kind, dap1, dap2, seed) (labels beyond those keys are folded into the
-    column name), without the columns that repeat another one (`payload_rate` = asr / ftr)."""
-    cells = trojan_cells(store)
-    if not cells:
-        return None
-    from quantrisk.trojan.metrics import TROJAN_METRICS
-
-    names = list(dict.fromkeys(n for m in cells.values() for n in m if n.split("[")[0] not in DUPLICATE_TROJAN_METRICS))
-    registered = list(TROJAN_METRICS)
-
-    def base(name: str) -> str:
-        return name.split("[", 1)[0]
-
-    # the registered trojan metrics first, in registry order, marked ↑ (higher is better) or ↓; then timings, memory
-    names.sort(key=lambda n: registered.index(base(n)) if base(n) in registered else len(registered))  # stable
-    titles = [n + (" " + ("↑" if TROJAN_METRICS[base(n)].higher_is_better else "↓") if base(n) in TROJAN_METRICS else "")
-              for n in names]
-    out = Table("Trojan: every metric per DAP1 × DAP2 (↑ higher is better, ↓ lower is better)", [*TROJAN_KEYS, *titles])
-    values: dict[str, list[float]] = defaultdict(list)
-    for key in sorted(cells, key=_sort_trojan):
-        m = cells[key]
-        out.rows.append([*key, *((m[n]["value"] if n in m else None) for n in names)])
-        for n in names:
-            if n in m:
-                values[n].append(m[n]["value"])
-    out.notes = extremes_note(values)
-    return out
 
 
 def cells_table(store: Store) -> Table:
