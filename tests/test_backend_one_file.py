@@ -78,6 +78,7 @@ def test_plot_markers_come_from_the_back_ends_one_shape_each():
     from quantrisk.report.plots import BACKEND_MARKERS, marker_of
 
     assert BACKEND_MARKERS == {k: q.marker for k, q in QUANTIZERS.items()}
+    assert len(set(BACKEND_MARKERS.values())) == len(BACKEND_MARKERS), BACKEND_MARKERS  # no two share a shape
     assert len(set(BACKEND_MARKERS.values())) == len(QUANTIZERS)  # hqq, gptq, static no longer fall back to "X"
     assert marker_of("hqq-w4g64") == QUANTIZERS["hqq"].marker != "X"
 

@@ -213,6 +213,20 @@ def test_memory_table_packed_size_and_note(tmp_path):
     assert mem.count("weights held dequantized") == 1 and "(a) larger than fp16: only the Linear" in mem
 
 
+def test_memory_note_asks_the_back_end_whether_it_is_simulated(monkeypatch):
+    """"simulated" comes from `Quantizer.simulated`, not from the back-end's name: a simulated back-end other than
+    rtn gets the note, and rtn without the flag loses it."""
+    from quantrisk.precision import QUANTIZERS
+    from quantrisk.report.tables import MemoryRow, memory_note
+
+    quanto, rtn = MemoryRow("m", "quanto-int8", 4.0, 1.1, 2.0), MemoryRow("m", "rtn-w2g64", 4.0, 0.4, 2.0)
+    assert memory_note(quanto).startswith("larger than fp16") and memory_note(rtn).startswith("simulated")
+    monkeypatch.setattr(QUANTIZERS["quanto"], "simulated", True)
+    monkeypatch.setattr(QUANTIZERS["rtn"], "simulated", False)
+    assert memory_note(quanto) == "simulated: weights held dequantized in the compute dtype; packed it would take 1.10 MB"
+    assert memory_note(rtn).startswith("larger than fp16")
+
+
 @pytest.mark.parametrize("which", ["privacy", "trojan"])
 def test_report_with_one_study_only(tmp_path, which):
     _store(tmp_path / "run", privacy=which == "privacy", trojan=which == "trojan")

@@ -259,13 +259,13 @@ def memory_rows(store: Store) -> list[MemoryRow]:
 
 
 def memory_note(r: MemoryRow) -> str:
-    """Why a row holds what it holds, when that surprises: a quantized model above its fp16 size, or an RTN
-    (simulated) model holding full-precision weights."""
-    from quantrisk.precision import parse_precision
+    """Why a row holds what it holds, when that surprises: a quantized model above its fp16 size, or a model of a
+    simulated back-end (`Quantizer.simulated`, e.g. RTN) holding full-precision weights."""
+    from quantrisk.precision import QUANTIZERS, parse_precision
 
     p = parse_precision(r.precision)
     packed = f"; packed it would take {r.packed:.2f} MB" if r.packed is not None else ""
-    if p.backend == "rtn":
+    if QUANTIZERS[p.backend].simulated:
         return f"simulated: weights held dequantized in the compute dtype{packed}"
     if p.backend != "dtype" and r.fp16 is not None and r.held > r.fp16:
         return (f"larger than fp16 ({r.held:.2f} > {r.fp16:.2f} MB): only the Linear layers inside the blocks are "

@@ -107,6 +107,9 @@ class Quantizer(ABC):
     marker: ClassVar[str] = "X"
     #: distributions whose versions a run's environment records besides the core ones (`library` always is)
     packages: ClassVar[tuple[str, ...]] = ()
+    #: True: the quantized weights are held dequantized in the compute dtype (fake quantization; the report's
+    #: memory note says so instead of blaming embeddings and scales for a size above fp16)
+    simulated: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Each back-end's library (+ `packages`) joins the environment record when its module is imported."""

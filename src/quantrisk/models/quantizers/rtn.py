@@ -44,6 +44,7 @@ def rtn_quantize(weight: Any, bits: int, group: int) -> Any:
 class RTNQuantizer(Quantizer):
     backend = "rtn"
     marker = "^"
+    simulated = True
     examples = ("rtn-w8g128", "rtn-w4g128", "rtn-w3g128", "rtn-w2g64")
     pattern_hint = "rtn-w{2..8}g{16..256}"
 
