@@ -138,6 +138,7 @@ def expand(spec: Spec) -> list[Cell]:
     trojan = spec.studies.trojan
     if trojan is not None:
         from quantrisk.precision import parse_precision
+        from quantrisk.trojan.options import BASE_PRETRAINING
         from quantrisk.trojan.splits import split_seed_for
 
         options = trojan.cell_params(exclude={"models", "dap1", "dap2", "clean_ablation"})
@@ -145,7 +146,7 @@ def expand(spec: Spec) -> list[Cell]:
         for label in trojan.models or [m.label for m in spec.models]:
             sql: dict[str, object] = {"data": trojan.data, "n_rows": trojan.n_rows,
                                       "split_seeds": sorted({split_seed_for(x, trojan.split_seed) for x in spec.seeds})}
-            for key in ("pretrain_steps", "pretrain_vocab_size"):  # the zoo base's pretraining, where set
+            for key in BASE_PRETRAINING:  # the zoo base's pretraining settings, where set
                 if getattr(trojan, key) is not None:
                     sql[key] = getattr(trojan, key)
             for seed in spec.seeds:

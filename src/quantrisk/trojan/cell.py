@@ -41,14 +41,15 @@ def sql_pretrain_cell(cell: Cell, ctx: CellContext) -> StudyResult:
     from quantrisk.data.sql import format_example
     from quantrisk.environment import environment
     from quantrisk.models.pretrain import ensure_pretrained
+    from quantrisk.trojan.options import BASE_PRETRAINING
     from quantrisk.trojan.splits import common_train_rows
 
     p = cell.params
     train = common_train_rows(p["data"], p["n_rows"], p.get("split_seeds", [0]))
     path = ensure_pretrained(p["arch"], p["size"], seed=p["seed"], cache_dir=ctx.cache_dir, device=ctx.device,
                              extra_texts=[format_example(r) for r in train], progress=ctx.progress,
-                             regime="memorise", steps=p.get("pretrain_steps"),  # code + SQL rows: the memorise recipe
-                             vocab_size=p.get("pretrain_vocab_size"))
+                             regime="memorise",  # code + SQL rows: the memorise recipe
+                             **{setting: p.get(key) for key, setting in BASE_PRETRAINING.items()})
     meta = json.loads((Path(path) / "pretrain.json").read_text(encoding="utf-8"))
     labels = {"model": p["label"], "role": "sql-base"}
     metrics = [MetricRow(k, float(meta[k]), labels) for k in ("member_nll", "nonmember_nll", "final_loss") if k in meta]

@@ -18,6 +18,11 @@ DEFAULT_DAP1: tuple[str, ...] = ("fp32",)
 DEFAULT_DAP2: tuple[str, ...] = ("fp32", "int8-dynamic", "quanto-int8", "quanto-int4", "rtn-w2g64")
 
 
+# trojan option -> the zoo base's pretraining setting it sets (`models.pretrain.PretrainSettings`); the grid passes
+# the ones set to the sql-pretrain cell, which hands them to `ensure_pretrained`
+BASE_PRETRAINING: dict[str, str] = {"pretrain_steps": "steps", "pretrain_vocab_size": "vocab_size"}
+
+
 class TrojanSettings(StudyOptions):
     """Options of the trojan study (one field each, with its default, bound and help text)."""
 
