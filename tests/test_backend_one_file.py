@@ -120,7 +120,7 @@ def test_memory_asks_the_back_ends_for_their_layouts():
     import quantrisk.models.memory as memory
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(memory, "QUANTIZERS", {"layout": Layout})
+        mp.setattr(memory, "QUANTIZERS", {"layout": Layout, "rtn": QUANTIZERS["rtn"]})
         held = weight_memory(model)
         packed = packed_bytes(model, parse_precision("rtn-w4g64"))
     assert (held.bytes, held.logical_params) == (plain.bytes + 32, plain.logical_params + 64)

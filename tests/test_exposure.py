@@ -255,10 +255,10 @@ def test_spec_accepts_regime_and_exposures_and_grid_passes_them():
 def test_report_plots_auc_vs_exposure(tmp_path):
     import quantrisk.studies  # noqa: F401 - the privacy report sections, registered from below
     from quantrisk.cells import Cell
-    from quantrisk.report import build_report
     from quantrisk.report.plots import auc_vs_exposure
     from quantrisk.results import MetricRow, StudyResult
     from quantrisk.store import Store
+    from quantrisk.studies import build_report
 
     with Store(tmp_path / "run") as st:
         st.begin_run("fake", "{}", {"python": "3.x", "packages": {}}, "local")

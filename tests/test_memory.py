@@ -32,3 +32,20 @@ def test_packed_bytes_of_really_quantized_models_count_logical_weights():
     # quanto int4 (groups of 128): the same packed size as rtn-w4g128, though quanto holds its own layout
     q4 = quantize_model(_net(), parse_precision("quanto-int4"), "cpu")
     assert packed_bytes(q4, parse_precision("quanto-int4")) == 80 + 4096 + 2 * 64
+
+
+def test_packed_bytes_asks_the_back_end_how_many_scales_it_keeps(monkeypatch):
+    """A back-end with one scale per tensor (not per group or row) says so in `Quantizer.scale_count`, and the
+    packed size follows: 8192 weights at 4 bits + 1 fp16 scale, not + 128."""
+    import quantrisk.models.memory as memory
+    from quantrisk.models.quantizers import QUANTIZERS
+
+    class PerTensor(QUANTIZERS["rtn"]):
+        @classmethod
+        def scale_count(cls, numel, rows, precision):  # noqa: ANN001, ANN206
+            return 1
+
+    monkeypatch.setattr(memory, "QUANTIZERS", {**QUANTIZERS, "rtn": PerTensor})
+    assert packed_bytes(_net(), parse_precision("rtn-w4g64")) == 80 + 4096 + 2
+    monkeypatch.setattr(memory, "QUANTIZERS", QUANTIZERS)
+    assert packed_bytes(_net(), parse_precision("rtn-w4g64")) == 80 + 4096 + 256

@@ -13,9 +13,10 @@ from quantrisk.cells import Cell
 from quantrisk.errors import UsageError
 from quantrisk.privacy.summary import summarize
 from quantrisk.proportions import newcombe_diff_ci, wilson_ci
-from quantrisk.report import build_report, export_run
+from quantrisk.report import export_run
 from quantrisk.results import MetricRow, StudyResult
 from quantrisk.store import Store
+from quantrisk.studies import build_report
 
 PRECS = [("fp32", 0.30, 0.80), ("quanto-int8", 0.25, 0.70), ("rtn-w2g64", 0.10, 0.55)]  # (precision, codebleu, auc)
 

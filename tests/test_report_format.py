@@ -9,9 +9,9 @@ import re
 import pytest
 
 from quantrisk import formats as F
-from quantrisk.report import build_report
 from quantrisk.report.render_md import too_wide
 from quantrisk.results import MetricRow, StudyResult
+from quantrisk.studies import build_report
 from test_report import _store
 
 

@@ -154,7 +154,7 @@ def run_cmd(
     _print_summary(summary)
     print_stage_times(Path(summary.store))
     if report:
-        from quantrisk.report import build_report
+        from quantrisk.studies import build_report
 
         rep = build_report(run_dir, run_dir / "report")
         say(f"report: {rep.html}")
@@ -217,11 +217,10 @@ def report_cmd(
 ) -> None:
     """Build report.html (self-contained) and report.md (+ PNGs) from the run's store alone (and, with
     --compare, the other run's)."""
-    import quantrisk.studies  # noqa: F401 - the plugged-in studies register their report sections
     from quantrisk.commands._output import check_out_dir
-    from quantrisk.report import build_report
     from quantrisk.safefs import REPORT_MARKERS
     from quantrisk.store import store_path
+    from quantrisk.studies import build_report
 
     target = out or _run_base(run) / "report"
     check_out_dir(target, markers=REPORT_MARKERS, kind="report")
@@ -269,9 +268,9 @@ def demo_cmd(
 
     from quantrisk.commands._output import check_out_dir
     from quantrisk.config import builtin_spec_path, load_spec
-    from quantrisk.report import build_report
     from quantrisk.runner import raise_for_failures, run_spec
     from quantrisk.safefs import RUN_MARKERS
+    from quantrisk.studies import build_report
 
     start = time.perf_counter()
     check_out_dir(out, markers=RUN_MARKERS, kind="run")

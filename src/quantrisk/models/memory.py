@@ -95,8 +95,9 @@ def packed_bytes(model: Any, precision: Any) -> int:
     """Bytes a real file format would need for `model` at `precision` (a `Precision`), whatever is held in memory.
 
     dtype precisions (fp32/bf16/fp16): every parameter at `bits`/8 bytes. Quantized precisions: the weights of
-    the Linear layers the back-ends quantize (all but the output head) at `bits` plus one fp16 scale per group
-    of `group_size` weights (per output row when the precision has no group size, e.g. int8), and everything
+    the Linear layers the back-ends quantize (all but the output head) at `bits` plus the fp16 scales its back-end
+    keeps (`Quantizer.scale_count`; default one per group of `group_size` weights, per output row when the
+    precision has no group size, e.g. int8), and everything
     else (embeddings, output head, norms, biases) at fp16 -- the layout of a packed GPTQ/GGUF-style checkpoint.
     Works on the quantized model (quanto QLinear, torch dynamic int8 Linear, bitsandbytes Linear4bit/8bitLt)
     through the logical (unpacked) element counts. A model that knows its file's size (a GGUF) reports it
@@ -144,5 +145,5 @@ def _is_linear(module: Any) -> bool:
 
 
 def _packed_weight(numel: int, rows: int, precision: Any) -> float:
-    groups = -(-numel // precision.group_size) if precision.group_size else rows
-    return numel * precision.bits / 8 + 2 * groups
+    """`bits`/8 bytes per weight plus 2 bytes per fp16 scale (as many as the back-end's `scale_count` says)."""
+    return numel * precision.bits / 8 + 2 * QUANTIZERS[precision.backend].scale_count(numel, rows, precision)

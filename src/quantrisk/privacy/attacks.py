@@ -110,7 +110,8 @@ def minkpp_score(s: AttackInput, k: float) -> float:
 
 @register_attack("reference", needs=("target", "reference"), description="mean ℓ target − mean ℓ reference model")
 def reference_score(s: AttackInput, k: float) -> float:
-    """Reference model: mean ℓ_target(x) − mean ℓ_reference(x) (Carlini et al. 2021)."""
+    """Reference model: mean ℓ_target(x) − mean ℓ_reference(x), the reference being a second model trained on other
+    data, not the baseline precision (Carlini et al. 2021)."""
     return float(s.target.logprobs.mean()) - float(s["reference"].logprobs.mean())
 
 

@@ -11,10 +11,24 @@ from typing import Any
 
 from quantrisk import formats as F
 from quantrisk.findings import RunRows
+from quantrisk.privacy.attacks import ATTACKS, DEFAULT_K, Attack
 from quantrisk.report import plots
-from quantrisk.report.sections import Section, SectionContext, auc_margin, image_section, section
+from quantrisk.report.glossary import define
+from quantrisk.report.sections import Section, SectionContext, auc_margin, image_section, plot, section
 from quantrisk.report.tables import Table, privacy_extras_table, privacy_table
 from quantrisk.report.truncation import privacy_truncation
+
+
+def attack_gloss(attack: Attack) -> str:
+    """The glossary entry of an MI attack: the first paragraph of its function's docstring (formula and paper)."""
+    first = (attack.fn.__doc__ or attack.description).strip().split("\n\n")[0]
+    k = f" k = {DEFAULT_K:g} by default." if attack.takes_k else ""
+    ell = " ℓ: a token's log-probability under the model." if "ℓ" in first else ""
+    return "MI attack: " + " ".join(first.split()) + k + ell
+
+
+for _attack in ATTACKS.values():  # one entry per registered attack: a new attack brings its own
+    define(_attack.name, attack_gloss(_attack), (f"{_attack.name}-{DEFAULT_K:g}",) if _attack.takes_k else ())
 
 
 def privacy_auc_table(c: SectionContext) -> Table | None:
@@ -110,36 +124,34 @@ def _paired(c: SectionContext) -> list[Section]:
                 "precisions × attacks of a model.", c.slim(pc, "the paired comparisons", ("seed", "baseline")))]
 
 
-@section("delta auc vs bits", "studies")
-def _delta_auc(c: SectionContext) -> list[Section]:
-    return [] if privacy_auc_table(c) is None else image_section(
-        "ΔAUC vs bits", "Change of each attack's AUC against the full-precision baseline; marker shape = back-end, "
-        "band = 95% paired bootstrap CI of the change (same samples; where a precision has none, its own AUC CI "
-        "shifted by the baseline).", "delta_auc_vs_bits.png", plots.delta_auc_vs_bits(c.store, c.rows.paired()))
+def _privacy_plot(c: SectionContext, draw: Any) -> bytes | None:
+    """`draw()` when the run has privacy cells (an AUC table), else None."""
+    return None if privacy_auc_table(c) is None else draw()
 
 
-@section("tpr vs bits", "studies")
-def _tpr(c: SectionContext) -> list[Section]:
-    return [] if privacy_auc_table(c) is None else image_section(
-        "TPR at low FPR vs bits", plots.tpr_resolution_text(c.n_non), "tpr_vs_bits.png",
-        plots.tpr_vs_bits(c.store, c.n_non))
+@plot("delta auc vs bits", "ΔAUC vs bits", "Change of each attack's AUC against the full-precision baseline; marker "
+      "shape = back-end, band = 95% paired bootstrap CI of the change (same samples; where a precision has none, its "
+      "own AUC CI shifted by the baseline).", file="delta_auc_vs_bits.png")
+def _delta_auc(c: SectionContext) -> bytes | None:
+    return _privacy_plot(c, lambda: plots.delta_auc_vs_bits(c.store, c.rows.paired()))
 
 
-@section("roc curves", "studies")
-def _roc(c: SectionContext) -> list[Section]:
-    if privacy_auc_table(c) is None:
-        return []
-    img = plots.roc_curves(c.store)
-    return image_section("ROC curves", f"Strongest attack: {plots.best_attack(c.store)}; log–log axes (Carlini et al. 2022), "
-                  "AUC of each curve in the legend, the diagonal is chance. " + plots.tpr_resolution_text(c.n_non),
-                  "roc.png", img) if img else []
+@plot("tpr vs bits", "TPR at low FPR vs bits", lambda c: plots.tpr_resolution_text(c.n_non))
+def _tpr(c: SectionContext) -> bytes | None:
+    return _privacy_plot(c, lambda: plots.tpr_vs_bits(c.store, c.n_non))
 
 
-@section("auc vs exposure", "studies")
-def _exposure(c: SectionContext) -> list[Section]:
-    return [] if privacy_auc_table(c) is None else image_section(
-        "AUC vs exposure", "Members seen k times (exposure-regime zoo models) against all non-members; band = 95% "
-        "bootstrap CI.", "auc_vs_exposure.png", plots.auc_vs_exposure(c.store))
+@plot("roc curves", "ROC curves", lambda c: f"Strongest attack: {plots.best_attack(c.store)}; log–log axes (Carlini "
+      "et al. 2022), AUC of each curve in the legend, the diagonal is chance. " + plots.tpr_resolution_text(c.n_non),
+      file="roc.png")
+def _roc(c: SectionContext) -> bytes | None:
+    return _privacy_plot(c, lambda: plots.roc_curves(c.store))
+
+
+@plot("auc vs exposure", "AUC vs exposure", "Members seen k times (exposure-regime zoo models) against all "
+      "non-members; band = 95% bootstrap CI.")
+def _exposure(c: SectionContext) -> bytes | None:
+    return _privacy_plot(c, lambda: plots.auc_vs_exposure(c.store))
 
 
 @section("quality vs risk", "studies")

@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from quantrisk.report.plots import _plt, _png
+from quantrisk.report.plots import png, pyplot
 from quantrisk.report.sections import Section, SectionContext, section
 from quantrisk.report.tables import Table
 
@@ -73,7 +73,7 @@ def defence_plot(store: Any) -> bytes | None:
     if not rows:
         return None
     by = _mean_rows(rows, ("model", "target", "sigma"))
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for model, target in sorted({(k[0], k[1]) for k in by}):
         pts = sorted((float(k[2]), m) for k, m in by.items() if k[:2] == (model, target))
@@ -82,7 +82,7 @@ def defence_plot(store: Any) -> bytes | None:
     axes[0].set(xlabel="noise sigma (quantization steps)", ylabel="ASR at the target", ylim=(-0.02, 1.02))
     axes[1].set(xlabel="noise sigma (quantization steps)", ylabel="clean JS-K at the target", ylim=(-0.02, 1.02))
     axes[0].legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def acceptance_text(store: Any) -> str:

@@ -22,7 +22,7 @@ from quantrisk.findings import RunRows, findings
 from quantrisk.report import render_html, render_md
 from quantrisk.report.glossary import glossary_html, glossary_rows, used_terms
 from quantrisk.report.headline import finding_line, study_headlines
-from quantrisk.report.sections import Section, collect_sections
+from quantrisk.report.sections import SECTIONS, Section, collect_sections
 from quantrisk.report.tables import Table
 from quantrisk.results import atomic_write_text, made_dir
 from quantrisk.safefs import write_atomic
@@ -45,9 +45,21 @@ def run_findings(store: Store, rows: RunRows | None = None) -> list[dict[str, An
     return [f.to_dict() for f in findings(rows or RunRows.from_store(store))]
 
 
+def require_study_sections() -> None:
+    """`RuntimeError` when no study has registered a report section (every section comes from this package)."""
+    if all(fn.__module__.startswith("quantrisk.report.") for fn in SECTIONS.values()):
+        raise RuntimeError("no study has registered its report sections: import quantrisk.studies first (or use "
+                           "quantrisk.studies.build_report)")
+
+
 def build_report(store: str | Path, out_dir: str | Path, compare: str | Path | None = None) -> Report:
     """Write report.html and report.md (+ PNGs) for the run whose store is `store` (a run dir or the .sqlite);
-    with `compare` (another run), a section of what changed from that run to this one, after the setup."""
+    with `compare` (another run), a section of what changed from that run to this one, after the setup.
+
+    The studies' sections are registered from below: import `quantrisk.studies` first (or call its
+    `build_report`); without any study registered this raises `RuntimeError` rather than write a page without
+    them."""
+    require_study_sections()
     out = Path(out_dir)
     with Store(store_path(store), create=False) as st:  # read-only; refuses a file that is not a results store
         rows = RunRows.from_store(st)
@@ -59,7 +71,7 @@ def build_report(store: str | Path, out_dir: str | Path, compare: str | Path | N
         from quantrisk.report.compare import compare_section, compare_stores
 
         at = next((i + 1 for i, s in enumerate(sections) if s.title == "Setup"), 0)
-        sections.insert(at, compare_section(compare_stores(compare, store), Section, str(compare)))
+        sections.insert(at, compare_section(compare_stores(compare, store), str(compare)))
     with made_dir(out):
         atomic_write_text(out / "findings.json", json.dumps(found, indent=2, allow_nan=False) + "\n")
         head = [finding_line(f) for f in found] + [h.line() for h in heads]  # what the commands print

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from quantrisk import formats as F
+from quantrisk.report.sections import Section
+from quantrisk.report.tables import Table
 from quantrisk.store import Store, store_path
 
 # Metrics shown one by one (the others are counted): the studies' headline quantities.
@@ -132,13 +134,11 @@ def compare_lines(result: dict[str, Any], width: int = 100) -> list[str]:
     return out
 
 
-def compare_section(result: dict[str, Any], section: Any, other: str) -> Any:
-    """The report's "Compared with another run" section (a `build.Section`, passed in as `section`) from
+def compare_section(result: dict[str, Any], other: str) -> Section:
+    """The report's "Compared with another run" section from
     `compare_stores(other, this run)`: what changed from run A (`other`) to this run (B): settings, code and
     environment, the claims whose verdict changed, and the metrics that changed (main metrics first, largest
     change first, at most `MAX_ROWS`; the counts of the rest)."""
-    from quantrisk.report.tables import Table
-
     n = result["n_metrics"]
     changes = [(c, a or "not tested", b or "not tested") for c, a, b in result["verdicts"] if a != b]
     text = (f"A = {other}, B = this run. {len(result['settings'])} setting(s) and {len(result['environment'])} "
@@ -166,4 +166,4 @@ def compare_section(result: dict[str, Any], section: Any, other: str) -> Any:
             t.notes.append(f"{len(result['metrics']) - MAX_ROWS} more changed metrics not shown "
                            "(`quantrisk compare A B --json` lists every one).")
         tables.append(t)
-    return section("Compared with another run", text, tables=tables)
+    return Section("Compared with another run", text, tables=tables)

@@ -1,14 +1,20 @@
 """The report's glossary: every abbreviation, the precision naming scheme, each attack, each statistical test, and
-the source of each claim. One entry per term; `used_terms(text)` finds which entries a report mentions, and the
-HTML report links the first use of each to its entry (`link_first_uses`)."""
+the source of each claim. One entry per term, in a registry (`GLOSSARY`, aliases in `ALIASES`): the report's own
+terms are defined here; a study defines its terms from below with `define` (the privacy study one entry per
+registered MI attack, taken from the attack's docstring, so a new attack brings its entry). `used_terms(text)` finds
+which entries a report mentions, and the HTML report links the first use of each to its entry
+(`link_first_uses`)."""
 
 from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
+
+from quantrisk.registry import Registry
 
 # term -> definition. Keys are matched as whole words (case-sensitive) in the report's prose and headers.
-GLOSSARY: dict[str, str] = {
+REPORT_TERMS: dict[str, str] = {
     "MI": "membership inference: telling texts a model was trained on (members) from texts it was not "
           "(non-members) by a score per text.",
     "AUC": "area under the ROC curve of an MI score: 0.5 is chance, 1.0 separates members from non-members "
@@ -21,18 +27,6 @@ GLOSSARY: dict[str, str] = {
     "ROC": "receiver operating characteristic: TPR against FPR over every threshold of a score.",
     "CodeBLEU": "code-completion quality in [0, 1] (Ren et al. 2020): BLEU, weighted n-gram, syntax (AST) and "
                 "data-flow matches against the reference continuation.",
-    "loss": "MI attack: the text's mean token log-likelihood under the model (Yeom et al. 2018).",
-    "zlib": "MI attack: log-likelihood divided by the zlib-compressed length of the text (Carlini et al. 2021).",
-    "lowercase": "MI attack: perplexity ratio of the text and its lower-cased copy (Carlini et al. 2021).",
-    "mink": "MI attack Min-K%: mean of the k% lowest token log-likelihoods, k = 0.2 by default (Shi et al. 2024).",
-    "minkpp": "MI attack Min-K%++: Min-K% on token log-probabilities standardised over the vocabulary "
-              "(Zhang et al. 2024).",
-    "reference": "MI attack: the target model's log-likelihood minus a reference model's, the reference being a "
-                 "second model trained on other data (Carlini et al. 2021). Not the baseline precision.",
-    "recall": "MI attack ReCaLL: likelihood ratio with and without a non-member prefix (Xie et al. 2024).",
-    "dcpdd": "MI attack DC-PDD: divergence from corpus token frequencies (Zhang et al. 2024).",
-    "gradnorm": "MI attack: minus the norm of the loss gradient (Maini et al. 2024).",
-    "neighbourhood": "MI attack: likelihood minus that of rewritten neighbours of the text (Mattern et al. 2023).",
     "exposure": "how many times a member text was in the pretraining data (k = 1, 4, 16 in the demo).",
     "DAP1": "dependency adjustment point 1: the precision of the base model when it is loaded for LoRA "
             "fine-tuning.",
@@ -82,9 +76,30 @@ GLOSSARY: dict[str, str] = {
 }
 
 # Aliases that link to an entry (the P2-P4 / T2-T3 claims are explained under P1 / T1).
-ALIASES: dict[str, str] = {"P2": "P1", "P3": "P1", "P4": "P1", "T2": "T1", "T3": "T1", "mink-0.2": "mink",
-                           "minkpp-0.2": "minkpp", "quanto-int4": "quanto-int8", "int8-dynamic": "quanto-int8",
-                           "rtn-w3g128": "rtn-w2g64", "rtn-w4g64": "rtn-w2g64", "Clopper-Pearson": "Clopper–Pearson"}
+REPORT_ALIASES: dict[str, str] = {"P2": "P1", "P3": "P1", "P4": "P1", "T2": "T1", "T3": "T1",
+                                  "quanto-int4": "quanto-int8", "int8-dynamic": "quanto-int8",
+                                  "rtn-w3g128": "rtn-w2g64", "rtn-w4g64": "rtn-w2g64",
+                                  "Clopper-Pearson": "Clopper–Pearson"}
+
+GLOSSARY: Registry[str] = Registry("glossary term")
+ALIASES: Registry[str] = Registry("glossary alias")
+
+
+def define(term: str, text: str, aliases: tuple[str, ...] = ()) -> None:
+    """Add the entry `term` (matched as a whole, case-sensitive word) with definition `text`, and `aliases` that
+    link to it; a term or alias already defined otherwise raises `ValueError`."""
+    if GLOSSARY.get(term, text) != text:
+        raise ValueError(f"glossary term {term!r} is already defined otherwise; pick another name")
+    for alias in aliases:  # checked before anything is added: a refused definition leaves no trace
+        if ALIASES.get(alias, term) != term:
+            raise ValueError(f"glossary alias {alias!r} already links to {ALIASES[alias]!r}")
+    GLOSSARY.add(term, text)
+    for alias in aliases:
+        ALIASES.add(alias, term)
+
+
+for _term, _text in REPORT_TERMS.items():
+    define(_term, _text, tuple(a for a, t in REPORT_ALIASES.items() if t == _term))
 
 
 def anchor(term: str) -> str:
@@ -97,13 +112,19 @@ def _pattern(terms: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w@%/-])({alts})(?![\w-])")
 
 
-ALL_TERMS: list[str] = [*GLOSSARY, *ALIASES]
-_RX = _pattern(ALL_TERMS)
+@lru_cache(maxsize=4)
+def _compiled(terms: tuple[str, ...]) -> re.Pattern[str]:
+    return _pattern(list(terms))
+
+
+def _rx() -> re.Pattern[str]:
+    """The pattern of every term and alias defined so far (recompiled when a study defines more)."""
+    return _compiled((*GLOSSARY, *ALIASES))
 
 
 def used_terms(text: str) -> list[str]:
     """Glossary entries (canonical keys, in glossary order) that `text` mentions."""
-    found = {ALIASES.get(m.group(1), m.group(1)) for m in _RX.finditer(text)}
+    found = {ALIASES.get(m.group(1), m.group(1)) for m in _rx().finditer(text)}
     return [t for t in GLOSSARY if t in found]
 
 
@@ -117,7 +138,7 @@ def link_first_uses(escaped_html: str, seen: set[str]) -> str:
         seen.add(key)
         return f'<a class="term" href="#{anchor(key)}">{m.group(0)}</a>'
 
-    return _RX.sub(repl, escaped_html)
+    return _rx().sub(repl, escaped_html)
 
 
 def glossary_rows(terms: list[str] | None = None) -> list[list[str]]:

@@ -1,5 +1,6 @@
 """Plots of a run (matplotlib, Agg backend), each returned as PNG bytes; None when the store lacks the data.
-One function per plot. Seeds are averaged: a point is the mean over seeds of the value (and of the CI bounds).
+One function per plot; a study's report module registers each as a page section with `report.sections.plot`
+(a new plot may also draw right inside the registered function, with `pyplot()` and `png()`). Seeds are averaged: a point is the mean over seeds of the value (and of the CI bounds).
 
 House style (use it in new plots): precision on a numeric bits axis (`bits_axis`: log2 scale, ticks at the bit
 widths present), back-end as marker shape (`BACKEND_MARKERS`), model as colour, 95% CIs as shaded bands,
@@ -19,7 +20,8 @@ from quantrisk.report.tables import TROJAN_RATE_NAMES, bits_of, memory_rows, pri
 from quantrisk.store import Store
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display), for a plot function's figure."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,10 +30,11 @@ def _plt() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
+def png(fig: Any) -> bytes:
+    """The figure as PNG bytes (110 dpi, no software tag: the bytes depend on the data only); closes it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -111,7 +114,7 @@ def delta_auc_vs_bits(store: Store, paired_rows: list[dict[str, Any]] | None = N
                        if m["name"] == "delta_auc"], ("model", "attack", "precision"))
     models = sorted({k[0] for k in data})
     attacks = list(dict.fromkeys(k[1] for k in data))
-    plt = _plt()
+    plt = pyplot()
     ncol = min(4, len(attacks))
     nrow = -(-len(attacks) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow + 0.6), squeeze=False, sharey=True)
@@ -162,7 +165,7 @@ def delta_auc_vs_bits(store: Store, paired_rows: list[dict[str, Any]] | None = N
                bbox_to_anchor=(0.5, -0.02))
     fig.suptitle("Membership-inference AUC change vs weight bits (band: 95% CI)", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    return _png(fig)
+    return png(fig)
 
 
 def tpr_resolution_text(n_nonmembers: int | None) -> str:
@@ -195,7 +198,7 @@ def tpr_vs_bits(store: Store, n_nonmembers: int | None = None) -> bytes | None:
         series[name] = _mean_by(rows, ("model", "precision"))
     if attack is None or not any(series.values()):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(points), figsize=(4.75 * len(points), 3.6), squeeze=False, sharey=False)
     models = sorted({k[0] for sub in series.values() for k in sub})
     colors = {m: f"C{i}" for i, m in enumerate(models)}
@@ -230,7 +233,7 @@ def tpr_vs_bits(store: Store, n_nonmembers: int | None = None) -> bytes | None:
     fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, -0.04))
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return _png(fig)
+    return png(fig)
 
 
 def roc_curves(store: Store) -> bytes | None:
@@ -256,7 +259,7 @@ def roc_curves(store: Store) -> bytes | None:
     if not curves:
         return None
     models = sorted({k[0] for k in curves})
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 4.4), squeeze=False)
     styles = ["-", "--", "-.", ":"]
     for ax, model in zip(axes[0], models, strict=True):
@@ -281,7 +284,7 @@ def roc_curves(store: Store) -> bytes | None:
         ax.set_title(f"{model} ({attack})", fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def auc_vs_exposure(store: Store) -> bytes | None:
@@ -295,7 +298,7 @@ def auc_vs_exposure(store: Store) -> bytes | None:
     panels = sorted({(k[0], k[1]) for k in data})
     ncol = min(4, len(panels))
     nrow = -(-len(panels) // ncol)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.9 * ncol, 3.1 * nrow + 0.8), squeeze=False, sharey=True,
                              sharex=True)
     precs_all = _precision_order({k[2] for k in data})
@@ -330,7 +333,7 @@ def auc_vs_exposure(store: Store) -> bytes | None:
     fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, frameon=False)
     fig.suptitle("MI AUC of members seen k times vs all non-members (band: 95% bootstrap CI)", fontsize=11)
     fig.tight_layout(rect=(0, 0.9 / (3.1 * nrow + 0.8), 1, 1 - 0.35 / (3.1 * nrow + 0.8)))
-    return _png(fig)
+    return png(fig)
 
 
 def completion_counts(store: Store) -> list[int]:
@@ -355,7 +358,7 @@ def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
     if summary is None or not keys:
         return None, {}
     stats: dict[str, Any] = {**summary, "n": summary["n"] or len(keys)}
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     models = sorted({k[0] for k in keys})
     precs = _precision_order({k[1] for k in keys})
@@ -386,7 +389,7 @@ def quality_vs_risk(store: Store) -> tuple[bytes | None, dict[str, Any]]:
     ax.set_xlabel("CodeBLEU" + (f" (n = {'/'.join(map(str, n_comp))} completions per point; no CI stored)"
                                 if n_comp else " (no CI stored)"))
     ax.set_ylabel("MI ROC-AUC (95% bootstrap CI)")
-    return _png(fig), stats
+    return png(fig), stats
 
 
 def trojan_rates(store: Store) -> bytes | None:
@@ -396,7 +399,7 @@ def trojan_rates(store: Store) -> bytes | None:
     if not any(n in m for m in cells.values() for n in TROJAN_RATE_NAMES):
         return None
     panels = sorted({(k[0], k[1]) for k in cells}, key=lambda p: (p[0], p[1] != "poisoned", p[1]))
-    plt = _plt()
+    plt = pyplot()
     per_panel = max(4.5, 0.8 * max(len({k[2:4] for k in cells if k[:2] == p}) for p in panels) + 2.0)
     fig, axes = plt.subplots(1, len(panels), figsize=(per_panel * len(panels), 3.8), squeeze=False, sharey=True)
     width = 0.8 / len(TROJAN_RATE_NAMES)
@@ -434,7 +437,7 @@ def trojan_rates(store: Store) -> bytes | None:
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle("Trojan attack success / false triggers per DAP1 → DAP2", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-    return _png(fig)
+    return png(fig)
 
 
 def payload_violins(store: Store) -> bytes | None:
@@ -448,7 +451,7 @@ def payload_violins(store: Store) -> bytes | None:
     if not groups:
         return None
     combos = sorted({k[:3] for k in groups}, key=lambda c: (c[0], -bits_of(c[1]) if c[1] else 0, c[1], -bits_of(c[2]) if c[2] else 0, c[2]))
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(combos)), 4))
     for offset, trig, color in ((-0.2, True, "tab:red"), (0.2, False, "tab:blue")):
         pos = [i + offset for i, c in enumerate(combos) if groups.get((*c, trig))]
@@ -467,7 +470,7 @@ def payload_violins(store: Store) -> bytes | None:
     ax.set_ylabel("payload signal (mean payload-token probability per step)")
     ax.set_title("Payload signal per input")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def weight_memory(store: Store) -> bytes | None:
@@ -477,7 +480,7 @@ def weight_memory(store: Store) -> bytes | None:
     if not rows:
         return None
     models = sorted({r.model for r in rows})
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(models), figsize=(4.8 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         sub = sorted([r for r in rows if r.model == model], key=lambda r: (-bits_of(r.precision), r.precision))
@@ -492,4 +495,4 @@ def weight_memory(store: Store) -> bytes | None:
         ax.set_ylabel("weight memory (MB)")
         ax.set_title(model, fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)

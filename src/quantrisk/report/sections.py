@@ -1,6 +1,6 @@
 """The report's sections, one registered function each (`SECTIONS`, `quantrisk.registry.Registry`): `fn(ctx) ->
 list[Section]`, empty when the store has no data for it; `collect_sections` runs them in report order. A new
-section (a table or a plot) is one function with `@section(name, part)`; its place is its registration order within
+section is one function with `@section(name, part)`, a plot one function with `@plot(name, title, text)`; its place is its registration order within
 its part (head: bottom line, setup, findings; studies: the pretrained models here, then each study's tables and
 plots, registered from below by its package's `report` module (`quantrisk.privacy.report`,
 `quantrisk.trojan.report`, `quantrisk.qattack.report`), which `quantrisk.studies` imports: this package imports no
@@ -9,6 +9,7 @@ study; body: the run's own sections (run summary, failed cells, ...); tail: the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +152,29 @@ def section(name: str, part: str = "body") -> Callable[[SectionFn], SectionFn]:
 def image_section(title: str, text: str, name: str, img: bytes | None) -> list[Section]:
     """A section of one image (`name`, PNG bytes `img`); none when there is no image."""
     return [Section(title, text, None, (name, img))] if img else []
+
+
+PlotFn = Callable[[SectionContext], "bytes | None"]
+
+
+def plot(name: str, title: str, text: str | Callable[[SectionContext], str] = "", part: str = "studies",
+         file: str | None = None) -> Callable[[PlotFn], PlotFn]:
+    """Decorator: register `fn(ctx) -> PNG bytes | None` (None: the store lacks its data) as the report section
+    `name` in `part`: one image titled `title`, with `text` (or `text(ctx)`) beneath, saved as `file` (default:
+    the name, dashed, `.png`). A plot is this one function: it may call a drawing function of `report.plots` or
+    draw itself with `plots.pyplot()` / `plots.png()`."""
+    image = file or re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + ".png"
+
+    def wrap(fn: PlotFn) -> PlotFn:
+        def draw(c: SectionContext) -> list[Section]:
+            img = fn(c)
+            return image_section(title, text(c) if callable(text) else text, image, img) if img else []
+
+        draw.__module__, draw.__qualname__ = fn.__module__, fn.__qualname__  # the duplicate rule compares these
+        section(name, part)(draw)
+        return fn
+
+    return wrap
 
 
 @section("bottom line", "head")

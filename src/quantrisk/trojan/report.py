@@ -14,7 +14,7 @@ from typing import Any
 
 from quantrisk import formats as F
 from quantrisk.report import plots, tables
-from quantrisk.report.sections import Section, SectionContext, image_section, section
+from quantrisk.report.sections import Section, SectionContext, plot, section
 from quantrisk.report.tables import (
     TROJAN_KEYS,
     Table,
@@ -124,13 +124,11 @@ def _trojan(c: SectionContext) -> list[Section]:
                 c.slim(tt, "the trojan table", ("model", "DAP1", "seed")), details=trojan_full_table(c.store))]
 
 
-@section("trojan rates", "studies")
-def _trojan_rates(c: SectionContext) -> list[Section]:
-    return [] if trojan_study_table(c) is None else image_section(
-        "ASR and false triggers per DAP1 × DAP2", "", "trojan_rates.png", plots.trojan_rates(c.store))
+@plot("trojan rates", "ASR and false triggers per DAP1 × DAP2", file="trojan_rates.png")
+def _trojan_rates(c: SectionContext) -> bytes | None:
+    return None if trojan_study_table(c) is None else plots.trojan_rates(c.store)
 
 
-@section("payload signal", "studies")
-def _payload(c: SectionContext) -> list[Section]:
-    return [] if trojan_study_table(c) is None else image_section(
-        "Payload signal", "", "payload_signal.png", plots.payload_violins(c.store))
+@plot("payload signal", "Payload signal", file="payload_signal.png")
+def _payload(c: SectionContext) -> bytes | None:
+    return None if trojan_study_table(c) is None else plots.payload_violins(c.store)

@@ -161,6 +161,13 @@ class Quantizer(ABC):
         return None
 
     @classmethod
+    def scale_count(cls, numel: int, rows: int, precision: Precision) -> int:
+        """fp16 scales a packed file keeps for one quantized weight of `numel` elements in `rows` output rows:
+        one per group of `precision.group_size` weights, else one per row (default); a back-end with another
+        granularity (one scale per tensor, per block of a file format) says so here, for `memory.packed_bytes`."""
+        return -(-numel // precision.group_size) if precision.group_size else rows
+
+    @classmethod
     def tensor_extra_bytes(cls, tensor: Any) -> int:
         """Bytes of statistics this back-end keeps on a quantized Parameter (not among its inner tensors)."""
         return 0
