@@ -54,6 +54,19 @@ def test_registry_refuses_a_second_entry_and_allows_the_same_one_again():
     assert reg["a"] is _one
 
 
+def test_registry_of_plain_values_refuses_another_value_under_a_taken_name():
+    """Values without a qualified name (a glossary's texts) are compared by value: before, every two strings
+    counted as "the same entry", so a second, different text replaced the first silently."""
+    from quantrisk.registry import Registry
+
+    reg: Registry = Registry("glossary term")
+    reg.add("AUC", "area under the ROC curve")
+    reg.add("AUC", "area under the ROC curve")  # the same text again: allowed
+    with pytest.raises(ValueError, match="glossary term 'AUC' is already registered \\(as 'area under"):
+        reg.add("AUC", "another text")
+    assert reg["AUC"] == "area under the ROC curve"
+
+
 def test_unknown_name_names_the_registry_the_known_names_and_the_closest():
     from quantrisk.registry import Registry, UnknownName
 
@@ -85,9 +98,11 @@ def test_every_registry_is_one_registry_and_the_back_ends_are_frozen():
     from quantrisk.models.quantizers import QUANTIZERS
     from quantrisk.privacy.inputs import PROVIDERS
     from quantrisk.registry import Registry
+    from quantrisk.report.glossary import ALIASES, GLOSSARY
+    from quantrisk.report.sections import SECTIONS
     from quantrisk.trojan.metrics import TROJAN_METRICS
 
-    for reg in (ATTACKS, PROVIDERS, TROJAN_METRICS, CELL_KINDS, QUANTIZERS):
+    for reg in (ATTACKS, PROVIDERS, TROJAN_METRICS, CELL_KINDS, QUANTIZERS, SECTIONS, GLOSSARY, ALIASES):
         assert isinstance(reg, Registry), reg
     assert QUANTIZERS.frozen
     with pytest.raises(RuntimeError):

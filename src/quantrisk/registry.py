@@ -3,7 +3,7 @@
 A registry is a module-level `Registry` (a `dict[str, entry]`) filled at import time, by a decorator or a list.
 - `add(name, entry)` refuses a name already taken by a *different* entry (`ValueError` at import time), instead of
   silently replacing the first; registering the very same function or class again (same module and qualified
-  name, e.g. after `importlib.reload`) is allowed.
+  name, e.g. after `importlib.reload`), or an equal value (a glossary text), is allowed.
 - `registry[name]` of an unknown name raises `UnknownName` (a `KeyError`) whose message names the registry, the
   known names and the closest ones: ``unknown attack 'los'; known: loss, zlib (did you mean loss?)``.
 - `freeze()` closes it: any later `add`, assignment or deletion raises `RuntimeError`.
@@ -19,17 +19,21 @@ from typing import Any, TypeVar
 V = TypeVar("V")
 
 
-def _identity(entry: Any) -> tuple[Any, Any]:
-    return getattr(entry, "__module__", None), getattr(entry, "__qualname__", None)
+def _identity(entry: Any) -> tuple[Any, ...]:
+    """A function or class: its module and qualified name (so a reloaded module registers again); any other value
+    (a string, a number): the value itself."""
+    qualname = getattr(entry, "__qualname__", None)
+    return (getattr(entry, "__module__", None), qualname) if qualname is not None else ("value", entry)
 
 
 def refuse_duplicate(kind: str, name: str, existing: Any, new: Any) -> None:
-    """Raise `ValueError` if `existing` (the entry registered under `name`, or None) is another function than `new`."""
+    """Raise `ValueError` if `existing` (the entry registered under `name`, or None) is another entry than `new`."""
     if existing is None:
         return
     if _identity(existing) != _identity(new):
-        where = f"{getattr(existing, '__module__', '?')}.{getattr(existing, '__qualname__', '?')}"
-        raise ValueError(f"{kind} {name!r} is already registered (by {where}); pick another name")
+        qualname = getattr(existing, "__qualname__", None)
+        where = f"by {getattr(existing, '__module__', '?')}.{qualname}" if qualname else f"as {str(existing)[:60]!r}"
+        raise ValueError(f"{kind} {name!r} is already registered ({where}); pick another name")
 
 
 class UnknownName(KeyError):
