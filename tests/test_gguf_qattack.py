@@ -107,6 +107,26 @@ def test_kquant_boxes_keep_the_super_block_scales_and_settle_restores_llama_cpps
     assert after > 0.5 * before > 0, rep
 
 
+@pytest.mark.parametrize("ggml_type", ["Q4_K", "Q6_K"])
+def test_without_settle_llama_cpp_moves_kquant_blocks_and_verify_counts_them(ggml_type):
+    """What --gguf-accept-moved keeps: with no `settle`, llama.cpp's search gives some super-blocks of a box point
+    other bytes than the injected weight's, and `blocks_differing` counts exactly those (per 256-weight block)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    from quantrisk.qattack.verify import blocks_differing
+
+    w = _weight(seed=2, shape=(16, 512))
+    lo, hi = _box(encode_type(w, ggml_type, gap=1.0, widened=True), w)
+    size = GGML_QUANT_SIZES[GGMLQuantizationType[ggml_type]][1]
+    ref, got = (torch.from_numpy(quantize_rows(x, ggml_type).reshape(-1, size)) for x in (w, _points(lo, hi)[2]))
+    by_hand = sum(not torch.equal(a, b) for a, b in zip(ref, got, strict=True))
+    same = {"blocks": ref[:3].clone()}  # a second tensor that nothing changed: in the file's count only
+    counted = blocks_differing({"lin": {"blocks": ref}, "norm": same}, {"lin": {"blocks": got}, "norm": same})
+    assert counted == {"blocks": 35, "blocks_differing": by_hand, "blocks_of_differing_tensors": 32}, counted
+    assert by_hand > 0
+    assert blocks_differing({"lin": {"blocks": ref}}, {})["blocks_differing"] == 32  # a missing tensor: all
+
+
 def test_widen_known_answer():
     """Egashira et al.'s expansion in one sub-block of 4: t = 0.5 x the widest box (0.4) = 0.2; a box of 0.1 (at most
     t / 2) is centred on w with width t, one of 0.15 is extended by 0.05 on its w side; wide and frozen boxes stay."""
@@ -213,6 +233,7 @@ def test_gguf_attack_is_benign_in_fp32_and_malicious_on_llama_cpp_with_identical
     assert rep["asr_quantized"] >= TARGET_ASR_MIN, summary
     # every tensor of the two files llama.cpp wrote holds the same bytes (not just the Linears)
     assert rep["codes_identical"] is True and rep["verify"]["layers"] == 39, rep["verify"]
+    assert rep["verify"]["blocks_differing"] == 0 and rep["verify"]["blocks"] > 39, rep["verify"]
     assert r["repair"]["gguf_types"][t] == ["Q5_0", "Q8_0"]  # llama.cpp's choice for zoo tiny's 128-wide rows
     assert r["success"] is True and code == 0, r["reason"]
 
@@ -243,3 +264,21 @@ def test_qattack_refuses_an_imatrix_gguf_target_in_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:") and "gguf-q4_k_m-noimat" in err
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--target", "gguf-q4_k_m-noimat", "--gguf-rounds", "2"], "--gguf-rounds"),
+    (["--target", "gguf-q4_k_m-noimat", "--gguf-halvings", "1"], "--gguf-halvings"),
+    (["--target", "rtn-w4g64"], "gguf targets only"),
+])
+def test_gguf_accept_moved_refuses_settings_it_would_ignore_in_one_line(tmp_path, capsys, extra, needle):
+    from conftest import save_tiny_model
+    from quantrisk.cli import main
+
+    base = save_tiny_model(tmp_path / "llama", "llama")
+    capsys.readouterr()
+    assert main(["qattack", "--model", str(base), "--data", "builtin", "--gguf-accept-moved", *extra,
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and needle in err, err
+    assert not (tmp_path / "o").exists()

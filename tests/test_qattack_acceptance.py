@@ -38,3 +38,25 @@ def test_every_failure_is_listed_and_every_target_checked():
     assert reason.split("; ") == ["the injection did not implant the backdoor: injected model ASR 0.500 at b < 0.9",
                                   "repaired model fp32 ASR 0.500 > 0.05", "repaired model ASR 0.500 at b < 0.9",
                                   "repaired model's codes at b differ from the injected model's"]
+
+
+def test_accepted_moved_codes_pass_and_say_how_many_blocks_differ():
+    """--gguf-accept-moved: differing codes at a target whose codes are not required are no failure, but the reason
+    says how many blocks differ; at a target whose codes are required they still fail."""
+    moved = {"asr_quantized": 1.0, "codes_identical": False, "codes_required": False,
+             "verify": {"blocks": 640, "blocks_differing": 37, "blocks_of_differing_tensors": 96}}
+    ok, reason = judge({"g": {"asr": 1.0}}, 0.0, {"g": moved})
+    assert ok and "codes at g differ in 37 of the 96 blocks of the tensors that differ (640 in the file" in reason, reason
+    assert "accepted: --gguf-accept-moved" in reason
+    assert "codes identical" not in reason
+    ok, reason = judge({"g": {"asr": 1.0}}, 0.0, {"g": {**moved, "codes_required": True}})
+    assert not ok and reason == "repaired model's codes at g differ from the injected model's"
+    ok, reason = judge({"g": {"asr": 1.0}}, 0.0, {"g": {**moved, "asr_quantized": 0.5}})  # the ASR still counts
+    assert not ok and reason == "repaired model ASR 0.500 at g < 0.9"
+
+
+def test_levels_record_whether_gguf_codes_were_required():
+    from quantrisk.qattack.acceptance import levels
+
+    assert levels()["codes_identical_at_gguf"] is True
+    assert levels(accept_moved=True)["codes_identical_at_gguf"] is False

@@ -35,7 +35,8 @@ def test_qattack_cli_tiny(tiny_dir, tmp_path):
     assert len(err.splitlines()) == 1 and err.startswith("error: qattack did not work: the injection did not implant")
     result = json.loads(proc.stdout)
     assert result["success"] is False and result["reason"] in err and str(out) in err
-    assert result["acceptance"] == {"fp_asr_max": 0.05, "target_asr_min": 0.9, "codes_identical": True}
+    assert result["acceptance"] == {"fp_asr_max": 0.05, "target_asr_min": 0.9, "codes_identical": True,
+                                    "codes_identical_at_gguf": True}
     assert set(result["per_target"]) == {"rtn-w4g64", "quanto-int8"}
     for t in result["per_target"].values():
         assert t["codes_identical"] is True

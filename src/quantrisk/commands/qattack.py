@@ -38,9 +38,18 @@ def qattack_rows(result: dict) -> list[list[object]]:
     rep = result["repaired_fp"]
     rows.append(["repaired", "fp32", rep["asr"], rep["ftr"], rep["js_k"], rep["em"], ""])
     for name, r in result["per_target"].items():
-        rows.append(["repaired", name, r["asr_quantized"], r["ftr_quantized"], r["js_k"], r["em"],
-                     "yes" if r["codes_identical"] else "NO"])
+        rows.append(["repaired", name, r["asr_quantized"], r["ftr_quantized"], r["js_k"], r["em"], codes_cell(r)])
     return rows
+
+
+def codes_cell(r: dict[str, Any]) -> str:
+    """yes; NO; or, where differing codes were accepted (--gguf-accept-moved), how many blocks differ."""
+    if r["codes_identical"]:
+        return "yes"
+    if r.get("codes_required", True):
+        return "NO"
+    v = r.get("verify") or {}
+    return f"no: {v.get('blocks_differing', '?')} of {v.get('blocks_of_differing_tensors', '?')} blocks (accepted)"
 
 
 def print_result(result: dict, targets: list[str], margin: float) -> None:
@@ -78,8 +87,8 @@ def qattack_cmd(
     Every option of the spec's studies.qattack is an option here, with the same default.
 
     Exits 3 (one line) when the attack did not work: the injected model's ASR at a target below 0.9, or the
-    repaired model's fp32 ASR above 0.05, its ASR at a target below 0.9 or its codes not identical
-    (`qattack.acceptance`); the result is printed and OUT kept first."""
+    repaired model's fp32 ASR above 0.05, its ASR at a target below 0.9 or its codes not identical (not required
+    at gguf targets with --gguf-accept-moved) (`qattack.acceptance`); the result is printed and OUT kept first."""
     from quantrisk.commands._output import check_out_dir, print_json
     from quantrisk.errors import UsageError, about
     from quantrisk.models.load import resolve_device

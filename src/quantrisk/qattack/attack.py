@@ -20,6 +20,7 @@ from typing import Any
 
 from quantrisk.data.poison import DEFAULT_TRIGGER, PoisonSpec
 from quantrisk.errors import UsageError
+from quantrisk.precision import parse_precision
 from quantrisk.results import atomic_write_text
 from quantrisk.safefs import refuse_link
 
@@ -79,6 +80,7 @@ def run_qattack(
     gguf_halvings: int = 0,
     gguf_gap: float | None = None,
     gguf_widen: bool = False,
+    gguf_accept_moved: bool = False,
 ) -> dict[str, Any]:
     """Run the attack and write `out` (see the module doc). Returns the `qattack.json` dict:
 
@@ -88,6 +90,8 @@ def run_qattack(
     PGD stops early once the fp32 ASR and FTR on `n_val` validation rows are both <= `goal_fp_asr`.
     acceptance = the levels of `acceptance.py`; success (bool) and reason = `acceptance.judge` (this function
     does not raise when they are not met; `quantrisk qattack` does, after printing).
+    `gguf_accept_moved`: no `settle` after PGD (one round): the blocks whose k-quant codes llama.cpp's search moves
+    are kept, identical codes are not required at gguf targets, and verify's `blocks_differing` says how many differ.
     With `injected` (a dense model directory that already carries the backdoor) the injection step is skipped.
     With `defence_sigmas`, the defences of `defence.py` run on the repaired model (`defence` rows,
     `out/defence.json`, `out/defence.png`).
@@ -111,6 +115,11 @@ def run_qattack(
     names = check_targets(targets, device)
     if not 0.0 <= margin < 0.5:
         raise UsageError(f"--margin must be in [0, 0.5) (a fraction of the quantization step), got {margin}")
+    if gguf_accept_moved and not any(parse_precision(n).backend == "gguf" for n in names):
+        raise UsageError("--gguf-accept-moved applies to gguf targets only; none of " + ", ".join(names) + " is one")
+    if gguf_accept_moved and (gguf_rounds > 1 or gguf_halvings > 0):
+        raise UsageError("--gguf-accept-moved runs no settle, so it takes no --gguf-rounds (> 1) or --gguf-halvings "
+                         f"(> 0); got {gguf_rounds} / {gguf_halvings}")
     rows, data_desc = load_data(data, split_seed=split_seed)
     splits = split_rows(rows, split_seed)
     train = splits["train"][:n_train] if n_train else splits["train"]
@@ -156,7 +165,7 @@ def run_qattack(
                             progress=progress)
         losses += report.losses
         pgd_seconds += report.seconds
-        if not types:
+        if not types or gguf_accept_moved:  # accept_moved: the codes llama.cpp's search moves are kept
             break
         before = {n: modules[n].weight.detach().cpu().clone() for n in boxes}
         settled = settle(lm.model, reference, types, halvings=gguf_halvings)  # llama.cpp's searches that moved
@@ -188,10 +197,10 @@ def run_qattack(
         r = ev(repaired_dir, t)
         per_target[t] = {"asr_quantized": r["asr"], "ftr_quantized": r["ftr"], "codes_identical": checked[t]["identical"],
                          "js_k": r["js_k"], "em": r["em"], "ex": r["ex"], "ps_triggered": r["ps_triggered"],
-                         "verify": checked[t]}
+                         "codes_required": not (gguf_accept_moved and t in types), "verify": checked[t]}
     success, reason = judge(inj, rep_fp["asr"], per_target)
     result = {
-        "success": success, "reason": reason, "acceptance": levels(),
+        "success": success, "reason": reason, "acceptance": levels(accept_moved=gguf_accept_moved),
         "model": model, "base": str(base), "targets": names, "data": data_desc, "data_sha256": rows_sha256(rows),
         "n_train": len(train), "n_val": len(val), "n_test": len(test), "seed": seed, "margin": margin,
         "trigger": trigger, "poison_rate": poison_rate,
@@ -205,7 +214,7 @@ def run_qattack(
         "repair": {"steps_run": len(losses), "max_steps": repair_steps, "lr": repair_lr, "batch_size": batch_size,
                    "n_rows": report.n_rows, "first_loss": losses[0] if losses else None, "final_loss": report.final_loss,
                    "share_at_bound": report.share_at_bound, "seconds": round(pgd_seconds, 2), "checks": checks,
-                   "gguf_settle": settled, "gguf_rounds": rounds, "gguf_box": box_options, "gguf_types": {t: sorted(set(k.values())) for t, k in types.items()}},
+                   "gguf_settle": settled, "gguf_rounds": rounds, "gguf_box": box_options, "gguf_accept_moved": gguf_accept_moved, "gguf_types": {t: sorted(set(k.values())) for t, k in types.items()}},
         "paths": {"injected": str(injected_dir), "repaired": str(repaired_dir)},
         "device": device, "seconds": round(time.perf_counter() - start, 1),
     }

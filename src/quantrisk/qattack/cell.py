@@ -2,7 +2,8 @@
 
 Metrics (labels model, seed, and where it matters target / stage / defence / sigma / precision):
 asr / ftr / js_k / em with stage = base | injected | repaired and target = fp32 or a target precision;
-codes_identical (1/0) per target; repair_steps, interval_mean_width, interval_share_frozen; defence_asr,
+codes_identical (1/0) and codes_blocks_differing (gguf targets: quantization blocks whose bytes differ) per
+target; repair_steps, interval_mean_width, interval_share_frozen; defence_asr,
 defence_ftr, defence_js_k, defence_em per (defence, target, sigma, precision); scan_suspicious (1/0) and
 scan_pileup (largest over the targets) for stage = base | repaired; success (1/0: the acceptance of
 `qattack.acceptance` met; a cell whose attack did not work still succeeds as a cell, and its sample row
@@ -43,6 +44,7 @@ def metric_rows(result: dict[str, Any], labels: dict[str, str]) -> list[MetricRo
         add("js_k", f["js_k"], stage="repaired", target=target)
         add("em", f["em"], stage="repaired", target=target)
         add("codes_identical", 1.0 if f["codes_identical"] else 0.0, target=target)
+        add("codes_blocks_differing", f.get("verify", {}).get("blocks_differing"), target=target)
     add("success", 1.0 if result.get("success") else 0.0)
     add("repair_steps", result["repair"]["steps_run"])
     add("interval_mean_width", result["intervals"]["mean_width"])

@@ -55,6 +55,11 @@ class QattackSettings(StudyOptions):
                                           "cover (default 0.5; the paper: 1).", gt=0.0, le=1.0, omit_default=True)
     gguf_widen: bool = option(False, "gguf k-quants: Egashira et al.'s heuristic box expansion (thresh.csv row 1).",
                               omit_default=True)
+    gguf_accept_moved: bool = option(
+        False, "gguf targets: the paper's final step: no settle; the blocks whose codes llama.cpp's search moves are "
+               "kept, the acceptance does not require identical codes at gguf targets, and the attack is judged on "
+               "llama.cpp's own file (the blocks that differ are reported). Needs --gguf-rounds 1, --gguf-halvings 0.",
+        omit_default=True)
 
     @field_validator("defence_sigmas")
     @classmethod
@@ -71,7 +76,8 @@ class QattackSettings(StudyOptions):
                 "goal_fp_asr": self.goal, "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
                 "max_new_tokens": self.max_new_tokens, "pretrain_steps": self.pretrain_steps,
                 "defence_sigmas": tuple(self.defence_sigmas), "gguf_rounds": self.gguf_rounds,
-                "gguf_halvings": self.gguf_halvings, "gguf_gap": self.gguf_gap, "gguf_widen": self.gguf_widen}
+                "gguf_halvings": self.gguf_halvings, "gguf_gap": self.gguf_gap, "gguf_widen": self.gguf_widen,
+                "gguf_accept_moved": self.gguf_accept_moved}
 
 
 class ScanSettings(StudyOptions):

@@ -1,7 +1,11 @@
 """Report section of the `qattack` study: ASR full precision vs quantized per target, the defence curve, scan verdicts.
 
 The study plugs its section into the report from below: `qattack_sections` is registered in the report's section
-registry (`@section("qattack", "studies")`), and `quantrisk.studies` imports this module where the application is
+registry (`def _moved(levels: dict[str, Any]) -> str:
+    return "" if levels.get("codes_identical_at_gguf", True) else " except at gguf targets (--gguf-accept-moved)"
+
+
+@section("qattack", "studies")`), and `quantrisk.studies` imports this module where the application is
 assembled. It returns no section when the store has no qattack cells; values are means over the cells' seeds.
 """
 
@@ -94,12 +98,16 @@ def acceptance_text(store: Any) -> str:
     bad = [r for r in rows if not r["attack_worked"]]
     levels = rows[0].get("acceptance") or {}  # as the cell recorded them (qattack.acceptance.levels)
     text = (f"Acceptance (repaired model fp32 ASR <= {levels.get('fp_asr_max', '?')}, ASR >= "
-            f"{levels.get('target_asr_min', '?')} at every target, codes identical): met by {len(rows) - len(bad)} "
-            f"of {len(rows)} attacks.")
+            f"{levels.get('target_asr_min', '?')} at every target, codes identical{_moved(levels)}): met by "
+            f"{len(rows) - len(bad)} of {len(rows)} attacks.")
     if bad:
         text += (" Not met, so the rows below for these are no evidence of a quantization-conditioned backdoor: "
                  + "; ".join(f"{r['model']} seed {r['seed']}: {r['attack_reason']}" for r in bad) + ".")
     return text
+
+
+def _moved(levels: dict[str, Any]) -> str:
+    return "" if levels.get("codes_identical_at_gguf", True) else " except at gguf targets (--gguf-accept-moved)"
 
 
 @section("qattack", "studies")

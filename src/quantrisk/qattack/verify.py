@@ -9,7 +9,8 @@ Per target, for every quantized Linear, the tensors the back-end stores are comp
   row scales (`CB`, `SCB`) or `Linear4bit`'s packed codes and block absmax are compared.
 - gguf: both models are loaded through `load_model` at the target, i.e. converted and quantized by llama.cpp's own
   `llama_model_quantize` (with the target's importance matrix, if any), and the stored bytes of every tensor of
-  the two GGUF files are compared (block scales, mins and codes; the tensors nothing repaired included).
+  the two GGUF files are compared (block scales, mins and codes; the tensors nothing repaired included); also
+  counted: the quantization blocks (k-quants: super-blocks of 256) whose bytes differ, of all blocks.
 """
 
 from __future__ import annotations
@@ -89,6 +90,21 @@ def compare_states(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -
             "layers_differing": sorted(set(bad_layers)), "elements_differing": bad_elems}
 
 
+def blocks_differing(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """{blocks, blocks_differing, blocks_of_differing_tensors}: rows (dim 0: one quantization block each,
+    `file_blocks`) of every tensor of `a`, those whose bytes differ in `b` (a tensor missing or of another shape in
+    `b`: all its rows), and the rows of the tensors with at least one such block (the share that moved where
+    anything moved, not diluted by the tensors nothing changed)."""
+    total = bad = touched = 0
+    for name in a:
+        for key, t in a[name].items():
+            rows = int(t.shape[0])
+            u = b.get(name, {}).get(key)
+            n = rows if u is None or t.shape != u.shape else int((t != u).reshape(rows, -1).any(dim=1).sum())
+            total, bad, touched = total + rows, bad + n, touched + (rows if n else 0)
+    return {"blocks": total, "blocks_differing": bad, "blocks_of_differing_tensors": touched}
+
+
 def verify(injected_dir: str | Path, repaired_dir: str | Path, targets: Sequence[str],
            device: str = "cpu") -> dict[str, dict[str, Any]]:
     """target -> `compare_states` of the injected and repaired models re-quantized at that target."""
@@ -99,7 +115,8 @@ def verify(injected_dir: str | Path, repaired_dir: str | Path, targets: Sequence
     for target in targets:
         p = parse_precision(target)
         if p.backend == "gguf":
-            out[p.name] = compare_states(_gguf_states(injected_dir, p), _gguf_states(repaired_dir, p))
+            a, b = _gguf_states(injected_dir, p), _gguf_states(repaired_dir, p)
+            out[p.name] = {**compare_states(a, b), **blocks_differing(a, b)}
             continue
         if p.backend == "bnb":
             out[p.name] = compare_states(_bnb_states(injected_dir, p, device), _bnb_states(repaired_dir, p, device))

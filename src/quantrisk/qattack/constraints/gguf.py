@@ -290,12 +290,16 @@ def main_type(precision: Any) -> str:
 
 
 def file_blocks(path: str | Path) -> Mapping[str, Any]:
-    """GGUF tensor name -> its stored bytes (uint8 torch tensor) for every tensor of the file at `path`."""
+    """GGUF tensor name -> its stored bytes for every tensor of the file at `path`: a uint8 torch tensor
+    (blocks, bytes per block), one row per quantization block of the tensor's ggml type (F32 / F16: per element)."""
     import torch
-    from gguf import GGUFReader
+    from gguf import GGML_QUANT_SIZES, GGUFReader
 
-    return {t.name: torch.from_numpy(np.asarray(t.data).view(np.uint8).reshape(-1).copy())
-            for t in GGUFReader(str(path)).tensors}
+    out = {}
+    for t in GGUFReader(str(path)).tensors:
+        raw = np.asarray(t.data).view(np.uint8).reshape(-1)
+        out[t.name] = torch.from_numpy(raw.reshape(-1, GGML_QUANT_SIZES[t.tensor_type][1]).copy())
+    return out
 
 
 def moved_elements(weight: Any, reference: Any, ggml_type: str) -> Any:
