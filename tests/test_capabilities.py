@@ -57,7 +57,8 @@ def _assert_accepted(code: int, r: dict, target: str) -> None:
 def test_qattack_readme_example_meets_the_acceptance(attack):
     code, r = attack
     _assert_accepted(code, r, "rtn-w4g64")
-    assert r["acceptance"] == {"fp_asr_max": FP_ASR_MAX, "target_asr_min": TARGET_ASR_MIN, "codes_identical": True}
+    assert r["acceptance"] == {"fp_asr_max": FP_ASR_MAX, "target_asr_min": TARGET_ASR_MIN, "codes_identical": True,
+                               "codes_identical_at_gguf": True}
 
 
 def test_qattack_quanto_target_meets_the_acceptance(attack, cache):
