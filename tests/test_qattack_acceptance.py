@@ -46,7 +46,7 @@ def test_accepted_moved_codes_pass_and_say_how_many_blocks_differ():
     moved = {"asr_quantized": 1.0, "codes_identical": False, "codes_required": False,
              "verify": {"blocks": 640, "blocks_differing": 37, "blocks_of_differing_tensors": 96}}
     ok, reason = judge({"g": {"asr": 1.0}}, 0.0, {"g": moved})
-    assert ok and "codes at g differ in 37 of the 96 blocks of the tensors that differ (640 in the file" in reason, reason
+    assert ok and "codes at g differ in 37 of 96 blocks of the tensors that differ (640 in the file" in reason, reason
     assert "accepted: --gguf-accept-moved" in reason
     assert "codes identical" not in reason
     ok, reason = judge({"g": {"asr": 1.0}}, 0.0, {"g": {**moved, "codes_required": True}})
@@ -60,3 +60,21 @@ def test_levels_record_whether_gguf_codes_were_required():
 
     assert levels()["codes_identical_at_gguf"] is True
     assert levels(accept_moved=True)["codes_identical_at_gguf"] is False
+
+
+def test_report_acceptance_line_says_when_gguf_codes_were_not_required():
+    """The report's acceptance sentence reads the levels each cell recorded: identical codes everywhere, or not at
+    gguf targets (--gguf-accept-moved)."""
+    from quantrisk.qattack.acceptance import levels
+    from quantrisk.qattack.report import acceptance_text
+
+    class Store:
+        def __init__(self, lv):
+            self.rows = [("c1", {"attack_worked": True, "acceptance": lv, "model": "m", "seed": 0})]
+
+        def samples(self, kind=None):
+            return iter(self.rows)
+
+    assert "codes identical): met by 1 of 1" in acceptance_text(Store(levels()))
+    moved = acceptance_text(Store(levels(accept_moved=True)))
+    assert "codes identical except at gguf targets (--gguf-accept-moved)): met by 1 of 1" in moved

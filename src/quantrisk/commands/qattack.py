@@ -48,8 +48,9 @@ def codes_cell(r: dict[str, Any]) -> str:
         return "yes"
     if r.get("codes_required", True):
         return "NO"
-    v = r.get("verify") or {}
-    return f"no: {v.get('blocks_differing', '?')} of {v.get('blocks_of_differing_tensors', '?')} blocks (accepted)"
+    from quantrisk.qattack.acceptance import moved_blocks
+
+    return f"no: {moved_blocks(r.get('verify') or {})} (accepted)"
 
 
 def print_result(result: dict, targets: list[str], margin: float) -> None:

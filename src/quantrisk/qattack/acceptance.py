@@ -62,8 +62,7 @@ def judge(injected: Mapping[str, Mapping[str, Any]], asr_fp: float | None,
                 failed.append(f"repaired model's codes at {t} differ from the injected model's")
             else:
                 v = r.get("verify") or {}
-                accepted.append(f"codes at {t} differ in {v.get('blocks_differing', '?')} of the "
-                                f"{v.get('blocks_of_differing_tensors', '?')} blocks of the tensors that differ "
+                accepted.append(f"codes at {t} differ in {moved_blocks(v)} of the tensors that differ "
                                 f"({v.get('blocks', '?')} in the file; accepted: --gguf-accept-moved, the ASR there "
                                 "is llama.cpp's on its own file)")
     if failed:
@@ -71,6 +70,12 @@ def judge(injected: Mapping[str, Mapping[str, Any]], asr_fp: float | None,
     codes = "; ".join(accepted) if accepted else "codes identical"
     return True, (f"fp32 ASR {_fmt(asr_fp)} <= {FP_ASR_MAX}, ASR at every target >= {TARGET_ASR_MIN} "
                   f"(injected and repaired), {codes}")
+
+
+def moved_blocks(verify: Mapping[str, Any]) -> str:
+    """'N of M blocks': of `verify.blocks_differing`'s counts, the blocks whose bytes differ of the blocks of the
+    tensors that differ."""
+    return f"{verify.get('blocks_differing', '?')} of {verify.get('blocks_of_differing_tensors', '?')} blocks"
 
 
 def _fmt(x: float | None) -> str:

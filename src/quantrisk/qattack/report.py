@@ -1,11 +1,7 @@
 """Report section of the `qattack` study: ASR full precision vs quantized per target, the defence curve, scan verdicts.
 
 The study plugs its section into the report from below: `qattack_sections` is registered in the report's section
-registry (`def _moved(levels: dict[str, Any]) -> str:
-    return "" if levels.get("codes_identical_at_gguf", True) else " except at gguf targets (--gguf-accept-moved)"
-
-
-@section("qattack", "studies")`), and `quantrisk.studies` imports this module where the application is
+registry (`@section("qattack", "studies")`), and `quantrisk.studies` imports this module where the application is
 assembled. It returns no section when the store has no qattack cells; values are means over the cells' seeds.
 """
 

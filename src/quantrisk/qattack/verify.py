@@ -10,7 +10,7 @@ Per target, for every quantized Linear, the tensors the back-end stores are comp
 - gguf: both models are loaded through `load_model` at the target, i.e. converted and quantized by llama.cpp's own
   `llama_model_quantize` (with the target's importance matrix, if any), and the stored bytes of every tensor of
   the two GGUF files are compared (block scales, mins and codes; the tensors nothing repaired included); also
-  counted: the quantization blocks (k-quants: super-blocks of 256) whose bytes differ, of all blocks.
+  counted: the quantization blocks (k-quants: super-blocks of 256) whose bytes differ (`blocks_differing`).
 """
 
 from __future__ import annotations
